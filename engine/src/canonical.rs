@@ -1,0 +1,1 @@
+//! RFC 8785 (JCS) canonical JSON and the `input_hash` of tool arguments.

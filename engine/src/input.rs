@@ -1,0 +1,1 @@
+//! The Rego input document; tool action/target classification and normalisation.

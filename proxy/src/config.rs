@@ -1,0 +1,1 @@
+//! TOML configuration with environment overrides, validated once at start into typed structs.

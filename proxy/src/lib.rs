@@ -1,0 +1,26 @@
+//! toolgate: a security proxy for AI agents' MCP tool calls.
+//!
+//! Every tool call runs one straight pipeline: JWT -> session -> DLP -> policy -> forward -> audit.
+//! The decisions themselves are made by the pure `toolgate-engine` crate; this crate is the I/O around it.
+//!
+//! # Layout
+//! - [`cli`]: clap subcommands: serve, demo-server, token, policy, audit.
+//! - [`config`]: TOML + environment overrides, validated once at start into typed structs.
+//! - [`server`]: the hyper server, routing, body limits, the one place errors become responses.
+//! - [`mcp`]: JSON-RPC types, streamable HTTP (both protocol eras), sessions, upstreams (HTTP, stdio).
+//! - [`pipeline`]: one tool call: jwt -> session -> dlp -> policy -> forward -> audit.
+//! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
+//! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, verify and export.
+//! - [`telemetry`]: Prometheus metrics and JSON logs.
+//! - [`demo_server`]: the bundled stdio MCP server behind the default config.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo_server;
+pub mod mcp;
+pub mod pipeline;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! A stdio MCP upstream: one child process shared by many agents, with request ids mapped.

@@ -1,0 +1,1 @@
+//! One tool call: jwt -> session -> dlp -> policy -> forward -> audit.
