@@ -1,1 +1,167 @@
 //! RFC 8785 (JCS) canonical JSON and the `input_hash` of tool arguments.
+//!
+//! Both the audit chain and `input_hash` hash canonical JSON, so the same value always yields the same bytes
+//! whatever key order or whitespace it arrived with. The rules that matter (see `docs/audit-format.md`):
+//! object members sorted by the UTF-16 code units of their names, no whitespace, strings escaped minimally
+//! (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other controls as `\u00xx`; everything else as UTF-8), numbers
+//! written as ECMAScript's `Number.prototype.toString` writes the IEEE 754 double they denote.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The RFC 8785 canonical form of `value`.
+pub fn to_jcs(value: &Value) -> String {
+    match serde_jcs::to_string(value) {
+        Ok(text) => text,
+        // serde_jcs fails only on a non-finite number or a non-string key. A `serde_json::Value` holds neither:
+        // its numbers are i64, u64 or finite f64 (the parser rejects `1e400`; `arbitrary_precision`, which
+        // would let one through, is not enabled, and a test below guards that), and its keys are strings.
+        Err(err) => unreachable!("JCS of a serde_json::Value cannot fail: {err}"),
+    }
+}
+
+/// Lowercase hex SHA-256 of `JCS(arguments)`: what the audit log stores instead of the arguments.
+pub fn input_hash(arguments: &Value) -> String {
+    sha256_hex(to_jcs(arguments).as_bytes())
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn jcs_of(text: &str) -> String {
+        let value: Value = serde_json::from_str(text).unwrap();
+        to_jcs(&value)
+    }
+
+    #[test]
+    fn sha256_of_known_inputs() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// The example of RFC 8785 section 3.2.2 (also covers number formatting of non-integers).
+    #[test]
+    fn rfc8785_main_example() {
+        let input = r#"{
+          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+          "literals": [null, true, false]
+        }"#;
+        assert_eq!(
+            jcs_of(input),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    /// RFC 8785 section 3.2.3: members sort by UTF-16 code units, so U+1F600 (surrogates D83D DE00) sorts
+    /// before U+FB33, although its UTF-8 bytes and its code point sort after.
+    #[test]
+    fn keys_sort_by_utf16_code_units() {
+        let input = r#"{
+          "\u20ac": "Euro Sign",
+          "\r": "Carriage Return",
+          "\ufb33": "Hebrew Letter Dalet With Dagesh",
+          "1": "One",
+          "\ud83d\ude00": "Emoji: Grinning Face",
+          "\u0080": "Control",
+          "\u00f6": "Latin Small Letter O With Diaeresis"
+        }"#;
+        let expected = "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\
+                        \"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\
+                        \"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
+        assert_eq!(jcs_of(input), expected);
+    }
+
+    #[test]
+    fn nested_objects_sort_and_arrays_keep_order() {
+        let value =
+            json!({"b": [3, {"z": 1, "a": 2}, 1], "a": {"d": null, "c": true}, "B": "upper"});
+        assert_eq!(
+            to_jcs(&value),
+            r#"{"B":"upper","a":{"c":true,"d":null},"b":[3,{"a":2,"z":1},1]}"#
+        );
+    }
+
+    #[test]
+    fn strings_escape_only_what_rfc8785_requires() {
+        let value = json!("q\" b\\ s/ \u{8}\u{c}\n\r\t \u{1} \u{1f} \u{7f} é ✓ 😀 <>&'");
+        assert_eq!(
+            to_jcs(&value),
+            "\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001 \\u001f \u{7f} é ✓ 😀 <>&'\""
+        );
+    }
+
+    #[test]
+    fn integers_print_as_ecmascript_numbers() {
+        let value = json!([
+            0,
+            -1,
+            42,
+            1_000_000,
+            -9_007_199_254_740_991_i64,
+            9_007_199_254_740_991_i64
+        ]);
+        assert_eq!(
+            to_jcs(&value),
+            "[0,-1,42,1000000,-9007199254740991,9007199254740991]"
+        );
+        // Beyond 2^53 a JSON number is the nearest double, printed as ECMAScript prints it.
+        assert_eq!(
+            to_jcs(&json!(9_007_199_254_740_993_i64)),
+            "9007199254740992"
+        );
+        assert_eq!(to_jcs(&json!(u64::MAX)), "18446744073709552000");
+        assert_eq!(to_jcs(&json!(1e21)), "1e+21");
+        assert_eq!(to_jcs(&json!(-0.0)), "0");
+        assert_eq!(to_jcs(&json!(5.0)), "5");
+    }
+
+    #[test]
+    fn whitespace_and_key_order_do_not_change_the_canonical_form() {
+        let a = jcs_of("{ \"path\" : \"/tmp/x\",\n \"mode\": [1, 2] }");
+        let b = jcs_of(r#"{"mode":[1,2],"path":"/tmp/x"}"#);
+        assert_eq!(a, r#"{"mode":[1,2],"path":"/tmp/x"}"#);
+        assert_eq!(a, b);
+    }
+
+    /// Golden vector computed outside this code: Python `hashlib.sha256(b'{"path":"/home/projects/report.pdf"}')`.
+    #[test]
+    fn input_hash_golden_vector() {
+        let arguments = json!({"path": "/home/projects/report.pdf"});
+        assert_eq!(
+            to_jcs(&arguments),
+            r#"{"path":"/home/projects/report.pdf"}"#
+        );
+        assert_eq!(input_hash(&arguments), INPUT_HASH_REPORT_PDF);
+        let reordered: Value =
+            serde_json::from_str("{ \"path\":\n\"/home/projects/report.pdf\" }").unwrap();
+        assert_eq!(input_hash(&reordered), INPUT_HASH_REPORT_PDF);
+        assert_ne!(
+            input_hash(&json!({"path": "/home/projects/report.pdf "})),
+            INPUT_HASH_REPORT_PDF
+        );
+    }
+
+    const INPUT_HASH_REPORT_PDF: &str =
+        "a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d";
+
+    /// `to_jcs` relies on serde_json rejecting non-finite numbers; `arbitrary_precision` would accept them.
+    #[test]
+    fn serde_json_rejects_numbers_jcs_cannot_write() {
+        assert!(serde_json::from_str::<Value>("1e400").is_err());
+        assert!(serde_json::from_str::<Value>("[NaN]").is_err());
+    }
+}

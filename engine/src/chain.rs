@@ -2,7 +2,12 @@
 //!
 //! See `docs/audit-format.md` for the exact hashing rules an outside verifier follows.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::canonical::{sha256_hex, to_jcs};
 
 /// The hash that stands before the first event of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -44,4 +49,860 @@ pub struct AuditEvent {
     pub extra: serde_json::Value,
     pub previous_hash: String,
     pub event_hash: String,
+}
+
+impl AuditEvent {
+    /// The object that is hashed: every field but `previous_hash` and `event_hash`, an absent value as `null`.
+    pub fn hashed_object(&self) -> Value {
+        fn text(value: &str) -> Value {
+            Value::String(value.to_owned())
+        }
+        fn opt_text(value: &Option<String>) -> Value {
+            value.as_deref().map_or(Value::Null, text)
+        }
+        fn opt_int(value: Option<i64>) -> Value {
+            value.map_or(Value::Null, Value::from)
+        }
+        let mut object = Map::with_capacity(26);
+        object.insert("id".into(), text(&self.id));
+        object.insert("chain_id".into(), text(&self.chain_id));
+        object.insert("seq".into(), Value::from(self.seq));
+        object.insert("timestamp".into(), text(&self.timestamp));
+        object.insert("event_type".into(), text(&self.event_type));
+        object.insert("agent_id".into(), opt_text(&self.agent_id));
+        object.insert("session_id".into(), opt_text(&self.session_id));
+        object.insert("tenant_id".into(), opt_text(&self.tenant_id));
+        object.insert("workflow_id".into(), opt_text(&self.workflow_id));
+        object.insert("requester_id".into(), opt_text(&self.requester_id));
+        object.insert("tool_name".into(), opt_text(&self.tool_name));
+        object.insert("mcp_server".into(), opt_text(&self.mcp_server));
+        object.insert("action".into(), opt_text(&self.action));
+        object.insert("target".into(), opt_text(&self.target));
+        object.insert("input_hash".into(), opt_text(&self.input_hash));
+        object.insert("policy_result".into(), opt_text(&self.policy_result));
+        object.insert("policy_id".into(), opt_text(&self.policy_id));
+        object.insert("policy_reason".into(), opt_text(&self.policy_reason));
+        object.insert("behavioral_score".into(), opt_text(&self.behavioral_score));
+        object.insert("dlp_findings".into(), self.dlp_findings.clone());
+        object.insert("dlp_action".into(), opt_text(&self.dlp_action));
+        object.insert("response_code".into(), opt_int(self.response_code));
+        object.insert("latency_us".into(), opt_int(self.latency_us));
+        object.insert("error".into(), opt_text(&self.error));
+        object.insert("trace_id".into(), opt_text(&self.trace_id));
+        object.insert("extra".into(), self.extra.clone());
+        Value::Object(object)
+    }
+
+    /// Lowercase hex SHA-256 of `JCS(hashed_object())` followed by the ASCII bytes of `self.previous_hash`.
+    pub fn compute_hash(&self) -> String {
+        event_hash_of(&self.hashed_object(), &self.previous_hash)
+    }
+}
+
+fn event_hash_of(hashed_object: &Value, previous_hash: &str) -> String {
+    let mut bytes = to_jcs(hashed_object).into_bytes();
+    bytes.extend_from_slice(previous_hash.as_bytes());
+    sha256_hex(&bytes)
+}
+
+/// Everything an event carries before the writer assigns its place in the chain.
+///
+/// `dlp_findings` and `extra` left as `null` (the `Default`) are sealed as `[]` and `{}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventDraft {
+    pub id: String,
+    /// RFC 3339 UTC with microseconds, e.g. `2026-11-22T20:15:00.123456Z`.
+    pub timestamp: String,
+    pub event_type: String,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub workflow_id: Option<String>,
+    pub requester_id: Option<String>,
+    pub tool_name: Option<String>,
+    pub mcp_server: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub input_hash: Option<String>,
+    pub policy_result: Option<String>,
+    pub policy_id: Option<String>,
+    pub policy_reason: Option<String>,
+    /// A decimal string, never a float: hashed values hold no floating-point numbers.
+    pub behavioral_score: Option<String>,
+    /// A JSON array of findings; must hold no floating-point numbers.
+    pub dlp_findings: Value,
+    pub dlp_action: Option<String>,
+    pub response_code: Option<i64>,
+    pub latency_us: Option<i64>,
+    pub error: Option<String>,
+    pub trace_id: Option<String>,
+    /// A JSON object; must hold no floating-point numbers.
+    pub extra: Value,
+}
+
+/// The head of one chain; owned by the single audit writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub chain_id: String,
+    /// The last `seq` of the chain; 0 when the chain is empty.
+    pub seq: i64,
+    /// The last `event_hash` of the chain; [`GENESIS_HASH`] when the chain is empty.
+    pub hash: String,
+}
+
+impl ChainHead {
+    /// The head of an empty chain.
+    pub fn genesis(chain_id: impl Into<String>) -> ChainHead {
+        ChainHead {
+            chain_id: chain_id.into(),
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
+    }
+
+    /// The head of a chain whose last event is `event` (as stored: its hash is taken, not recomputed).
+    pub fn after(event: &AuditEvent) -> ChainHead {
+        ChainHead {
+            chain_id: event.chain_id.clone(),
+            seq: event.seq,
+            hash: event.event_hash.clone(),
+        }
+    }
+
+    /// Places `draft` after the head: `seq` = head seq + 1, `previous_hash` = head hash; computes
+    /// `event_hash` and advances the head to the new event.
+    pub fn seal(&mut self, draft: EventDraft) -> AuditEvent {
+        let EventDraft {
+            id,
+            timestamp,
+            event_type,
+            agent_id,
+            session_id,
+            tenant_id,
+            workflow_id,
+            requester_id,
+            tool_name,
+            mcp_server,
+            action,
+            target,
+            input_hash,
+            policy_result,
+            policy_id,
+            policy_reason,
+            behavioral_score,
+            dlp_findings,
+            dlp_action,
+            response_code,
+            latency_us,
+            error,
+            trace_id,
+            extra,
+        } = draft;
+        let mut event = AuditEvent {
+            id,
+            chain_id: self.chain_id.clone(),
+            seq: self.seq + 1,
+            timestamp,
+            event_type,
+            agent_id,
+            session_id,
+            tenant_id,
+            workflow_id,
+            requester_id,
+            tool_name,
+            mcp_server,
+            action,
+            target,
+            input_hash,
+            policy_result,
+            policy_id,
+            policy_reason,
+            behavioral_score,
+            dlp_findings: if dlp_findings.is_null() {
+                Value::Array(Vec::new())
+            } else {
+                dlp_findings
+            },
+            dlp_action,
+            response_code,
+            latency_us,
+            error,
+            trace_id,
+            extra: if extra.is_null() {
+                Value::Object(Map::new())
+            } else {
+                extra
+            },
+            previous_hash: self.hash.clone(),
+            event_hash: String::new(),
+        };
+        event.event_hash = event.compute_hash();
+        self.seq = event.seq;
+        self.hash.clone_from(&event.event_hash);
+        event
+    }
+}
+
+/// The first event that failed verification, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BadRow {
+    pub id: String,
+    pub chain_id: String,
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// The outcome of a verification; the proxy adds `duration_ms`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VerifyReport {
+    /// Every event examined, including those after the first bad row.
+    pub events_verified: u64,
+    pub chain_intact: bool,
+    pub first_bad_row: Option<BadRow>,
+}
+
+/// Incremental verifier over events ordered by (chain_id, seq) OR interleaved chains ordered by seq within each
+/// chain; keeps one expected head per chain_id.
+///
+/// After a bad row it resynchronises on that row as stored, so one tampered row is reported once and the rest
+/// of the chain is still checked (and counted).
+#[derive(Debug, Default)]
+pub struct Verifier {
+    heads: HashMap<String, ChainHead>,
+    events_verified: u64,
+    first_bad_row: Option<BadRow>,
+}
+
+impl Verifier {
+    pub fn new() -> Verifier {
+        Verifier::default()
+    }
+
+    /// For a range that starts mid-chain: the head the next event of `chain_id` must follow.
+    pub fn anchor(&mut self, head: ChainHead) {
+        self.heads.insert(head.chain_id.clone(), head);
+    }
+
+    /// Checks one event against its own hash and its chain's expected head; records the first bad row.
+    pub fn push(&mut self, event: &AuditEvent) {
+        self.events_verified += 1;
+        let problems = problems(event, self.heads.get(&event.chain_id));
+        match self.heads.get_mut(&event.chain_id) {
+            Some(head) => {
+                head.seq = event.seq;
+                head.hash.clone_from(&event.event_hash);
+            }
+            None => {
+                self.heads
+                    .insert(event.chain_id.clone(), ChainHead::after(event));
+            }
+        }
+        if !problems.is_empty() && self.first_bad_row.is_none() {
+            self.first_bad_row = Some(BadRow {
+                id: event.id.clone(),
+                chain_id: event.chain_id.clone(),
+                seq: event.seq,
+                reason: problems.join("; "),
+            });
+        }
+    }
+
+    pub fn finish(self) -> VerifyReport {
+        VerifyReport {
+            events_verified: self.events_verified,
+            chain_intact: self.first_bad_row.is_none(),
+            first_bad_row: self.first_bad_row,
+        }
+    }
+}
+
+/// Verifies a whole set of events that starts every chain at its genesis.
+pub fn verify<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> VerifyReport {
+    let mut verifier = Verifier::new();
+    for event in events {
+        verifier.push(event);
+    }
+    verifier.finish()
+}
+
+/// Every reason `event` breaks the chain whose expected head is `head` (`None`: the chain starts here). The
+/// texts are part of the verifier's output and match `tools/verify-audit.py` word for word.
+fn problems(event: &AuditEvent, head: Option<&ChainHead>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let recomputed = event.compute_hash();
+    if recomputed != event.event_hash {
+        problems.push(format!(
+            "event_hash mismatch: stored {}, recomputed {recomputed} (a hashed field was changed)",
+            event.event_hash
+        ));
+    }
+    match head {
+        None => {
+            if event.seq != 1 {
+                problems.push(format!(
+                    "first event of the chain has seq {}, expected 1 (earlier rows missing, or a range that needs an anchor)",
+                    event.seq
+                ));
+            }
+            if event.previous_hash != GENESIS_HASH {
+                problems.push(format!(
+                    "previous_hash mismatch: expected the genesis hash, found {}",
+                    event.previous_hash
+                ));
+            }
+        }
+        Some(head) => {
+            // i128: a tampered seq may sit at i64::MAX.
+            let expected = i128::from(head.seq) + 1;
+            let found = i128::from(event.seq);
+            if found > expected {
+                problems.push(format!(
+                    "seq gap: expected {expected}, found {found} ({} row(s) missing)",
+                    found - expected
+                ));
+            } else if found < expected {
+                problems.push(format!(
+                    "seq out of order: expected {expected}, found {found} (duplicate, inserted or reordered row)"
+                ));
+            }
+            if event.previous_hash != head.hash {
+                if head.hash == GENESIS_HASH {
+                    problems.push(format!(
+                        "previous_hash mismatch: expected the genesis hash, found {}",
+                        event.previous_hash
+                    ));
+                } else {
+                    problems.push(format!(
+                        "previous_hash mismatch: expected {} (event_hash of seq {}), found {}",
+                        head.hash, head.seq, event.previous_hash
+                    ));
+                }
+            }
+        }
+    }
+    for (prefix, value) in [
+        ("/dlp_findings", &event.dlp_findings),
+        ("/extra", &event.extra),
+    ] {
+        if let Some(pointer) = first_float(value, prefix) {
+            problems.push(format!(
+                "floating-point number in hashed value at {pointer}"
+            ));
+        }
+    }
+    problems
+}
+
+/// The JSON pointer of the first non-integer number in `value` (members in code point order), if any.
+fn first_float(value: &Value, prefix: &str) -> Option<String> {
+    // Tokens are collected leaf first, so the walk allocates nothing unless it finds a float.
+    fn walk(value: &Value) -> Option<Vec<String>> {
+        match value {
+            Value::Number(number) if !(number.is_i64() || number.is_u64()) => Some(Vec::new()),
+            Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+                walk(item).map(|mut tokens| {
+                    tokens.push(index.to_string());
+                    tokens
+                })
+            }),
+            Value::Object(members) => members.iter().find_map(|(key, item)| {
+                walk(item).map(|mut tokens| {
+                    tokens.push(key.replace('~', "~0").replace('/', "~1"));
+                    tokens
+                })
+            }),
+            _ => None,
+        }
+    }
+    walk(value).map(|tokens| {
+        let mut pointer = prefix.to_owned();
+        for token in tokens.iter().rev() {
+            pointer.push('/');
+            pointer.push_str(token);
+        }
+        pointer
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const INPUT_HASH: &str = "a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d";
+
+    /// The golden vectors: JCS strings written by hand, hashes computed with Python's hashlib over
+    /// `jcs.encode("utf-8") + previous_hash.encode("ascii")`. `docs/audit-format.md` shows the same numbers.
+    const GOLDEN_JCS_1: &str = r#"{"action":"read","agent_id":"a1","behavioral_score":"0.4","chain_id":"gw-01","dlp_action":null,"dlp_findings":[],"error":null,"event_type":"tool_call","extra":{"protocol_version":"2025-11-25","rpc_id":7},"id":"0193a5b2-7c1e-7d3f-9a4b-2c6d8e0f1a2b","input_hash":"a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d","latency_us":null,"mcp_server":"fs","policy_id":"fs.read.projects","policy_reason":"read inside the projects folder","policy_result":"allow","requester_id":null,"response_code":null,"seq":1,"session_id":"s-7f3c","target":"/home/projects/report.pdf","tenant_id":"t1","timestamp":"2026-11-22T20:15:00.123456Z","tool_name":"read_file","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","workflow_id":null}"#;
+    const GOLDEN_HASH_1: &str = "1c24c3c608b8addb96c4782c5f0d0811eecaca674dc6c3e8a0426316802bdea7";
+    const GOLDEN_JCS_2: &str = r#"{"action":"read","agent_id":"a1","behavioral_score":null,"chain_id":"gw-01","dlp_action":"redact","dlp_findings":[{"count":2,"path":"/content/0/text","severity":"medium","type":"email_address"}],"error":null,"event_type":"tool_result","extra":{"rpc_id":7,"upstream_message":"3 pages lues – \"été\""},"id":"0193a5b2-7c1f-7a01-8b5c-3d7e9f1a2b3c","input_hash":"a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d","latency_us":8446,"mcp_server":"fs","policy_id":"fs.read.projects","policy_reason":null,"policy_result":"allow","requester_id":null,"response_code":200,"seq":2,"session_id":"s-7f3c","target":"/home/projects/report.pdf","tenant_id":"t1","timestamp":"2026-11-22T20:15:00.131902Z","tool_name":"read_file","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","workflow_id":null}"#;
+    const GOLDEN_HASH_2: &str = "acf8611021d3367dcb2ddab0b334386db20975a5f849e64c8de042fa79eee9e7";
+
+    /// The contract's field list, in the contract's order.
+    const CONTRACT_FIELDS: [&str; 28] = [
+        "id",
+        "chain_id",
+        "seq",
+        "timestamp",
+        "event_type",
+        "agent_id",
+        "session_id",
+        "tenant_id",
+        "workflow_id",
+        "requester_id",
+        "tool_name",
+        "mcp_server",
+        "action",
+        "target",
+        "input_hash",
+        "policy_result",
+        "policy_id",
+        "policy_reason",
+        "behavioral_score",
+        "dlp_findings",
+        "dlp_action",
+        "response_code",
+        "latency_us",
+        "error",
+        "trace_id",
+        "extra",
+        "previous_hash",
+        "event_hash",
+    ];
+
+    fn some(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+
+    fn golden_call() -> EventDraft {
+        EventDraft {
+            id: "0193a5b2-7c1e-7d3f-9a4b-2c6d8e0f1a2b".into(),
+            timestamp: "2026-11-22T20:15:00.123456Z".into(),
+            event_type: "tool_call".into(),
+            agent_id: some("a1"),
+            session_id: some("s-7f3c"),
+            tenant_id: some("t1"),
+            tool_name: some("read_file"),
+            mcp_server: some("fs"),
+            action: some("read"),
+            target: some("/home/projects/report.pdf"),
+            input_hash: some(INPUT_HASH),
+            policy_result: some("allow"),
+            policy_id: some("fs.read.projects"),
+            policy_reason: some("read inside the projects folder"),
+            behavioral_score: some("0.4"),
+            trace_id: some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            extra: json!({"protocol_version": "2025-11-25", "rpc_id": 7}),
+            ..EventDraft::default()
+        }
+    }
+
+    fn golden_result() -> EventDraft {
+        EventDraft {
+            id: "0193a5b2-7c1f-7a01-8b5c-3d7e9f1a2b3c".into(),
+            timestamp: "2026-11-22T20:15:00.131902Z".into(),
+            event_type: "tool_result".into(),
+            agent_id: some("a1"),
+            session_id: some("s-7f3c"),
+            tenant_id: some("t1"),
+            tool_name: some("read_file"),
+            mcp_server: some("fs"),
+            action: some("read"),
+            target: some("/home/projects/report.pdf"),
+            input_hash: some(INPUT_HASH),
+            policy_result: some("allow"),
+            policy_id: some("fs.read.projects"),
+            dlp_findings: json!([{"type": "email_address", "severity": "medium", "path": "/content/0/text", "count": 2}]),
+            dlp_action: some("redact"),
+            response_code: Some(200),
+            latency_us: Some(8446),
+            trace_id: some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            extra: json!({"upstream_message": "3 pages lues – \"été\"", "rpc_id": 7}),
+            ..EventDraft::default()
+        }
+    }
+
+    fn draft(chain: &str, n: usize, event_type: &str) -> EventDraft {
+        EventDraft {
+            id: format!("{chain}-event-{n}"),
+            timestamp: format!("2026-11-22T20:15:{:02}.000000Z", n % 60),
+            event_type: event_type.into(),
+            agent_id: some("a1"),
+            session_id: some("s1"),
+            tool_name: some("echo"),
+            ..EventDraft::default()
+        }
+    }
+
+    /// A chain of `len` events: session_start, then tool_call / tool_result pairs.
+    fn chain(chain_id: &str, len: usize) -> Vec<AuditEvent> {
+        let mut head = ChainHead::genesis(chain_id);
+        (0..len)
+            .map(|n| {
+                let event_type = match n {
+                    0 => "session_start",
+                    n if n % 2 == 1 => "tool_call",
+                    _ => "tool_result",
+                };
+                head.seal(draft(chain_id, n, event_type))
+            })
+            .collect()
+    }
+
+    fn bad_row(events: &[AuditEvent]) -> BadRow {
+        let report = verify(events);
+        assert!(!report.chain_intact, "expected a broken chain");
+        assert_eq!(report.events_verified, events.len() as u64);
+        report.first_bad_row.unwrap()
+    }
+
+    #[test]
+    fn golden_vectors_jcs_and_event_hash() {
+        let mut head = ChainHead::genesis("gw-01");
+        let first = head.seal(golden_call());
+        assert_eq!(to_jcs(&first.hashed_object()), GOLDEN_JCS_1);
+        assert_eq!(first.previous_hash, GENESIS_HASH);
+        assert_eq!(first.event_hash, GOLDEN_HASH_1);
+        let second = head.seal(golden_result());
+        assert_eq!(to_jcs(&second.hashed_object()), GOLDEN_JCS_2);
+        assert_eq!(second.previous_hash, GOLDEN_HASH_1);
+        assert_eq!(second.event_hash, GOLDEN_HASH_2);
+        assert_eq!(
+            head,
+            ChainHead {
+                chain_id: "gw-01".into(),
+                seq: 2,
+                hash: GOLDEN_HASH_2.into()
+            }
+        );
+        assert!(verify([&first, &second]).chain_intact);
+    }
+
+    #[test]
+    fn event_hash_is_sha256_of_jcs_then_previous_hash() {
+        let events = chain("c", 3);
+        for event in &events {
+            let bytes = format!("{}{}", to_jcs(&event.hashed_object()), event.previous_hash);
+            assert_eq!(event.compute_hash(), sha256_hex(bytes.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn hashed_object_has_exactly_the_contract_fields_but_the_hashes() {
+        let event = ChainHead::genesis("c").seal(golden_result());
+        let object = event.hashed_object();
+        let mut keys: Vec<&str> = object
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut expected: Vec<&str> = CONTRACT_FIELDS[..26].to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn absent_values_hash_as_null_and_differ_from_empty_strings() {
+        let mut head = ChainHead::genesis("c");
+        let absent = head.clone().seal(draft("c", 0, "session_start"));
+        assert_eq!(absent.hashed_object()["workflow_id"], Value::Null);
+        assert_eq!(absent.hashed_object()["response_code"], Value::Null);
+        let empty = head.seal(EventDraft {
+            workflow_id: some(""),
+            ..draft("c", 0, "session_start")
+        });
+        assert_ne!(absent.event_hash, empty.event_hash);
+    }
+
+    #[test]
+    fn ndjson_line_has_the_contract_fields_in_order_and_round_trips() {
+        let event = ChainHead::genesis("gw-01").seal(golden_call());
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(!line.contains('\n'));
+        let value: Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = CONTRACT_FIELDS.to_vec();
+        expected.sort_unstable(); // serde_json's Map is sorted; the order check is on the raw line below
+        assert_eq!(keys, expected);
+        let positions: Vec<usize> = CONTRACT_FIELDS
+            .iter()
+            .map(|field| line.find(&format!("\"{field}\":")).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|pair| pair[0] < pair[1]),
+            "fields out of contract order: {line}"
+        );
+        assert_eq!(value["workflow_id"], Value::Null);
+        assert_eq!(value["event_hash"], GOLDEN_HASH_1);
+        assert_eq!(serde_json::from_str::<AuditEvent>(&line).unwrap(), event);
+    }
+
+    #[test]
+    fn seal_numbers_links_and_normalises_empty_collections() {
+        let mut head = ChainHead::genesis("c");
+        let first = head.seal(draft("c", 0, "session_start"));
+        let second = head.seal(draft("c", 1, "tool_call"));
+        assert_eq!((first.seq, second.seq), (1, 2));
+        assert_eq!(first.previous_hash, GENESIS_HASH);
+        assert_eq!(second.previous_hash, first.event_hash);
+        assert_eq!(first.dlp_findings, json!([]));
+        assert_eq!(first.extra, json!({}));
+        assert_eq!(head, ChainHead::after(&second));
+        assert_eq!(second.event_hash.len(), 64);
+        assert!(second
+            .event_hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    }
+
+    #[test]
+    fn intact_chain_and_empty_input_verify() {
+        let events = chain("c", 5);
+        assert_eq!(
+            verify(&events),
+            VerifyReport {
+                events_verified: 5,
+                chain_intact: true,
+                first_bad_row: None
+            }
+        );
+        assert_eq!(
+            verify(&[]),
+            VerifyReport {
+                events_verified: 0,
+                chain_intact: true,
+                first_bad_row: None
+            }
+        );
+    }
+
+    #[test]
+    fn modified_field_is_caught_by_its_own_hash() {
+        let mut events = chain("c", 5);
+        events[2].tool_name = some("run_shell");
+        let recomputed = events[2].compute_hash();
+        let bad = bad_row(&events);
+        assert_eq!(
+            bad,
+            BadRow {
+                id: "c-event-2".into(),
+                chain_id: "c".into(),
+                seq: 3,
+                reason: format!(
+                    "event_hash mismatch: stored {}, recomputed {recomputed} (a hashed field was changed)",
+                    events[2].event_hash
+                ),
+            }
+        );
+    }
+
+    #[test]
+    fn modified_json_values_and_null_changes_are_caught() {
+        let mut events = chain("c", 3);
+        events[1].extra = json!({"note": "added later"});
+        assert!(bad_row(&events).reason.starts_with("event_hash mismatch"));
+        let mut events = chain("c", 3);
+        events[1].agent_id = None;
+        assert!(bad_row(&events).reason.starts_with("event_hash mismatch"));
+    }
+
+    #[test]
+    fn modified_and_rehashed_row_breaks_the_next_link() {
+        let mut events = chain("c", 4);
+        events[1].policy_result = some("allow");
+        events[1].event_hash = events[1].compute_hash();
+        let bad = bad_row(&events);
+        assert_eq!(bad.seq, 3);
+        assert_eq!(
+            bad.reason,
+            format!(
+                "previous_hash mismatch: expected {} (event_hash of seq 2), found {}",
+                events[1].event_hash, events[2].previous_hash
+            )
+        );
+    }
+
+    #[test]
+    fn deleted_row_leaves_a_gap_and_a_broken_link() {
+        let mut events = chain("c", 5);
+        let removed = events.remove(2);
+        let bad = bad_row(&events);
+        assert_eq!((bad.id.as_str(), bad.seq), ("c-event-3", 4));
+        assert_eq!(
+            bad.reason,
+            format!(
+                "seq gap: expected 3, found 4 (1 row(s) missing); previous_hash mismatch: expected {} (event_hash of seq 2), found {}",
+                events[1].event_hash, removed.event_hash
+            )
+        );
+    }
+
+    #[test]
+    fn deleted_first_row_means_the_chain_does_not_start_at_genesis() {
+        let mut events = chain("c", 3);
+        events.remove(0);
+        let bad = bad_row(&events);
+        assert_eq!(bad.seq, 2);
+        assert_eq!(
+            bad.reason,
+            format!(
+                "first event of the chain has seq 2, expected 1 (earlier rows missing, or a range that needs an anchor); previous_hash mismatch: expected the genesis hash, found {}",
+                events[0].previous_hash
+            )
+        );
+    }
+
+    #[test]
+    fn chain_starting_at_seq_one_without_the_genesis_hash_is_caught() {
+        let mut head = ChainHead {
+            chain_id: "c".into(),
+            seq: 0,
+            hash: "ab".repeat(32),
+        };
+        let events = [head.seal(draft("c", 0, "session_start"))];
+        assert_eq!(
+            bad_row(&events).reason,
+            format!(
+                "previous_hash mismatch: expected the genesis hash, found {}",
+                "ab".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn inserted_row_is_caught_even_when_forged_with_valid_hashes() {
+        let mut events = chain("c", 4);
+        let mut forger = ChainHead::after(&events[1]);
+        let forged = forger.seal(draft("c", 99, "tool_call"));
+        assert_eq!(forged.seq, 3);
+        events.insert(2, forged.clone());
+        let bad = bad_row(&events);
+        assert_eq!((bad.id.as_str(), bad.seq), ("c-event-2", 3));
+        assert_eq!(
+            bad.reason,
+            format!(
+                "seq out of order: expected 4, found 3 (duplicate, inserted or reordered row); previous_hash mismatch: expected {} (event_hash of seq 3), found {}",
+                forged.event_hash, events[1].event_hash
+            )
+        );
+    }
+
+    #[test]
+    fn reordered_rows_are_caught() {
+        let mut events = chain("c", 5);
+        events.swap(2, 3);
+        let bad = bad_row(&events);
+        assert_eq!(bad.seq, 4);
+        assert!(bad.reason.starts_with(
+            "seq gap: expected 3, found 4 (1 row(s) missing); previous_hash mismatch"
+        ));
+
+        // Swapping the seq values instead (rows read back ordered by seq) breaks both rows' own hashes.
+        let mut events = chain("c", 5);
+        events[2].seq = 4;
+        events[3].seq = 3;
+        events.swap(2, 3);
+        let bad = bad_row(&events);
+        assert_eq!(bad.seq, 3);
+        assert!(
+            bad.reason.starts_with("event_hash mismatch"),
+            "{}",
+            bad.reason
+        );
+        assert!(
+            bad.reason.contains("; previous_hash mismatch"),
+            "{}",
+            bad.reason
+        );
+    }
+
+    #[test]
+    fn verification_keeps_counting_and_reports_only_the_first_bad_row() {
+        let mut events = chain("c", 6);
+        events[1].error = some("x");
+        events[4].error = some("y");
+        let report = verify(&events);
+        assert_eq!(report.events_verified, 6);
+        assert_eq!(report.first_bad_row.unwrap().seq, 2);
+    }
+
+    #[test]
+    fn a_range_starting_mid_chain_verifies_only_with_the_right_anchor() {
+        let events = chain("c", 6);
+        let range = &events[3..];
+        let mut anchored = Verifier::new();
+        anchored.anchor(ChainHead::after(&events[2]));
+        range.iter().for_each(|event| anchored.push(event));
+        assert!(anchored.finish().chain_intact);
+
+        assert_eq!(bad_row(range).seq, 4);
+
+        let mut wrong = Verifier::new();
+        wrong.anchor(ChainHead::after(&events[1]));
+        range.iter().for_each(|event| wrong.push(event));
+        let bad = wrong.finish().first_bad_row.unwrap();
+        assert!(
+            bad.reason.starts_with("seq gap: expected 3, found 4"),
+            "{}",
+            bad.reason
+        );
+
+        let mut genesis = Verifier::new();
+        genesis.anchor(ChainHead::genesis("c"));
+        range.iter().for_each(|event| genesis.push(event));
+        let bad = genesis.finish().first_bad_row.unwrap();
+        let expected = format!(
+            "previous_hash mismatch: expected the genesis hash, found {}",
+            events[3].previous_hash
+        );
+        assert!(bad.reason.ends_with(&expected), "{}", bad.reason);
+    }
+
+    #[test]
+    fn interleaved_chains_are_verified_each_against_its_own_head() {
+        let a = chain("proxy-a", 4);
+        let b = chain("proxy-b", 4);
+        let interleaved: Vec<AuditEvent> = a
+            .iter()
+            .zip(&b)
+            .flat_map(|(x, y)| [x.clone(), y.clone()])
+            .collect();
+        assert_eq!(
+            verify(&interleaved),
+            VerifyReport {
+                events_verified: 8,
+                chain_intact: true,
+                first_bad_row: None
+            }
+        );
+        let mut broken = interleaved.clone();
+        broken.remove(5); // proxy-b seq 3
+        let bad = bad_row(&broken);
+        assert_eq!((bad.chain_id.as_str(), bad.seq), ("proxy-b", 4));
+
+        // An event moved into another chain: its own hash covers chain_id.
+        let mut moved = interleaved;
+        moved[2].chain_id = "proxy-b".into();
+        assert!(bad_row(&moved).reason.starts_with("event_hash mismatch"));
+    }
+
+    #[test]
+    fn floats_in_hashed_values_are_reported_with_their_pointer() {
+        let mut head = ChainHead::genesis("c");
+        let event = head.seal(EventDraft {
+            extra: json!({"a/b": {"ok": 1, "list": [1, 2.5]}}),
+            ..draft("c", 0, "session_start")
+        });
+        assert_eq!(
+            bad_row(&[event]).reason,
+            "floating-point number in hashed value at /extra/a~1b/list/1"
+        );
+    }
 }
