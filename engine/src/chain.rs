@@ -905,4 +905,108 @@ mod tests {
             "floating-point number in hashed value at /extra/a~1b/list/1"
         );
     }
+
+    /// Runs `tools/verify-audit.py` on `ndjson`; `None` (with a notice) when python3 is absent.
+    fn run_python_verifier(name: &str, ndjson: &str) -> Option<(i32, Value)> {
+        use std::process::Command;
+        if Command::new("python3").arg("--version").output().is_err() {
+            eprintln!("NOTICE: python3 not found; skipping the tools/verify-audit.py check");
+            return None;
+        }
+        let path = std::env::temp_dir().join(format!(
+            "toolgate-chain-{}-{name}.ndjson",
+            std::process::id()
+        ));
+        std::fs::write(&path, ndjson).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/verify-audit.py");
+        let output = Command::new("python3")
+            .arg(&script)
+            .arg(&path)
+            .output()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let report = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stderr)));
+        Some((output.status.code().unwrap(), report))
+    }
+
+    fn ndjson(events: &[AuditEvent]) -> String {
+        events
+            .iter()
+            .map(|event| serde_json::to_string(event).unwrap() + "\n")
+            .collect()
+    }
+
+    /// The Python verifier must reach the engine's verdict, reason for reason, from the NDJSON lines alone.
+    fn assert_python_agrees(name: &str, events: &[AuditEvent], exit_code: i32) {
+        let Some((code, report)) = run_python_verifier(name, &ndjson(events)) else {
+            return;
+        };
+        assert_eq!(
+            report,
+            serde_json::to_value(verify(events)).unwrap(),
+            "{name}"
+        );
+        assert_eq!(code, exit_code, "{name}");
+    }
+
+    fn python_chain() -> Vec<AuditEvent> {
+        let mut head = ChainHead::genesis("gw-01");
+        let mut events = vec![head.seal(golden_call()), head.seal(golden_result())];
+        events.extend((2..6).map(|n| head.seal(draft("gw-01", n, "tool_call"))));
+        events
+    }
+
+    #[test]
+    fn python_verifier_accepts_an_intact_export() {
+        let events = python_chain();
+        assert_eq!(events[1].event_hash, GOLDEN_HASH_2);
+        assert_python_agrees("intact", &events, 0);
+    }
+
+    #[test]
+    fn python_verifier_reports_the_same_bad_row_as_the_engine() {
+        let mut modified = python_chain();
+        modified[1].target = some("/etc/shadow");
+        assert_python_agrees("modified", &modified, 1);
+
+        let mut deleted = python_chain();
+        deleted.remove(3);
+        assert_python_agrees("deleted", &deleted, 1);
+
+        let mut reordered = python_chain();
+        reordered.swap(0, 1);
+        assert_python_agrees("reordered", &reordered, 1);
+    }
+
+    #[test]
+    fn python_verifier_hashes_and_rejects_floats_like_the_engine() {
+        let mut head = ChainHead::genesis("gw-01");
+        let events = [head.seal(EventDraft {
+            extra: json!({"score": 0.1, "big": 1e21, "zero": -0.0, "tiny": 1.5e-9}),
+            ..draft("gw-01", 0, "session_start")
+        })];
+        let report = verify(&events);
+        // The hash itself holds (both sides write floats the ECMAScript way); only the float is reported.
+        assert_eq!(
+            report.first_bad_row.as_ref().unwrap().reason,
+            "floating-point number in hashed value at /extra/big"
+        );
+        assert_python_agrees("floats", &events, 1);
+    }
+
+    #[test]
+    fn python_verifier_reports_a_malformed_line() {
+        let events = python_chain();
+        let mut lines = ndjson(&events[..2]);
+        lines.push_str("{\"id\": \"truncated\"\n");
+        let Some((code, report)) = run_python_verifier("malformed", &lines) else {
+            return;
+        };
+        assert_eq!(code, 1);
+        assert_eq!(report["events_verified"], 3);
+        let reason = report["first_bad_row"]["reason"].as_str().unwrap();
+        assert!(reason.starts_with("line 3: invalid JSON"), "{reason}");
+    }
 }
