@@ -312,7 +312,14 @@ impl PolicyInput<'_> {
         let findings: Vec<Value> = self
             .findings
             .iter()
-            .map(|f| serde_json::to_value(f).map_or(Value::Null, |v| json_to_value(&v)))
+            .map(|f| {
+                object([
+                    ("type", Value::from(f.kind.as_str())),
+                    ("severity", Value::from(f.severity.as_str())),
+                    ("path", Value::from(f.path.as_str())),
+                    ("count", Value::from(f.count)),
+                ])
+            })
             .collect();
         object([
             (
@@ -653,6 +660,22 @@ mod tests {
             json!("/home/projects/report.pdf")
         );
         assert_eq!(input.to_json()["session"]["id"], serde_json::Value::Null);
+
+        let findings = vec![crate::dlp::Finding {
+            kind: "aws_access_key".into(),
+            severity: crate::dlp::Severity::Critical,
+            path: "/content".into(),
+            count: 2,
+        }];
+        let flagged = PolicyInput {
+            findings: &findings,
+            ..input
+        };
+        assert_eq!(flagged.to_value(), Value::from(flagged.to_json()));
+        assert_eq!(
+            flagged.to_json()["dlp"]["findings"],
+            json!([{"type": "aws_access_key", "severity": "critical", "path": "/content", "count": 2}])
+        );
 
         let listing = PolicyInput {
             arguments: None,

@@ -274,6 +274,8 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
         protocol_version: None,
     };
     let class = classify(c.tool, &c.arguments, "/workspace");
+    let findings: Vec<crate::dlp::Finding> =
+        serde_json::from_value(c.findings.clone()).expect("findings");
     let input = PolicyInput {
         agent: &agent,
         session: &session,
@@ -281,18 +283,14 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
         tool_name: c.tool,
         arguments: Some(&c.arguments),
         class: &class,
-        findings: &[],
+        findings: &findings,
         behavior_score: 0.1,
         now: "2026-11-22T20:15:00Z",
     };
-    let mut json = input.to_json();
-    if c.findings.as_array().is_some_and(|f| f.is_empty()) {
-        (json, input.to_value())
-    } else {
-        json["dlp"]["findings"] = c.findings.clone();
-        let value = json_to_value(&json);
-        (json, value)
-    }
+    let (json, value) = (input.to_json(), input.to_value());
+    assert_eq!(json["dlp"]["findings"], c.findings);
+    assert_eq!(regorus::Value::from(json.clone()), value);
+    (json, value)
 }
 
 #[test]
