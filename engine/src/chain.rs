@@ -201,7 +201,9 @@ impl ChainHead {
         let mut event = AuditEvent {
             id,
             chain_id: self.chain_id.clone(),
-            seq: self.seq + 1,
+            // A head at i64::MAX can only come from a tampered store: saturate (verification then flags the
+            // repeated seq) rather than panic in the writer.
+            seq: self.seq.saturating_add(1),
             timestamp,
             event_type,
             agent_id,
