@@ -1,1 +1,1098 @@
 //! A stdio MCP upstream: one child process shared by many agents, with request ids mapped.
+//!
+//! The child speaks newline-delimited JSON-RPC 2.0 on stdin/stdout and logs on stderr. Because many
+//! agents share it, every forwarded request gets a fresh upstream id (a `u64` counter) and the answer
+//! is handed back with the agent's original id restored. A supervisor task owns the child: it does
+//! the MCP handshake itself, and when the child dies it fails in-flight requests and restarts it with
+//! exponential back-off.
+
+use std::collections::HashMap;
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+/// The protocol version offered in our own `initialize`.
+const PROTOCOL_VERSION: &str = "2025-11-25";
+/// A child that writes longer lines is misbehaving; the line is skipped rather than buffered.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Stderr is only logged, so a much smaller bound is enough.
+const MAX_STDERR_LINE: usize = 64 * 1024;
+/// Keeps one huge line from pinning its buffer for the life of the child.
+const KEPT_LINE_CAPACITY: usize = 64 * 1024;
+/// How much of a non-JSON line reaches the logs.
+const PREVIEW_CHARS: usize = 200;
+/// Lines waiting for the writer task; a full queue pushes back on callers.
+const WRITE_QUEUE: usize = 256;
+/// `notify` has no caller-supplied timeout, so a child that stops reading stdin must not hang it.
+const NOTIFY_WAIT: Duration = Duration::from_secs(5);
+/// After the child exits, the last lines it wrote are still worth reading (an answer, a last log).
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A child that ran this long was healthy, so its crash starts the back-off afresh.
+const HEALTHY_RESET: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    #[error("could not start the upstream child process: {0}")]
+    Spawn(io::Error),
+    #[error("the upstream child process is down and being restarted")]
+    Unavailable,
+    #[error("the upstream child process did not answer in time")]
+    Timeout,
+    #[error("the upstream has been shut down")]
+    Closed,
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+}
+
+/// One stdio MCP server process shared by every agent routed to it.
+pub struct StdioUpstream {
+    shared: Arc<Shared>,
+    supervisor: AbortHandle,
+}
+
+impl StdioUpstream {
+    /// Spawns `command` (argv; `command[0]` resolved via PATH) with `env` added, performs the MCP
+    /// handshake (initialize, then notifications/initialized) and supervises the child, restarting
+    /// it with exponential back-off when it exits. Returns once the first handshake succeeded, or
+    /// the error of the first spawn or handshake (each bounded by `timeout`).
+    pub async fn start(
+        name: &str,
+        command: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Arc<StdioUpstream>, StdioError> {
+        let spec = ChildSpec::new(command, env, timeout)?;
+        let shared = Arc::new(Shared::new(name));
+        let (first_tx, first_rx) = oneshot::channel();
+        let supervisor = tokio::spawn(supervise(shared.clone(), spec, first_tx)).abort_handle();
+        // Built before waiting so that an error (or a cancelled `start`) drops it and kills the child.
+        let upstream = Arc::new(StdioUpstream { shared, supervisor });
+        match first_rx.await {
+            Ok(Ok(())) => Ok(upstream),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(StdioError::Closed),
+        }
+    }
+
+    /// The child's initialize result (serverInfo, capabilities, protocolVersion) from the latest
+    /// handshake.
+    pub fn initialize_result(&self) -> Value {
+        lock(&self.shared.initialize_result).clone()
+    }
+
+    /// Sends one JSON-RPC request (number or string id) under a fresh upstream id, waits up to
+    /// `timeout` for the matching response and returns it with the original id restored.
+    pub async fn request(
+        &self,
+        mut message: Value,
+        timeout: Duration,
+    ) -> Result<Value, StdioError> {
+        let object = message
+            .as_object_mut()
+            .ok_or_else(|| protocol("a request must be a JSON object"))?;
+        if !object.get("method").is_some_and(Value::is_string) {
+            return Err(protocol("a request needs a string method"));
+        }
+        let upstream_id = self.shared.next_id();
+        let original_id = match object.insert("id".to_owned(), Value::from(upstream_id)) {
+            Some(id @ (Value::Number(_) | Value::String(_))) => id,
+            _ => return Err(protocol("a request needs a number or string id")),
+        };
+        let link = self.shared.current_link()?;
+        let mut response =
+            match tokio::time::timeout(timeout, link.call(upstream_id, &message)).await {
+                Err(_) => {
+                    tracing::debug!(upstream = %self.shared.name, upstream_id, "request timed out");
+                    return Err(StdioError::Timeout);
+                }
+                Ok(Err(StdioError::Unavailable)) if self.shared.is_closed() => {
+                    return Err(StdioError::Closed)
+                }
+                Ok(outcome) => outcome?,
+            };
+        if let Some(object) = response.as_object_mut() {
+            object.insert("id".to_owned(), original_id);
+        }
+        Ok(response)
+    }
+
+    /// Sends a notification (no id, no answer).
+    pub async fn notify(&self, message: Value) -> Result<(), StdioError> {
+        let object = message
+            .as_object()
+            .ok_or_else(|| protocol("a notification must be a JSON object"))?;
+        if !object.get("method").is_some_and(Value::is_string) {
+            return Err(protocol("a notification needs a string method"));
+        }
+        if object.contains_key("id") {
+            return Err(protocol("a notification must not carry an id"));
+        }
+        self.shared.current_link()?.send(&message).await
+    }
+
+    /// Whether a handshaken child is currently serving requests.
+    pub fn is_up(&self) -> bool {
+        lock(&self.shared.link).is_some()
+    }
+
+    /// How many times the child has been spawned again after the first start (attempts, whether
+    /// or not the new child came up).
+    pub fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Kills the child and stops supervising; later calls fail with [`StdioError::Closed`].
+    pub fn shutdown(&self) {
+        let link = {
+            let mut slot = lock(&self.shared.link);
+            self.shared.closed.store(true, Ordering::SeqCst);
+            slot.take()
+        };
+        if let Some(link) = link {
+            link.pending.close();
+        }
+        // The supervisor owns the child (kill_on_drop) and its I/O tasks (a JoinSet aborts on
+        // drop), so aborting it tears everything down.
+        self.supervisor.abort();
+    }
+}
+
+impl std::fmt::Debug for StdioUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioUpstream")
+            .field("name", &self.shared.name)
+            .field("up", &self.is_up())
+            .field("restarts", &self.restarts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for StdioUpstream {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// State shared by the public handle and the supervisor. Never holds the handle itself, so dropping
+/// the last `Arc<StdioUpstream>` really stops the child.
+struct Shared {
+    name: Arc<str>,
+    next_id: AtomicU64,
+    /// The running, handshaken child; `None` while it is down. A std mutex: it is never held
+    /// across an await.
+    link: Mutex<Option<Arc<Link>>>,
+    initialize_result: Mutex<Value>,
+    closed: AtomicBool,
+    restarts: AtomicU64,
+}
+
+impl Shared {
+    fn new(name: &str) -> Self {
+        Shared {
+            name: Arc::from(name),
+            next_id: AtomicU64::new(1),
+            link: Mutex::new(None),
+            initialize_result: Mutex::new(Value::Null),
+            closed: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn current_link(&self) -> Result<Arc<Link>, StdioError> {
+        let slot = lock(&self.link);
+        if self.is_closed() {
+            return Err(StdioError::Closed);
+        }
+        slot.clone().ok_or(StdioError::Unavailable)
+    }
+
+    /// Publishes a link, unless `shutdown` already ran (checked under the same lock it takes).
+    fn publish(&self, link: Arc<Link>) -> bool {
+        let mut slot = lock(&self.link);
+        if self.is_closed() {
+            return false;
+        }
+        *slot = Some(link);
+        true
+    }
+
+    fn unpublish(&self) {
+        lock(&self.link).take();
+    }
+}
+
+/// The I/O of one running child: its stdin queue and the requests waiting for an answer.
+struct Link {
+    writer: mpsc::Sender<Vec<u8>>,
+    pending: Arc<Pending>,
+}
+
+impl Link {
+    /// Sends a request already carrying `id` and waits for its answer. Cancelling the future
+    /// forgets the pending entry, so a late answer is dropped by the reader.
+    async fn call(&self, id: u64, message: &Value) -> Result<Value, StdioError> {
+        let line = encode(message)?;
+        let answer = self.pending.register(id)?;
+        let _forget = ForgetOnDrop {
+            pending: &self.pending,
+            id,
+        };
+        self.writer
+            .send(line)
+            .await
+            .map_err(|_| StdioError::Unavailable)?;
+        answer.await.map_err(|_| StdioError::Unavailable)
+    }
+
+    async fn send(&self, message: &Value) -> Result<(), StdioError> {
+        let line = encode(message)?;
+        self.writer
+            .send_timeout(line, NOTIFY_WAIT)
+            .await
+            .map_err(|err| match err {
+                mpsc::error::SendTimeoutError::Timeout(_) => StdioError::Timeout,
+                mpsc::error::SendTimeoutError::Closed(_) => StdioError::Unavailable,
+            })
+    }
+}
+
+/// Requests waiting for an answer, by upstream id. Closing drops every sender, which wakes each
+/// waiter with an error (the child is gone) and refuses new entries.
+#[derive(Default)]
+struct Pending {
+    state: Mutex<PendingState>,
+}
+
+#[derive(Default)]
+struct PendingState {
+    closed: bool,
+    waiting: HashMap<u64, oneshot::Sender<Value>>,
+}
+
+impl Pending {
+    fn register(&self, id: u64) -> Result<oneshot::Receiver<Value>, StdioError> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(StdioError::Unavailable);
+        }
+        let (tx, rx) = oneshot::channel();
+        state.waiting.insert(id, tx);
+        Ok(rx)
+    }
+
+    /// Hands a response to its waiter; false when nobody waits for it (late or unknown).
+    fn complete(&self, id: u64, response: Value) -> bool {
+        let waiter = lock(&self.state).waiting.remove(&id);
+        waiter.is_some_and(|tx| tx.send(response).is_ok())
+    }
+
+    fn forget(&self, id: u64) {
+        lock(&self.state).waiting.remove(&id);
+    }
+
+    fn close(&self) {
+        let waiting = {
+            let mut state = lock(&self.state);
+            state.closed = true;
+            std::mem::take(&mut state.waiting)
+        };
+        drop(waiting);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        lock(&self.state).waiting.len()
+    }
+}
+
+struct ForgetOnDrop<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.pending.forget(self.id);
+    }
+}
+
+/// How to start the child. Deliberately not `Debug`: arguments and env values may hold secrets.
+struct ChildSpec {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+impl ChildSpec {
+    fn new(
+        command: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Self, StdioError> {
+        let (program, args) = command.split_first().ok_or_else(|| {
+            StdioError::Spawn(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the command is empty",
+            ))
+        })?;
+        Ok(ChildSpec {
+            program: program.clone(),
+            args: args.to_vec(),
+            env: env.to_vec(),
+            timeout,
+        })
+    }
+
+    fn spawn(&self) -> Result<Child, StdioError> {
+        Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(StdioError::Spawn)
+    }
+}
+
+/// Runs children one after another until aborted. The first outcome goes to `first`; if the first
+/// child never comes up, supervision stops there.
+async fn supervise(
+    shared: Arc<Shared>,
+    spec: ChildSpec,
+    first: oneshot::Sender<Result<(), StdioError>>,
+) {
+    let mut first = Some(first);
+    let mut backoff = BACKOFF_INITIAL;
+    loop {
+        match run_child(&shared, &spec, &mut first).await {
+            Ok(healthy_for) => {
+                if healthy_for >= HEALTHY_RESET {
+                    backoff = BACKOFF_INITIAL;
+                }
+            }
+            Err(err) => {
+                if let Some(first) = first.take() {
+                    let _ = first.send(Err(err));
+                    return;
+                }
+                tracing::warn!(upstream = %shared.name, error = %err, "upstream child failed to come up");
+            }
+        }
+        if shared.is_closed() {
+            return;
+        }
+        tracing::warn!(
+            upstream = %shared.name,
+            delay_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+            "restarting upstream child"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        shared.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Spawns one child, handshakes, serves until it exits, and returns how long it was up. An `Err`
+/// means it never came up.
+async fn run_child(
+    shared: &Shared,
+    spec: &ChildSpec,
+    first: &mut Option<oneshot::Sender<Result<(), StdioError>>>,
+) -> Result<Duration, StdioError> {
+    let mut child = spec.spawn()?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(StdioError::Spawn(io::Error::other(
+            "the child's stdio pipes are missing",
+        )));
+    };
+    tracing::debug!(upstream = %shared.name, pid = child.id(), "upstream child spawned");
+
+    // Dropping these sets (on return or abort) stops the tasks.
+    let mut writer_task = JoinSet::new();
+    let mut stderr_task = JoinSet::new();
+    let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+    writer_task.spawn(write_lines(stdin, queue, shared.name.clone()));
+    stderr_task.spawn(log_stderr(stderr, shared.name.clone()));
+
+    let link = Arc::new(Link {
+        writer: writer.clone(),
+        pending: Arc::new(Pending::default()),
+    });
+    // Read inline rather than in a task, so the stdout closing is one more event to wait on.
+    let reading = read_stdout(
+        BufReader::new(stdout),
+        link.pending.clone(),
+        writer,
+        shared.name.clone(),
+    );
+    tokio::pin!(reading);
+
+    let handshake = tokio::time::timeout(spec.timeout, handshake(shared, &link));
+    let handshaken = tokio::select! {
+        outcome = handshake => outcome.unwrap_or(Err(StdioError::Timeout)),
+        () = &mut reading => Err(protocol("the child closed stdout during the MCP handshake")),
+        status = child.wait() => Err(protocol(&format!(
+            "the child exited during the MCP handshake ({})",
+            describe_exit(&status)
+        ))),
+    };
+    let initialize_result = match handshaken {
+        Ok(result) => result,
+        Err(err) => {
+            link.pending.close();
+            return Err(err);
+        }
+    };
+    log_ready(&shared.name, &initialize_result);
+    *lock(&shared.initialize_result) = initialize_result;
+    if !shared.publish(link.clone()) {
+        link.pending.close();
+        return Err(StdioError::Closed);
+    }
+    if let Some(first) = first.take() {
+        let _ = first.send(Ok(()));
+    }
+    let up_since = Instant::now();
+
+    let status = tokio::select! {
+        () = &mut reading => {
+            // A child without stdout can no longer answer; make sure it is really gone.
+            let _ = child.start_kill();
+            child.wait().await
+        }
+        status = child.wait() => {
+            let _ = tokio::time::timeout(DRAIN_WAIT, &mut reading).await;
+            status
+        }
+    };
+    // Down first, then fail the waiters: a caller that sees Unavailable also sees is_up() false.
+    shared.unpublish();
+    link.pending.close();
+    let _ = tokio::time::timeout(DRAIN_WAIT, stderr_task.join_next()).await;
+    tracing::warn!(upstream = %shared.name, status = %describe_exit(&status), "upstream child exited");
+    Ok(up_since.elapsed())
+}
+
+/// Our own initialize and notifications/initialized; returns the child's initialize result.
+async fn handshake(shared: &Shared, link: &Link) -> Result<Value, StdioError> {
+    let id = shared.next_id();
+    let initialize = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "toolgate", "version": env!("CARGO_PKG_VERSION")},
+        },
+    });
+    let response = link.call(id, &initialize).await?;
+    let result = match (response.get("result"), response.get("error")) {
+        (Some(result @ Value::Object(_)), _) => result.clone(),
+        (_, Some(error)) => {
+            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+            return Err(protocol(&format!(
+                "the child refused initialize (JSON-RPC error {code})"
+            )));
+        }
+        _ => return Err(protocol("the child's initialize result is not an object")),
+    };
+    link.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await?;
+    Ok(result)
+}
+
+fn log_ready(name: &str, initialize_result: &Value) {
+    let server = initialize_result
+        .pointer("/serverInfo/name")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let version = initialize_result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    tracing::info!(upstream = %name, server = %preview(server.as_bytes()), protocol_version = %preview(version.as_bytes()), "upstream child ready");
+}
+
+/// The only task that writes to stdin, so lines never interleave.
+async fn write_lines(mut stdin: ChildStdin, mut queue: mpsc::Receiver<Vec<u8>>, name: Arc<str>) {
+    while let Some(line) = queue.recv().await {
+        let written = async {
+            stdin.write_all(&line).await?;
+            stdin.flush().await
+        }
+        .await;
+        if let Err(err) = written {
+            tracing::debug!(upstream = %name, error = %err, "writing to the child's stdin failed");
+            return;
+        }
+    }
+}
+
+async fn read_stdout(
+    mut stdout: BufReader<ChildStdout>,
+    pending: Arc<Pending>,
+    writer: mpsc::Sender<Vec<u8>>,
+    name: Arc<str>,
+) {
+    let mut line = Vec::new();
+    loop {
+        match read_line_bounded(&mut stdout, &mut line, MAX_LINE).await {
+            Ok(LineRead::Eof) => return,
+            Ok(LineRead::TooLong) => {
+                tracing::warn!(upstream = %name, max_bytes = MAX_LINE, "skipped an over-long line from the child");
+            }
+            Ok(LineRead::Line) => route_line(&line, &pending, &writer, &name),
+            Err(err) => {
+                tracing::warn!(upstream = %name, error = %err, "reading the child's stdout failed");
+                return;
+            }
+        }
+        if line.capacity() > KEPT_LINE_CAPACITY {
+            line = Vec::new();
+        }
+    }
+}
+
+async fn log_stderr(stderr: tokio::process::ChildStderr, name: Arc<str>) {
+    let mut stderr = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        match read_line_bounded(&mut stderr, &mut line, MAX_STDERR_LINE).await {
+            Ok(LineRead::Line) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::debug!(upstream = %name, line = %text.trim_end(), "child stderr");
+            }
+            Ok(LineRead::TooLong) => {
+                tracing::debug!(upstream = %name, "skipped an over-long stderr line from the child")
+            }
+            Ok(LineRead::Eof) | Err(_) => return,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum LineRead {
+    Line,
+    TooLong,
+    Eof,
+}
+
+/// Reads one line (newline included if present) into `buf`, never holding more than `max` bytes:
+/// the rest of a longer line is consumed and discarded.
+async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    buf.clear();
+    let mut too_long = false;
+    let mut read_any = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (read_any, too_long) {
+                (false, _) => LineRead::Eof,
+                (true, true) => LineRead::TooLong,
+                (true, false) => LineRead::Line,
+            });
+        }
+        read_any = true;
+        let (used, complete) = match available.iter().position(|&byte| byte == b'\n') {
+            Some(newline) => (newline + 1, true),
+            None => (available.len(), false),
+        };
+        if !too_long {
+            let content = buf.len() + used - usize::from(complete);
+            if content > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&available[..used]);
+            }
+        }
+        reader.consume(used);
+        if complete {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+/// One stdout line: a response goes to its waiter; anything the child starts itself cannot be
+/// routed to one agent among many, so it is logged (and a request is refused).
+fn route_line(line: &[u8], pending: &Pending, writer: &mpsc::Sender<Vec<u8>>, name: &str) {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return;
+    }
+    match serde_json::from_slice::<Value>(line) {
+        Ok(Value::Array(batch)) => {
+            for message in batch {
+                route_message(message, pending, writer, name);
+            }
+        }
+        Ok(message) => route_message(message, pending, writer, name),
+        Err(_) => {
+            tracing::warn!(upstream = %name, line = %preview(line), "ignored a line from the child that is not JSON");
+        }
+    }
+}
+
+fn route_message(message: Value, pending: &Pending, writer: &mpsc::Sender<Vec<u8>>, name: &str) {
+    let Some(object) = message.as_object() else {
+        tracing::warn!(upstream = %name, "ignored a JSON value from the child that is not a JSON-RPC message");
+        return;
+    };
+    if let Some(method) = object.get("method").and_then(Value::as_str) {
+        match object.get("id") {
+            Some(id) if !id.is_null() => {
+                tracing::debug!(upstream = %name, method = %preview(method.as_bytes()), "refused a server-to-client request");
+                let refusal = json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": -32601,
+                        "message": "Method not found: toolgate does not route server-to-client requests",
+                    },
+                });
+                // try_send, not send: waiting here could deadlock with a child that is blocked
+                // writing to stdout while its stdin is full.
+                if let Ok(line) = encode(&refusal) {
+                    if writer.try_send(line).is_err() {
+                        tracing::warn!(upstream = %name, "could not queue the refusal of a server-to-client request");
+                    }
+                }
+            }
+            _ => {
+                tracing::debug!(upstream = %name, method = %preview(method.as_bytes()), "dropped a server notification");
+            }
+        }
+        return;
+    }
+    if object.contains_key("result") || object.contains_key("error") {
+        match object.get("id").and_then(Value::as_u64) {
+            Some(id) => {
+                if !pending.complete(id, message) {
+                    tracing::debug!(upstream = %name, upstream_id = id, "dropped a late or unknown response");
+                }
+            }
+            None => {
+                tracing::debug!(upstream = %name, "dropped a response whose id toolgate never sent")
+            }
+        }
+        return;
+    }
+    tracing::warn!(upstream = %name, "ignored a JSON-RPC message that is neither request, notification nor response");
+}
+
+fn encode(message: &Value) -> Result<Vec<u8>, StdioError> {
+    let mut line = serde_json::to_vec(message)
+        .map_err(|err| protocol(&format!("could not encode a message: {err}")))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// The first characters of untrusted output, for a log line.
+fn preview(bytes: &[u8]) -> String {
+    // 4 bytes per char at most, so this slice still holds PREVIEW_CHARS characters.
+    let head = &bytes[..bytes.len().min(PREVIEW_CHARS * 4)];
+    String::from_utf8_lossy(head)
+        .chars()
+        .take(PREVIEW_CHARS)
+        .collect()
+}
+
+fn describe_exit(status: &io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(status) => status.to_string(),
+        Err(err) => format!("status unknown: {err}"),
+    }
+}
+
+fn protocol(message: &str) -> StdioError {
+    StdioError::Protocol(message.to_owned())
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain data; keep serving.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// A small MCP server: answers initialize, echoes requests, and has methods that misbehave.
+    const ECHO_SERVER: &str = r#"
+import json, os, sys, time
+
+def send(message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+initialized = False
+first_method = None
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    message = json.loads(line)
+    method = message.get("method")
+    if first_method is None:
+        first_method = method
+    if method == "notifications/initialized":
+        initialized = True
+    if method is None or "id" not in message:
+        continue
+    rid = message["id"]
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": rid, "result": {
+            "protocolVersion": message["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "echo", "version": "1"},
+            "clientName": message["params"]["clientInfo"]["name"]}})
+    elif method == "never":
+        pass
+    elif method == "crash":
+        sys.stderr.write("crashing on purpose\n")
+        sys.stderr.flush()
+        sys.exit(3)
+    elif method == "state":
+        send({"jsonrpc": "2.0", "id": rid, "result": {
+            "first_method": first_method, "initialized": initialized,
+            "env": os.environ.get("TOOLGATE_STDIO_TEST"), "pid": os.getpid()}})
+    elif method == "noise":
+        sys.stdout.write("this is not json\n")
+        send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        send({"jsonrpc": "2.0", "id": 987654321, "result": {}})
+        send({"jsonrpc": "2.0", "id": rid, "result": {"after_noise": True}})
+    elif method == "ask":
+        send({"jsonrpc": "2.0", "id": "srv-1", "method": "sampling/createMessage", "params": {}})
+        reply = json.loads(sys.stdin.readline())
+        send({"jsonrpc": "2.0", "id": rid, "result": {"reply": reply}})
+    else:
+        send({"jsonrpc": "2.0", "id": rid, "result": {"seen_id": rid, "params": message.get("params")}})
+if os.environ.get("TOOLGATE_STDIO_LINGER"):
+    time.sleep(3600)
+"#;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn echo_command() -> Vec<String> {
+        ["python3", "-u", "-c", ECHO_SERVER]
+            .iter()
+            .map(|part| part.to_string())
+            .collect()
+    }
+
+    async fn start_echo() -> Arc<StdioUpstream> {
+        let env = [("TOOLGATE_STDIO_TEST".to_owned(), "from-env".to_owned())];
+        match StdioUpstream::start("echo", &echo_command(), &env, TIMEOUT).await {
+            Ok(upstream) => upstream,
+            Err(err) => panic!("the echo server did not start: {err}"),
+        }
+    }
+
+    fn call(id: Value, method: &str, params: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+    }
+
+    #[tokio::test]
+    async fn handshake_caches_initialize_result_and_sends_initialized() {
+        let upstream = start_echo().await;
+        let init = upstream.initialize_result();
+        assert_eq!(init["serverInfo"]["name"], "echo");
+        assert_eq!(init["protocolVersion"], PROTOCOL_VERSION);
+        assert_eq!(init["clientName"], "toolgate");
+        assert!(upstream.is_up());
+        assert_eq!(upstream.restarts(), 0);
+
+        let state = upstream
+            .request(call(json!(7), "state", json!({})), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(state["result"]["first_method"], "initialize");
+        assert_eq!(state["result"]["initialized"], true);
+        assert_eq!(state["result"]["env"], "from-env");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_with_colliding_ids_get_their_own_answers() {
+        let upstream = start_echo().await;
+        let mut tasks = JoinSet::new();
+        for n in 0..50u64 {
+            let upstream = upstream.clone();
+            tasks.spawn(async move {
+                let response = upstream
+                    .request(call(json!(1), "echo", json!({"n": n})), TIMEOUT)
+                    .await
+                    .unwrap();
+                (n, response)
+            });
+        }
+        let mut upstream_ids = HashSet::new();
+        let mut answered = 0;
+        while let Some(joined) = tasks.join_next().await {
+            let (n, response) = joined.unwrap();
+            assert_eq!(response["id"], json!(1));
+            assert_eq!(response["result"]["params"]["n"], json!(n));
+            let seen = response["result"]["seen_id"].as_u64().unwrap();
+            assert!(upstream_ids.insert(seen), "upstream id {seen} reused");
+            answered += 1;
+        }
+        assert_eq!(answered, 50);
+    }
+
+    #[tokio::test]
+    async fn string_ids_are_restored_and_upstream_ids_are_numbers() {
+        let upstream = start_echo().await;
+        let response = upstream
+            .request(call(json!("agent-a:1"), "echo", json!({})), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(response["id"], "agent-a:1");
+        assert!(response["result"]["seen_id"].is_u64());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_is_never_answered_times_out_and_is_forgotten() {
+        let upstream = start_echo().await;
+        let outcome = upstream
+            .request(
+                call(json!(1), "never", json!({})),
+                Duration::from_millis(200),
+            )
+            .await;
+        assert!(matches!(outcome, Err(StdioError::Timeout)), "{outcome:?}");
+        let link = upstream.shared.current_link().unwrap();
+        assert_eq!(link.pending.len(), 0);
+
+        let response = upstream
+            .request(call(json!(2), "echo", json!({})), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(response["id"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_crash_fails_in_flight_requests_then_the_child_is_restarted() {
+        let upstream = start_echo().await;
+        let outcome = upstream
+            .request(call(json!(1), "crash", json!({})), TIMEOUT)
+            .await;
+        assert!(
+            matches!(outcome, Err(StdioError::Unavailable)),
+            "{outcome:?}"
+        );
+        assert!(!upstream.is_up());
+
+        let deadline = Instant::now() + TIMEOUT;
+        let response = loop {
+            match upstream
+                .request(call(json!(2), "echo", json!({})), TIMEOUT)
+                .await
+            {
+                Ok(response) => break response,
+                Err(StdioError::Unavailable) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(err) => panic!("the child did not come back: {err}"),
+            }
+        };
+        assert_eq!(response["id"], 2);
+        assert!(upstream.is_up());
+        assert_eq!(upstream.restarts(), 1);
+        assert_eq!(upstream.initialize_result()["serverInfo"]["name"], "echo");
+    }
+
+    #[tokio::test]
+    async fn server_initiated_requests_are_refused_with_method_not_found() {
+        let upstream = start_echo().await;
+        let response = upstream
+            .request(call(json!(1), "ask", json!({})), TIMEOUT)
+            .await
+            .unwrap();
+        let reply = &response["result"]["reply"];
+        assert_eq!(reply["id"], "srv-1");
+        assert_eq!(reply["error"]["code"], -32601);
+    }
+
+    #[tokio::test]
+    async fn noise_on_stdout_does_not_disturb_answers() {
+        let upstream = start_echo().await;
+        let response = upstream
+            .request(call(json!(5), "noise", json!({})), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(response["id"], 5);
+        assert_eq!(response["result"]["after_noise"], true);
+    }
+
+    #[tokio::test]
+    async fn notifications_reach_the_child_and_malformed_messages_are_refused() {
+        let upstream = start_echo().await;
+        upstream
+            .notify(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}}))
+            .await
+            .unwrap();
+        let with_id = upstream
+            .notify(json!({"jsonrpc": "2.0", "id": 1, "method": "x"}))
+            .await;
+        assert!(matches!(with_id, Err(StdioError::Protocol(_))));
+        let without_id = upstream
+            .request(json!({"jsonrpc": "2.0", "method": "x"}), TIMEOUT)
+            .await;
+        assert!(matches!(without_id, Err(StdioError::Protocol(_))));
+        let null_id = upstream
+            .request(
+                json!({"jsonrpc": "2.0", "id": null, "method": "x"}),
+                TIMEOUT,
+            )
+            .await;
+        assert!(matches!(null_id, Err(StdioError::Protocol(_))));
+        // The child is still serving after all that.
+        let response = upstream
+            .request(call(json!(3), "echo", json!({})), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(response["id"], 3);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_the_upstream() {
+        let upstream = start_echo().await;
+        upstream.shutdown();
+        assert!(!upstream.is_up());
+        let outcome = upstream
+            .request(call(json!(1), "echo", json!({})), TIMEOUT)
+            .await;
+        assert!(matches!(outcome, Err(StdioError::Closed)), "{outcome:?}");
+    }
+
+    /// Whether a process is still running (a zombie awaiting its reaper counts as gone).
+    #[cfg(target_os = "linux")]
+    fn running(pid: u64) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn dropping_the_last_handle_kills_the_child() {
+        // Lingers after stdin closes, so only a kill can end it.
+        let env = [("TOOLGATE_STDIO_LINGER".to_owned(), "1".to_owned())];
+        let upstream = StdioUpstream::start("linger", &echo_command(), &env, TIMEOUT)
+            .await
+            .unwrap();
+        let state = upstream
+            .request(call(json!(1), "state", json!({})), TIMEOUT)
+            .await
+            .unwrap();
+        let pid = state["result"]["pid"].as_u64().unwrap();
+        assert!(running(pid));
+        drop(upstream);
+        let deadline = Instant::now() + TIMEOUT;
+        while running(pid) {
+            assert!(Instant::now() < deadline, "child {pid} survived the drop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error() {
+        let command = vec!["/nonexistent/toolgate-no-such-program".to_owned()];
+        let outcome = StdioUpstream::start("missing", &command, &[], TIMEOUT).await;
+        assert!(matches!(outcome, Err(StdioError::Spawn(_))));
+        let empty = StdioUpstream::start("empty", &[], &[], TIMEOUT).await;
+        assert!(matches!(empty, Err(StdioError::Spawn(_))));
+    }
+
+    #[tokio::test]
+    async fn a_child_that_never_handshakes_times_out_at_start() {
+        let command: Vec<String> = ["sh", "-c", "cat > /dev/null"]
+            .iter()
+            .map(|part| part.to_string())
+            .collect();
+        let outcome =
+            StdioUpstream::start("silent", &command, &[], Duration::from_millis(300)).await;
+        assert!(matches!(outcome, Err(StdioError::Timeout)));
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_during_the_handshake_is_reported() {
+        let command: Vec<String> = ["sh", "-c", "exit 4"]
+            .iter()
+            .map(|part| part.to_string())
+            .collect();
+        let outcome = StdioUpstream::start("quitter", &command, &[], TIMEOUT).await;
+        assert!(
+            matches!(outcome, Err(StdioError::Protocol(_))),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_the_rest_of_a_long_line_is_skipped() {
+        let input: &[u8] = b"short\nthis line is too long\r\nok\nlast";
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            let read = read_line_bounded(&mut reader, &mut line, 8).await.unwrap();
+            if read == LineRead::Eof {
+                break;
+            }
+            seen.push((read, String::from_utf8(line.clone()).unwrap()));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (LineRead::Line, "short\n".to_owned()),
+                (LineRead::TooLong, String::new()),
+                (LineRead::Line, "ok\n".to_owned()),
+                (LineRead::Line, "last".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn previews_are_truncated_on_character_boundaries() {
+        let long = "é".repeat(500);
+        let shown = preview(long.as_bytes());
+        assert_eq!(shown.chars().count(), PREVIEW_CHARS);
+        assert!(shown.chars().all(|c| c == 'é'));
+    }
+}
