@@ -1,1 +1,125 @@
 //! The audit stores (SQLite, PostgreSQL), the single writer task that owns the chain head, verify and export.
+//!
+//! # Layout
+//! - [`writer`]: [`AuditLog`], the handle callers append through, and the one task that seals, commits and
+//!   acknowledges events in batches (group commit).
+//! - [`store`]: [`AuditStore`], the read side and the SQL behind both sides, one implementation generic over
+//!   the sqlx database so SQLite and PostgreSQL run the same statements.
+//! - [`export`]: the CSV, JSON and NDJSON renderings of events.
+//! - [`cli`]: the bodies of `toolgate audit verify` and `toolgate audit export`.
+//!
+//! The hashing and the verification rules live in `toolgate_engine::chain`; this module only moves events
+//! between the pipeline, the database and the readers.
+
+pub mod cli;
+pub mod export;
+pub mod store;
+mod timestamp;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use export::{ExportFormat, UnknownExportFormat};
+pub use store::{cursor_after, AuditStore, EventFilter, VerifyResult};
+pub use writer::{AuditLog, Durable};
+
+/// How long a commit waits before the database may call it done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`: an acknowledged event survives a power
+    /// loss.
+    #[default]
+    Full,
+    /// SQLite `synchronous=NORMAL` (WAL), PostgreSQL `synchronous_commit=off`: an acknowledged event survives a
+    /// process crash, but the last commits may be lost on a power loss or OS crash.
+    Normal,
+}
+
+/// The `[audit]` section of the configuration.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// `sqlite://…` or `postgres://…` / `postgresql://…`.
+    pub database_url: String,
+    /// The chain this instance appends to; instances sharing a database need distinct ids. `None` = `toolgate`.
+    pub chain_id: Option<String>,
+    /// Most events sealed and committed in one transaction.
+    pub batch_max: usize,
+    /// Appends waiting for the writer; when full, `append` waits (back-pressure), it never drops.
+    pub queue_capacity: usize,
+    pub durability: Durability,
+}
+
+impl Default for AuditSettings {
+    fn default() -> AuditSettings {
+        AuditSettings {
+            database_url: "sqlite://toolgate-audit.db".to_owned(),
+            chain_id: None,
+            batch_max: 512,
+            queue_capacity: 8192,
+            durability: Durability::Full,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The chain id in effect (`toolgate` when none is configured).
+    pub fn effective_chain_id(&self) -> &str {
+        self.chain_id.as_deref().unwrap_or(DEFAULT_CHAIN_ID)
+    }
+}
+
+const DEFAULT_CHAIN_ID: &str = "toolgate";
+
+/// Metric handles the writer updates; created and registered by the telemetry module.
+#[derive(Clone)]
+pub struct AuditMetrics {
+    /// Seconds per batch commit (`toolgate_audit_write_duration_seconds`).
+    pub write_duration: prometheus::Histogram,
+    /// Events whose commit failed (`toolgate_audit_write_failures_total`).
+    pub write_failures: prometheus::IntCounter,
+}
+
+impl AuditMetrics {
+    /// Handles registered nowhere, for tests and the CLI.
+    pub fn unregistered() -> AuditMetrics {
+        AuditMetrics {
+            write_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+                "toolgate_audit_write_duration_seconds",
+                "Seconds per audit batch commit",
+            ))
+            .expect("constant histogram options are valid"),
+            write_failures: prometheus::IntCounter::new(
+                "toolgate_audit_write_failures_total",
+                "Audit events whose commit failed",
+            )
+            .expect("constant counter options are valid"),
+        }
+    }
+}
+
+/// Everything that can go wrong in the audit log. Messages never carry event content or credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot open the audit database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("unsupported audit database URL: expected sqlite://, postgres:// or postgresql://")]
+    UnsupportedUrl,
+    #[error("audit database migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The batch holding the event was not committed; the event is not recorded.
+    #[error("audit write failed: {0}")]
+    Write(String),
+    #[error("the audit writer has stopped")]
+    Closed,
+    #[error("audit query failed: {0}")]
+    Query(#[source] sqlx::Error),
+    #[error("bad time range: {0}")]
+    BadRange(String),
+    #[error("bad cursor: not one this server issued")]
+    BadCursor,
+    #[error("audit export failed: {0}")]
+    Export(#[source] std::io::Error),
+}

@@ -1,0 +1,221 @@
+//! The export formats of the audit log: NDJSON, one JSON array, and CSV guarded against formula injection.
+//!
+//! Rendering is separate from the database so it can be tested without one; the store streams rows through an
+//! [`EventEncoder`] and writes each piece as it comes.
+
+use std::str::FromStr;
+
+use toolgate_engine::chain::AuditEvent;
+
+/// The format of `toolgate audit export` and the export endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Header row, then one row per event; JSON columns as JSON text.
+    Csv,
+    /// One JSON array of events.
+    Json,
+    /// One event JSON per line, both hashes included: the input of `tools/verify-audit.py`.
+    Ndjson,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown export format {0:?}: expected csv, json or ndjson")]
+pub struct UnknownExportFormat(String);
+
+impl FromStr for ExportFormat {
+    type Err = UnknownExportFormat;
+
+    fn from_str(s: &str) -> Result<ExportFormat, UnknownExportFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "csv" => Ok(ExportFormat::Csv),
+            "json" => Ok(ExportFormat::Json),
+            "ndjson" | "jsonl" => Ok(ExportFormat::Ndjson),
+            _ => Err(UnknownExportFormat(s.chars().take(32).collect())),
+        }
+    }
+}
+
+impl ExportFormat {
+    /// The HTTP content type of an export in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+            ExportFormat::Json => "application/json",
+            ExportFormat::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// The CSV header: the contract's field names, in contract order.
+const CSV_HEADER: [&str; 28] = [
+    "id",
+    "chain_id",
+    "seq",
+    "timestamp",
+    "event_type",
+    "agent_id",
+    "session_id",
+    "tenant_id",
+    "workflow_id",
+    "requester_id",
+    "tool_name",
+    "mcp_server",
+    "action",
+    "target",
+    "input_hash",
+    "policy_result",
+    "policy_id",
+    "policy_reason",
+    "behavioral_score",
+    "dlp_findings",
+    "dlp_action",
+    "response_code",
+    "latency_us",
+    "error",
+    "trace_id",
+    "extra",
+    "previous_hash",
+    "event_hash",
+];
+
+/// Turns a stream of events into the pieces of one export document.
+pub(crate) struct EventEncoder {
+    format: ExportFormat,
+    count: u64,
+}
+
+impl EventEncoder {
+    pub(crate) fn new(format: ExportFormat) -> EventEncoder {
+        EventEncoder { format, count: 0 }
+    }
+
+    pub(crate) fn begin(&self) -> String {
+        match self.format {
+            ExportFormat::Csv => csv_line(CSV_HEADER.iter().map(|h| h.to_string())),
+            ExportFormat::Json => "[".to_owned(),
+            ExportFormat::Ndjson => String::new(),
+        }
+    }
+
+    pub(crate) fn event(&mut self, event: &AuditEvent) -> String {
+        self.count += 1;
+        match self.format {
+            ExportFormat::Csv => csv_line(csv_cells(event)),
+            ExportFormat::Json => {
+                let separator = if self.count == 1 { "\n" } else { ",\n" };
+                format!("{separator}{}", event_json(event))
+            }
+            ExportFormat::Ndjson => format!("{}\n", event_json(event)),
+        }
+    }
+
+    pub(crate) fn end(&self) -> String {
+        match self.format {
+            ExportFormat::Csv | ExportFormat::Ndjson => String::new(),
+            ExportFormat::Json if self.count == 0 => "]\n".to_owned(),
+            ExportFormat::Json => "\n]\n".to_owned(),
+        }
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+fn event_json(event: &AuditEvent) -> String {
+    // An AuditEvent holds only strings, integers and JSON values, which always serialise.
+    serde_json::to_string(event).unwrap_or_default()
+}
+
+fn csv_cells(e: &AuditEvent) -> Vec<String> {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let int = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+    vec![
+        e.id.clone(),
+        e.chain_id.clone(),
+        e.seq.to_string(),
+        e.timestamp.clone(),
+        e.event_type.clone(),
+        text(&e.agent_id),
+        text(&e.session_id),
+        text(&e.tenant_id),
+        text(&e.workflow_id),
+        text(&e.requester_id),
+        text(&e.tool_name),
+        text(&e.mcp_server),
+        text(&e.action),
+        text(&e.target),
+        text(&e.input_hash),
+        text(&e.policy_result),
+        text(&e.policy_id),
+        text(&e.policy_reason),
+        text(&e.behavioral_score),
+        e.dlp_findings.to_string(),
+        text(&e.dlp_action),
+        int(e.response_code),
+        int(e.latency_us),
+        text(&e.error),
+        text(&e.trace_id),
+        e.extra.to_string(),
+        e.previous_hash.clone(),
+        e.event_hash.clone(),
+    ]
+}
+
+/// One RFC 4180 line (CRLF-terminated).
+fn csv_line(cells: impl IntoIterator<Item = String>) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.into_iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        line.push_str(&csv_cell(&cell));
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// A cell guarded against formula injection, then quoted when needed.
+///
+/// Spreadsheets run a cell that starts with `=`, `+`, `-`, `@`, TAB or CR as a formula; agent-controlled text
+/// (tool names, targets, error messages) must not become one, so such a cell is prefixed with `'`.
+fn csv_cell(value: &str) -> String {
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if guarded.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_prefixed() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("\tx"), "'\tx");
+        assert_eq!(csv_cell("\rx"), "\"'\rx\"");
+        assert_eq!(csv_cell("read_file"), "read_file");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("CSV".parse::<ExportFormat>().unwrap(), ExportFormat::Csv);
+        assert_eq!("json".parse::<ExportFormat>().unwrap(), ExportFormat::Json);
+        assert_eq!(
+            "ndjson".parse::<ExportFormat>().unwrap(),
+            ExportFormat::Ndjson
+        );
+        assert!("xml".parse::<ExportFormat>().is_err());
+    }
+}

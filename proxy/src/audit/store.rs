@@ -1,0 +1,643 @@
+//! The audit database: connecting, migrations, the SQL behind the writer (head, batch insert) and the read
+//! side (verify, export, query).
+//!
+//! One implementation, [`SqlStore`], is generic over the sqlx database, so SQLite and PostgreSQL run the same
+//! statements; [`Dialect`] holds the few spellings that differ. A third store is one more `Backend` variant,
+//! one more `Dialect` and one more migration set.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Pool, Postgres, QueryBuilder, Row, Sqlite, Type,
+};
+use toolgate_engine::chain::{AuditEvent, BadRow, ChainHead, Verifier, VerifyReport};
+
+use super::export::{EventEncoder, ExportFormat};
+use super::{timestamp, AuditError, Durability};
+
+/// The result of `verify`, exactly the JSON of the verify endpoint and `toolgate audit verify`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VerifyResult {
+    pub events_verified: u64,
+    pub chain_intact: bool,
+    pub first_bad_row: Option<BadRow>,
+    pub duration_ms: u64,
+}
+
+/// Filters of the audit query endpoint; every filter is optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct EventFilter {
+    pub agent_id: Option<String>,
+    pub tool_name: Option<String>,
+    pub policy_result: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// Page size: default 100, at most 1000.
+    pub limit: Option<u32>,
+    /// From [`cursor_after`] of the last event of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl EventFilter {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// The page size in effect.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .clamp(1, Self::MAX_LIMIT)
+    }
+}
+
+/// The opaque cursor that continues a newest-first query after `event`.
+pub fn cursor_after(event: &AuditEvent) -> String {
+    let key = serde_json::json!([event.timestamp, event.chain_id, event.seq]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_string())
+}
+
+fn parse_cursor(cursor: &str) -> Result<(String, String, i64), AuditError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| AuditError::BadCursor)?;
+    serde_json::from_slice(&bytes).map_err(|_| AuditError::BadCursor)
+}
+
+/// Read side of the audit log (queries, verify, export); the writer uses it too. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditStore {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlStore<Sqlite>),
+    Postgres(SqlStore<Postgres>),
+}
+
+/// Runs `$body` with `$s` bound to the concrete store, whichever backend it is.
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $body:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($s) => $body,
+            Backend::Postgres($s) => $body,
+        }
+    };
+}
+
+impl AuditStore {
+    /// Connects to `database_url` (creating a missing SQLite file) and runs the migrations.
+    pub async fn connect(database_url: &str) -> Result<AuditStore, AuditError> {
+        AuditStore::open(database_url, Durability::Full).await
+    }
+
+    pub(crate) async fn open(
+        database_url: &str,
+        durability: Durability,
+    ) -> Result<AuditStore, AuditError> {
+        let backend = if database_url.starts_with("sqlite:") {
+            Backend::Sqlite(SqlStore::connect_sqlite(database_url, durability).await?)
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Backend::Postgres(SqlStore::connect_postgres(database_url, durability).await?)
+        } else {
+            return Err(AuditError::UnsupportedUrl);
+        };
+        Ok(AuditStore { backend })
+    }
+
+    /// Whether the database answers (for `/ready`).
+    pub async fn ping(&self) -> bool {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// Recomputes every chain, or the part of each chain inside the `[start, end]` timestamp range.
+    ///
+    /// A range is taken per chain as the seq interval from its first to its last event in the range, anchored
+    /// on the stored event before it, so a deleted row at the range's edge still shows up as a gap.
+    pub async fn verify(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<VerifyResult, AuditError> {
+        let started = Instant::now();
+        let (start, end) = timestamp::range(start, end)?;
+        let report = dispatch!(self, s => s.verify(start, end).await)?;
+        Ok(VerifyResult {
+            events_verified: report.events_verified,
+            chain_intact: report.chain_intact,
+            first_bad_row: report.first_bad_row,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Streams the events whose timestamp is in `[start, end]`, ordered by chain and seq, to `out` in
+    /// `format`; returns how many events were written. `out` is not flushed.
+    pub async fn export<W: tokio::io::AsyncWrite + Unpin + Send>(
+        &self,
+        format: ExportFormat,
+        start: Option<&str>,
+        end: Option<&str>,
+        out: &mut W,
+    ) -> Result<u64, AuditError> {
+        let (start, end) = timestamp::range(start, end)?;
+        dispatch!(self, s => s.export(format, start, end, out).await)
+    }
+
+    /// Events matching `filter`, newest first, at most `filter.effective_limit()` of them.
+    pub async fn query(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, AuditError> {
+        let (start, end) = timestamp::range(filter.start.as_deref(), filter.end.as_deref())?;
+        let cursor = filter.cursor.as_deref().map(parse_cursor).transpose()?;
+        dispatch!(self, s => s.query(filter, start, end, cursor).await)
+    }
+
+    /// The last stored event of `chain_id` (genesis when the chain is empty) and its timestamp.
+    pub(crate) async fn load_head(
+        &self,
+        chain_id: &str,
+    ) -> Result<(ChainHead, Option<String>), sqlx::Error> {
+        dispatch!(self, s => s.load_head(chain_id).await)
+    }
+
+    /// Inserts sealed events in one transaction; nothing is stored unless everything is.
+    pub(crate) async fn insert_batch(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.insert_batch(events).await)
+    }
+
+    /// Runs one raw statement; tests use it to tamper with rows the way an attacker with SQL access would.
+    #[cfg(test)]
+    pub(crate) async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => sqlx::Executor::execute(&s.pool, sql).await.map(|_| ()))
+    }
+}
+
+/// The spellings that differ between databases.
+struct Dialect {
+    /// Appended to a bound JSON text so the database stores it in its JSON column type.
+    json_cast: &'static str,
+    /// Most bind parameters one statement may carry.
+    max_binds: usize,
+    migrations: &'static [(i64, &'static str, &'static str)],
+}
+
+const SQLITE: Dialect = Dialect {
+    json_cast: "",
+    // SQLITE_MAX_VARIABLE_NUMBER since 3.32 (the bundled library is newer).
+    max_binds: 32_766,
+    migrations: &[(
+        1,
+        "audit events",
+        include_str!("../../migrations/sqlite/0001_audit_events.sql"),
+    )],
+};
+
+const POSTGRES: Dialect = Dialect {
+    json_cast: "::jsonb",
+    max_binds: 65_535,
+    migrations: &[(
+        1,
+        "audit events",
+        include_str!("../../migrations/postgres/0001_audit_events.sql"),
+    )],
+};
+
+/// A migration set compiled into the binary (the `migrate!` macro needs sqlx's `macros` feature).
+#[derive(Debug)]
+struct EmbeddedMigrations(&'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>>
+    {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Every column, in contract order; the order of `decode_event` and `bind_event`.
+const COLUMNS: [&str; 28] = [
+    "id",
+    "chain_id",
+    "seq",
+    "\"timestamp\"",
+    "event_type",
+    "agent_id",
+    "session_id",
+    "tenant_id",
+    "workflow_id",
+    "requester_id",
+    "tool_name",
+    "mcp_server",
+    "action",
+    "target",
+    "input_hash",
+    "policy_result",
+    "policy_id",
+    "policy_reason",
+    "behavioral_score",
+    "dlp_findings",
+    "dlp_action",
+    "response_code",
+    "latency_us",
+    "error",
+    "trace_id",
+    "extra",
+    "previous_hash",
+    "event_hash",
+];
+
+/// The SELECT list: JSON columns read back as text, the one type both databases decode to `String`.
+const SELECT_COLUMNS: &str = "id, chain_id, seq, \"timestamp\", event_type, agent_id, session_id, \
+    tenant_id, workflow_id, requester_id, tool_name, mcp_server, action, target, input_hash, policy_result, \
+    policy_id, policy_reason, behavioral_score, CAST(dlp_findings AS TEXT), dlp_action, response_code, \
+    latency_us, error, trace_id, CAST(extra AS TEXT), previous_hash, event_hash";
+
+/// The store over one sqlx database.
+pub(crate) struct SqlStore<DB: Database> {
+    pool: Pool<DB>,
+    dialect: &'static Dialect,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        SqlStore {
+            pool: self.pool.clone(),
+            dialect: self.dialect,
+        }
+    }
+}
+
+impl SqlStore<Sqlite> {
+    async fn connect_sqlite(url: &str, durability: Durability) -> Result<Self, AuditError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(AuditError::Connect)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The CLI may read while a server writes; wait for the lock rather than fail.
+            .busy_timeout(Duration::from_secs(5))
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            });
+        // Every connection to an in-memory database is a different database.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 4 })
+            .connect_with(options)
+            .await
+            .map_err(AuditError::Connect)?;
+        Self::migrated(pool, &SQLITE).await
+    }
+}
+
+impl SqlStore<Postgres> {
+    async fn connect_postgres(url: &str, durability: Durability) -> Result<Self, AuditError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(AuditError::Connect)?
+            .options([(
+                "synchronous_commit",
+                match durability {
+                    Durability::Full => "on",
+                    Durability::Normal => "off",
+                },
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(AuditError::Connect)?;
+        Self::migrated(pool, &POSTGRES).await
+    }
+}
+
+/// Stamps out the store for one concrete database. The code is the same for every database, but it is not
+/// written as one generic impl: sqlx's `QueryBuilder::build` cannot be executed from code generic over the
+/// database (the arguments' lifetime is invariant behind the associated type), while it can for each concrete one.
+macro_rules! impl_sql_store {
+    ($module:ident, $db:ty) => {
+        mod $module {
+            use super::*;
+
+            type DB = $db;
+
+            impl SqlStore<DB> {
+                pub(super) async fn migrated(
+                    pool: Pool<DB>,
+                    dialect: &'static Dialect,
+                ) -> Result<Self, AuditError> {
+                    let migrator = Migrator::new(EmbeddedMigrations(dialect.migrations))
+                        .await
+                        .map_err(AuditError::Migrate)?;
+                    migrator.run(&pool).await.map_err(AuditError::Migrate)?;
+                    Ok(SqlStore { pool, dialect })
+                }
+
+                pub(super) async fn ping(&self) -> bool {
+                    sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+                }
+
+                pub(super) async fn load_head(
+                    &self,
+                    chain_id: &str,
+                ) -> Result<(ChainHead, Option<String>), sqlx::Error> {
+                    let row = sqlx::query(
+                        "SELECT seq, event_hash, \"timestamp\" FROM audit_events WHERE chain_id = $1 \
+                         ORDER BY seq DESC LIMIT 1",
+                    )
+                    .bind(chain_id.to_owned())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(match row {
+                        None => (ChainHead::genesis(chain_id), None),
+                        Some(row) => (
+                            ChainHead {
+                                chain_id: chain_id.to_owned(),
+                                seq: row.try_get(0)?,
+                                hash: row.try_get(1)?,
+                            },
+                            Some(row.try_get(2)?),
+                        ),
+                    })
+                }
+
+                pub(super) async fn insert_batch(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
+                    let rows_per_statement = (self.dialect.max_binds / COLUMNS.len()).max(1);
+                    let mut tx = self.pool.begin().await?;
+                    for chunk in events.chunks(rows_per_statement) {
+                        let mut insert = QueryBuilder::<DB>::new(format!(
+                            "INSERT INTO audit_events ({}) ",
+                            COLUMNS.join(", ")
+                        ));
+                        let json_cast = self.dialect.json_cast;
+                        insert.push_values(chunk, |mut row, e| {
+                            row.push_bind(e.id.clone())
+                                .push_bind(e.chain_id.clone())
+                                .push_bind(e.seq)
+                                .push_bind(e.timestamp.clone())
+                                .push_bind(e.event_type.clone())
+                                .push_bind(e.agent_id.clone())
+                                .push_bind(e.session_id.clone())
+                                .push_bind(e.tenant_id.clone())
+                                .push_bind(e.workflow_id.clone())
+                                .push_bind(e.requester_id.clone())
+                                .push_bind(e.tool_name.clone())
+                                .push_bind(e.mcp_server.clone())
+                                .push_bind(e.action.clone())
+                                .push_bind(e.target.clone())
+                                .push_bind(e.input_hash.clone())
+                                .push_bind(e.policy_result.clone())
+                                .push_bind(e.policy_id.clone())
+                                .push_bind(e.policy_reason.clone())
+                                .push_bind(e.behavioral_score.clone())
+                                .push_bind(e.dlp_findings.to_string())
+                                .push_unseparated(json_cast)
+                                .push_bind(e.dlp_action.clone())
+                                .push_bind(e.response_code)
+                                .push_bind(e.latency_us)
+                                .push_bind(e.error.clone())
+                                .push_bind(e.trace_id.clone())
+                                .push_bind(e.extra.to_string())
+                                .push_unseparated(json_cast)
+                                .push_bind(e.previous_hash.clone())
+                                .push_bind(e.event_hash.clone());
+                        });
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await
+                }
+
+                pub(super) async fn verify(
+                    &self,
+                    start: Option<String>,
+                    end: Option<String>,
+                ) -> Result<VerifyReport, AuditError> {
+                    let mut verifier = Verifier::new();
+                    if start.is_none() && end.is_none() {
+                        let sql = format!("SELECT {SELECT_COLUMNS} FROM audit_events ORDER BY chain_id, seq");
+                        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+                        while let Some(row) = rows.try_next().await.map_err(AuditError::Query)? {
+                            verifier.push(&decode_event::<DB>(&row).map_err(AuditError::Query)?);
+                        }
+                        return Ok(verifier.finish());
+                    }
+
+                    // Per chain: the seq interval the range covers.
+                    let mut spans = QueryBuilder::<DB>::new(
+                        "SELECT chain_id, MIN(seq), MAX(seq) FROM audit_events WHERE 1 = 1",
+                    );
+                    push_time_range(&mut spans, start, end);
+                    spans.push(" GROUP BY chain_id ORDER BY chain_id");
+                    let spans: Vec<(String, i64, i64)> = spans
+                        .build()
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(AuditError::Query)?
+                        .iter()
+                        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                        .collect::<Result<_, sqlx::Error>>()
+                        .map_err(AuditError::Query)?;
+
+                    let anchor_sql =
+                        "SELECT seq, event_hash FROM audit_events WHERE chain_id = $1 AND seq < $2 \
+                                      ORDER BY seq DESC LIMIT 1";
+                    let span_sql = format!(
+                        "SELECT {SELECT_COLUMNS} FROM audit_events \
+                         WHERE chain_id = $1 AND seq >= $2 AND seq <= $3 \
+                         ORDER BY seq"
+                    );
+                    for (chain_id, first, last) in spans {
+                        // The stored event before the range is trusted as the head the range must continue;
+                        // without one the verifier demands that the range start the chain.
+                        let anchor = sqlx::query(anchor_sql)
+                            .bind(chain_id.clone())
+                            .bind(first)
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(AuditError::Query)?;
+                        if let Some(row) = anchor {
+                            verifier.anchor(ChainHead {
+                                chain_id: chain_id.clone(),
+                                seq: row.try_get(0).map_err(AuditError::Query)?,
+                                hash: row.try_get(1).map_err(AuditError::Query)?,
+                            });
+                        }
+                        let mut rows = sqlx::query(&span_sql)
+                            .bind(chain_id)
+                            .bind(first)
+                            .bind(last)
+                            .fetch(&self.pool);
+                        while let Some(row) = rows.try_next().await.map_err(AuditError::Query)? {
+                            verifier.push(&decode_event::<DB>(&row).map_err(AuditError::Query)?);
+                        }
+                    }
+                    Ok(verifier.finish())
+                }
+
+                pub(super) async fn export<W: tokio::io::AsyncWrite + Unpin + Send>(
+                    &self,
+                    format: ExportFormat,
+                    start: Option<String>,
+                    end: Option<String>,
+                    out: &mut W,
+                ) -> Result<u64, AuditError> {
+                    use tokio::io::AsyncWriteExt;
+
+                    let mut select = QueryBuilder::<DB>::new(format!(
+                        "SELECT {SELECT_COLUMNS} FROM audit_events WHERE 1 = 1"
+                    ));
+                    push_time_range(&mut select, start, end);
+                    select.push(" ORDER BY chain_id, seq");
+
+                    let mut encoder = EventEncoder::new(format);
+                    out.write_all(encoder.begin().as_bytes())
+                        .await
+                        .map_err(AuditError::Export)?;
+                    let mut rows = select.build().fetch(&self.pool);
+                    while let Some(row) = rows.try_next().await.map_err(AuditError::Query)? {
+                        let event = decode_event::<DB>(&row).map_err(AuditError::Query)?;
+                        out.write_all(encoder.event(&event).as_bytes())
+                            .await
+                            .map_err(AuditError::Export)?;
+                    }
+                    out.write_all(encoder.end().as_bytes())
+                        .await
+                        .map_err(AuditError::Export)?;
+                    Ok(encoder.count())
+                }
+
+                pub(super) async fn query(
+                    &self,
+                    filter: &EventFilter,
+                    start: Option<String>,
+                    end: Option<String>,
+                    cursor: Option<(String, String, i64)>,
+                ) -> Result<Vec<AuditEvent>, AuditError> {
+                    let mut select = QueryBuilder::<DB>::new(format!(
+                        "SELECT {SELECT_COLUMNS} FROM audit_events WHERE 1 = 1"
+                    ));
+                    for (column, value) in [
+                        ("agent_id", &filter.agent_id),
+                        ("tool_name", &filter.tool_name),
+                        ("policy_result", &filter.policy_result),
+                    ] {
+                        if let Some(value) = value {
+                            select
+                                .push(format!(" AND {column} = "))
+                                .push_bind(value.clone());
+                        }
+                    }
+                    push_time_range(&mut select, start, end);
+                    if let Some((ts, chain_id, seq)) = cursor {
+                        // Row-value comparison keeps the page boundary exact when timestamps tie.
+                        select
+                            .push(" AND (\"timestamp\", chain_id, seq) < (")
+                            .push_bind(ts)
+                            .push(", ")
+                            .push_bind(chain_id)
+                            .push(", ")
+                            .push_bind(seq)
+                            .push(")");
+                    }
+                    select
+                        .push(" ORDER BY \"timestamp\" DESC, chain_id DESC, seq DESC LIMIT ")
+                        .push_bind(i64::from(filter.effective_limit()));
+                    select
+                        .build()
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(AuditError::Query)?
+                        .iter()
+                        .map(decode_event::<DB>)
+                        .collect::<Result<_, _>>()
+                        .map_err(AuditError::Query)
+                }
+            }
+        }
+    };
+}
+
+impl_sql_store!(sqlite_store, Sqlite);
+impl_sql_store!(postgres_store, Postgres);
+
+fn push_time_range<DB>(query: &mut QueryBuilder<'_, DB>, start: Option<String>, end: Option<String>)
+where
+    DB: Database,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+{
+    if let Some(start) = start {
+        query.push(" AND \"timestamp\" >= ").push_bind(start);
+    }
+    if let Some(end) = end {
+        query.push(" AND \"timestamp\" <= ").push_bind(end);
+    }
+}
+
+fn decode_event<DB>(row: &DB::Row) -> Result<AuditEvent, sqlx::Error>
+where
+    DB: Database,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<i64>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    Ok(AuditEvent {
+        id: row.try_get(0)?,
+        chain_id: row.try_get(1)?,
+        seq: row.try_get(2)?,
+        timestamp: row.try_get(3)?,
+        event_type: row.try_get(4)?,
+        agent_id: row.try_get(5)?,
+        session_id: row.try_get(6)?,
+        tenant_id: row.try_get(7)?,
+        workflow_id: row.try_get(8)?,
+        requester_id: row.try_get(9)?,
+        tool_name: row.try_get(10)?,
+        mcp_server: row.try_get(11)?,
+        action: row.try_get(12)?,
+        target: row.try_get(13)?,
+        input_hash: row.try_get(14)?,
+        policy_result: row.try_get(15)?,
+        policy_id: row.try_get(16)?,
+        policy_reason: row.try_get(17)?,
+        behavioral_score: row.try_get(18)?,
+        dlp_findings: json_column(row.try_get(19)?),
+        dlp_action: row.try_get(20)?,
+        response_code: row.try_get(21)?,
+        latency_us: row.try_get(22)?,
+        error: row.try_get(23)?,
+        trace_id: row.try_get(24)?,
+        extra: json_column(row.try_get(25)?),
+        previous_hash: row.try_get(26)?,
+        event_hash: row.try_get(27)?,
+    })
+}
+
+/// A JSON column's value. Text that is not JSON (a hand-edited SQLite cell) is kept as a JSON string, so
+/// verify reports that row as tampered instead of stopping with an error.
+fn json_column(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}

@@ -1,0 +1,259 @@
+//! The single audit writer: the one task that owns the chain head, assigns `seq`, seals and commits events in
+//! batches (group commit) and acknowledges each event once it is durable. Nothing else writes audit rows.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
+
+use super::store::AuditStore;
+use super::{timestamp, AuditError, AuditMetrics, AuditSettings};
+
+/// Proof that an event is durable. Only the writer makes one, so code that must not forward an unrecorded
+/// call can demand it as an argument.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    id: String,
+    seq: i64,
+    event_hash: String,
+}
+
+impl Durable {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    pub fn event_hash(&self) -> &str {
+        &self.event_hash
+    }
+}
+
+/// Handle to the audit log: cheap to clone; sends drafts to the single writer task.
+#[derive(Clone)]
+pub struct AuditLog {
+    requests: mpsc::Sender<Request>,
+    committed: broadcast::Sender<Arc<AuditEvent>>,
+    store: AuditStore,
+    chain_id: Arc<str>,
+}
+
+enum Request {
+    Append {
+        // Boxed: the queue holds up to `queue_capacity` requests, most of them waiting appends.
+        draft: Box<EventDraft>,
+        ack: oneshot::Sender<Result<Durable, AuditError>>,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// How many committed events a live consumer may fall behind before it starts losing them.
+const FEED_CAPACITY: usize = 4096;
+
+impl AuditLog {
+    /// Connects (SQLite: creates a missing file, WAL journal, busy timeout; PostgreSQL by URL scheme), runs
+    /// the migrations, loads this chain's head from the newest stored row (a restart continues the chain) and
+    /// spawns the writer task.
+    pub async fn open(
+        settings: &AuditSettings,
+        metrics: AuditMetrics,
+    ) -> Result<AuditLog, AuditError> {
+        let store = AuditStore::open(&settings.database_url, settings.durability).await?;
+        let chain_id = settings.effective_chain_id();
+        let (head, last_timestamp) = store.load_head(chain_id).await.map_err(AuditError::Query)?;
+        let (requests, inbox) = mpsc::channel(settings.queue_capacity.max(1));
+        let (committed, _) = broadcast::channel(FEED_CAPACITY);
+        let writer = Writer {
+            inbox,
+            store: store.clone(),
+            head,
+            head_suspect: false,
+            last_timestamp,
+            batch_max: settings.batch_max.max(1),
+            metrics,
+            committed: committed.clone(),
+        };
+        tokio::spawn(writer.run());
+        Ok(AuditLog {
+            requests,
+            committed,
+            store,
+            chain_id: Arc::from(chain_id),
+        })
+    }
+
+    /// Resolves once the event is committed (durable).
+    ///
+    /// The writer stamps `timestamp` (RFC 3339 UTC, microseconds) when the draft's is empty and `id` (UUIDv7)
+    /// when empty. If the commit fails, every event of that batch gets `Err` and none of them is recorded.
+    pub async fn append(&self, draft: EventDraft) -> Result<Durable, AuditError> {
+        let (ack, acked) = oneshot::channel();
+        self.requests
+            .send(Request::Append {
+                draft: Box::new(draft),
+                ack,
+            })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        // A dropped ack means the writer stopped before it reached this event.
+        acked.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Every committed event, in chain order, for live consumers (SSE feed, SIEM). A receiver that lags loses
+    /// messages (`RecvError::Lagged`); the writer never waits for it.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AuditEvent>> {
+        self.committed.subscribe()
+    }
+
+    pub fn store(&self) -> &AuditStore {
+        &self.store
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// Drains the queue, commits what is pending and stops the writer; later appends get `Closed`.
+    pub async fn close(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.requests.send(Request::Close { done }).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
+}
+
+struct Writer {
+    inbox: mpsc::Receiver<Request>,
+    store: AuditStore,
+    head: ChainHead,
+    /// Set after a failed commit: the commit may have reached the database even though it reported an error,
+    /// so the head is re-read before the next batch rather than reusing seqs that may be taken.
+    head_suspect: bool,
+    /// Keeps this chain's timestamps from going backwards when the wall clock does.
+    last_timestamp: Option<String>,
+    batch_max: usize,
+    metrics: AuditMetrics,
+    committed: broadcast::Sender<Arc<AuditEvent>>,
+}
+
+type Pending = (
+    Box<EventDraft>,
+    oneshot::Sender<Result<Durable, AuditError>>,
+);
+
+impl Writer {
+    async fn run(mut self) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
+        // Blocking receive for the first request, then whatever else is already queued, then one commit.
+        while let Some(first) = self.inbox.recv().await {
+            let mut closing = None;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Append { draft, ack } => batch.push((draft, ack)),
+                    Request::Close { done } => {
+                        closing = Some(done);
+                        break;
+                    }
+                }
+                if batch.len() < self.batch_max {
+                    next = self.inbox.try_recv().ok();
+                }
+            }
+            if let Some(done) = closing {
+                // Refuse new work, then commit everything already accepted before acknowledging the close.
+                self.inbox.close();
+                while let Ok(request) = self.inbox.try_recv() {
+                    match request {
+                        Request::Append { draft, ack } => batch.push((draft, ack)),
+                        Request::Close { done } => drop(done),
+                    }
+                    if batch.len() >= self.batch_max {
+                        self.flush(&mut batch).await;
+                    }
+                }
+                self.flush(&mut batch).await;
+                let _ = done.send(());
+                return;
+            }
+            self.flush(&mut batch).await;
+        }
+    }
+
+    async fn flush(&mut self, batch: &mut Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.head_suspect {
+            match self.store.load_head(&self.head.chain_id).await {
+                Ok((head, last_timestamp)) => {
+                    self.head = head;
+                    self.last_timestamp = last_timestamp.max(self.last_timestamp.take());
+                    self.head_suspect = false;
+                }
+                // Keep the old head: if the last commit did land, this batch fails on the unique seq and
+                // nothing is recorded out of order.
+                Err(e) => tracing::warn!(error = %e, "audit head reload failed"),
+            }
+        }
+
+        let (drafts, acks): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let mut head = self.head.clone();
+        let mut last_timestamp = self.last_timestamp.clone();
+        let mut events = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let mut draft = *draft;
+            if draft.id.is_empty() {
+                draft.id = uuid::Uuid::now_v7().to_string();
+            }
+            if draft.timestamp.is_empty() {
+                let now = timestamp::now();
+                draft.timestamp = match &last_timestamp {
+                    Some(last) if *last > now => last.clone(),
+                    _ => now,
+                };
+            }
+            last_timestamp = Some(draft.timestamp.clone()).max(last_timestamp);
+            events.push(head.seal(draft));
+        }
+
+        let started = Instant::now();
+        let result = self.store.insert_batch(&events).await;
+        self.metrics
+            .write_duration
+            .observe(started.elapsed().as_secs_f64());
+
+        match result {
+            Ok(()) => {
+                self.head = head;
+                self.last_timestamp = last_timestamp;
+                for (ack, event) in acks.into_iter().zip(events) {
+                    // A caller that stopped waiting still has its event recorded.
+                    let _ = ack.send(Ok(Durable {
+                        id: event.id.clone(),
+                        seq: event.seq,
+                        event_hash: event.event_hash.clone(),
+                    }));
+                    // No live consumer is not an error.
+                    let _ = self.committed.send(Arc::new(event));
+                }
+            }
+            Err(e) => {
+                // Fail closed: every waiter learns its event is not recorded, and the head stays where it was.
+                self.head_suspect = true;
+                self.metrics.write_failures.inc_by(acks.len() as u64);
+                tracing::error!(error = %e, events = acks.len(), "audit write failed");
+                let reason = e.to_string();
+                for ack in acks {
+                    let _ = ack.send(Err(AuditError::Write(reason.clone())));
+                }
+            }
+        }
+    }
+}
