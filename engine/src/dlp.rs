@@ -10,8 +10,6 @@
 //! Specific detectors run before `generic_secret` and claim the byte ranges they matched, so one value is
 //! reported once, by its most precise name.
 
-use std::fmt::Write as _;
-
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -250,9 +248,7 @@ impl Scanner {
             let mut tally = Tally::default();
             match frame.segment {
                 Segment::Root => {}
-                Segment::Index(i) => {
-                    let _ = write!(path, "/{i}");
-                }
+                Segment::Index(i) => push_index(&mut path, i),
                 Segment::Key(k) => {
                     if k.len() >= 6 {
                         self.scan_text(k, None, Role::Key, &mut tally, &mut claims);
@@ -299,7 +295,9 @@ impl Scanner {
                 }
                 Value::Null | Value::Bool(_) => {}
             }
-            tally.emit(&path, &mut out);
+            if tally.total() > 0 {
+                tally.emit(&path, &mut out);
+            }
         }
         out.sort_unstable_by(|a, b| a.path.cmp(&b.path).then_with(|| a.kind.cmp(&b.kind)));
         out
@@ -321,37 +319,30 @@ impl Scanner {
         if b.len() >= 10 {
             self.scan_prefixed(s, tally, claims);
         }
-        if b.len() >= 9 {
-            scan_digits(b, tally, claims);
-        }
         let mut generic = 0u32;
         if b.len() >= 5 && b.contains(&b'@') {
             scan_at_signs(b, tally, claims, &mut generic);
         }
-        let key_class = match role {
-            Role::Value => key.and_then(|k| name_class(k.as_bytes())),
-            Role::Key => None,
+        let url_generic = generic;
+        let aws = AwsContext {
+            key,
+            access_key_seen: tally.count(Kind::AwsAccessKey) > 0,
         };
-        let aws_context = key.is_some_and(|k| is_aws_secret_name(k.as_bytes()))
-            || tally.count(Kind::AwsAccessKey) > 0;
-        if b.len() >= 40 {
-            scan_aws_secrets(b, aws_context, tally, claims);
+        // A base64-encoded file wrapped in fixed-width lines is data: each of its lines would otherwise pass
+        // for a random token, and no card, name or assignment can hide inside base64 text.
+        if !is_wrapped_base64(b) {
+            scan_runs(b, role, aws, tally, claims, &mut generic);
         }
         let specific = tally.total() - before;
 
-        // A value under a key named like a secret is one secret, whatever its shape; token-level rules would
-        // only count it again.
-        if let Some(class) = key_class {
-            if specific == 0 && generic == 0 && is_nontrivial(b, class) {
-                tally.hit(Kind::GenericSecret);
-                return;
+        // A value under a key named like a secret is one secret, whatever its shape: token-level rules
+        // would only count it again.
+        if role == Role::Value && specific == 0 && url_generic == 0 && b.len() >= 4 {
+            if let Some(class) = key.and_then(|k| name_class(k.as_bytes())) {
+                if is_nontrivial(b, class) {
+                    generic = 1;
+                }
             }
-        }
-        if role == Role::Value && b.len() >= 6 {
-            scan_assignments(b, claims, &mut generic);
-        }
-        if b.len() >= 20 {
-            scan_random_tokens(b, claims, &mut generic);
         }
         for _ in 0..generic {
             tally.hit(Kind::GenericSecret);
@@ -411,13 +402,8 @@ impl Scanner {
                     (bounded && token.len() >= 8 + 16).then_some((Kind::StripeKey, severity, end))
                 }
                 b'e' => jwt_end(b, start, end).map(|e| (Kind::Jwt, Severity::High, e)),
-                b'-' => {
-                    if let Some(block_end) = pem_block(b, start, end, claims) {
-                        Some((Kind::PrivateKey, Severity::Critical, block_end))
-                    } else {
-                        None
-                    }
-                }
+                b'-' => pem_block(b, start, end, claims)
+                    .map(|block_end| (Kind::PrivateKey, Severity::Critical, block_end)),
                 _ => None,
             };
             if let Some((kind, severity, claim_end)) = found {
@@ -425,6 +411,24 @@ impl Scanner {
                 claims.push((start, claim_end));
             }
         }
+    }
+}
+
+/// Appends `/` and an array index without going through `fmt`.
+fn push_index(path: &mut String, i: usize) {
+    let mut digits = [0u8; 20];
+    let (mut n, mut v) = (digits.len(), i);
+    loop {
+        n -= 1;
+        digits[n] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    path.push('/');
+    for &d in &digits[n..] {
+        path.push(char::from(d));
     }
 }
 
@@ -558,43 +562,50 @@ fn pem_block(b: &[u8], start: usize, header_end: usize, claims: &mut Claims) -> 
 // ---------------------------------------------------------------------------------------------------------
 // Digits: payment cards, US social security numbers, IBANs
 
-fn scan_digits(b: &[u8], tally: &mut Tally, claims: &mut Claims) {
-    let mut i = 0;
-    while i < b.len() {
+/// Cards, SSNs and IBANs whose first digit lies in `from..to` (one token run). Returns how far the text is
+/// accounted for: a grouped card or IBAN reaches past the run into the next ones.
+fn scan_digits(b: &[u8], from: usize, to: usize, tally: &mut Tally, claims: &mut Claims) -> usize {
+    let mut i = from;
+    let mut reach = to;
+    while i < to {
         if !b[i].is_ascii_digit() {
             i += 1;
             continue;
         }
-        if i >= 2 && b[i - 2].is_ascii_uppercase() && b[i - 1].is_ascii_uppercase() {
-            if let Some(end) = iban_at(b, i - 2) {
-                if !overlaps(claims, i - 2, end) {
-                    tally.hit(Kind::Iban);
-                    claims.push((i - 2, end));
-                }
-                i = end;
-                continue;
-            }
-        }
-        if let Some(end) = ssn_at(b, i) {
-            if !overlaps(claims, i, end) {
-                tally.hit(Kind::UsSsn);
-                claims.push((i, end));
+        let found = if i >= 2 && b[i - 2].is_ascii_uppercase() && b[i - 1].is_ascii_uppercase() {
+            iban_at(b, i - 2).map(|end| (Kind::Iban, i - 2, end))
+        } else {
+            None
+        };
+        let found = found
+            .or_else(|| ssn_at(b, i).map(|end| (Kind::UsSsn, i, end)))
+            .or_else(|| card_at(b, i).map(|end| (Kind::CreditCard, i, end)));
+        if let Some((kind, start, end)) = found {
+            if !overlaps(claims, start, end) {
+                tally.hit(kind);
+                claims.push((start, end));
             }
             i = end;
+            reach = reach.max(end);
             continue;
         }
-        if let Some(end) = card_at(b, i) {
-            if !overlaps(claims, i, end) {
-                tally.hit(Kind::CreditCard);
-                claims.push((i, end));
-            }
-            i = end;
-            continue;
-        }
-        while i < b.len() && b[i].is_ascii_digit() {
+        while i < to && b[i].is_ascii_digit() {
             i += 1;
         }
     }
+    reach
+}
+
+/// Whether `start..end` holds a card, SSN or IBAN: a `name: value` assignment is seen before its value's
+/// digits are, and must leave them to their own, more precise detectors.
+fn has_personal_number(b: &[u8], start: usize, end: usize) -> bool {
+    (start..end).any(|i| {
+        b[i].is_ascii_digit()
+            && (i == start || !b[i - 1].is_ascii_digit())
+            && (ssn_at(b, i).is_some()
+                || card_at(b, i).is_some()
+                || (i >= 2 && iban_at(b, i - 2).is_some()))
+    })
 }
 
 /// Whether a number may start at `i`: not glued to a word, a decimal point or a longer dashed number.
@@ -614,9 +625,7 @@ fn number_ends_at(b: &[u8], i: usize) -> bool {
     match b.get(i) {
         None => true,
         Some(&c) if c.is_ascii_alphanumeric() || c == b'_' => false,
-        Some(&c) if matches!(c, b'.' | b'-' | b',') => {
-            !b.get(i + 1).is_some_and(u8::is_ascii_digit)
-        }
+        Some(b'.' | b'-' | b',') => !b.get(i + 1).is_some_and(u8::is_ascii_digit),
         Some(_) => true,
     }
 }
@@ -937,35 +946,60 @@ fn email_at(b: &[u8], at: usize) -> Option<(usize, usize)> {
 // ---------------------------------------------------------------------------------------------------------
 // AWS secret access keys (need context: 40 base64 characters alone are just as likely a hash)
 
+/// Whether the string being scanned is about AWS credentials: its key is named like an AWS secret, or it
+/// holds an access key id. Decided lazily, since only a 40-character base64 candidate needs to know.
+#[derive(Clone, Copy)]
+struct AwsContext<'a> {
+    key: Option<&'a str>,
+    access_key_seen: bool,
+}
+
+impl AwsContext<'_> {
+    fn applies(&self) -> bool {
+        self.access_key_seen || self.key.is_some_and(|k| is_aws_secret_name(k.as_bytes()))
+    }
+}
+
 fn is_aws_secret_name(name: &[u8]) -> bool {
     let mut buf = [0u8; 64];
     let norm = normalize_name(name, &mut buf);
     contains(norm, b"secretaccesskey") || (contains(norm, b"aws") && contains(norm, b"secret"))
 }
 
-fn scan_aws_secrets(b: &[u8], key_context: bool, tally: &mut Tally, claims: &mut Claims) {
-    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
-    let mut i = 0;
-    while i < b.len() {
-        if !is_b64(b[i]) {
+fn is_aws_secret_shape(t: &[u8]) -> bool {
+    // Mixed case rules out hex digests (SHA-1 is 40 hex characters).
+    t.len() == 40
+        && t.iter().all(|&c| CLASS[usize::from(c)] & BASE64 != 0)
+        && t.iter().any(u8::is_ascii_uppercase)
+        && t.iter().any(u8::is_ascii_lowercase)
+}
+
+/// 40-character base64 pieces of the run `start..end` that sit in an AWS context.
+fn aws_in_run(
+    b: &[u8],
+    start: usize,
+    end: usize,
+    aws: AwsContext<'_>,
+    tally: &mut Tally,
+    claims: &mut Claims,
+) {
+    let mut i = start;
+    while i < end {
+        if CLASS[usize::from(b[i])] & BASE64 == 0 {
             i += 1;
             continue;
         }
-        let start = i;
-        while i < b.len() && is_b64(b[i]) {
+        let s = i;
+        while i < end && CLASS[usize::from(b[i])] & BASE64 != 0 {
             i += 1;
         }
-        if i - start != 40 || overlaps(claims, start, i) {
-            continue;
-        }
-        let token = &b[start..i];
-        // Mixed case rules out hex digests (SHA-1 is 40 hex characters).
-        if !token.iter().any(u8::is_ascii_uppercase) || !token.iter().any(u8::is_ascii_lowercase) {
-            continue;
-        }
-        if key_context || aws_context_before(b, start) {
+        if i - s == 40
+            && is_aws_secret_shape(&b[s..i])
+            && !overlaps(claims, s, i)
+            && (aws.applies() || aws_context_before(b, s))
+        {
             tally.hit(Kind::AwsSecretKey);
-            claims.push((start, i));
+            claims.push((s, i));
         }
     }
 }
@@ -1129,11 +1163,11 @@ fn is_nontrivial(v: &[u8], class: NameClass) -> bool {
         NameClass::UrlPassword => !v.iter().any(u8::is_ascii_whitespace),
         NameClass::Token => {
             // A path or URL under `secret` is a reference to where the secret lives, not the secret.
-            !v.iter().any(u8::is_ascii_whitespace)
-                && !(v.starts_with(b"/")
-                    || v.starts_with(b"./")
-                    || v.starts_with(b"~/")
-                    || contains(v, b"://"))
+            !(v.iter().any(u8::is_ascii_whitespace)
+                || v.starts_with(b"/")
+                || v.starts_with(b"./")
+                || v.starts_with(b"~/")
+                || contains(v, b"://"))
         }
         NameClass::Authorization => {
             // `Bearer <credentials>` / `Basic <credentials>`, or a bare credential.
@@ -1150,160 +1184,269 @@ fn is_name_byte(c: u8) -> bool {
 /// `name=value` and `name: value` inside text (env files, command lines, query strings, YAML, JSON held in a
 /// string) where the name looks like a secret's. Code (`token = get_token()`), prose (`password: required`)
 /// and placeholders are left alone.
-fn scan_assignments(b: &[u8], claims: &mut Claims, generic: &mut u32) {
-    for k in 1..b.len() {
-        let op = b[k];
-        if op != b'=' && op != b':' {
-            continue;
+fn assignment_at(
+    b: &[u8],
+    k: usize,
+    aws: AwsContext<'_>,
+    tally: &mut Tally,
+    claims: &mut Claims,
+    generic: &mut u32,
+) {
+    if k == 0 {
+        return;
+    }
+    let op = b[k];
+    let next = b.get(k + 1).copied();
+    if op == b'='
+        && (matches!(next, Some(b'=' | b'>'))
+            || matches!(
+                b[k - 1],
+                b'=' | b'!'
+                    | b'<'
+                    | b'>'
+                    | b'+'
+                    | b'-'
+                    | b'*'
+                    | b'/'
+                    | b'|'
+                    | b'&'
+                    | b'%'
+                    | b'^'
+                    | b':'
+            ))
+    {
+        return;
+    }
+    if op == b':' && (next == Some(b':') || b[k - 1] == b':') {
+        return;
+    }
+    let mut j = k;
+    while j > 0 && b[j - 1] == b' ' {
+        j -= 1;
+    }
+    let spaced_before = j < k;
+    if j > 0 && matches!(b[j - 1], b'"' | b'\'') {
+        j -= 1;
+    }
+    let name_end = j;
+    while j > 0 && is_name_byte(b[j - 1]) {
+        j -= 1;
+    }
+    if j == name_end {
+        return;
+    }
+    let Some(class) = name_class(&b[j..name_end]) else {
+        return;
+    };
+    let mut v = k + 1;
+    while v < b.len() && b[v] == b' ' {
+        v += 1;
+    }
+    let spaced_after = v > k + 1;
+    let (start, end, quoted) = match b.get(v) {
+        Some(&q) if q == b'"' || q == b'\'' => {
+            let s = v + 1;
+            let e = s + b[s..]
+                .iter()
+                .position(|&c| c == q || c == b'\n')
+                .unwrap_or(b.len() - s);
+            (s, e, true)
         }
-        let next = b.get(k + 1).copied();
-        if op == b'='
-            && (matches!(next, Some(b'=' | b'>'))
-                || matches!(
-                    b[k - 1],
-                    b'=' | b'!'
-                        | b'<'
-                        | b'>'
-                        | b'+'
-                        | b'-'
-                        | b'*'
-                        | b'/'
-                        | b'|'
-                        | b'&'
-                        | b'%'
-                        | b'^'
-                        | b':'
-                ))
+        _ if class == NameClass::Authorization => (
+            v,
+            v + b[v..]
+                .iter()
+                .position(|&c| matches!(c, b'\n' | b'\r' | b'"' | b'\'' | b',' | b';'))
+                .unwrap_or(b.len() - v),
+            false,
+        ),
+        _ => {
+            let e = v + b[v..]
+                .iter()
+                .position(|&c| c.is_ascii_whitespace() || b",;&\"'<>()[]{}".contains(&c))
+                .unwrap_or(b.len() - v);
+            (v, e, false)
+        }
+    };
+    let value = &b[start..end];
+    if value.is_empty() {
+        return;
+    }
+    if !quoted && class != NameClass::Authorization {
+        // `x = expr` is code; env files, flags and query strings write `x=value`.
+        if op == b'=' && (spaced_before || spaced_after) {
+            return;
+        }
+        // `api_key=api_key)`, `password=self.password`: an expression, not a literal.
+        let identifier = (value[0].is_ascii_alphabetic() || value[0] == b'_')
+            && value
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
+        if identifier
+            && (value.contains(&b'.') || matches!(b.get(end), Some(b'(' | b')' | b'[' | b',')))
         {
-            continue;
+            return;
         }
-        if op == b':' && (next == Some(b':') || b[k - 1] == b':') {
-            continue;
+        // `password: required` is prose or a schema; a secret has something besides letters.
+        if op == b':' && value.iter().all(u8::is_ascii_alphabetic) {
+            return;
         }
-        let mut j = k;
-        while j > 0 && b[j - 1] == b' ' {
-            j -= 1;
-        }
-        let spaced_before = j < k;
-        if j > 0 && matches!(b[j - 1], b'"' | b'\'') {
-            j -= 1;
-        }
-        let name_end = j;
-        while j > 0 && is_name_byte(b[j - 1]) {
-            j -= 1;
-        }
-        if j == name_end {
-            continue;
-        }
-        let Some(class) = name_class(&b[j..name_end]) else {
-            continue;
-        };
-        let mut v = k + 1;
-        while v < b.len() && b[v] == b' ' {
-            v += 1;
-        }
-        let spaced_after = v > k + 1;
-        let (start, end, quoted) = match b.get(v) {
-            Some(&q) if q == b'"' || q == b'\'' => {
-                let s = v + 1;
-                let e = s + b[s..]
-                    .iter()
-                    .position(|&c| c == q || c == b'\n')
-                    .unwrap_or(b.len() - s);
-                (s, e, true)
-            }
-            _ if class == NameClass::Authorization => (
-                v,
-                v + b[v..]
-                    .iter()
-                    .position(|&c| matches!(c, b'\n' | b'\r' | b'"' | b'\'' | b',' | b';'))
-                    .unwrap_or(b.len() - v),
-                false,
-            ),
-            _ => {
-                let e = v + b[v..]
-                    .iter()
-                    .position(|&c| c.is_ascii_whitespace() || b",;&\"'<>()[]{}".contains(&c))
-                    .unwrap_or(b.len() - v);
-                (v, e, false)
-            }
-        };
-        let value = &b[start..end];
-        if value.is_empty() {
-            continue;
-        }
-        if !quoted && class != NameClass::Authorization {
-            // `x = expr` is code; env files, flags and query strings write `x=value`.
-            if op == b'=' && (spaced_before || spaced_after) {
-                continue;
-            }
-            // `api_key=api_key)`, `password=self.password`: an expression, not a literal.
-            let identifier = (value[0].is_ascii_alphabetic() || value[0] == b'_')
-                && value
-                    .iter()
-                    .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
-            if identifier
-                && (value.contains(&b'.') || matches!(b.get(end), Some(b'(' | b')' | b'[' | b',')))
-            {
-                continue;
-            }
-            // `password: required` is prose or a schema; a secret has something besides letters.
-            if op == b':' && value.iter().all(u8::is_ascii_alphabetic) {
-                continue;
-            }
-        }
-        if is_nontrivial(value, class) && !overlaps(claims, start, end) {
-            *generic += 1;
-            claims.push((start, end));
-        }
+    }
+    if overlaps(claims, start, end) {
+        return;
+    }
+    // `AWS_SECRET_ACCESS_KEY=...` is an AWS key before it is a generic secret.
+    if is_aws_secret_shape(value) && (aws.applies() || is_aws_secret_name(&b[j..name_end])) {
+        tally.hit(Kind::AwsSecretKey);
+        claims.push((start, end));
+    } else if is_nontrivial(value, class) && !has_personal_number(b, start, end) {
+        *generic += 1;
+        claims.push((start, end));
     }
 }
 
-fn is_token_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-')
-}
+const TOKEN: u8 = 1;
+const BASE64: u8 = 2;
+const DIGIT: u8 = 4;
+const EQUALS: u8 = 8;
 
-/// High-entropy tokens: runs of base64/base64url characters, split at `/` and `=` (so paths and query
-/// strings fall apart into their words), judged by [`looks_random`].
-fn scan_random_tokens(b: &[u8], claims: &mut Claims, generic: &mut u32) {
+/// Byte classes for the tokenizer: token bytes are base64 and base64url characters plus `=`.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut i = 0;
-    while i < b.len() {
-        if !is_token_byte(b[i]) {
+    while i < 256 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_digit() {
+            TOKEN | BASE64 | DIGIT
+        } else if c.is_ascii_alphabetic() || c == b'+' || c == b'/' {
+            TOKEN | BASE64
+        } else if c == b'=' {
+            TOKEN | EQUALS
+        } else if c == b'_' || c == b'-' {
+            TOKEN
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
+/// The one pass over a string's bytes after the prefixed and `@` detectors: it cuts the text into runs of
+/// token bytes and hands each run only to the detectors that can match it (digits -> cards, SSNs, IBANs;
+/// `=` or a `:` before it -> assignments; 20+ bytes -> AWS secrets and random tokens). Prose is mostly runs
+/// of a few letters, which cost one table lookup per byte.
+fn scan_runs(
+    b: &[u8],
+    role: Role,
+    aws: AwsContext<'_>,
+    tally: &mut Tally,
+    claims: &mut Claims,
+    generic: &mut u32,
+) {
+    let n = b.len();
+    let assignments = role == Role::Value && n >= 6;
+    let mut i = 0;
+    while i < n {
+        if CLASS[usize::from(b[i])] & TOKEN == 0 {
+            if b[i] == b':' && assignments {
+                assignment_at(b, i, aws, tally, claims, generic);
+            }
             i += 1;
             continue;
         }
         let start = i;
-        while i < b.len() && is_token_byte(b[i]) {
+        let mut seen = 0u8;
+        while i < n {
+            let f = CLASS[usize::from(b[i])];
+            if f & TOKEN == 0 {
+                break;
+            }
+            seen |= f;
             i += 1;
         }
-        let run = &b[start..i];
-        if run.len() < 20 || run.len() > 512 {
-            // Shorter cannot hold a candidate; longer is a data blob (an encoded file), not a credential.
-            continue;
+        let end = i;
+        if seen & DIGIT != 0 && n >= 9 {
+            i = scan_digits(b, start, end, tally, claims);
         }
-        // Public material and digests that look random but are not secret: Subresource Integrity hashes,
-        // data: URIs, SSH public key blobs.
-        let sri = [&b"sha1-"[..], b"sha256-", b"sha384-", b"sha512-"]
-            .iter()
-            .any(|p| run.starts_with(p));
-        let data_uri = start >= 7 && &b[start - 7..start] == b"base64,";
-        let ssh_public = run.starts_with(b"AAAA")
-            && start >= 1
-            && b[start - 1] == b' '
-            && contains(&b[start.saturating_sub(24)..start], b"ssh-")
-            || run.starts_with(b"AAAAE2VjZHNh");
-        if sri || data_uri || ssh_public {
-            continue;
-        }
-        let mut s = start;
-        for piece in run.split(|&c| c == b'/' || c == b'=') {
-            let e = s + piece.len();
-            if piece.len() >= 20 && !overlaps(claims, s, e) && looks_random(piece) {
-                *generic += 1;
-                claims.push((s, e));
+        if seen & EQUALS != 0 && assignments {
+            for k in start..end {
+                if b[k] == b'=' {
+                    assignment_at(b, k, aws, tally, claims, generic);
+                }
             }
-            s = e + 1;
         }
+        if end - start >= 20 {
+            if end - start >= 40 {
+                aws_in_run(b, start, end, aws, tally, claims);
+            }
+            random_in_run(b, start, end, claims, generic);
+        }
+    }
+}
+
+/// Whether the text is base64 wrapped at a fixed width of 60-120 columns (MIME, PEM-like bodies): at least
+/// four lines, all but the last exactly that wide, nothing but base64 characters.
+fn is_wrapped_base64(b: &[u8]) -> bool {
+    if b.len() < 256 {
+        return false;
+    }
+    let mut lines = b
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let Some(first) = lines.next() else {
+        return false;
+    };
+    let width = first.len();
+    let is_b64 = |l: &[u8]| {
+        l.iter()
+            .all(|&c| CLASS[usize::from(c)] & BASE64 != 0 || c == b'=')
+    };
+    if !(60..=120).contains(&width) || !is_b64(first) {
+        return false;
+    }
+    let mut count = 1;
+    let mut last_short = false;
+    for line in lines {
+        if last_short || line.len() > width || !is_b64(line) {
+            return false;
+        }
+        last_short = line.len() < width;
+        count += 1;
+    }
+    count >= 4
+}
+
+/// High-entropy tokens in the run `start..end`, split at `/` and `=` (so paths and query strings fall
+/// apart into their words), judged by [`looks_random`].
+fn random_in_run(b: &[u8], start: usize, end: usize, claims: &mut Claims, generic: &mut u32) {
+    let run = &b[start..end];
+    if run.len() > 512 {
+        // A data blob (an encoded file), not a credential.
+        return;
+    }
+    // Public material and digests that look random but are not secret: Subresource Integrity hashes,
+    // data: URIs, SSH public key blobs.
+    let sri = [&b"sha1-"[..], b"sha256-", b"sha384-", b"sha512-"]
+        .iter()
+        .any(|p| run.starts_with(p));
+    let data_uri = start >= 7 && &b[start - 7..start] == b"base64,";
+    let ssh_public = run.starts_with(b"AAAA")
+        && start >= 1
+        && b[start - 1] == b' '
+        && contains(&b[start.saturating_sub(24)..start], b"ssh-")
+        || run.starts_with(b"AAAAE2VjZHNh");
+    if sri || data_uri || ssh_public {
+        return;
+    }
+    let mut s = start;
+    for piece in run.split(|&c| c == b'/' || c == b'=') {
+        let e = s + piece.len();
+        if piece.len() >= 20 && !overlaps(claims, s, e) && looks_random(piece) {
+            *generic += 1;
+            claims.push((s, e));
+        }
+        s = e + 1;
     }
 }
 
@@ -1818,6 +1961,11 @@ mod tests {
             kinds(json!({"url": "postgres://app:Sup3rS3cret@db.example.com:5432/app"})),
             one("generic_secret", "/url", 1)
         );
+        // The assignment is seen first, but the card in its value is still called a card.
+        assert_eq!(
+            kinds(json!({"yaml": "password: 4111 1111 1111 1111"})),
+            one("credit_card", "/yaml", 1)
+        );
         for s in [
             "client = Client(api_key=api_key)",
             "password = os.environ[\"DB_PASSWORD\"]",
@@ -1868,6 +2016,33 @@ mod tests {
         ] {
             assert!(kinds_of(s).iter().all(|k| k != "generic_secret"), "{s:?}: {:?}", kinds_of(s));
         }
+    }
+
+    #[test]
+    fn wrapped_base64_file_is_data_not_secrets() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let line = |x: &mut u64| -> String {
+            (0..76)
+                .map(|_| {
+                    *x ^= *x << 13;
+                    *x ^= *x >> 7;
+                    *x ^= *x << 17;
+                    char::from(alphabet[(*x % 64) as usize])
+                })
+                .collect()
+        };
+        let lines: Vec<String> = (0..12).map(|_| line(&mut x)).collect();
+        let blob = format!("{}\nAAAA==", lines.join("\n"));
+        assert!(is_wrapped_base64(blob.as_bytes()));
+        assert!(scan(json!({ "content": blob })).is_empty());
+        // The same random lines as separate values are each a random token.
+        let f = kinds(json!({ "a": lines[0], "b": lines[1] }));
+        assert_eq!(f.len(), 2, "{f:?}");
+        // An env file is not a blob, even without spaces.
+        assert!(!is_wrapped_base64(
+            format!("A=1\n{}", lines.join("\n")).as_bytes()
+        ));
     }
 
     #[test]
