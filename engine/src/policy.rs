@@ -85,6 +85,25 @@ impl Decision {
         }
     }
 
+    /// A human reviewer approved an escalated call: an allow that keeps the escalating policy's id, so the
+    /// audit log shows which rule asked for the review. `None` unless `escalated` is an escalation.
+    pub fn approved(escalated: &Decision) -> Option<Decision> {
+        (escalated.verdict == Verdict::Escalate).then(|| Decision {
+            verdict: Verdict::Allow,
+            policy_id: escalated.policy_id.clone(),
+            reason: format!("approved by a reviewer: {}", escalated.reason),
+        })
+    }
+
+    /// A human reviewer denied an escalated call. `None` unless `escalated` is an escalation.
+    pub fn reviewer_denied(escalated: &Decision) -> Option<Decision> {
+        (escalated.verdict == Verdict::Escalate).then(|| Decision {
+            verdict: Verdict::Deny,
+            policy_id: escalated.policy_id.clone(),
+            reason: format!("denied by a reviewer: {}", escalated.reason),
+        })
+    }
+
     /// Reads a decision object `{"result", "policy_id", "reason"}` as the policy produced it.
     fn from_value(value: &Value) -> Result<Decision, PolicyError> {
         if *value == Value::Undefined {

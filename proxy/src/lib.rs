@@ -9,18 +9,24 @@
 //! - [`server`]: the hyper server, routing, body limits, the one place errors become responses.
 //! - [`mcp`]: JSON-RPC types, streamable HTTP (both protocol eras), sessions, upstreams (HTTP, stdio).
 //! - [`pipeline`]: one tool call: jwt -> session -> dlp -> policy -> forward -> audit.
+//! - [`policy_cli`]: `toolgate policy test` and `toolgate policy eval`.
+//! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, verify and export.
 //! - [`telemetry`]: Prometheus metrics and JSON logs.
 //! - [`demo_server`]: the bundled stdio MCP server behind the default config.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo_server;
+pub mod escalation;
 pub mod mcp;
 pub mod pipeline;
+pub mod policy_cli;
 pub mod server;
 pub mod telemetry;

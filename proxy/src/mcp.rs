@@ -1,2 +1,27 @@
 //! MCP: JSON-RPC types, streamable HTTP (both protocol eras), sessions and upstreams.
+//!
+//! - [`jsonrpc`]: parsing once, error codes, duplicate-key rejection.
+//! - [`endpoint`]: `POST`/`GET`/`DELETE /mcp/{upstream}`: content negotiation, sessions, passthrough.
+//! - [`session`]: `Mcp-Session-Id` bound to the agent that opened it.
+//! - [`upstream`]: the two kinds of upstream, [`http`] (streamable HTTP) and [`stdio`] (a shared child process).
+//! - [`sse`]: the few Server-Sent Events helpers the proxy needs.
+pub mod endpoint;
+pub mod http;
+pub mod jsonrpc;
+pub mod session;
+pub mod sse;
 pub mod stdio;
+pub mod upstream;
+
+/// Protocol revisions toolgate understands. The newest stateful (2025) one is what it speaks to stdio children.
+pub const PROTOCOL_VERSIONS: &[&str] = &[
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+/// The stateless revision: no `initialize`, no session; every request carries its version in `_meta`.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+/// The `_meta` key that carries the protocol version in the stateless era.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";

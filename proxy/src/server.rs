@@ -1,1 +1,219 @@
 //! The hyper server: routing, body limits, and the one place where errors become responses.
+//!
+//! `run(listener, app, shutdown)` has the mini-redis shape, so tests start the real server on `127.0.0.1:0`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::app::App;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every response body: a full buffer or an upstream stream, boxed.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(full(value.to_string()))
+        .expect("valid response")
+}
+
+/// A JSON-RPC message as the answer to an MCP POST.
+pub fn jsonrpc_reply(status: StatusCode, value: Value) -> Response<Body> {
+    json_response(status, &value)
+}
+
+/// An upstream answer, streamed back unbuffered (SSE frames reach the agent as they come).
+pub fn stream_response(resp: Response<Incoming>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let mut resp = Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
+    crate::mcp::endpoint::keep_mcp_headers(resp.headers_mut());
+    resp
+}
+
+/// Serves `listener` until `shutdown` resolves; then stops accepting and returns (open connections finish on
+/// their own tasks).
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let sweeper = tokio::spawn(sweep_sessions(app.clone()));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(route(app, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    sweeper.abort();
+}
+
+/// Forgets sessions idle past the timeout, recording their end.
+async fn sweep_sessions(app: Arc<App>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        for session in app.sessions.sweep_idle() {
+            let draft = toolgate_engine::chain::EventDraft {
+                event_type: "session_end".into(),
+                agent_id: Some(session.agent_id.clone()),
+                session_id: Some(session.id.clone()),
+                tenant_id: session.tenant_id.clone(),
+                mcp_server: Some(session.upstream.clone()),
+                dlp_findings: json!([]),
+                extra: json!({ "reason": "idle_timeout", "calls": session.calls() }),
+                ..Default::default()
+            };
+            let _ = app.audit.append(draft).await;
+        }
+    }
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let base_url = base_url(&app, &req);
+    if let Some(upstream) = path.strip_prefix("/mcp/") {
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let trace_id = trace_id(&req);
+        let span = tracing::info_span!("mcp", trace_id = %trace_id, upstream = %upstream, agent_id = tracing::field::Empty);
+        return crate::mcp::endpoint::handle(&app, &upstream, req, &base_url, trace_id)
+            .instrument(span)
+            .await;
+    }
+    if let Some(upstream) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
+        return crate::mcp::endpoint::resource_metadata(&app, &base_url, upstream);
+    }
+    match path.as_str() {
+        "/health" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        "/ready" => ready(&app).await,
+        "/metrics" => Response::builder()
+            .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .body(full(app.metrics.render()))
+            .expect("valid response"),
+        p if p.starts_with("/api/v1/") => crate::admin::handle(&app, req).await,
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({ "error": "not_found", "message": format!("no route for {path}") }),
+        ),
+    }
+}
+
+async fn ready(app: &App) -> Response<Body> {
+    let database = app.audit.store().ping().await;
+    let policy = !app.policy.load().revision().is_empty();
+    let status = if database && policy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &json!({ "ready": database && policy, "database": database, "policy": policy }),
+    )
+}
+
+/// The base URL agents reach toolgate at: `public_url` if configured, else from the request's Host.
+fn base_url(app: &App, req: &Request<Incoming>) -> String {
+    if let Some(url) = &app.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| app.config.listen.to_string());
+    format!("http://{host}")
+}
+
+/// The trace id of a W3C `traceparent` (continued), or a fresh one.
+fn trace_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()))
+}
+
+fn parse_traceparent(value: &str) -> Option<String> {
+    let mut parts = value.trim().split('-');
+    let (version, trace, span, _flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex_ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (hex_ok(version, 2)
+        && version != "ff"
+        && hex_ok(trace, 32)
+        && trace != "0".repeat(32)
+        && hex_ok(span, 16))
+    .then(|| trace.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_continued_only_when_valid() {
+        assert_eq!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(parse_traceparent("00-XYZ-00f067aa0ba902b7-01"), None);
+        assert_eq!(parse_traceparent("garbage"), None);
+    }
+}

@@ -1,0 +1,31 @@
+# toolgate: the two commands a new user needs are `make run` and `make test`.
+CARGO ?= cargo
+
+.PHONY: run test build policy-test bench fmt lint clean
+
+## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
+run:
+	$(CARGO) build --release -p toolgate
+	./target/release/toolgate serve --config toolgate.toml
+
+## The whole test suite: Rust unit and integration tests, then the shipped Rego policy tests.
+test:
+	$(CARGO) test --workspace --locked
+	$(CARGO) run --quiet --locked -p toolgate -- policy test policies
+
+## Only the Rego unit tests of the shipped policies.
+policy-test:
+	$(CARGO) run --quiet -p toolgate -- policy test policies --verbose
+
+build:
+	$(CARGO) build --release -p toolgate
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -f toolgate-audit.db toolgate-audit.db-wal toolgate-audit.db-shm

@@ -1,0 +1,139 @@
+//! The running proxy's shared state, built once at start from a validated [`Config`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use toolgate_engine::dlp::Scanner;
+use toolgate_engine::policy::{Evaluator, PolicySet};
+
+use crate::audit::AuditLog;
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::escalation::Escalations;
+use crate::mcp::http::HttpUpstream;
+use crate::mcp::session::SessionStore;
+use crate::mcp::stdio::StdioUpstream;
+use crate::mcp::upstream::Upstream;
+use crate::telemetry::Metrics;
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    pub config: Config,
+    pub auth: Arc<Authenticator>,
+    pub sessions: SessionStore,
+    pub upstreams: HashMap<String, Upstream>,
+    /// The compiled policy set; a reload swaps in a whole new set, requests keep the one they started with.
+    pub policy: ArcSwap<PolicySet>,
+    pub scanner: Scanner,
+    pub audit: AuditLog,
+    pub metrics: Arc<Metrics>,
+    pub escalations: Escalations,
+}
+
+impl App {
+    /// Builds the proxy: policies compiled and smoke-evaluated, the audit log opened (its chain head loaded),
+    /// stdio children started and handshaken. Any failure here stops start-up with a clear error.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<App>> {
+        config.validate_for_serve()?;
+        let metrics = Arc::new(Metrics::new(config.telemetry.metrics_max_agents));
+        let auth = Arc::new(Authenticator::new(&config.auth).context("agent authentication")?);
+        if let Some(url) = &config.auth.jwks_url {
+            crate::auth::start_jwks_refresh(
+                auth.clone(),
+                url.clone(),
+                Duration::from_secs(config.auth.jwks_refresh_seconds),
+            )
+            .await
+            .context("fetching the JWKS")?;
+        }
+        let policy = match PolicySet::load(&config.policy.dir) {
+            Ok(p) => {
+                metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                p
+            }
+            Err(e) => {
+                metrics.policy_reloads.with_label_values(&["error"]).inc();
+                return Err(anyhow::anyhow!(
+                    "loading policies from {}: {e}",
+                    config.policy.dir.display()
+                ));
+            }
+        };
+        tracing::info!(
+            revision = policy.revision(),
+            modules = policy.modules().len(),
+            "policy loaded"
+        );
+        let audit = AuditLog::open(&config.audit, metrics.audit())
+            .await
+            .context("opening the audit log")?;
+        let client = crate::mcp::http::client();
+        let mut upstreams = HashMap::new();
+        for u in &config.upstreams {
+            let upstream = match (&u.url, &u.command) {
+                (Some(_), _) => Upstream::Http(HttpUpstream::new(u, client.clone())?),
+                (None, Some(command)) => {
+                    let command = resolve_self(command);
+                    let env: Vec<(String, String)> =
+                        u.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let child = StdioUpstream::start(&u.name, &command, &env, u.timeout())
+                        .await
+                        .with_context(|| format!("starting upstream {}", u.name))?;
+                    Upstream::Stdio(child)
+                }
+                (None, None) => unreachable!("validated: url or command"),
+            };
+            upstreams.insert(u.name.clone(), upstream);
+        }
+        let sessions =
+            SessionStore::new(config.session.max_sessions, config.session.idle_timeout());
+        let escalations = Escalations::new(metrics.escalations_pending.clone());
+        Ok(Arc::new(App {
+            auth,
+            sessions,
+            upstreams,
+            policy: ArcSwap::from_pointee(policy),
+            scanner: Scanner::new(),
+            audit,
+            metrics,
+            escalations,
+            config,
+        }))
+    }
+
+    /// Runs `f` on this worker thread's own warm evaluator of the current policy set. Each thread keeps one
+    /// evaluator and rebuilds it only when the policy revision changed, so no lock is shared across requests.
+    pub fn with_evaluator<T>(&self, f: impl FnOnce(&mut Evaluator) -> T) -> T {
+        thread_local! {
+            static EVALUATOR: RefCell<Option<Evaluator>> = const { RefCell::new(None) };
+        }
+        let set = self.policy.load();
+        EVALUATOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let fresh = match slot.as_ref() {
+                Some(ev) => ev.revision() != set.revision(),
+                None => true,
+            };
+            if fresh {
+                *slot = Some(set.evaluator());
+            }
+            f(slot.as_mut().expect("just set"))
+        })
+    }
+}
+
+/// `command = ["toolgate", …]` means this very binary, so the default config works wherever toolgate is
+/// installed (or run from `target/`) without a PATH entry.
+fn resolve_self(command: &[String]) -> Vec<String> {
+    let mut command = command.to_vec();
+    if command.first().map(String::as_str) == Some("toolgate") {
+        if let Ok(exe) = std::env::current_exe() {
+            command[0] = exe.to_string_lossy().into_owned();
+        }
+    }
+    command
+}

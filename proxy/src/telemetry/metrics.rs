@@ -1,0 +1,272 @@
+//! The Prometheus metrics of the contract, registered once in one registry and rendered for `GET /metrics`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::audit::AuditMetrics;
+
+/// Buckets that resolve microseconds (policy, DLP, JWT, session) up to the milliseconds of forwarding.
+const STAGE_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const POLICY_BUCKETS: &[f64] = &[
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+];
+const AUDIT_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 5.0,
+];
+
+/// The label an agent id is folded into once `max_agents` distinct ids have been seen.
+pub const OTHER_AGENT: &str = "other";
+
+/// All metrics of the contract. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub tool_calls: IntCounterVec,
+    pub policy_decision_duration: HistogramVec,
+    pub stage_duration: HistogramVec,
+    pub audit_write_duration: Histogram,
+    pub audit_write_failures: IntCounter,
+    pub policy_errors: IntCounter,
+    pub policy_reloads: IntCounterVec,
+    pub dlp_findings: IntCounterVec,
+    pub escalations_pending: IntGauge,
+    pub alerts_open: IntGaugeVec,
+    pub upstream_requests: IntCounterVec,
+    /// `stage_duration` resolved once per stage, so timing a stage costs no label lookup.
+    stages: Vec<Histogram>,
+    /// Agent ids that have their own label value. A std mutex: held only for a set lookup, never across an await.
+    agents: Mutex<HashSet<String>>,
+    max_agents: usize,
+}
+
+impl Metrics {
+    /// Creates and registers every metric. `max_agents` caps the distinct `agent_id` label values so a flood of
+    /// agent ids cannot blow up the series count; later agents are counted as `other`.
+    pub fn new(max_agents: usize) -> Metrics {
+        let registry = Registry::new();
+        let tool_calls = IntCounterVec::new(
+            Opts::new(
+                "toolgate_tool_calls_total",
+                "MCP tool calls judged, by agent, policy result and upstream.",
+            ),
+            &["agent_id", "policy_result", "mcp_server"],
+        )
+        .expect("valid metric");
+        let policy_decision_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "toolgate_policy_decision_duration_seconds",
+                "Time to evaluate the Rego decision for one call.",
+            )
+            .buckets(POLICY_BUCKETS.to_vec()),
+            &["mcp_server"],
+        )
+        .expect("valid metric");
+        let stage_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "toolgate_stage_duration_seconds",
+                "Time spent in each pipeline stage.",
+            )
+            .buckets(STAGE_BUCKETS.to_vec()),
+            &["stage"],
+        )
+        .expect("valid metric");
+        let audit_write_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "toolgate_audit_write_duration_seconds",
+                "Time to commit one batch of audit events (group commit).",
+            )
+            .buckets(AUDIT_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let audit_write_failures = IntCounter::new(
+            "toolgate_audit_write_failures_total",
+            "Audit events whose commit failed (the calls were refused: fail closed).",
+        )
+        .expect("valid metric");
+        let policy_errors = IntCounter::new(
+            "toolgate_policy_errors_total",
+            "Policy evaluations that failed and were turned into a deny.",
+        )
+        .expect("valid metric");
+        let policy_reloads = IntCounterVec::new(
+            Opts::new(
+                "toolgate_policy_reloads_total",
+                "Policy set loads, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let dlp_findings = IntCounterVec::new(
+            Opts::new(
+                "toolgate_dlp_findings_total",
+                "DLP findings in tool arguments, by type and severity.",
+            ),
+            &["type", "severity"],
+        )
+        .expect("valid metric");
+        let escalations_pending = IntGauge::new(
+            "toolgate_escalations_pending",
+            "Escalated calls waiting for a human decision.",
+        )
+        .expect("valid metric");
+        let alerts_open = IntGaugeVec::new(
+            Opts::new("toolgate_alerts_open_total", "Open alerts, by severity."),
+            &["severity"],
+        )
+        .expect("valid metric");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "toolgate_upstream_requests_total",
+                "Requests forwarded to upstream MCP servers, by outcome.",
+            ),
+            &["mcp_server", "status"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(tool_calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(policy_decision_duration.clone()),
+            Box::new(stage_duration.clone()),
+            Box::new(audit_write_duration.clone()),
+            Box::new(audit_write_failures.clone()),
+            Box::new(policy_errors.clone()),
+            Box::new(policy_reloads.clone()),
+            Box::new(dlp_findings.clone()),
+            Box::new(escalations_pending.clone()),
+            Box::new(alerts_open.clone()),
+            Box::new(upstream_requests.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        // Resolved up front: dashboards see every stage from the first scrape, and timing costs no lookup.
+        let stages = crate::pipeline::Stage::ALL
+            .iter()
+            .map(|s| stage_duration.with_label_values(&[s.as_str()]))
+            .collect();
+        for result in ["ok", "error"] {
+            policy_reloads.with_label_values(&[result]);
+        }
+        Metrics {
+            registry,
+            tool_calls,
+            policy_decision_duration,
+            stage_duration,
+            audit_write_duration,
+            audit_write_failures,
+            policy_errors,
+            policy_reloads,
+            dlp_findings,
+            escalations_pending,
+            alerts_open,
+            upstream_requests,
+            stages,
+            agents: Mutex::new(HashSet::new()),
+            max_agents,
+        }
+    }
+
+    /// The histogram of one pipeline stage.
+    pub fn stage(&self, stage: crate::pipeline::Stage) -> &Histogram {
+        &self.stages[stage as usize]
+    }
+
+    /// The handles the audit writer updates.
+    pub fn audit(&self) -> AuditMetrics {
+        AuditMetrics {
+            write_duration: self.audit_write_duration.clone(),
+            write_failures: self.audit_write_failures.clone(),
+        }
+    }
+
+    /// The label value for `agent_id`: the id itself while fewer than `max_agents` ids have been seen, else `other`.
+    pub fn agent_label<'a>(&self, agent_id: &'a str) -> &'a str {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        if agents.contains(agent_id) {
+            return agent_id;
+        }
+        if agents.len() < self.max_agents {
+            agents.insert(agent_id.to_owned());
+            return agent_id;
+        }
+        OTHER_AGENT
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_labels_are_capped() {
+        let m = Metrics::new(2);
+        assert_eq!(m.agent_label("a"), "a");
+        assert_eq!(m.agent_label("b"), "b");
+        assert_eq!(m.agent_label("c"), OTHER_AGENT);
+        assert_eq!(m.agent_label("a"), "a", "known agents keep their label");
+    }
+
+    #[test]
+    fn renders_every_contract_metric() {
+        let m = Metrics::new(10);
+        m.tool_calls
+            .with_label_values(&["a", "allow", "demo"])
+            .inc();
+        m.dlp_findings.with_label_values(&["email", "medium"]).inc();
+        m.alerts_open.with_label_values(&["high"]).set(0);
+        m.upstream_requests.with_label_values(&["demo", "ok"]).inc();
+        m.policy_decision_duration
+            .with_label_values(&["demo"])
+            .observe(0.000_004);
+        let text = m.render();
+        for name in [
+            "toolgate_tool_calls_total",
+            "toolgate_policy_decision_duration_seconds",
+            "toolgate_stage_duration_seconds",
+            "toolgate_audit_write_duration_seconds",
+            "toolgate_audit_write_failures_total",
+            "toolgate_policy_errors_total",
+            "toolgate_policy_reloads_total",
+            "toolgate_dlp_findings_total",
+            "toolgate_escalations_pending",
+            "toolgate_alerts_open_total",
+            "toolgate_upstream_requests_total",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing from:\n{text}"
+            );
+        }
+        assert!(text.contains(
+            r#"toolgate_tool_calls_total{agent_id="a",mcp_server="demo",policy_result="allow"} 1"#
+        ));
+        assert!(text.contains(r#"toolgate_stage_duration_seconds_count{stage="policy"} 0"#));
+    }
+}

@@ -1,0 +1,202 @@
+//! A mock streamable-HTTP MCP server on 127.0.0.1:0 that records what reaches it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// What the mock saw and how it behaves.
+#[derive(Default)]
+pub struct State {
+    /// Every JSON-RPC message received, with the request's Host and whether it carried an Authorization header.
+    pub received: Mutex<Vec<(Value, Option<String>, bool)>>,
+    /// Answer with SSE instead of JSON.
+    pub sse: bool,
+    /// Answer `server/discover` with 400, as a 2025-era server does.
+    pub legacy_only: bool,
+    /// Released by the test to let the second event of a streamed `tools/call` go out.
+    pub release: Notify,
+}
+
+impl State {
+    pub fn tool_calls(&self) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, _)| m["method"] == "tools/call")
+            .map(|(m, _, _)| m.clone())
+            .collect()
+    }
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+}
+
+pub async fn start(state: State) -> MockUpstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(state);
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let st = st.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(st.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    MockUpstream { addr, state }
+}
+
+fn json_body(status: StatusCode, v: Value, session: Option<&str>) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    if let Some(s) = session {
+        b = b.header("mcp-session-id", s);
+    }
+    b.body(Full::new(Bytes::from(v.to_string())).boxed())
+        .unwrap()
+}
+
+fn sse_body(events: Vec<Value>) -> Response<Body> {
+    let text: String = events
+        .iter()
+        .map(|e| format!("event: message\ndata: {e}\n\n"))
+        .collect();
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Full::new(Bytes::from(text)).boxed())
+        .unwrap()
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let has_auth = req.headers().contains_key("authorization");
+    match *req.method() {
+        Method::GET => {
+            // The server-to-client stream: one notification, then it stays open.
+            let first = futures_util::stream::once(async {
+                Ok::<_, Infallible>(Frame::data(Bytes::from("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hello\"}}\n\n")))
+            });
+            let rest = futures_util::stream::pending();
+            return Ok(Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(BodyExt::boxed(StreamBody::new(first.chain(rest))))
+                .unwrap());
+        }
+        Method::DELETE => {
+            return Ok(Response::builder()
+                .status(200)
+                .body(Full::new(Bytes::new()).boxed())
+                .unwrap())
+        }
+        _ => {}
+    }
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state
+        .received
+        .lock()
+        .unwrap()
+        .push((msg.clone(), host, has_auth));
+    let id = msg.get("id").cloned();
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+    let Some(id) = id else {
+        return Ok(Response::builder()
+            .status(202)
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap());
+    };
+    let result = |r: Value| json!({ "jsonrpc": "2.0", "id": id, "result": r });
+    let resp = match method {
+        "initialize" => json_body(
+            StatusCode::OK,
+            result(
+                json!({ "protocolVersion": msg["params"]["protocolVersion"], "capabilities": { "tools": {} }, "serverInfo": { "name": "mock", "version": "1" } }),
+            ),
+            Some("upstream-session-1"),
+        ),
+        "server/discover" if state.legacy_only => json_body(
+            StatusCode::BAD_REQUEST,
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "Method not found" } }),
+            None,
+        ),
+        "server/discover" => json_body(
+            StatusCode::OK,
+            result(
+                json!({ "supportedVersions": ["2026-07-28"], "capabilities": { "tools": {} }, "serverInfo": { "name": "mock", "version": "1" } }),
+            ),
+            None,
+        ),
+        "tools/list" => {
+            let tools = json!({ "tools": [
+                { "name": "echo", "inputSchema": { "type": "object" } },
+                { "name": "run_shell", "inputSchema": { "type": "object" } },
+                { "name": "read_file", "inputSchema": { "type": "object" } },
+            ]});
+            if state.sse {
+                sse_body(vec![result(tools)])
+            } else {
+                json_body(StatusCode::OK, result(tools), None)
+            }
+        }
+        "tools/call" if state.sse => {
+            // Two events with a gap the test controls: proves toolgate streams rather than buffers.
+            let progress = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": { "progressToken": 1, "progress": 1 } });
+            let done = result(
+                json!({ "content": [{ "type": "text", "text": "streamed" }], "isError": false }),
+            );
+            let st = state.clone();
+            let first = futures_util::stream::once(async move {
+                Ok::<_, Infallible>(Frame::data(Bytes::from(format!(
+                    "event: message\ndata: {progress}\n\n"
+                ))))
+            });
+            let second = futures_util::stream::once(async move {
+                st.release.notified().await;
+                Ok::<_, Infallible>(Frame::data(Bytes::from(format!(
+                    "event: message\ndata: {done}\n\n"
+                ))))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(BodyExt::boxed(StreamBody::new(first.chain(second))))
+                .unwrap()
+        }
+        "tools/call" => {
+            let text = format!("called {}", msg["params"]["name"].as_str().unwrap_or(""));
+            json_body(
+                StatusCode::OK,
+                result(json!({ "content": [{ "type": "text", "text": text }], "isError": false })),
+                None,
+            )
+        }
+        _ => json_body(StatusCode::OK, result(json!({})), None),
+    };
+    Ok(resp)
+}
