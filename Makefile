@@ -10,7 +10,7 @@ run:
 
 ## The whole test suite: Rust unit and integration tests, then the shipped Rego policy tests.
 test:
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --locked
 	$(CARGO) run --quiet --locked -p toolgate -- policy test policies
 
 ## Only the Rego unit tests of the shipped policies.
