@@ -111,8 +111,20 @@ impl ToolError {
     }
 }
 
-/// Runs until stdin closes. `sandbox` is the folder all file tools act in (created if missing).
+/// The file a fresh sandbox starts with, so a first `read_file` has something to read.
+const WELCOME_PATH: &str = "workspace/readme.txt";
+const WELCOME_TEXT: &str = "Hello from the toolgate demo sandbox.\nThis file lives in the demo server's sandbox folder, never on the host.\n";
+
+/// Runs until stdin closes. `sandbox` is the folder all file tools act in (created if missing, with a
+/// `/workspace/readme.txt` to read).
 pub fn run(sandbox: &Path) -> io::Result<()> {
+    let welcome = sandbox.join(WELCOME_PATH);
+    if !welcome.exists() {
+        if let Some(parent) = welcome.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&welcome, WELCOME_TEXT)?;
+    }
     eprintln!(
         "{SERVER_NAME}: serving MCP over stdio; file tools confined to {}",
         sandbox.display()
