@@ -4,13 +4,9 @@
 //! timestamp has this exact fixed-width form; range bounds are therefore rewritten into it before use.
 
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use super::AuditError;
-
-const FORMAT: &[time::format_description::FormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// Now, e.g. `2026-11-22T20:15:00.123456Z`.
 pub(crate) fn now() -> String {
@@ -18,10 +14,8 @@ pub(crate) fn now() -> String {
 }
 
 fn format(at: OffsetDateTime) -> String {
-    // Formatting a UTC time with this description only fails for years outside 0..=9999.
-    at.to_offset(UtcOffset::UTC)
-        .format(FORMAT)
-        .unwrap_or_else(|_| "9999-12-31T23:59:59.999999Z".to_owned())
+    // One spelling for logs and audit events alike.
+    crate::telemetry::format_rfc3339(at)
 }
 
 /// A user-given RFC 3339 bound (any offset, any sub-second precision) in the stored spelling.
