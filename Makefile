@@ -1,7 +1,7 @@
 # toolgate: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build policy-test bench fmt lint clean
+.PHONY: run test build policy-test bench fmt lint clean stack
 
 ## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
 run:
@@ -12,10 +12,15 @@ run:
 test:
 	$(CARGO) test --locked
 	$(CARGO) run --quiet --locked -p toolgate -- policy test policies
+	./scripts/check-observability.sh
 
 ## Only the Rego unit tests of the shipped policies.
 policy-test:
 	$(CARGO) run --quiet -p toolgate -- policy test policies --verbose
+
+## The observability stack: toolgate, PostgreSQL, OpenTelemetry collector, Jaeger, Prometheus, Grafana.
+stack:
+	docker compose up --build
 
 build:
 	$(CARGO) build --release -p toolgate
