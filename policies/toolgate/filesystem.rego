@@ -11,13 +11,12 @@ applies if input.tool.action in {"read", "write", "delete"}
 target := input.tool.target if is_string(input.tool.target)
 
 # A path is under a directory when it is the directory or below it: /workspace2 is not under /workspace.
-under(path, dir) if path == dir
-
-under(path, dir) if startswith(path, concat("", [trim_right(dir, "/"), "/"]))
+# Compared with a trailing slash on both sides, which also makes "/" a prefix of every path.
+target_slash := concat("", [target, "/"])
 
 system_path if {
 	some dir in cfg.system_paths
-	under(target, dir)
+	startswith(target_slash, concat("", [trim_right(dir, "/"), "/"]))
 }
 
 secret_path if {
@@ -27,7 +26,7 @@ secret_path if {
 
 in_root if {
 	some root in cfg.roots
-	under(target, root)
+	startswith(target_slash, concat("", [trim_right(root, "/"), "/"]))
 }
 
 deny contains {

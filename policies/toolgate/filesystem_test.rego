@@ -99,6 +99,15 @@ test_the_roots_come_from_data if {
 	d2.policy_id == "toolgate.filesystem.outside_roots"
 }
 
+test_a_root_of_slash_covers_every_path_but_system_paths if {
+	d1 := data.toolgate.decision with input as fs_call("read", "/opt/app/readme")
+		with data.toolgate_config.filesystem.roots as ["/"]
+	d1.result == "allow"
+	d2 := data.toolgate.decision with input as fs_call("read", "/etc/passwd")
+		with data.toolgate_config.filesystem.roots as ["/"]
+	d2.policy_id == "toolgate.filesystem.system_path"
+}
+
 test_rule_sets_are_only_about_files if {
 	count(deny) == 0 with input as fs_call("execute", "ls")
 	count(allow) == 0 with input as fs_call("network", "https://example.com/")

@@ -697,10 +697,11 @@ decision := {"result": "deny", "policy_id": "p", "reason": input.why} if {
     assert_eq!(undefined, Json::Null);
 }
 
-/// Not a benchmark harness, just a guard against an accidental slow path: `cargo test --release -- --ignored`.
+/// Not a benchmark, a guard against an accidental slow path (a regex compiled per call, an interpreter
+/// fallback): `cargo test --release -p toolgate-engine -- --ignored decide_takes --nocapture`.
 #[test]
 #[ignore]
-fn decide_takes_microseconds() {
+fn decide_takes_tens_of_microseconds_at_most() {
     let set = shipped_set();
     let mut evaluator = set.evaluator();
     let cases = cases();
@@ -725,68 +726,5 @@ fn decide_takes_microseconds() {
         "decide over {} inputs: p50 {p50:?}, p99 {p99:?}",
         inputs.len()
     );
-}
-
-#[test]
-#[ignore]
-fn scratch_perf() {
-    let policies = [
-        ("const", ALLOW_ALL.to_string()),
-        ("input", "package toolgate\ndecision := {\"result\": \"allow\", \"policy_id\": input.tool.name, \"reason\": \"ok\"}\n".to_string()),
-        ("default", "package toolgate\ndefault decision := {\"result\": \"deny\", \"policy_id\": \"d\", \"reason\": \"ok\"}\ndecision := {\"result\": \"allow\", \"policy_id\": input.tool.name, \"reason\": \"ok\"} if input.tool.action == \"zzz\"\n".to_string()),
-        ("set", "package toolgate\nimport rego.v1\nallows contains x if { x := input.tool.name }\ndecision := {\"result\": \"allow\", \"policy_id\": p, \"reason\": \"ok\"} if { p := [y | some y in allows][0] }\n".to_string()),
-        ("sprintf", "package toolgate\ndecision := {\"result\": \"allow\", \"policy_id\": \"x\", \"reason\": sprintf(\"%s is ok\", [input.tool.name])}\n".to_string()),
-        ("data", "package toolgate\nimport rego.v1\ndecision := {\"result\": \"allow\", \"policy_id\": \"x\", \"reason\": \"ok\"} if input.tool.name in data.cfg.names\n".to_string()),
-    ];
-    let c = &cases()[0];
-    let (_, input) = documents(c);
-    for (name, policy) in policies {
-        let dir = folder(&[("p.rego", &policy), ("d.json", r#"{"cfg": {"names": ["a", "read_file"]}}"#)]);
-        let set = PolicySet::load(dir.path()).expect("load");
-        let mut ev = set.evaluator();
-        let mut times = Vec::new();
-        for _ in 0..2000 {
-            let t = std::time::Instant::now();
-            let r = ev.decide(input.clone());
-            times.push(t.elapsed());
-            assert!(r.is_ok(), "{name}: {r:?}");
-        }
-        times.sort();
-        println!("{name}: p50 {:?} p99 {:?}", times[1000], times[1980]);
-    }
-}
-
-#[test]
-#[ignore]
-fn scratch_perf_dir() {
-    let dir = std::env::var("POLICY_DIR").expect("POLICY_DIR");
-    let set = PolicySet::load(Path::new(&dir)).expect("load");
-    let mut ev = set.evaluator();
-    for c in cases() {
-        let (_, input) = documents(&c);
-        let mut times = Vec::new();
-        for _ in 0..500 {
-            let t = std::time::Instant::now();
-            let r = ev.decide(input.clone());
-            times.push(t.elapsed());
-            assert!(r.is_ok());
-        }
-        times.sort();
-        println!("{:>10?} {} {}", times[250], c.tool, c.arguments);
-    }
-}
-
-#[test]
-#[ignore]
-fn scratch_perf_count() {
-    let dir = std::env::var("POLICY_DIR").expect("POLICY_DIR");
-    let iters: usize = std::env::var("ITERS").expect("ITERS").parse().expect("n");
-    let set = PolicySet::load(Path::new(&dir)).expect("load");
-    let mut ev = set.evaluator();
-    let inputs: Vec<_> = cases().iter().map(|c| documents(c).1).collect();
-    for _ in 0..iters {
-        for input in &inputs {
-            assert!(ev.decide(input.clone()).is_ok());
-        }
-    }
+    assert!(p50 < std::time::Duration::from_micros(500), "p50 {p50:?}");
 }
