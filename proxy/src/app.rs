@@ -105,6 +105,16 @@ impl App {
         }))
     }
 
+    /// The configuration of upstream `name` (workdir, timeout, …).
+    pub fn upstream_settings(&self, name: &str) -> Option<&crate::config::UpstreamSettings> {
+        self.config.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// The directory relative tool paths of upstream `name` are resolved against.
+    pub fn workdir(&self, name: &str) -> &str {
+        self.upstream_settings(name).map(|u| u.workdir.as_str()).unwrap_or("/")
+    }
+
     /// Runs `f` on this worker thread's own warm evaluator of the current policy set. Each thread keeps one
     /// evaluator and rebuilds it only when the policy revision changed, so no lock is shared across requests.
     pub fn with_evaluator<T>(&self, f: impl FnOnce(&mut Evaluator) -> T) -> T {
