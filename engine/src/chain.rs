@@ -52,6 +52,38 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The contract's fields, in the contract's order: the columns of `audit_events` and of every export.
+    pub const FIELDS: [&'static str; 28] = [
+        "id",
+        "chain_id",
+        "seq",
+        "timestamp",
+        "event_type",
+        "agent_id",
+        "session_id",
+        "tenant_id",
+        "workflow_id",
+        "requester_id",
+        "tool_name",
+        "mcp_server",
+        "action",
+        "target",
+        "input_hash",
+        "policy_result",
+        "policy_id",
+        "policy_reason",
+        "behavioral_score",
+        "dlp_findings",
+        "dlp_action",
+        "response_code",
+        "latency_us",
+        "error",
+        "trace_id",
+        "extra",
+        "previous_hash",
+        "event_hash",
+    ];
+
     /// The object that is hashed: every field but `previous_hash` and `event_hash`, an absent value as `null`.
     pub fn hashed_object(&self) -> Value {
         fn text(value: &str) -> Value {
@@ -440,38 +472,6 @@ mod tests {
     const GOLDEN_JCS_2: &str = r#"{"action":"read","agent_id":"a1","behavioral_score":null,"chain_id":"gw-01","dlp_action":"redact","dlp_findings":[{"count":2,"path":"/content/0/text","severity":"medium","type":"email_address"}],"error":null,"event_type":"tool_result","extra":{"rpc_id":7,"upstream_message":"3 pages lues – \"été\""},"id":"0193a5b2-7c1f-7a01-8b5c-3d7e9f1a2b3c","input_hash":"a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d","latency_us":8446,"mcp_server":"fs","policy_id":"fs.read.projects","policy_reason":null,"policy_result":"allow","requester_id":null,"response_code":200,"seq":2,"session_id":"s-7f3c","target":"/home/projects/report.pdf","tenant_id":"t1","timestamp":"2026-11-22T20:15:00.131902Z","tool_name":"read_file","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","workflow_id":null}"#;
     const GOLDEN_HASH_2: &str = "acf8611021d3367dcb2ddab0b334386db20975a5f849e64c8de042fa79eee9e7";
 
-    /// The contract's field list, in the contract's order.
-    const CONTRACT_FIELDS: [&str; 28] = [
-        "id",
-        "chain_id",
-        "seq",
-        "timestamp",
-        "event_type",
-        "agent_id",
-        "session_id",
-        "tenant_id",
-        "workflow_id",
-        "requester_id",
-        "tool_name",
-        "mcp_server",
-        "action",
-        "target",
-        "input_hash",
-        "policy_result",
-        "policy_id",
-        "policy_reason",
-        "behavioral_score",
-        "dlp_findings",
-        "dlp_action",
-        "response_code",
-        "latency_us",
-        "error",
-        "trace_id",
-        "extra",
-        "previous_hash",
-        "event_hash",
-    ];
-
     fn some(text: &str) -> Option<String> {
         Some(text.to_owned())
     }
@@ -600,7 +600,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        let mut expected: Vec<&str> = CONTRACT_FIELDS[..26].to_vec();
+        let mut expected: Vec<&str> = AuditEvent::FIELDS[..26].to_vec();
         expected.sort_unstable();
         assert_eq!(keys, expected);
     }
@@ -630,10 +630,10 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let mut expected = CONTRACT_FIELDS.to_vec();
+        let mut expected = AuditEvent::FIELDS.to_vec();
         expected.sort_unstable(); // serde_json's Map is sorted; the order check is on the raw line below
         assert_eq!(keys, expected);
-        let positions: Vec<usize> = CONTRACT_FIELDS
+        let positions: Vec<usize> = AuditEvent::FIELDS
             .iter()
             .map(|field| line.find(&format!("\"{field}\":")).unwrap())
             .collect();
