@@ -4,10 +4,15 @@
 //! worker owns an [`Evaluator`] (a VM), because a VM evaluation with the input built as a `Value` costs a
 //! few microseconds where the interpreter with a JSON input costs several times that. The VM lacks
 //! `with`, so `toolgate policy test` and `policy eval` run on the interpreter ([`run_tests`],
-//! [`eval_once`]); a differential test keeps the two in agreement on the shipped library.
+//! [`eval_once`]); a differential test keeps the two in agreement on the shipped library. toolgate's own
+//! builtins ([`extensions`]) are registered on both.
 
+mod explain;
+pub mod extensions;
 mod files;
 mod testing;
+#[cfg(test)]
+mod authoring_tests;
 #[cfg(test)]
 mod tests;
 
@@ -15,11 +20,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::vm::{ExecutionMode, ExecutionState, SuspendReason};
 use regorus::rvm::{Program, RegoVM};
 use regorus::{CompiledPolicy, Value};
 
 use files::{located, Sources};
-pub use testing::{eval_once, run_tests, TestOutcome};
+pub use explain::{explain_once, Contribution, DecisionRule, Explanation};
+pub use testing::{
+    eval_once, run_tests, run_tests_with, FileCoverage, TestOptions, TestOutcome, TestReport,
+};
 
 /// The rule every policy set must define.
 pub const DECISION_RULE: &str = "data.toolgate.decision";
@@ -29,6 +38,9 @@ pub const VISIBLE_RULE: &str = "data.toolgate.visible";
 // Far above what the shipped library needs per decision (a few hundred instructions), low enough that a
 // runaway policy fails closed in well under a millisecond instead of holding a worker.
 const MAX_INSTRUCTIONS: usize = 100_000;
+// Each toolgate builtin call suspends the VM once; a policy that calls them in a loop over a huge input
+// fails closed here rather than spinning.
+const MAX_HOST_CALLS: usize = 10_000;
 
 /// What the policy says about a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +228,12 @@ impl PolicySet {
         if has_visible {
             entry_points.push(VISIBLE_RULE);
         }
-        let program = Compiler::compile_from_policy(&policy, &entry_points)
-            .map_err(|err| compile_error(&err.to_string()))?;
+        let program = Compiler::compile_from_policy_with_host_await(
+            &policy,
+            &entry_points,
+            &extensions::host_await_builtins(),
+        )
+        .map_err(|err| compile_error(&err.to_string()))?;
 
         let set = PolicySet {
             inner: Arc::new(Compiled {
@@ -264,6 +280,10 @@ impl PolicySet {
         // Without this the VM turns a failing builtin into undefined, so `not f(x)` on a bad argument would
         // succeed; strict, the error fails the whole rule body instead (the VM does not surface it).
         vm.set_strict_builtin_errors(true);
+        // Only a program that calls a toolgate builtin needs to suspend; the others keep the cheaper mode.
+        if self.inner.program.has_host_await() {
+            vm.set_execution_mode(ExecutionMode::Suspendable);
+        }
         // `load` set the same data on the same program during the smoke evaluation, so this cannot fail
         // for a loaded set; should it ever, every decision of this evaluator fails closed.
         let broken = vm
@@ -325,13 +345,38 @@ impl Evaluator {
             return Err(PolicyError::Eval(err.clone()));
         }
         self.vm.set_input(input);
-        let result = self
-            .vm
-            .execute_entry_point_by_name(entry_point)
-            .map_err(|err| PolicyError::Eval(one_line(&err.to_string())));
+        let result = self.execute(entry_point);
         // The input can hold argument values; don't keep them alive past the call.
         self.vm.set_input(Value::Null);
         result
+    }
+
+    /// Runs an entry point, serving each toolgate builtin the VM suspends on.
+    fn execute(&mut self, entry_point: &str) -> Result<Value, PolicyError> {
+        let vm_error = |err: regorus::rvm::vm::VmError| PolicyError::Eval(one_line(&err.to_string()));
+        let mut value = self
+            .vm
+            .execute_entry_point_by_name(entry_point)
+            .map_err(vm_error)?;
+        for _ in 0..MAX_HOST_CALLS {
+            let ExecutionState::Suspended {
+                reason:
+                    SuspendReason::HostAwait {
+                        argument,
+                        identifier,
+                        ..
+                    },
+                ..
+            } = self.vm.execution_state()
+            else {
+                return Ok(value);
+            };
+            let answer = extensions::call(identifier, argument)?;
+            value = self.vm.resume(Some(answer)).map_err(vm_error)?;
+        }
+        Err(PolicyError::Eval(format!(
+            "more than {MAX_HOST_CALLS} toolgate builtin calls in one evaluation"
+        )))
     }
 }
 

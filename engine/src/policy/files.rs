@@ -86,6 +86,7 @@ impl Sources {
     /// Returns the engine and the data package (`data.x.y`) of each module added, in order.
     pub fn engine(&self, with_tests: bool) -> Result<(Engine, Vec<String>), PolicyError> {
         let mut engine = Engine::new();
+        super::extensions::register(&mut engine)?;
         let mut packages = Vec::new();
         let tests: &[SourceFile] = if with_tests { &self.tests } else { &[] };
         for file in self.modules.iter().chain(tests) {
