@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks the observability stack's Prometheus files with promtool: the scrape config, the alert rules, their unit
-# tests (each alert fired and shown quiet), and that every PromQL `expr` of every Grafana dashboard parses.
-# Without promtool it prints a skip notice and succeeds, unless TOOLGATE_REQUIRE_PROMTOOL=1 (CI sets it).
+# Checks the observability stack: the compose file and the stack's YAML parse (images pinned, mounts exist), then,
+# with promtool, the scrape config, the alert rules, their unit tests (each alert fired and shown quiet), and that
+# every PromQL `expr` of every Grafana dashboard parses. Without promtool it prints a skip notice and succeeds,
+# unless TOOLGATE_REQUIRE_PROMTOOL=1 (CI sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
