@@ -315,6 +315,7 @@ async fn tools_list(
     let forwarded = pipeline::send_upstream(app, caller, headers, raw, message).await;
     match forwarded {
         Ok(Forwarded::Json(mut value)) => {
+            count_upstream(app, caller.upstream_name, StatusCode::OK);
             filter_tools(app, caller, &mut value);
             jsonrpc_reply(StatusCode::OK, value)
         }
@@ -438,7 +439,11 @@ async fn passthrough(
         // so an agent's response has nowhere to go.
         (Upstream::Stdio(_), Kind::Response { .. }) => accepted(),
         _ => match pipeline::send_upstream(app, caller, headers, raw, message).await {
-            Ok(Forwarded::Json(v)) => jsonrpc_reply(StatusCode::OK, v),
+            Ok(Forwarded::Json(v)) => {
+                // A stdio child answered: counted like an HTTP upstream's 2xx.
+                count_upstream(app, caller.upstream_name, StatusCode::OK);
+                jsonrpc_reply(StatusCode::OK, v)
+            }
             Ok(Forwarded::Http(resp)) => {
                 count_upstream(app, caller.upstream_name, resp.status());
                 stream_response(resp)
