@@ -154,6 +154,19 @@ async fn metrics_after_real_calls_have_exact_values() {
         failed.message()
     );
 
+    // A forwarded request that is not a tool call (stdio tools/list) counts as an upstream request, not a call.
+    let list = a
+        .request(
+            "tools/list",
+            json!({ "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } }),
+        )
+        .await;
+    assert!(
+        list.message()["result"]["tools"].is_array(),
+        "{:?}",
+        list.message()
+    );
+
     // agent-b fills the cap of two; agent-c is folded into `other`.
     let mut b = Agent::new(&proxy, "demo", token("agent-b", &[]));
     b.call_stateless("echo", json!({ "text": "b" })).await;
@@ -228,7 +241,7 @@ async fn metrics_after_real_calls_have_exact_values() {
             "toolgate_upstream_requests_total",
             &[("mcp_server", "demo"), ("status", "ok")]
         ),
-        4.0
+        5.0
     );
     assert_eq!(
         m.value(
@@ -239,13 +252,13 @@ async fn metrics_after_real_calls_have_exact_values() {
     );
     assert_eq!(m.series("toolgate_upstream_requests_total").len(), 2);
 
-    // Per stage: 8 MCP requests (stateless, so no handshake) pass jwt and session; 8 tool calls pass dlp and
+    // Per stage: 9 MCP requests (stateless, so no handshake) pass jwt and session; 8 tool calls pass dlp and
     // policy; 5 allowed calls are forwarded (4 to demo, 1 to the dead upstream); every decision is recorded
     // before it is answered: 5 write-ahead tool_call + 2 policy_deny + 1 policy_escalate = 8 awaited appends.
     // (The tool_result outcome is queued, not awaited, so it is not in the audit stage.)
     let stage_counts = [
-        ("jwt", 8.0),
-        ("session", 8.0),
+        ("jwt", 9.0),
+        ("session", 9.0),
         ("dlp", 8.0),
         ("policy", 8.0),
         ("forward", 5.0),
