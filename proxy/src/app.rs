@@ -75,7 +75,13 @@ impl App {
         let mut upstreams = HashMap::new();
         for u in &config.upstreams {
             let upstream = match (&u.url, &u.command) {
-                (Some(_), _) => Upstream::Http(HttpUpstream::new(u, client.clone())?),
+                (Some(_), _) => {
+                    let client = match &u.ca_file {
+                        Some(ca) => crate::mcp::http::client_trusting(Some(ca))?,
+                        None => client.clone(),
+                    };
+                    Upstream::Http(HttpUpstream::new(u, client)?)
+                }
                 (None, Some(command)) => {
                     let command = resolve_self(command);
                     let env: Vec<(String, String)> =
@@ -112,7 +118,9 @@ impl App {
 
     /// The directory relative tool paths of upstream `name` are resolved against.
     pub fn workdir(&self, name: &str) -> &str {
-        self.upstream_settings(name).map(|u| u.workdir.as_str()).unwrap_or("/")
+        self.upstream_settings(name)
+            .map(|u| u.workdir.as_str())
+            .unwrap_or("/")
     }
 
     /// Runs `f` on this worker thread's own warm evaluator of the current policy set. Each thread keeps one

@@ -181,6 +181,9 @@ pub struct UpstreamSettings {
     /// Extra headers sent to an HTTP upstream (e.g. its own credentials); the agent's token is never passed on.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// HTTPS upstreams: a PEM file of extra CA certificates to trust (a private CA), besides the Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How long one forwarded request may take.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_seconds: u64,

@@ -410,3 +410,54 @@ async fn upstream_down_and_timeout_are_json_rpc_errors_and_audited() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_trusted_only_with_its_ca() {
+    let (mock, ca_pem) = upstream::start_tls(upstream::State::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let port = mock.addr.port();
+    let extra = format!(
+        "[[upstream]]\nname = \"tls\"\nurl = \"https://localhost:{port}/mcp\"\nca_file = \"{}\"\n[[upstream]]\nname = \"untrusted\"\nurl = \"https://localhost:{port}/mcp\"\ntimeout_seconds = 2\n",
+        ca.display()
+    );
+    let proxy = start(Options {
+        extra_toml: extra,
+        demo: false,
+        ..Default::default()
+    })
+    .await;
+    let mut agent = Agent::new(&proxy, "tls", token("agent-tls", &[]));
+    let ok = agent.call_stateless("echo", json!({ "text": "x" })).await;
+    assert_eq!(text_of(&ok), "called echo", "{:?}", ok.message());
+    assert_eq!(
+        mock.state.received.lock().unwrap()[0].1.as_deref(),
+        Some(format!("localhost:{port}").as_str())
+    );
+    let mut stranger = Agent::new(&proxy, "untrusted", token("agent-tls", &[]));
+    let refused = stranger
+        .call_stateless("echo", json!({ "text": "x" }))
+        .await;
+    assert_eq!(
+        refused.error_code(),
+        Some(-31003),
+        "{:?}",
+        refused.message()
+    );
+    assert!(
+        refused.message()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{:?}",
+        refused.message()
+    );
+    assert_eq!(
+        mock.state.tool_calls().len(),
+        1,
+        "the untrusted upstream got nothing"
+    );
+    proxy.stop().await;
+}

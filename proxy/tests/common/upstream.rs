@@ -68,6 +68,45 @@ pub async fn start(state: State) -> MockUpstream {
     MockUpstream { addr, state }
 }
 
+/// The same mock behind TLS with a fresh self-signed certificate for `localhost`; returns the CA PEM to trust.
+pub async fn start_tls(state: State) -> (MockUpstream, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let ca_pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(state);
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (st, acceptor) = (st.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate fails the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = service_fn(move |req| handle(st.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (MockUpstream { addr, state }, ca_pem)
+}
+
 fn json_body(status: StatusCode, v: Value, session: Option<&str>) -> Response<Body> {
     let mut b = Response::builder()
         .status(status)
