@@ -25,6 +25,13 @@ stack:
 build:
 	$(CARGO) build --release -p toolgate
 
+## Benchmarks (release): engine micro-benchmarks (criterion), then end to end direct vs through toolgate, audit
+## writer, verify and memory; writes BENCHMARKS.md. PostgreSQL runs need TOOLGATE_TEST_POSTGRES_URL.
+bench:
+	$(CARGO) build --release -p toolgate -p toolgate-bench
+	$(CARGO) bench -p toolgate-bench --bench engine -- --noplot
+	./target/release/toolgate-bench --toolgate ./target/release/toolgate --criterion-dir target/criterion --out BENCHMARKS.md
+
 fmt:
 	$(CARGO) fmt --all
 

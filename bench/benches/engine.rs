@@ -1,0 +1,140 @@
+//! Criterion micro-benchmarks of the engine: a policy decision (VM and interpreter), DLP by size with and
+//! without findings, canonicalise + hash one event, seal and verify 100k events.
+//!
+//! Kept short (`make bench` must stay within minutes on two cores): small warm-up and measurement times.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use toolgate_bench::fixtures::{audit_draft, dlp_arguments, policy_dir, sealed_chain, TypicalCall};
+use toolgate_engine::canonical::input_hash;
+use toolgate_engine::chain::{ChainHead, Verifier};
+use toolgate_engine::dlp::Scanner;
+use toolgate_engine::policy::PolicySet;
+
+fn policy(c: &mut Criterion) {
+    let set = PolicySet::load(&policy_dir()).expect("the shipped policies load");
+    let call = TypicalCall::new();
+    let mut group = c.benchmark_group("policy");
+    let mut evaluator = set.evaluator();
+    group.bench_function("decide_vm", |b| {
+        b.iter(|| evaluator.decide(call.input()).expect("decided"))
+    });
+    group.bench_function("input_value", |b| b.iter(|| call.input()));
+
+    // The interpreter, as `policy eval` runs it: the same files, the input as a Value.
+    match interpreter() {
+        Ok(mut engine) => {
+            group.bench_function("decide_interpreter", |b| {
+                b.iter(|| {
+                    engine.set_input(call.input());
+                    engine
+                        .eval_rule("data.toolgate.decision".to_owned())
+                        .expect("decided")
+                })
+            });
+        }
+        // The engine may register extension builtins this plain interpreter lacks; the VM figure stands alone.
+        Err(e) => eprintln!("skipped policy/decide_interpreter: {e}"),
+    }
+    group.finish();
+}
+
+fn interpreter() -> Result<regorus::Engine, String> {
+    let mut engine = regorus::Engine::new();
+    for entry in walk(&policy_dir()) {
+        let name = entry.to_string_lossy();
+        if name.ends_with(".rego") && !name.ends_with("_test.rego") {
+            engine
+                .add_policy_from_file(&entry)
+                .map_err(|e| e.to_string())?;
+        } else if name.ends_with(".json") {
+            let data = regorus::Value::from_json_file(&entry).map_err(|e| e.to_string())?;
+            engine.add_data(data).map_err(|e| e.to_string())?;
+        }
+    }
+    engine.set_input(TypicalCall::new().input());
+    engine
+        .eval_rule("data.toolgate.decision".to_owned())
+        .map_err(|e| e.to_string())?;
+    Ok(engine)
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("policy dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn dlp(c: &mut Criterion) {
+    let scanner = Scanner::new();
+    let mut group = c.benchmark_group("dlp");
+    for (label, size) in [("1KB", 1024), ("4KB", 4096), ("64KB", 65536)] {
+        for (kind, findings) in [("clean", false), ("findings", true)] {
+            let args = dlp_arguments(size, findings);
+            group.throughput(Throughput::Bytes(size as u64));
+            group.bench_function(format!("{kind}_{label}"), |b| {
+                b.iter(|| scanner.scan(&args))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn chain(c: &mut Criterion) {
+    let mut group = c.benchmark_group("chain");
+    let event = sealed_chain(1).remove(0);
+    group.bench_function("hash_event", |b| b.iter(|| event.compute_hash()));
+    let arguments = TypicalCall::new().arguments;
+    group.bench_function("input_hash", |b| b.iter(|| input_hash(&arguments)));
+
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_function("seal_100k", |b| {
+        b.iter_batched(
+            || (0..100_000).map(audit_draft).collect::<Vec<_>>(),
+            |drafts| {
+                let mut head = ChainHead::genesis("bench");
+                drafts.into_iter().map(|d| head.seal(d)).count()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let events = sealed_chain(100_000);
+    group.bench_function("verify_100k", |b| {
+        b.iter(|| {
+            let mut verifier = Verifier::new();
+            for e in &events {
+                verifier.push(e);
+            }
+            let report = verifier.finish();
+            assert!(report.chain_intact);
+            report
+        })
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .without_plots()
+}
+
+criterion_group! {
+    name = engine;
+    config = config();
+    targets = policy, dlp, chain
+}
+criterion_main!(engine);

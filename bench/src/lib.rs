@@ -1,0 +1,21 @@
+//! toolgate-bench: what toolgate costs per tool call, measured against a direct connection, in one run.
+//!
+//! # Layout
+//! - [`fixtures`]: the typical call, DLP payloads and audit events every benchmark shares.
+//! - [`upstream`]: the fast mock MCP upstream (the `mock-upstream` binary).
+//! - [`load`]: the load generator (open loop at a fixed rate, closed loop for saturation; the `loadgen` binary).
+//! - [`sink`]: a tiny OTLP/HTTP sink for the tracing-export run.
+//! - [`procs`]: child processes (mock upstream, the real `toolgate` binary), readiness, resident size.
+//! - [`inproc`]: engine per-call percentiles, audit writer and verify throughput.
+//! - [`report`]: the machine description and the generated sections of `BENCHMARKS.md`.
+//!
+//! The engine's criterion benchmarks are in `benches/engine.rs`; `make bench` runs them, then
+//! `toolgate-bench`, which runs everything else and writes `BENCHMARKS.md`.
+
+pub mod fixtures;
+pub mod inproc;
+pub mod load;
+pub mod procs;
+pub mod report;
+pub mod sink;
+pub mod upstream;

@@ -1,0 +1,297 @@
+//! The load generator: MCP `tools/call` over streamable HTTP with a JWT, open loop at a fixed rate or closed loop
+//! at a fixed concurrency, latencies in an HdrHistogram.
+//!
+//! Open loop avoids coordinated omission: request `i` is due at `start + i / rate`, a dedicated thread sends it
+//! then whether or not earlier ones have answered, and its latency is measured from that intended time. A slow
+//! answer therefore costs every request queued behind it, as it would cost real agents; the scheduler's own
+//! lateness is recorded separately so the floor of the measurement is known.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Semaphore;
+
+/// Longest a single call may take before it counts as failed (and is recorded at this latency).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most requests in flight at once in an open-loop run; later ones wait (their wait counts in their latency).
+const MAX_IN_FLIGHT: usize = 512;
+/// Largest latency the histograms hold, in microseconds.
+const MAX_MICROS: u64 = 60_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("HTTP {0}")]
+    Status(StatusCode),
+    #[error("the answer is not a JSON-RPC result")]
+    NotAResult,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("initialize answered without an Mcp-Session-Id")]
+    NoSession,
+}
+
+/// An MCP endpoint and the agents calling it.
+pub struct Target {
+    http: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    /// `Bearer <jwt>` of each simulated agent; call `i` uses agent `i % len`.
+    bearers: Vec<HeaderValue>,
+}
+
+/// Latencies and counts of one run.
+pub struct Outcome {
+    /// Microseconds from the intended send time (open loop) or the send (closed loop) to the full answer.
+    pub latency: Histogram<u64>,
+    /// Open loop only: microseconds the scheduler sent each request after its intended time.
+    pub lag: Histogram<u64>,
+    pub ok: u64,
+    pub errors: u64,
+    /// The first error seen, to tell a broken setup from an overloaded one.
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    fn new() -> Outcome {
+        Outcome {
+            latency: histogram(),
+            lag: histogram(),
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn record(&mut self, micros: u64, result: Result<(), CallError>) {
+        self.latency.saturating_record(micros.max(1));
+        match result {
+            Ok(()) => self.ok += 1,
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+
+    /// Successful calls per second.
+    pub fn throughput(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// A latency percentile in milliseconds.
+    pub fn ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant bounds are valid")
+}
+
+impl Target {
+    pub fn new(uri: Uri, tokens: &[String]) -> anyhow::Result<Target> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
+            .build(connector);
+        let bearers = tokens
+            .iter()
+            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        anyhow::ensure!(!bearers.is_empty(), "at least one agent token is needed");
+        Ok(Target { http, uri, bearers })
+    }
+
+    fn request(&self, i: u64, body: String, session: Option<&str>) -> Request<Full<Bytes>> {
+        let mut req = Request::post(self.uri.clone())
+            .body(Full::new(Bytes::from(body)))
+            .expect("a POST to a parsed URI is a valid request");
+        let headers = req.headers_mut();
+        let bearer = &self.bearers[(i % self.bearers.len() as u64) as usize];
+        headers.insert(AUTHORIZATION, bearer.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        if let Some(sid) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+            headers.insert("mcp-session-id", sid);
+        }
+        req
+    }
+
+    /// One stateless-era (2026-07-28, `_meta`) `tools/call` of `echo`; Ok when the answer is a JSON-RPC result.
+    pub async fn call(&self, i: u64) -> Result<(), CallError> {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+        );
+        let send = async {
+            let resp = self
+                .http
+                .request(self.request(i, body, None))
+                .await
+                .map_err(|e| CallError::Transport(e.to_string()))?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| CallError::Transport(e.to_string()))?
+                .to_bytes();
+            if status != StatusCode::OK {
+                return Err(CallError::Status(status));
+            }
+            if !contains(&bytes, br#""result""#) || contains(&bytes, br#""error""#) {
+                return Err(CallError::NotAResult);
+            }
+            Ok(())
+        };
+        tokio::time::timeout(CALL_TIMEOUT, send)
+            .await
+            .map_err(|_| CallError::Timeout(CALL_TIMEOUT))?
+    }
+
+    /// A 2025-era `initialize` (then `notifications/initialized`), as agent `i`; returns the session id.
+    pub async fn initialize(&self, i: u64) -> Result<String, CallError> {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"toolgate-bench","version":"0"}}}}}}"#
+        );
+        let resp = self
+            .http
+            .request(self.request(i, body, None))
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let sid = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let _ = resp.into_body().collect().await;
+        if status != StatusCode::OK {
+            return Err(CallError::Status(status));
+        }
+        let sid = sid.ok_or(CallError::NoSession)?;
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
+        let resp = self
+            .http
+            .request(self.request(i, note, Some(&sid)))
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let _ = resp.into_body().collect().await;
+        if !status.is_success() {
+            return Err(CallError::Status(status));
+        }
+        Ok(sid)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Open loop: `rate` calls per second for `duration`, each timed from its intended send time.
+pub async fn open_loop(target: Arc<Target>, rate: u32, duration: Duration) -> Outcome {
+    let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let handle = tokio::runtime::Handle::current();
+    let outcome = Arc::new(Mutex::new(Outcome::new()));
+    let gate = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let start = Instant::now() + Duration::from_millis(20);
+
+    // The scheduler is a plain thread: tokio's timer has millisecond granularity, which at 5 000 calls/s
+    // would send requests in bursts of five and count the burst as latency.
+    let scheduler = {
+        let outcome = outcome.clone();
+        std::thread::spawn(move || {
+            let mut tasks = Vec::with_capacity(total as usize);
+            for i in 0..total {
+                let due = start + interval.mul_f64(i as f64);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let lag = due.elapsed().as_micros() as u64;
+                if let Ok(mut o) = outcome.lock() {
+                    o.lag.saturating_record(lag.max(1));
+                }
+                let (target, outcome, gate) = (target.clone(), outcome.clone(), gate.clone());
+                tasks.push(handle.spawn(async move {
+                    let result = match gate.acquire().await {
+                        Ok(_permit) => target.call(i).await,
+                        Err(_) => Err(CallError::Transport("gate closed".into())),
+                    };
+                    let micros = due.elapsed().as_micros() as u64;
+                    if let Ok(mut o) = outcome.lock() {
+                        o.record(micros, result);
+                    }
+                }));
+            }
+            tasks
+        })
+    };
+    let tasks = tokio::task::spawn_blocking(move || scheduler.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = start.elapsed();
+    let mut outcome = match Arc::try_unwrap(outcome) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        // Every task has finished, so nothing else holds the Arc; keep going with empty figures if not.
+        Err(_) => Outcome::new(),
+    };
+    outcome.elapsed = elapsed;
+    outcome
+}
+
+/// Closed loop: `concurrency` callers, each sending its next call as soon as the last one answered, for
+/// `duration`. Its throughput is the saturation throughput of the target.
+pub async fn closed_loop(target: Arc<Target>, concurrency: usize, duration: Duration) -> Outcome {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for w in 0..concurrency {
+        let target = target.clone();
+        workers.push(tokio::spawn(async move {
+            let mut outcome = Outcome::new();
+            let mut i = w as u64;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let result = target.call(i).await;
+                outcome.record(sent.elapsed().as_micros() as u64, result);
+                i += concurrency as u64;
+            }
+            outcome
+        }));
+    }
+    let mut total = Outcome::new();
+    for worker in workers {
+        if let Ok(o) = worker.await {
+            let _ = total.latency.add(&o.latency);
+            total.ok += o.ok;
+            total.errors += o.errors;
+            if total.first_error.is_none() {
+                total.first_error = o.first_error;
+            }
+        }
+    }
+    total.elapsed = start.elapsed();
+    total
+}

@@ -1,0 +1,378 @@
+//! `toolgate-bench`: runs every benchmark except criterion's (engine percentiles, audit writer and verify,
+//! memory, end to end direct vs through the real `toolgate` binary) and writes the figures into BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use toolgate::audit::Durability;
+use toolgate::auth::{mint_hs256, AuthSettings};
+use toolgate_bench::fixtures::policy_dir;
+use toolgate_bench::inproc::{self, PgScratch};
+use toolgate_bench::load::{closed_loop, open_loop, Target};
+use toolgate_bench::procs::{self, Proc, ToolgateSetup};
+use toolgate_bench::report::{self, Machine, RateStep, Results, Variant};
+use toolgate_bench::sink;
+
+#[derive(Parser)]
+#[command(about = "toolgate's end-to-end, audit and memory benchmarks; writes BENCHMARKS.md")]
+struct Args {
+    /// The toolgate release binary to measure.
+    #[arg(long, default_value = "target/release/toolgate")]
+    toolgate: PathBuf,
+    /// Where criterion left its estimates.
+    #[arg(long, default_value = "target/criterion")]
+    criterion_dir: PathBuf,
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Short phases, to check the harness (figures indicative only).
+    #[arg(long)]
+    quick: bool,
+}
+
+/// The fixed rates of the issue, calls per second.
+const RATES: [u32; 3] = [500, 2000, 5000];
+/// Concurrent callers of the saturation (closed-loop) runs: enough to keep two cores busy.
+const SATURATION_CONCURRENCY: usize = 32;
+/// Open sessions for the memory measurement.
+const SESSIONS: u64 = 1000;
+/// Simulated agents (distinct tokens) in the end-to-end runs.
+const AGENTS: usize = 4;
+
+struct Durations {
+    rate: Duration,
+    variant_rate: Duration,
+    saturation: Duration,
+    warmup: Duration,
+    writer: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let d = if args.quick {
+        Durations {
+            rate: Duration::from_secs(2),
+            variant_rate: Duration::from_secs(1),
+            saturation: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+            writer: Duration::from_secs(1),
+        }
+    } else {
+        Durations {
+            rate: Duration::from_secs(10),
+            variant_rate: Duration::from_secs(5),
+            saturation: Duration::from_secs(5),
+            warmup: Duration::from_secs(2),
+            writer: Duration::from_secs(3),
+        }
+    };
+    let started = Instant::now();
+    let machine = Machine::probe();
+    let mut skipped = Vec::new();
+
+    eprintln!("engine: per-call percentiles");
+    let decision = match inproc::decision_percentiles(50_000) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            skipped.push(format!("per-call policy decision: {e}"));
+            None
+        }
+    };
+    let dlp_4k = inproc::dlp_4k_percentiles(20_000);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut results = Results {
+        machine,
+        quick: args.quick,
+        criterion_dir: args.criterion_dir.clone(),
+        decision,
+        dlp_4k,
+        writers: Vec::new(),
+        writer_notes: Vec::new(),
+        rss_idle_kib: 0,
+        rss_sessions_kib: 0,
+        sessions_opened: 0,
+        variants: Vec::new(),
+        skipped,
+        settings: format!(
+            "rates {RATES:?} calls/s for {:?} each (variants {:?}), saturation {SATURATION_CONCURRENCY} callers for {:?}, {AGENTS} agents, toolgate logs to a file",
+            d.rate, d.variant_rate, d.saturation
+        ),
+    };
+    runtime.block_on(run(&args, &d, &mut results))?;
+    results.machine.load_after = report::loadavg();
+    report::write_into(&args.out, &results.render())
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Result<()> {
+    let postgres = std::env::var("TOOLGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let scratch = tempfile::tempdir()?;
+
+    eprintln!("audit writer: SQLite");
+    for durability in [Durability::Full, Durability::Normal] {
+        let db = scratch.path().join(format!("writer-{durability:?}.db"));
+        let url = format!("sqlite://{}", db.display());
+        let run =
+            inproc::writer_run("sqlite", &url, "bench-writer", durability, 256, d.writer).await?;
+        results.writers.push(run);
+    }
+    match &postgres {
+        Some(base) => {
+            eprintln!("audit writer: PostgreSQL");
+            for durability in [Durability::Full, Durability::Normal] {
+                let pg = PgScratch::create(base).await?;
+                let chain = format!("bench-{}", uuid::Uuid::new_v4().simple());
+                let run =
+                    inproc::writer_run("postgresql", &pg.url, &chain, durability, 256, d.writer)
+                        .await;
+                pg.drop_now().await?;
+                results.writers.push(run?);
+            }
+            results.writer_notes.push("PostgreSQL runs use a schema of their own and a unique chain id, dropped after the run.".into());
+        }
+        None => results.skipped.push(
+            "PostgreSQL (audit writer and end to end): TOOLGATE_TEST_POSTGRES_URL is not set"
+                .into(),
+        ),
+    }
+
+    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
+    let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
+    let tokens = tokens()?;
+    let policies = std::fs::canonicalize(policy_dir())?;
+
+    eprintln!("memory: idle and {SESSIONS} sessions");
+    {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let tg = procs::start_toolgate(&ToolgateSetup {
+            binary: &toolgate,
+            dir: dir.path(),
+            policy_dir: &policies,
+            upstream: upstream.addr,
+            database_url: &url,
+            chain_id: "bench-memory",
+            otlp_endpoint: None,
+        })?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        results.rss_idle_kib = tg.memory_kib()?.0;
+        let target = Arc::new(Target::new(mcp_uri(&tg)?, &tokens)?);
+        results.sessions_opened = open_sessions(&target, SESSIONS).await?;
+        results.rss_sessions_kib = tg.memory_kib()?.0;
+        tg.stop();
+    }
+
+    let direct = Arc::new(Target::new(
+        format!("http://{}/mcp", upstream.addr).parse()?,
+        &tokens,
+    )?);
+
+    eprintln!("end to end: SQLite");
+    {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let tg = procs::start_toolgate(&ToolgateSetup {
+            binary: &toolgate,
+            dir: dir.path(),
+            policy_dir: &policies,
+            upstream: upstream.addr,
+            database_url: &url,
+            chain_id: "bench-e2e",
+            otlp_endpoint: None,
+        })?;
+        let v = variant("sqlite", &tg, &direct, &tokens, d.rate, d).await?;
+        results.variants.push(v);
+        tg.stop();
+    }
+
+    match &postgres {
+        Some(base) => {
+            eprintln!("end to end: PostgreSQL");
+            let pg = PgScratch::create(base).await?;
+            let chain = format!("bench-{}", uuid::Uuid::new_v4().simple());
+            let dir = tempfile::tempdir()?;
+            let outcome = async {
+                let tg = procs::start_toolgate(&ToolgateSetup {
+                    binary: &toolgate,
+                    dir: dir.path(),
+                    policy_dir: &policies,
+                    upstream: upstream.addr,
+                    database_url: &pg.url,
+                    chain_id: &chain,
+                    otlp_endpoint: None,
+                })?;
+                let v = variant("postgresql", &tg, &direct, &tokens, d.variant_rate, d).await;
+                tg.stop();
+                v
+            }
+            .await;
+            pg.drop_now().await?;
+            results.variants.push(outcome?);
+        }
+        None => {}
+    }
+
+    if tracing_export_landed() {
+        eprintln!("end to end: tracing export on");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let received = Arc::new(sink::Received::default());
+        let sink_task = tokio::spawn(sink::serve(listener, received.clone()));
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let tg = procs::start_toolgate(&ToolgateSetup {
+            binary: &toolgate,
+            dir: dir.path(),
+            policy_dir: &policies,
+            upstream: upstream.addr,
+            database_url: &url,
+            chain_id: "bench-otlp",
+            otlp_endpoint: Some(&endpoint),
+        })?;
+        let mut v = variant(
+            "sqlite + OTLP export",
+            &tg,
+            &direct,
+            &tokens,
+            d.variant_rate,
+            d,
+        )
+        .await?;
+        tg.stop();
+        v.note = format!(
+            "traces to a local OTLP/HTTP sink, which received {} export requests ({} bytes)",
+            received.requests(),
+            received.bytes()
+        );
+        if received.requests() == 0 {
+            v.note
+                .push_str(": toolgate exported nothing, so these figures are without export");
+        }
+        results.variants.push(v);
+        sink_task.abort();
+    } else {
+        results.skipped.push("tracing export (`telemetry.otlp_endpoint`): pending, the traces feature has not landed (no OpenTelemetry exporter in Cargo.lock)".into());
+    }
+    upstream.stop();
+    Ok(())
+}
+
+/// Whether the proxy has an OpenTelemetry exporter to switch on.
+fn tracing_export_landed() -> bool {
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    std::fs::read_to_string(lock).is_ok_and(|l| l.contains("name = \"opentelemetry-otlp\""))
+}
+
+fn tokens() -> anyhow::Result<Vec<String>> {
+    let settings = AuthSettings {
+        hs256_secret: Some(procs::SECRET.to_owned()),
+        ..AuthSettings::default()
+    };
+    (0..AGENTS)
+        .map(|i| {
+            mint_hs256(
+                &settings,
+                &format!("bench-agent-{i}"),
+                Some("bench"),
+                &["developer".to_owned()],
+                Duration::from_secs(3600),
+            )
+            .map_err(anyhow::Error::from)
+        })
+        .collect()
+}
+
+fn mcp_uri(tg: &Proc) -> anyhow::Result<hyper::Uri> {
+    Ok(format!("http://{}/mcp/bench", tg.addr).parse()?)
+}
+
+/// Opens `n` 2025-era sessions (16 at a time) and keeps them: nothing ends them before the measurement.
+async fn open_sessions(target: &Arc<Target>, n: u64) -> anyhow::Result<u64> {
+    let mut opened = 0;
+    let mut first_error = None;
+    for chunk in 0..n.div_ceil(16) {
+        let mut batch = Vec::new();
+        for i in chunk * 16..((chunk + 1) * 16).min(n) {
+            let target = target.clone();
+            batch.push(tokio::spawn(async move { target.initialize(i).await }));
+        }
+        for task in batch {
+            match task.await? {
+                Ok(_) => opened += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+    }
+    if opened < n {
+        anyhow::bail!(
+            "only {opened} of {n} sessions opened: {}",
+            first_error.unwrap_or_default()
+        );
+    }
+    Ok(opened)
+}
+
+/// The fixed rates (direct and through toolgate, interleaved so drift in the machine's load hits both) and the
+/// saturation throughput of each, for one toolgate instance.
+async fn variant(
+    name: &str,
+    tg: &Proc,
+    direct: &Arc<Target>,
+    tokens: &[String],
+    rate_duration: Duration,
+    d: &Durations,
+) -> anyhow::Result<Variant> {
+    let proxied = Arc::new(Target::new(mcp_uri(tg)?, tokens)?);
+    // Warm connections, caches (token cache, evaluators per worker) and the SQLite page cache.
+    for target in [direct, &proxied] {
+        let warm = closed_loop(target.clone(), 8, d.warmup).await;
+        anyhow::ensure!(
+            warm.ok > 0,
+            "{name}: warm-up got no successful call: {}",
+            warm.first_error.unwrap_or_default()
+        );
+    }
+    let mut steps = Vec::new();
+    for rate in RATES {
+        eprintln!("  {name}: {rate} calls/s");
+        let direct_outcome = open_loop(direct.clone(), rate, rate_duration).await;
+        let proxied_outcome = open_loop(proxied.clone(), rate, rate_duration).await;
+        steps.push(RateStep {
+            rate,
+            direct: direct_outcome,
+            proxied: proxied_outcome,
+        });
+    }
+    eprintln!("  {name}: saturation");
+    let saturation_direct = closed_loop(direct.clone(), SATURATION_CONCURRENCY, d.saturation).await;
+    let saturation_proxied =
+        closed_loop(proxied.clone(), SATURATION_CONCURRENCY, d.saturation).await;
+    Ok(Variant {
+        name: name.to_owned(),
+        steps,
+        saturation_direct,
+        saturation_proxied,
+        rss_kib: tg.memory_kib()?,
+        note: String::new(),
+    })
+}
