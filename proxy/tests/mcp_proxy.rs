@@ -461,3 +461,36 @@ async fn https_upstream_is_trusted_only_with_its_ca() {
     );
     proxy.stop().await;
 }
+
+/// 2026-07-28 (SEP-2243): the official SDK clients mirror `x-mcp-header` arguments into `Mcp-Param-*` headers and
+/// SDK servers refuse a `tools/call` whose header is missing, so toolgate passes them on with `Mcp-Method` and
+/// `Mcp-Name` (found with the Python and TypeScript SDKs in `sdk_clients.rs`). The agent's token still is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_upstream_receives_sep2243_routing_and_param_headers() {
+    let (proxy, mock) = with_http_upstream(upstream::State::default()).await;
+    let auth = format!("Bearer {}", token("agent-p", &[]));
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "echo", "arguments": { "text": "hi", "region": "eu" }, "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } });
+    let answer = common::send(
+        Method::POST,
+        &proxy.url("/mcp/web"),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+            ("mcp-param-text", "hi"),
+            ("Mcp-Param-Region", "eu"),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(text_of(&answer), "called echo", "{:?}", answer.message());
+    let seen = mock.state.headers.lock().unwrap().last().cloned().expect("the call reached the upstream");
+    for (name, value) in [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo"), ("mcp-param-text", "hi"), ("mcp-param-region", "eu")] {
+        assert_eq!(seen.get(name).and_then(|v| v.to_str().ok()), Some(value), "{name} not forwarded: {seen:?}");
+    }
+    assert!(!seen.contains_key("authorization"), "the agent's token is never forwarded");
+    proxy.stop().await;
+}

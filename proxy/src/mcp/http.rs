@@ -144,6 +144,13 @@ impl HttpUpstream {
                 headers.append(*name, value.clone());
             }
         }
+        // 2026-07-28 (SEP-2243): `Mcp-Param-*` mirror the arguments a tool's schema marks `x-mcp-header`; SDK servers
+        // refuse a call whose header is missing. Passed as sent: the server checks each against the body toolgate judged.
+        for (name, value) in agent_headers {
+            if name.as_str().starts_with("mcp-param-") {
+                headers.append(name.clone(), value.clone());
+            }
+        }
         headers.insert(HOST, self.host.clone());
         for (k, v) in &self.extra_headers {
             headers.insert(k, v.clone());

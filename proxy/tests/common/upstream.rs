@@ -27,6 +27,8 @@ pub struct State {
     pub legacy_only: bool,
     /// Released by the test to let the second event of a streamed `tools/call` go out.
     pub release: Notify,
+    /// The headers of every POST, in the order received.
+    pub headers: Mutex<Vec<hyper::HeaderMap>>,
 }
 
 impl State {
@@ -136,6 +138,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let has_auth = req.headers().contains_key("authorization");
+    if req.method() == Method::POST {
+        state.headers.lock().unwrap().push(req.headers().clone());
+    }
     match *req.method() {
         Method::GET => {
             // The server-to-client stream: one notification, then it stays open.
