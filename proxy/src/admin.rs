@@ -126,8 +126,18 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let set = app.policy.load();
             json_response(
                 StatusCode::OK,
-                &json!({ "revision": set.revision(), "modules": set.modules(), "dir": app.config.policy.dir }),
+                &json!({ "revision": set.revision(), "modules": set.modules(), "dir": app.config.policy.dir, "last_reload": app.policy_reload.last() }),
             )
+        }
+        (&Method::POST, ["policy", "reload"]) => {
+            let status =
+                crate::policy_reload::reload(app, crate::policy_reload::Trigger::Api).await;
+            let code = if status.result == "ok" {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            json_response(code, &serde_json::to_value(status).unwrap_or_default())
         }
         _ => json_response(
             StatusCode::NOT_FOUND,

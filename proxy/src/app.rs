@@ -28,6 +28,8 @@ pub struct App {
     pub upstreams: HashMap<String, Upstream>,
     /// The compiled policy set; a reload swaps in a whole new set, requests keep the one they started with.
     pub policy: ArcSwap<PolicySet>,
+    /// Serializes reloads and keeps the last result (`GET /api/v1/policy`).
+    pub policy_reload: crate::policy_reload::PolicyReloader,
     pub scanner: Scanner,
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
@@ -98,17 +100,21 @@ impl App {
         let sessions =
             SessionStore::new(config.session.max_sessions, config.session.idle_timeout());
         let escalations = Escalations::new(metrics.escalations_pending.clone());
-        Ok(Arc::new(App {
+        let policy_reload = crate::policy_reload::PolicyReloader::new(policy.revision());
+        let app = Arc::new(App {
             auth,
             sessions,
             upstreams,
             policy: ArcSwap::from_pointee(policy),
+            policy_reload,
             scanner: Scanner::new(),
             audit,
             metrics,
             escalations,
             config,
-        }))
+        });
+        crate::policy_reload::start(&app);
+        Ok(app)
     }
 
     /// The configuration of upstream `name` (workdir, timeout, …).

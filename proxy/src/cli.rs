@@ -75,6 +75,9 @@ pub enum PolicyCommand {
         /// Output format.
         #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
         format: String,
+        /// Report which lines of the policy modules the tests evaluated.
+        #[arg(long)]
+        coverage: bool,
     },
     /// Print the decision for one input document.
     Eval {
@@ -84,6 +87,9 @@ pub enum PolicyCommand {
         /// The folder (default: policy.dir of the config).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Also show the verdict sets and which definition of `decision` produced it.
+        #[arg(long)]
+        explain: bool,
     },
 }
 

@@ -10,6 +10,7 @@
 //! - [`mcp`]: JSON-RPC types, streamable HTTP (both protocol eras), sessions, upstreams (HTTP, stdio).
 //! - [`pipeline`]: one tool call: jwt -> session -> dlp -> policy -> forward -> audit.
 //! - [`policy_cli`]: `toolgate policy test` and `toolgate policy eval`.
+//! - [`policy_reload`]: policy hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, verify and export.
@@ -28,5 +29,6 @@ pub mod escalation;
 pub mod mcp;
 pub mod pipeline;
 pub mod policy_cli;
+pub mod policy_reload;
 pub mod server;
 pub mod telemetry;

@@ -55,6 +55,8 @@ pub struct Options {
     pub hold_seconds: u64,
     /// Extra lines inside `[auth]`, e.g. `audience = "toolgate"`.
     pub auth_toml: String,
+    /// `policy.dir` (default: the shipped `policies/`); a test that edits policies passes its own copy.
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             database_url: None,
             hold_seconds: 0,
             auth_toml: String::new(),
+            policy_dir: None,
         }
     }
 }
@@ -78,7 +81,10 @@ pub async fn start(opts: Options) -> Proxy {
     let mut toml = format!(
         "listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[auth]\nhs256_secret = \"{SECRET}\"\n{}\n[admin]\ntoken = \"{ADMIN}\"\n[policy]\ndir = \"{}\"\n[audit]\ndatabase_url = \"{db}\"\n[escalation]\nhold_seconds = {}\n",
         opts.auth_toml,
-        repo_root().join("policies").display(),
+        opts.policy_dir
+            .clone()
+            .unwrap_or_else(|| repo_root().join("policies"))
+            .display(),
         opts.hold_seconds,
     );
     if opts.demo {
