@@ -162,11 +162,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => crate::policy_cli::run(cmd, load),
         Command::Serve => {
             let config = load()?;
-            crate::telemetry::logs::init(&crate::telemetry::logs::LogSettings {
-                debug: config.telemetry.debug,
-                filter: config.telemetry.log.clone(),
-            });
-            runtime()?.block_on(serve(config))?;
+            let tracing = crate::telemetry::traces::install(
+                &crate::telemetry::logs::LogSettings {
+                    debug: config.telemetry.debug,
+                    filter: config.telemetry.log.clone(),
+                },
+                &config.telemetry,
+            )?;
+            let served = runtime()?.block_on(serve(config));
+            // Export the spans still queued, however serve ended.
+            tracing.shutdown();
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify { start, end }) => {

@@ -111,6 +111,12 @@ pub struct TelemetrySettings {
     /// Per-module levels as an `EnvFilter` directive list (`TOOLGATE_LOG`).
     #[serde(default)]
     pub log: Option<String>,
+    /// `service.name` of the exported spans (`OTEL_SERVICE_NAME`).
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// More resource attributes of the exported spans (`OTEL_RESOURCE_ATTRIBUTES`, `k=v,k=v`).
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, String>,
 }
 
 impl Default for TelemetrySettings {
@@ -122,6 +128,8 @@ impl Default for TelemetrySettings {
             sse_keepalive_seconds: default_sse_keepalive(),
             debug: false,
             log: None,
+            service_name: default_service_name(),
+            resource_attributes: BTreeMap::new(),
         }
     }
 }
@@ -210,6 +218,9 @@ fn default_policy_dir() -> PathBuf {
 fn default_otlp_protocol() -> String {
     "grpc".into()
 }
+fn default_service_name() -> String {
+    "toolgate".into()
+}
 fn default_metrics_max_agents() -> usize {
     1000
 }
@@ -296,11 +307,40 @@ impl Config {
         if let Some(v) = get("TOOLGATE_DATABASE_URL") {
             self.audit.database_url = v;
         }
+        // The standard OpenTelemetry variables, read here once like every other one; TOOLGATE_* ones win.
+        if let Some(v) =
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        {
+            self.telemetry.otlp_endpoint = Some(v);
+        }
+        if let Some(v) =
+            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        {
+            self.telemetry.otlp_protocol = v;
+        }
+        if let Some(v) = get("OTEL_SERVICE_NAME") {
+            self.telemetry.service_name = v;
+        }
+        if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
+            for pair in v.split(',') {
+                if let Some((k, v)) = pair.split_once('=') {
+                    self.telemetry
+                        .resource_attributes
+                        .insert(k.trim().to_owned(), v.trim().to_owned());
+                }
+            }
+        }
         if let Some(v) = get("TOOLGATE_OTLP_ENDPOINT") {
             self.telemetry.otlp_endpoint = Some(v);
         }
         if let Some(v) = get("TOOLGATE_OTLP_PROTOCOL") {
             self.telemetry.otlp_protocol = v;
+        }
+        let disabled = |k: &str| get(k).map(|v| v.to_ascii_lowercase());
+        if disabled("OTEL_SDK_DISABLED").as_deref() == Some("true")
+            || disabled("OTEL_TRACES_EXPORTER").as_deref() == Some("none")
+        {
+            self.telemetry.otlp_endpoint = None;
         }
         if let Some(v) = get("TOOLGATE_SSE_KEEPALIVE_SECONDS") {
             self.telemetry.sse_keepalive_seconds = v.parse().map_err(|_| ConfigError::Invalid {

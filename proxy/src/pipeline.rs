@@ -121,12 +121,11 @@ pub async fn tools_call(
         }
     };
     let calls_before = caller.session.as_ref().map(|s| s.count_call()).unwrap_or(0);
+    crate::telemetry::traces::annotate(&[("gen_ai.tool.name", tool_name)]);
 
     // dlp: findings over the arguments; the values themselves never leave the scanner.
-    let findings = {
-        let _t = app.metrics.stage(Stage::Dlp).start_timer();
-        app.scanner.scan(arguments)
-    };
+    let findings =
+        crate::telemetry::stage(&app.metrics, Stage::Dlp).in_scope(|| app.scanner.scan(arguments));
     for f in &findings {
         app.metrics
             .dlp_findings
@@ -147,8 +146,7 @@ pub async fn tools_call(
         .map(|u| u.workdir.as_str())
         .unwrap_or("/");
     let class = classify(tool_name, arguments, workdir);
-    let decision = {
-        let _t = app.metrics.stage(Stage::Policy).start_timer();
+    let decision = crate::telemetry::stage(&app.metrics, Stage::Policy).in_scope(|| {
         let started = Instant::now();
         let agent = agent_info(caller.identity);
         let session = session_info(caller.session.as_deref(), calls_before);
@@ -179,7 +177,11 @@ pub async fn tools_call(
             .with_label_values(&[caller.upstream_name])
             .observe(started.elapsed().as_secs_f64());
         decision
-    };
+    });
+    crate::telemetry::traces::annotate(&[
+        ("toolgate.policy_result", decision.verdict().as_str()),
+        ("toolgate.policy_id", decision.policy_id()),
+    ]);
     tracing::info!(
         agent = %caller.identity.id,
         tool = tool_name,
@@ -293,9 +295,8 @@ async fn forward_allowed(
         Err(_) => return audit_unavailable(id),
     };
     let started = Instant::now();
-    let forwarded = {
-        let _t = record.app.metrics.stage(Stage::Forward).start_timer();
-        forward(
+    let forwarded = crate::telemetry::stage(&record.app.metrics, Stage::Forward)
+        .run(forward(
             record.app,
             record.caller,
             allowed,
@@ -303,9 +304,8 @@ async fn forward_allowed(
             headers,
             raw,
             message,
-        )
-        .await
-    };
+        ))
+        .await;
     let latency_us = started.elapsed().as_micros() as i64;
     let upstream = record.caller.upstream_name;
     let (response, code, error) = match forwarded {
@@ -445,7 +445,10 @@ pub async fn send_upstream(
                 .find(|u| u.name == caller.upstream_name)
                 .map(|u| u.timeout())
                 .unwrap_or(std::time::Duration::from_secs(30));
-            match child.request(message.value.clone(), timeout).await {
+            // A stdio child has no headers: the trace context travels in `params._meta.traceparent`.
+            let mut request = message.value.clone();
+            crate::telemetry::traces::inject_meta(&mut request);
+            match child.request(request, timeout).await {
                 Ok(v) => Ok(Forwarded::Json(v)),
                 Err(StdioError::Timeout) => {
                     Err(ForwardError::Timeout(caller.upstream_name.to_owned()))
@@ -510,11 +513,8 @@ impl CallRecord<'_> {
         decision: &Decision,
         extra: Value,
     ) -> Result<Durable, crate::audit::AuditError> {
-        let _t = self.app.metrics.stage(Stage::Audit).start_timer();
-        let result = self
-            .app
-            .audit
-            .append(self.draft(event_type, decision, extra))
+        let result = crate::telemetry::stage(&self.app.metrics, Stage::Audit)
+            .run(self.app.audit.append(self.draft(event_type, decision, extra)))
             .await;
         if let Err(e) = &result {
             tracing::error!(agent = %self.caller.identity.id, tool = self.tool_name, error = %e, "audit write failed");

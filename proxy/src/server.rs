@@ -117,11 +117,19 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let base_url = base_url(&app, &req);
     if let Some(upstream) = path.strip_prefix("/mcp/") {
         let upstream = upstream.trim_end_matches('/').to_owned();
-        let trace_id = trace_id(&req);
-        let span = tracing::info_span!("mcp", trace_id = %trace_id, upstream = %upstream, agent_id = tracing::field::Empty);
-        return crate::mcp::endpoint::handle(&app, &upstream, req, &base_url, trace_id)
-            .instrument(span)
+        // The request's SERVER span continues the agent's traceparent; its trace id is the one of the logs and
+        // the audit events (the fallback only serves embedders that installed no OpenTelemetry layer).
+        let (span, trace_id) =
+            crate::telemetry::traces::request_span(&upstream, req.headers(), || trace_id(&req));
+        let resp = crate::mcp::endpoint::handle(&app, &upstream, req, &base_url, trace_id)
+            .instrument(span.clone())
             .await;
+        crate::telemetry::traces::annotate_int(
+            &span,
+            "http.response.status_code",
+            i64::from(resp.status().as_u16()),
+        );
+        return resp;
     }
     if let Some(upstream) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
         return crate::mcp::endpoint::resource_metadata(&app, &base_url, upstream);

@@ -1,11 +1,13 @@
-//! Prometheus metrics and JSON logs.
+//! Prometheus metrics, OTLP traces and JSON logs.
 //!
-//! Every name here is part of the external contract (INTERFACE.md, "Metrics" and "Logs").
+//! Every name here is part of the external contract (INTERFACE.md, "Metrics", "Traces (OTLP)" and "Logs").
 
 pub mod logs;
 pub mod metrics;
+pub mod traces;
 
 pub use metrics::Metrics;
+pub use traces::stage;
 
 /// Now as RFC 3339 UTC with microseconds (`2026-11-22T20:15:00.123456Z`): the one timestamp format of logs and
 /// audit events, fixed-width so that string order is time order.

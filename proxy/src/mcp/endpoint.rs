@@ -39,14 +39,13 @@ pub async fn handle(
 ) -> Response<Body> {
     // jwt: who is calling. Before anything else, so an unauthenticated client learns nothing, not even
     // whether the upstream exists.
-    let identity = {
-        let _t = app.metrics.stage(Stage::Jwt).start_timer();
+    let identity = crate::telemetry::stage(&app.metrics, Stage::Jwt).in_scope(|| {
         let header = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         app.auth.verify(header)
-    };
+    });
     let identity = match identity {
         Ok(id) => id,
         Err(e) => {
@@ -59,6 +58,7 @@ pub async fn handle(
         }
     };
     tracing::Span::current().record("agent_id", identity.id.as_str());
+    crate::telemetry::traces::annotate(&[("toolgate.agent_id", &identity.id)]);
     let Some(upstream) = app.upstreams.get(upstream_name) else {
         return json_response(
             StatusCode::NOT_FOUND,
@@ -142,19 +142,31 @@ async fn post(
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
     };
 
+    // The server span is named after the method only now that it is parsed.
+    if let Some(method) = message.method() {
+        crate::telemetry::traces::name_request(method);
+    }
+    if let Some(id) = message.id() {
+        let id = id.as_str().map(str::to_owned).unwrap_or_else(|| id.to_string());
+        crate::telemetry::traces::annotate(&[("rpc.jsonrpc.request_id", &id)]);
+    }
+
     // session: the presented session is known and bound to this agent.
-    let session = {
-        let _t = app.metrics.stage(Stage::Session).start_timer();
+    let session = crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| {
         match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
             Some(sid) if message.method() != Some("initialize") => {
-                match app.sessions.get(upstream_name, sid, &identity.id) {
-                    Ok(s) => Some(s),
-                    Err(e) => return session_error(&message, e),
-                }
+                app.sessions.get(upstream_name, sid, &identity.id).map(Some)
             }
-            _ => None,
+            _ => Ok(None),
         }
+    });
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => return session_error(&message, e),
     };
+    if let Some(s) = &session {
+        crate::telemetry::traces::annotate(&[("mcp.session.id", &s.id)]);
+    }
     let protocol_version = message
         .meta_protocol_version()
         .map(str::to_owned)

@@ -151,6 +151,8 @@ impl HttpUpstream {
                 headers.append(name.clone(), value.clone());
             }
         }
+        // The upstream's parent span is toolgate's current one (the forward stage for a tool call), not the agent's.
+        crate::telemetry::traces::inject_headers(headers);
         headers.insert(HOST, self.host.clone());
         for (k, v) in &self.extra_headers {
             headers.insert(k, v.clone());

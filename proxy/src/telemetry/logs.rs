@@ -24,21 +24,27 @@ pub struct LogSettings {
 }
 
 /// Installs the JSON-lines logger as the global subscriber. Safe to call once; later calls are ignored.
+/// (`serve` installs it together with traces: [`super::traces::install`].)
 pub fn init(settings: &LogSettings) {
+    let _ = tracing_subscriber::registry()
+        .with(filter(settings))
+        .with(JsonLines)
+        .try_init();
+}
+
+/// The level filter of the log lines: `TOOLGATE_LOG` if valid, else info (debug for toolgate with
+/// `TOOLGATE_DEBUG`).
+pub fn filter(settings: &LogSettings) -> EnvFilter {
     let default = if settings.debug {
         "info,toolgate=debug,toolgate_engine=debug"
     } else {
         "info"
     };
-    let filter = settings
+    settings
         .filter
         .as_deref()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(JsonLines)
-        .try_init();
+        .unwrap_or_else(|| EnvFilter::new(default))
 }
 
 /// The layer that writes one JSON object per event to stdout.
@@ -54,6 +60,8 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut fields = Map::new();
         attrs.record(&mut JsonVisitor(&mut fields));
+        // `otel.kind` and the like steer the OpenTelemetry layer; they are not log fields.
+        fields.retain(|k, _| !k.starts_with("otel."));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }

@@ -55,6 +55,9 @@ pub struct Options {
     pub hold_seconds: u64,
     /// Extra lines inside `[auth]`, e.g. `audience = "toolgate"`.
     pub auth_toml: String,
+    /// `telemetry.otlp_endpoint`: with it the harness installs traces as `serve` does (once per test binary:
+    /// the subscriber is process-global, so every test of that binary must use the same endpoint).
+    pub otlp_endpoint: Option<String>,
     /// `policy.dir` (default: the shipped `policies/`); a test that edits policies passes its own copy.
     pub policy_dir: Option<PathBuf>,
 }
@@ -67,6 +70,7 @@ impl Default for Options {
             database_url: None,
             hold_seconds: 0,
             auth_toml: String::new(),
+            otlp_endpoint: None,
             policy_dir: None,
         }
     }
@@ -94,10 +98,21 @@ pub async fn start(opts: Options) -> Proxy {
             dir.path().join("sandbox").display()
         ));
     }
+    if let Some(endpoint) = &opts.otlp_endpoint {
+        toml.push_str(&format!("[telemetry]\notlp_endpoint = \"{endpoint}\"\n"));
+    }
     toml.push_str(&opts.extra_toml);
     let path = dir.path().join("toolgate.toml");
     std::fs::write(&path, toml).unwrap();
     let config = Config::load(&path, &HashMap::new()).expect("test config is valid");
+    if config.telemetry.otlp_endpoint.is_some() {
+        // Log lines stay off unless asked for (TOOLGATE_TEST_LOG, an EnvFilter list): they go to stdout.
+        let logs = toolgate::telemetry::logs::LogSettings {
+            debug: false,
+            filter: Some(std::env::var("TOOLGATE_TEST_LOG").unwrap_or_else(|_| "off".into())),
+        };
+        toolgate::telemetry::traces::install(&logs, &config.telemetry).expect("traces install");
+    }
     let app = App::start(config).await.expect("toolgate starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -27,6 +27,8 @@ pub struct State {
     pub legacy_only: bool,
     /// Released by the test to let the second event of a streamed `tools/call` go out.
     pub release: Notify,
+    /// The `traceparent` header of every POST, in the order of `received`.
+    pub traceparents: Mutex<Vec<Option<String>>>,
     /// The headers of every POST, in the order received.
     pub headers: Mutex<Vec<hyper::HeaderMap>>,
 }
@@ -138,6 +140,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let has_auth = req.headers().contains_key("authorization");
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if req.method() == Method::POST {
         state.headers.lock().unwrap().push(req.headers().clone());
     }
@@ -163,6 +170,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     }
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.traceparents.lock().unwrap().push(traceparent);
     state
         .received
         .lock()
