@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
-use crate::audit::{EventFilter, ExportFormat};
+use crate::audit::{cursor_after, AuditError, EventFilter, ExportFormat};
 use crate::escalation::Review;
 use crate::server::{json_response, Body, BoxError};
 
@@ -63,13 +63,51 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 cursor: q("cursor").map(str::to_owned),
             };
             match app.audit.store().query(&filter).await {
-                Ok(page) => json_response(
-                    StatusCode::OK,
-                    &serde_json::to_value(page).unwrap_or_default(),
-                ),
+                Ok(page) => {
+                    // A full page may have a next one; a short page is the last.
+                    let next_cursor = (page.len() == filter.effective_limit() as usize)
+                        .then(|| page.last().map(cursor_after))
+                        .flatten();
+                    json_response(
+                        StatusCode::OK,
+                        &json!({ "events": page, "next_cursor": next_cursor }),
+                    )
+                }
                 Err(e) => json_response(
                     StatusCode::BAD_REQUEST,
                     &json!({ "error": "query_failed", "message": e.to_string() }),
+                ),
+            }
+        }
+        (&Method::GET, ["audit", "events", id]) => match app.audit.store().event(id).await {
+            Ok(Some(event)) => json_response(
+                StatusCode::OK,
+                &serde_json::to_value(event).unwrap_or_default(),
+            ),
+            Ok(None) => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": "not_found", "message": "no audit event with this id" }),
+            ),
+            Err(e) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": "query_failed", "message": e.to_string() }),
+            ),
+        },
+        (&Method::GET, ["audit", "stats"]) => {
+            let width = match q("bucket").unwrap_or("hour").parse() {
+                Ok(w) => w,
+                Err(e) => return bad_request(&AuditError::to_string(&e)),
+            };
+            match crate::audit::stats::stats(app.audit.store(), q("start"), q("end"), width).await
+            {
+                Ok(stats) => json_response(
+                    StatusCode::OK,
+                    &serde_json::to_value(stats).unwrap_or_default(),
+                ),
+                Err(e @ AuditError::BadRange(_)) => bad_request(&e.to_string()),
+                Err(e) => json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({ "error": "stats_failed", "message": e.to_string() }),
                 ),
             }
         }
@@ -79,6 +117,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                     StatusCode::OK,
                     &serde_json::to_value(report).unwrap_or_default(),
                 ),
+                Err(e @ AuditError::BadRange(_)) => bad_request(&e.to_string()),
                 Err(e) => json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &json!({ "error": "verify_failed", "message": e.to_string() }),
@@ -90,6 +129,26 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 Ok(f) => f,
                 Err(_) => return bad_request("format must be csv, json or ndjson"),
             };
+            if q("manifest") == Some("true") {
+                return match crate::audit::export::Manifest::compute(
+                    app.audit.store(),
+                    format,
+                    q("start"),
+                    q("end"),
+                )
+                .await
+                {
+                    Ok(manifest) => json_response(
+                        StatusCode::OK,
+                        &serde_json::to_value(manifest).unwrap_or_default(),
+                    ),
+                    Err(e @ AuditError::BadRange(_)) => bad_request(&e.to_string()),
+                    Err(e) => json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({ "error": "export_failed", "message": e.to_string() }),
+                    ),
+                };
+            }
             export(
                 app,
                 format,

@@ -6,13 +6,19 @@
 //! - [`store`]: [`AuditStore`], the read side and the SQL behind both sides, one implementation generic over
 //!   the sqlx database so SQLite and PostgreSQL run the same statements.
 //! - [`export`]: the CSV, JSON and NDJSON renderings of events.
+//! - [`checkpoint`]: the ed25519 key, signed checkpoints and their external sinks.
+//! - [`public`]: the unauthenticated `/api/v1/public/verify` endpoint and its per-client rate limit.
+//! - [`stats`]: event counts by result, agent and tool over time buckets.
 //! - [`cli`]: the bodies of `toolgate audit verify` and `toolgate audit export`.
 //!
 //! The hashing and the verification rules live in `toolgate_engine::chain`; this module only moves events
 //! between the pipeline, the database and the readers.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod export;
+pub mod public;
+pub mod stats;
 pub mod store;
 mod timestamp;
 pub mod writer;
@@ -50,6 +56,23 @@ pub struct AuditSettings {
     /// Appends waiting for the writer; when full, `append` waits (back-pressure), it never drops.
     pub queue_capacity: usize,
     pub durability: Durability,
+    /// The ed25519 key that signs checkpoints (64 hex digits of a seed); created with a warning if absent.
+    /// `None`: beside a SQLite database file (`<file>.signing-key`), else `toolgate-audit.signing-key`.
+    pub signing_key_file: Option<std::path::PathBuf>,
+    /// Public keys (64 hex digits) of other instances whose checkpoints verification accepts.
+    pub trusted_public_keys: Vec<String>,
+    /// Seconds between signed checkpoints of the chain head (one more is signed at shutdown).
+    pub checkpoint_interval_seconds: u64,
+    /// A folder every checkpoint is also written to (one JSON file each, plus `<chain>-latest.json`).
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// An HTTP(S) endpoint every checkpoint is also POSTed to.
+    pub checkpoint_url: Option<String>,
+    /// Events older than this many days are pruned (after a signed "pruned" checkpoint); 0 keeps everything.
+    pub retention_days: u32,
+    /// Requests per minute one client IP may make to `/api/v1/public/verify`.
+    pub public_verify_per_minute: u32,
+    /// Seconds a database call waits for a connection before the write fails (fail closed).
+    pub connect_timeout_seconds: u64,
 }
 
 impl Default for AuditSettings {
@@ -60,6 +83,14 @@ impl Default for AuditSettings {
             batch_max: 512,
             queue_capacity: 8192,
             durability: Durability::Full,
+            signing_key_file: None,
+            trusted_public_keys: Vec::new(),
+            checkpoint_interval_seconds: 60,
+            checkpoint_dir: None,
+            checkpoint_url: None,
+            retention_days: 90,
+            public_verify_per_minute: 30,
+            connect_timeout_seconds: 5,
         }
     }
 }
@@ -68,6 +99,29 @@ impl AuditSettings {
     /// The chain id in effect (`toolgate` when none is configured).
     pub fn effective_chain_id(&self) -> &str {
         self.chain_id.as_deref().unwrap_or(DEFAULT_CHAIN_ID)
+    }
+
+    /// The signing key file in effect.
+    pub fn signing_key_path(&self) -> std::path::PathBuf {
+        if let Some(path) = &self.signing_key_file {
+            return path.clone();
+        }
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(file) if !file.is_empty() && !file.contains(":memory:") => {
+                let file = file.split('?').next().unwrap_or(file);
+                std::path::PathBuf::from(format!("{file}.signing-key"))
+            }
+            _ => std::path::PathBuf::from("toolgate-audit.signing-key"),
+        }
+    }
+
+    /// The keys verification trusts: this instance's own (when its key file exists) and the configured ones.
+    pub fn trusted_keys(&self) -> Result<checkpoint::TrustedKeys, checkpoint::CheckpointError> {
+        let mut keys = checkpoint::TrustedKeys::parse_all(&self.trusted_public_keys)?;
+        if let Some(own) = checkpoint::public_key_of(&self.signing_key_path())? {
+            keys.push(own);
+        }
+        Ok(checkpoint::TrustedKeys::new(keys))
     }
 }
 
@@ -122,4 +176,8 @@ pub enum AuditError {
     BadCursor,
     #[error("audit export failed: {0}")]
     Export(#[source] std::io::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("bad stats bucket: expected minute, hour or day")]
+    BadBucket,
 }

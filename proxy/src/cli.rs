@@ -101,6 +101,10 @@ pub enum AuditCommand {
         start: Option<String>,
         #[arg(long)]
         end: Option<String>,
+        /// A signed checkpoint file kept outside the database (e.g. `<chain>-latest.json` of
+        /// audit.checkpoint_dir): the chain must reach it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// Stream an export of the audit log.
     Export {
@@ -113,6 +117,9 @@ pub enum AuditCommand {
         /// Output file (default: stdout).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        /// Also write a manifest (SHA-256 of the export, newest signed checkpoints) to this file.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
 }
 
@@ -175,12 +182,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             served?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify { start, end }) => {
+        Command::Audit(AuditCommand::Verify {
+            start,
+            end,
+            checkpoint,
+        }) => {
             let config = load()?;
             let intact = runtime()?.block_on(crate::audit::cli::verify_command(
-                &config.audit.database_url,
+                &config.audit,
                 start.as_deref(),
                 end.as_deref(),
+                checkpoint.as_deref(),
             ))?;
             Ok(if intact {
                 ExitCode::SUCCESS
@@ -193,17 +205,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             start,
             end,
             output,
+            manifest,
         }) => {
             let config = load()?;
             let format = format
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--format must be csv, json or ndjson"))?;
             runtime()?.block_on(crate::audit::cli::export_command(
-                &config.audit.database_url,
+                &config.audit,
                 format,
                 start.as_deref(),
                 end.as_deref(),
                 output.as_deref(),
+                manifest.as_deref(),
             ))?;
             Ok(ExitCode::SUCCESS)
         }

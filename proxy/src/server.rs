@@ -75,7 +75,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                // The client address, for per-client limits (the public verify endpoint).
+                req.extensions_mut().insert(peer);
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(route(app, req).await) }
             });
@@ -141,6 +143,8 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(full(app.metrics.render()))
             .expect("valid response"),
+        // Public: no admin token, rate-limited per client, no event content.
+        "/api/v1/public/verify" => crate::audit::public::handle(&app.audit, &req).await,
         p if p.starts_with("/api/v1/") => crate::admin::handle(&app, req).await,
         _ => json_response(
             StatusCode::NOT_FOUND,

@@ -36,6 +36,14 @@ impl FromStr for ExportFormat {
 }
 
 impl ExportFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Json => "json",
+            ExportFormat::Ndjson => "ndjson",
+        }
+    }
+
     /// The HTTP content type of an export in this format.
     pub fn content_type(self) -> &'static str {
         match self {
@@ -189,6 +197,109 @@ fn csv_cell(value: &str) -> String {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
         guarded
+    }
+}
+
+/// Passes bytes on to `inner` while hashing them (SHA-256), so an export's digest costs no second pass.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W> HashingWriter<W> {
+    pub fn new(inner: W) -> HashingWriter<W> {
+        HashingWriter {
+            inner,
+            hasher: sha2::Digest::new(),
+        }
+    }
+
+    /// The lowercase hex SHA-256 of everything written, and the inner writer.
+    pub fn finish(self) -> (String, W) {
+        (hex::encode(sha2::Digest::finalize(self.hasher)), self.inner)
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for HashingWriter<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll {
+            sha2::Digest::update(&mut this.hasher, &buf[..*n]);
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The companion of an export for auditors: what was exported, the SHA-256 of the exact bytes, and the
+/// newest signed head checkpoint of every chain (verify the export against them offline).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub events: u64,
+    pub sha256: String,
+    pub checkpoints: Vec<super::checkpoint::SignedCheckpoint>,
+}
+
+impl Manifest {
+    /// The manifest of an export of `events` events whose bytes hash to `sha256`, with the store's newest
+    /// trusted checkpoints.
+    pub async fn build(
+        store: &super::AuditStore,
+        format: ExportFormat,
+        start: Option<&str>,
+        end: Option<&str>,
+        events: u64,
+        sha256: String,
+    ) -> Result<Manifest, super::AuditError> {
+        let mut checkpoints = Vec::new();
+        for chain in store.chains().await? {
+            if let Some(signed) = store.newest_signed_checkpoint(&chain).await? {
+                checkpoints.push(signed);
+            }
+        }
+        Ok(Manifest {
+            format: format.name().to_owned(),
+            start: start.map(str::to_owned),
+            end: end.map(str::to_owned),
+            events,
+            sha256,
+            checkpoints,
+        })
+    }
+
+    /// Renders the export once more into a hash only (no bytes kept) and builds its manifest. The export is
+    /// reproducible, and so is its hash, when `end` lies in the past.
+    pub async fn compute(
+        store: &super::AuditStore,
+        format: ExportFormat,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<Manifest, super::AuditError> {
+        let mut out = HashingWriter::new(tokio::io::sink());
+        let events = store.export(format, start, end, &mut out).await?;
+        let (sha256, _) = out.finish();
+        Manifest::build(store, format, start, end, events, sha256).await
     }
 }
 

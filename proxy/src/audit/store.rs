@@ -6,7 +6,9 @@
 //! one more `Dialect` and one more migration set.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -18,10 +20,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Pool, Postgres, QueryBuilder, Row, Sqlite, Type,
 };
-use toolgate_engine::chain::{AuditEvent, BadRow, ChainHead, Verifier, VerifyReport};
+use toolgate_engine::chain::{AuditEvent, BadRow, ChainHead};
 
+use super::checkpoint::{Checkpoint, CheckpointKind, SignedCheckpoint, TrustedKeys};
 use super::export::{EventEncoder, ExportFormat};
 use super::{timestamp, AuditError, Durability};
+
+mod partitions;
+mod queries;
+mod verify;
+
+pub use queries::StatsRow;
 
 /// The result of `verify`, exactly the JSON of the verify endpoint and `toolgate audit verify`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -75,6 +84,8 @@ fn parse_cursor(cursor: &str) -> Result<(String, String, i64), AuditError> {
 #[derive(Clone)]
 pub struct AuditStore {
     backend: Backend,
+    /// Whose checkpoints verification accepts.
+    trusted: Arc<TrustedKeys>,
 }
 
 #[derive(Clone)]
@@ -96,23 +107,46 @@ macro_rules! dispatch {
 impl AuditStore {
     /// Connects to `database_url` (creating a missing SQLite file) and runs the migrations.
     pub async fn connect(database_url: &str) -> Result<AuditStore, AuditError> {
-        AuditStore::open(database_url, Durability::Full).await
+        AuditStore::open(database_url, Durability::Full, Duration::from_secs(5)).await
     }
 
     pub(crate) async fn open(
         database_url: &str,
         durability: Durability,
+        acquire_timeout: Duration,
     ) -> Result<AuditStore, AuditError> {
         let backend = if database_url.starts_with("sqlite:") {
-            Backend::Sqlite(SqlStore::connect_sqlite(database_url, durability).await?)
+            Backend::Sqlite(
+                SqlStore::connect_sqlite(database_url, durability, acquire_timeout).await?,
+            )
         } else if database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://")
         {
-            Backend::Postgres(SqlStore::connect_postgres(database_url, durability).await?)
+            Backend::Postgres(
+                SqlStore::connect_postgres(database_url, durability, acquire_timeout).await?,
+            )
         } else {
             return Err(AuditError::UnsupportedUrl);
         };
-        Ok(AuditStore { backend })
+        Ok(AuditStore {
+            backend,
+            trusted: Arc::new(TrustedKeys::default()),
+        })
+    }
+
+    /// The same store, accepting checkpoints signed by `keys` (and only those).
+    pub fn with_trusted_keys(mut self, keys: TrustedKeys) -> AuditStore {
+        self.trusted = Arc::new(keys);
+        self
+    }
+
+    pub fn trusted_keys(&self) -> &TrustedKeys {
+        &self.trusted
+    }
+
+    /// How many events verify and export have read through this store (and its clones) so far.
+    pub fn progress(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        dispatch!(self, s => s.progress.clone())
     }
 
     /// Whether the database answers (for `/ready`).
@@ -124,14 +158,35 @@ impl AuditStore {
     ///
     /// A range is taken per chain as the seq interval from its first to its last event in the range, anchored
     /// on the stored event before it, so a deleted row at the range's edge still shows up as a gap.
+    ///
+    /// Each chain is anchored on its newest trusted "pruned" checkpoint (retention), and when the range is open
+    /// at the end, checked against its newest trusted head checkpoint: a chain that ends before that
+    /// checkpoint's seq, or holds another hash there, has lost or rewritten rows.
     pub async fn verify(
         &self,
         start: Option<&str>,
         end: Option<&str>,
     ) -> Result<VerifyResult, AuditError> {
+        self.verify_against(start, end, &[]).await
+    }
+
+    /// [`AuditStore::verify`] with more head checkpoints, e.g. read from files kept outside the database; each
+    /// must be signed by a trusted key.
+    pub async fn verify_against(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+        external: &[SignedCheckpoint],
+    ) -> Result<VerifyResult, AuditError> {
         let started = Instant::now();
         let (start, end) = timestamp::range(start, end)?;
-        let report = dispatch!(self, s => s.verify(start, end).await)?;
+        let mut extra = Vec::new();
+        for signed in external {
+            self.trusted.verify(signed)?;
+            extra.push(signed.checkpoint.clone());
+        }
+        let trusted = self.trusted.clone();
+        let report = dispatch!(self, s => s.verify(start, end, &trusted, &extra).await)?;
         Ok(VerifyResult {
             events_verified: report.events_verified,
             chain_intact: report.chain_intact,
@@ -169,8 +224,41 @@ impl AuditStore {
     }
 
     /// Inserts sealed events in one transaction; nothing is stored unless everything is.
-    pub(crate) async fn insert_batch(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.insert_batch(events).await)
+    /// Inserts sealed events in one transaction; nothing is stored unless everything is. The chain's stored
+    /// head must still be `previous` (compare-and-set), so two writers on one chain cannot fork it.
+    pub(crate) async fn insert_batch(
+        &self,
+        events: &[AuditEvent],
+        previous: &ChainHead,
+    ) -> Result<(), sqlx::Error> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.insert_batch(events, previous).await,
+            Backend::Postgres(s) => {
+                s.ensure_partitions(events.iter().map(|e| e.timestamp.as_str()))
+                    .await?;
+                s.insert_batch(events, previous).await
+            }
+        }
+    }
+
+    /// Records `head` as the chain's stored head (at start, after loading it from the rows).
+    pub(crate) async fn init_chain(&self, head: &ChainHead) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.init_chain(head).await)
+    }
+
+    /// Creates the daily partitions of today and the next days (PostgreSQL with plain partitioning only).
+    pub(crate) async fn prepare_partitions(&self) {
+        if let Backend::Postgres(s) = &self.backend {
+            let today = time::OffsetDateTime::now_utc().date();
+            let days = [
+                Some(today),
+                today.next_day(),
+                today.next_day().and_then(|d| d.next_day()),
+            ];
+            if let Err(e) = s.ensure_days(days.into_iter().flatten()).await {
+                tracing::warn!(error = %e, "audit partition creation failed");
+            }
+        }
     }
 
     /// Runs one raw statement; tests use it to tamper with rows the way an attacker with SQL access would.
@@ -187,27 +275,45 @@ struct Dialect {
     /// Most bind parameters one statement may carry.
     max_binds: usize,
     migrations: &'static [(i64, &'static str, &'static str)],
+    /// PostgreSQL: the `ts timestamptz` partition key is written beside `"timestamp"`, with this cast.
+    ts_cast: Option<&'static str>,
 }
 
 const SQLITE: Dialect = Dialect {
     json_cast: "",
     // SQLITE_MAX_VARIABLE_NUMBER since 3.32 (the bundled library is newer).
     max_binds: 32_766,
-    migrations: &[(
-        1,
-        "audit events",
-        include_str!("../../migrations/sqlite/0001_audit_events.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "audit events",
+            include_str!("../../migrations/sqlite/0001_audit_events.sql"),
+        ),
+        (
+            2,
+            "checkpoints",
+            include_str!("../../migrations/sqlite/0002_checkpoints.sql"),
+        ),
+    ],
+    ts_cast: None,
 };
 
 const POSTGRES: Dialect = Dialect {
     json_cast: "::jsonb",
     max_binds: 65_535,
-    migrations: &[(
-        1,
-        "audit events",
-        include_str!("../../migrations/postgres/0001_audit_events.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "audit events",
+            include_str!("../../migrations/postgres/0001_audit_events.sql"),
+        ),
+        (
+            2,
+            "partitions and checkpoints",
+            include_str!("../../migrations/postgres/0002_partitions_checkpoints.sql"),
+        ),
+    ],
+    ts_cast: Some("::timestamptz"),
 };
 
 /// A migration set compiled into the binary (the `migrate!` macro needs sqlx's `macros` feature).
@@ -279,6 +385,13 @@ const SELECT_COLUMNS: &str = "id, chain_id, seq, \"timestamp\", event_type, agen
 pub(crate) struct SqlStore<DB: Database> {
     pool: Pool<DB>,
     dialect: &'static Dialect,
+    /// PostgreSQL: `audit_events` is a declaratively partitioned table whose daily partitions toolgate
+    /// manages (false for SQLite and for a TimescaleDB hypertable, which manages its own chunks).
+    partitioned: bool,
+    /// Days whose partition is known to exist.
+    days: Arc<Mutex<HashSet<time::Date>>>,
+    /// Events read by verify and export so far, for progress bars.
+    progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -286,12 +399,19 @@ impl<DB: Database> Clone for SqlStore<DB> {
         SqlStore {
             pool: self.pool.clone(),
             dialect: self.dialect,
+            partitioned: self.partitioned,
+            days: self.days.clone(),
+            progress: self.progress.clone(),
         }
     }
 }
 
 impl SqlStore<Sqlite> {
-    async fn connect_sqlite(url: &str, durability: Durability) -> Result<Self, AuditError> {
+    async fn connect_sqlite(
+        url: &str,
+        durability: Durability,
+        acquire_timeout: Duration,
+    ) -> Result<Self, AuditError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(AuditError::Connect)?
             .create_if_missing(true)
@@ -306,6 +426,7 @@ impl SqlStore<Sqlite> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(AuditError::Connect)?;
@@ -314,7 +435,11 @@ impl SqlStore<Sqlite> {
 }
 
 impl SqlStore<Postgres> {
-    async fn connect_postgres(url: &str, durability: Durability) -> Result<Self, AuditError> {
+    async fn connect_postgres(
+        url: &str,
+        durability: Durability,
+        acquire_timeout: Duration,
+    ) -> Result<Self, AuditError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(AuditError::Connect)?
             .options([(
@@ -326,10 +451,15 @@ impl SqlStore<Postgres> {
             )]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            // A database that went away makes writes fail after this long (fail closed) instead of hanging;
+            // the pool opens fresh connections by itself once it is back.
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(AuditError::Connect)?;
-        Self::migrated(pool, &POSTGRES).await
+        let mut store = Self::migrated(pool, &POSTGRES).await?;
+        store.partitioned = store.detect_partitioning().await?;
+        Ok(store)
     }
 }
 
@@ -352,7 +482,13 @@ macro_rules! impl_sql_store {
                         .await
                         .map_err(AuditError::Migrate)?;
                     migrator.run(&pool).await.map_err(AuditError::Migrate)?;
-                    Ok(SqlStore { pool, dialect })
+                    Ok(SqlStore {
+                        pool,
+                        dialect,
+                        partitioned: false,
+                        days: Arc::default(),
+                        progress: Arc::default(),
+                    })
                 }
 
                 pub(super) async fn ping(&self) -> bool {
@@ -383,16 +519,62 @@ macro_rules! impl_sql_store {
                     })
                 }
 
-                pub(super) async fn insert_batch(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
-                    let rows_per_statement = (self.dialect.max_binds / COLUMNS.len()).max(1);
+                pub(super) async fn init_chain(&self, head: &ChainHead) -> Result<(), sqlx::Error> {
+                    sqlx::query(
+                        "INSERT INTO audit_chains (chain_id, head_seq, head_hash) VALUES ($1, $2, $3) \
+                         ON CONFLICT (chain_id) DO UPDATE SET head_seq = excluded.head_seq, \
+                         head_hash = excluded.head_hash",
+                    )
+                    .bind(head.chain_id.clone())
+                    .bind(head.seq)
+                    .bind(head.hash.clone())
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                }
+
+                pub(super) async fn insert_batch(
+                    &self,
+                    events: &[AuditEvent],
+                    previous: &ChainHead,
+                ) -> Result<(), sqlx::Error> {
+                    let Some(last) = events.last() else {
+                        return Ok(());
+                    };
+                    let rows_per_statement = (self.dialect.max_binds / (COLUMNS.len() + 1)).max(1);
                     let mut tx = self.pool.begin().await?;
+                    // Compare-and-set of the stored head: with partitioned PostgreSQL tables (chain_id, seq) is
+                    // not unique by itself, and this also stops a second writer on the same chain.
+                    let moved = sqlx::query(
+                        "UPDATE audit_chains SET head_seq = $1, head_hash = $2 \
+                         WHERE chain_id = $3 AND head_seq = $4 AND head_hash = $5",
+                    )
+                    .bind(last.seq)
+                    .bind(last.event_hash.clone())
+                    .bind(previous.chain_id.clone())
+                    .bind(previous.seq)
+                    .bind(previous.hash.clone())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if moved != 1 {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "the stored head of chain {} is no longer seq {}: another writer appends to this chain",
+                            previous.chain_id, previous.seq
+                        )));
+                    }
+                    let ts_cast = self.dialect.ts_cast;
                     for chunk in events.chunks(rows_per_statement) {
                         let mut insert = QueryBuilder::<DB>::new(format!(
-                            "INSERT INTO audit_events ({}) ",
+                            "INSERT INTO audit_events ({}{}) ",
+                            if ts_cast.is_some() { "ts, " } else { "" },
                             COLUMNS.join(", ")
                         ));
                         let json_cast = self.dialect.json_cast;
                         insert.push_values(chunk, |mut row, e| {
+                            if let Some(cast) = ts_cast {
+                                row.push_bind(e.timestamp.clone()).push_unseparated(cast);
+                            }
                             row.push_bind(e.id.clone())
                                 .push_bind(e.chain_id.clone())
                                 .push_bind(e.seq)
@@ -429,73 +611,6 @@ macro_rules! impl_sql_store {
                     tx.commit().await
                 }
 
-                pub(super) async fn verify(
-                    &self,
-                    start: Option<String>,
-                    end: Option<String>,
-                ) -> Result<VerifyReport, AuditError> {
-                    let mut verifier = Verifier::new();
-                    if start.is_none() && end.is_none() {
-                        let sql = format!("SELECT {SELECT_COLUMNS} FROM audit_events ORDER BY chain_id, seq");
-                        let mut rows = sqlx::query(&sql).fetch(&self.pool);
-                        while let Some(row) = rows.try_next().await.map_err(AuditError::Query)? {
-                            verifier.push(&decode_event::<DB>(&row).map_err(AuditError::Query)?);
-                        }
-                        return Ok(verifier.finish());
-                    }
-
-                    // Per chain: the seq interval the range covers.
-                    let mut spans = QueryBuilder::<DB>::new(
-                        "SELECT chain_id, MIN(seq), MAX(seq) FROM audit_events WHERE 1 = 1",
-                    );
-                    push_time_range(&mut spans, start, end);
-                    spans.push(" GROUP BY chain_id ORDER BY chain_id");
-                    let spans: Vec<(String, i64, i64)> = spans
-                        .build()
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(AuditError::Query)?
-                        .iter()
-                        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-                        .collect::<Result<_, sqlx::Error>>()
-                        .map_err(AuditError::Query)?;
-
-                    let anchor_sql =
-                        "SELECT seq, event_hash FROM audit_events WHERE chain_id = $1 AND seq < $2 \
-                                      ORDER BY seq DESC LIMIT 1";
-                    let span_sql = format!(
-                        "SELECT {SELECT_COLUMNS} FROM audit_events \
-                         WHERE chain_id = $1 AND seq >= $2 AND seq <= $3 \
-                         ORDER BY seq"
-                    );
-                    for (chain_id, first, last) in spans {
-                        // The stored event before the range is trusted as the head the range must continue;
-                        // without one the verifier demands that the range start the chain.
-                        let anchor = sqlx::query(anchor_sql)
-                            .bind(chain_id.clone())
-                            .bind(first)
-                            .fetch_optional(&self.pool)
-                            .await
-                            .map_err(AuditError::Query)?;
-                        if let Some(row) = anchor {
-                            verifier.anchor(ChainHead {
-                                chain_id: chain_id.clone(),
-                                seq: row.try_get(0).map_err(AuditError::Query)?,
-                                hash: row.try_get(1).map_err(AuditError::Query)?,
-                            });
-                        }
-                        let mut rows = sqlx::query(&span_sql)
-                            .bind(chain_id)
-                            .bind(first)
-                            .bind(last)
-                            .fetch(&self.pool);
-                        while let Some(row) = rows.try_next().await.map_err(AuditError::Query)? {
-                            verifier.push(&decode_event::<DB>(&row).map_err(AuditError::Query)?);
-                        }
-                    }
-                    Ok(verifier.finish())
-                }
-
                 pub(super) async fn export<W: tokio::io::AsyncWrite + Unpin + Send>(
                     &self,
                     format: ExportFormat,
@@ -518,6 +633,7 @@ macro_rules! impl_sql_store {
                     let mut rows = select.build().fetch(&self.pool);
                     while let Some(row) = rows.try_next().await.map_err(AuditError::Query)? {
                         let event = decode_event::<DB>(&row).map_err(AuditError::Query)?;
+                        self.progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         out.write_all(encoder.event(&event).as_bytes())
                             .await
                             .map_err(AuditError::Export)?;

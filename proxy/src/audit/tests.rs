@@ -18,15 +18,26 @@ enum Kind {
 struct TestDb {
     kind: Kind,
     url: String,
+    /// Holds the signing key (and the SQLite file).
+    dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl TestDb {
+    fn key_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("audit.key")
+    }
 }
 
 fn settings(db: &TestDb, chain_id: &str) -> AuditSettings {
     AuditSettings {
+        signing_key_file: Some(db.key_file()),
+        checkpoint_dir: Some(db.dir.path().join("checkpoints")),
         database_url: db.url.clone(),
         chain_id: Some(chain_id.to_owned()),
         batch_max: 64,
         queue_capacity: 1024,
         durability: Durability::Full,
+        ..AuditSettings::default()
     }
 }
 
@@ -100,9 +111,9 @@ where
 {
     match kind {
         Kind::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
             let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-            case(TestDb { kind, url }).await;
+            case(TestDb { kind, url, dir }).await;
         }
         Kind::Postgres => {
             let Ok(base) = std::env::var("TOOLGATE_TEST_POSTGRES_URL") else {
@@ -118,7 +129,8 @@ where
             let separator = if base.contains('?') { '&' } else { '?' };
             let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
             // Run the case as a task so a failing assertion still lets the schema be dropped.
-            let outcome = tokio::spawn(case(TestDb { kind, url })).await;
+            let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+            let outcome = tokio::spawn(case(TestDb { kind, url, dir })).await;
             sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                 .execute(&admin)
                 .await
@@ -349,15 +361,21 @@ async fn tamper_delete_first_is_detected(db: TestDb) {
 
 on_both!(tamper_insert_is_detected);
 async fn tamper_insert_is_detected(db: TestDb) {
-    let forge = "INSERT INTO audit_events (id, chain_id, seq, \"timestamp\", event_type, agent_id, session_id, \
+    // PostgreSQL also has the partition key `ts`.
+    let ts = if db.kind == Kind::Postgres {
+        ", ts"
+    } else {
+        ""
+    };
+    let forge = format!("INSERT INTO audit_events (id, chain_id, seq, \"timestamp\", event_type, agent_id, session_id, \
         tenant_id, workflow_id, requester_id, tool_name, mcp_server, action, target, input_hash, policy_result, \
         policy_id, policy_reason, behavioral_score, dlp_findings, dlp_action, response_code, latency_us, error, \
-        trace_id, extra, previous_hash, event_hash) \
+        trace_id, extra, previous_hash, event_hash{ts}) \
         SELECT 'forged', chain_id, 6, \"timestamp\", event_type, agent_id, session_id, tenant_id, workflow_id, \
         requester_id, 'run_shell', mcp_server, action, target, input_hash, policy_result, policy_id, \
         policy_reason, behavioral_score, dlp_findings, dlp_action, response_code, latency_us, error, trace_id, \
-        extra, previous_hash, event_hash FROM audit_events WHERE seq = 5";
-    tamper_case(&db, "t", &[forge], 6, None).await;
+        extra, previous_hash, event_hash{ts} FROM audit_events WHERE seq = 5");
+    tamper_case(&db, "t", &[&forge], 6, None).await;
 }
 
 on_both!(tamper_swap_is_detected);
@@ -711,25 +729,46 @@ async fn unknown_url_scheme_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_verify_and_export() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let url = format!("sqlite://{}", dir.path().join("cli.db").display());
-    let log = open(
-        &TestDb {
-            kind: Kind::Sqlite,
-            url: url.clone(),
-        },
-        "cli",
-    )
-    .await;
+    let db = TestDb {
+        kind: Kind::Sqlite,
+        url: url.clone(),
+        dir: dir.clone(),
+    };
+    let log = open(&db, "cli").await;
     append_all(&log, (0..3).map(|_| draft("a1", "echo", "allow"))).await;
     log.close().await;
 
-    assert!(cli::verify_command(&url, None, None).await.unwrap());
-    let file = dir.path().join("out.ndjson");
-    cli::export_command(&url, ExportFormat::Ndjson, None, None, Some(&file))
+    let settings = settings(&db, "cli");
+    assert!(cli::verify_command(&settings, None, None, None)
         .await
-        .unwrap();
-    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
+        .unwrap());
+    let file = dir.path().join("out.ndjson");
+    let manifest = dir.path().join("out.manifest.json");
+    cli::export_command(
+        &settings,
+        ExportFormat::Ndjson,
+        None,
+        None,
+        Some(&file),
+        Some(&manifest),
+    )
+    .await
+    .unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(String::from_utf8_lossy(&bytes).lines().count(), 3);
+    let manifest: export::Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(manifest.events, 3);
+    assert_eq!(
+        manifest.sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
+    // The shutdown checkpoint of the chain, signed by the configured key.
+    assert_eq!(manifest.checkpoints.len(), 1);
+    assert_eq!(manifest.checkpoints[0].checkpoint.seq, 3);
+    let url = &url;
 
     AuditStore::connect(&url)
         .await
@@ -737,5 +776,9 @@ async fn cli_verify_and_export() {
         .execute_raw("UPDATE audit_events SET target = '/etc/passwd' WHERE seq = 2")
         .await
         .unwrap();
-    assert!(!cli::verify_command(&url, None, None).await.unwrap());
+    assert!(!cli::verify_command(&settings, None, None, None)
+        .await
+        .unwrap());
 }
+
+mod scale;

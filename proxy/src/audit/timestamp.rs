@@ -13,7 +13,7 @@ pub(crate) fn now() -> String {
     format(OffsetDateTime::now_utc())
 }
 
-fn format(at: OffsetDateTime) -> String {
+pub(crate) fn format(at: OffsetDateTime) -> String {
     // One spelling for logs and audit events alike.
     crate::telemetry::format_rfc3339(at)
 }

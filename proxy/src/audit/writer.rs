@@ -2,11 +2,13 @@
 //! batches (group commit) and acknowledges each event once it is durable. Nothing else writes audit rows.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
 
+use super::checkpoint::{Checkpoint, CheckpointKind, Signer, Sink};
+use super::public::RateLimiter;
 use super::store::AuditStore;
 use super::{timestamp, AuditError, AuditMetrics, AuditSettings};
 
@@ -40,6 +42,13 @@ pub struct AuditLog {
     committed: broadcast::Sender<Arc<AuditEvent>>,
     store: AuditStore,
     chain_id: Arc<str>,
+    signer: Arc<Signer>,
+    sink: Option<Arc<Sink>>,
+    /// Per-client limit of the public verify endpoint.
+    public_limiter: Arc<RateLimiter>,
+    retention_days: u32,
+    /// Stops the retention task when the log is closed.
+    retention: Arc<tokio::sync::Notify>,
 }
 
 enum Request {
@@ -49,6 +58,10 @@ enum Request {
         ack: oneshot::Sender<Result<Durable, AuditError>>,
     },
     Close {
+        done: oneshot::Sender<()>,
+    },
+    /// Sign a checkpoint of the head now (if it moved since the last one).
+    Checkpoint {
         done: oneshot::Sender<()>,
     },
 }
@@ -64,9 +77,28 @@ impl AuditLog {
         settings: &AuditSettings,
         metrics: AuditMetrics,
     ) -> Result<AuditLog, AuditError> {
-        let store = AuditStore::open(&settings.database_url, settings.durability).await?;
+        let signer = Arc::new(Signer::load_or_create(&settings.signing_key_path())?);
+        let mut trusted = super::checkpoint::TrustedKeys::parse_all(&settings.trusted_public_keys)?;
+        trusted.push(signer.verifying_key());
+        let store = AuditStore::open(
+            &settings.database_url,
+            settings.durability,
+            Duration::from_secs(settings.connect_timeout_seconds.max(1)),
+        )
+        .await?
+        .with_trusted_keys(super::checkpoint::TrustedKeys::new(trusted));
         let chain_id = settings.effective_chain_id();
         let (head, last_timestamp) = store.load_head(chain_id).await.map_err(AuditError::Query)?;
+        store.init_chain(&head).await.map_err(AuditError::Query)?;
+        let checkpointed = store
+            .newest_checkpoint(chain_id, CheckpointKind::Head)
+            .await?
+            .map_or(0, |c| c.seq);
+        let sink = match (&settings.checkpoint_dir, &settings.checkpoint_url) {
+            (Some(dir), _) => Some(Arc::new(Sink::Dir(dir.clone()))),
+            (None, Some(url)) => Some(Arc::new(Sink::Url(url.clone()))),
+            (None, None) => None,
+        };
         let (requests, inbox) = mpsc::channel(settings.queue_capacity.max(1));
         let (committed, _) = broadcast::channel(FEED_CAPACITY);
         let writer = Writer {
@@ -78,14 +110,69 @@ impl AuditLog {
             batch_max: settings.batch_max.max(1),
             metrics,
             committed: committed.clone(),
+            signer: signer.clone(),
+            sink: sink.clone(),
+            checkpointed,
+            checkpoint_every: Duration::from_secs(settings.checkpoint_interval_seconds.max(1)),
         };
         tokio::spawn(writer.run());
-        Ok(AuditLog {
+        let log = AuditLog {
             requests,
             committed,
             store,
             chain_id: Arc::from(chain_id),
-        })
+            signer,
+            sink,
+            public_limiter: Arc::new(RateLimiter::new(settings.public_verify_per_minute)),
+            retention_days: settings.retention_days,
+            retention: Arc::new(tokio::sync::Notify::new()),
+        };
+        if settings.retention_days > 0 {
+            tokio::spawn(log.clone().retention_task());
+        }
+        Ok(log)
+    }
+
+    /// Prunes once an hour (the first time a minute after start); stops when the log is closed.
+    async fn retention_task(self) {
+        let mut next = tokio::time::Instant::now() + RETENTION_FIRST_RUN;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.retention.notified() => return,
+            }
+            if let Err(e) = self.prune().await {
+                tracing::warn!(error = %e, "audit retention failed");
+            }
+            next = tokio::time::Instant::now() + RETENTION_EVERY;
+        }
+    }
+
+    /// Applies `audit.retention_days` to this instance's chain now; returns the pruned seq, if any.
+    pub async fn prune(&self) -> Result<Option<i64>, AuditError> {
+        if self.retention_days == 0 {
+            return Ok(None);
+        }
+        let cutoff =
+            time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(self.retention_days));
+        self.store
+            .prune(&self.chain_id, cutoff, &self.signer, self.sink.as_deref())
+            .await
+    }
+
+    /// Signs, stores and publishes a checkpoint of the head now, if it moved since the last one.
+    pub async fn checkpoint(&self) -> Result<(), AuditError> {
+        let (done, signed) = oneshot::channel();
+        self.requests
+            .send(Request::Checkpoint { done })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        signed.await.map_err(|_| AuditError::Closed)
+    }
+
+    /// The per-client limiter of `/api/v1/public/verify`.
+    pub fn public_limiter(&self) -> &RateLimiter {
+        &self.public_limiter
     }
 
     /// Resolves once the event is committed (durable).
@@ -120,13 +207,19 @@ impl AuditLog {
     }
 
     /// Drains the queue, commits what is pending and stops the writer; later appends get `Closed`.
+    ///
+    /// A last checkpoint of the head is signed at close.
     pub async fn close(&self) {
+        self.retention.notify_waiters();
         let (done, stopped) = oneshot::channel();
         if self.requests.send(Request::Close { done }).await.is_ok() {
             let _ = stopped.await;
         }
     }
 }
+
+const RETENTION_FIRST_RUN: Duration = Duration::from_secs(60);
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 struct Writer {
     inbox: mpsc::Receiver<Request>,
@@ -140,6 +233,11 @@ struct Writer {
     batch_max: usize,
     metrics: AuditMetrics,
     committed: broadcast::Sender<Arc<AuditEvent>>,
+    signer: Arc<Signer>,
+    sink: Option<Arc<Sink>>,
+    /// The seq of the newest stored head checkpoint.
+    checkpointed: i64,
+    checkpoint_every: Duration,
 }
 
 type Pending = (
@@ -150,8 +248,22 @@ type Pending = (
 impl Writer {
     async fn run(mut self) {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
+        // The first tick is immediate: partitions for today and the next days exist before the first insert.
+        let mut housekeeping = tokio::time::interval(self.checkpoint_every);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Blocking receive for the first request, then whatever else is already queued, then one commit.
-        while let Some(first) = self.inbox.recv().await {
+        loop {
+            let first = tokio::select! {
+                request = self.inbox.recv() => match request {
+                    Some(request) => request,
+                    None => break,
+                },
+                _ = housekeeping.tick() => {
+                    self.store.prepare_partitions().await;
+                    self.checkpoint(false).await;
+                    continue;
+                }
+            };
             let mut closing = None;
             let mut next = Some(first);
             while let Some(request) = next.take() {
@@ -160,6 +272,11 @@ impl Writer {
                     Request::Close { done } => {
                         closing = Some(done);
                         break;
+                    }
+                    Request::Checkpoint { done } => {
+                        self.flush(&mut batch).await;
+                        self.checkpoint(true).await;
+                        let _ = done.send(());
                     }
                 }
                 if batch.len() < self.batch_max {
@@ -172,17 +289,46 @@ impl Writer {
                 while let Ok(request) = self.inbox.try_recv() {
                     match request {
                         Request::Append { draft, ack } => batch.push((draft, ack)),
-                        Request::Close { done } => drop(done),
+                        Request::Close { done } | Request::Checkpoint { done } => drop(done),
                     }
                     if batch.len() >= self.batch_max {
                         self.flush(&mut batch).await;
                     }
                 }
                 self.flush(&mut batch).await;
+                self.checkpoint(true).await;
                 let _ = done.send(());
                 return;
             }
             self.flush(&mut batch).await;
+        }
+    }
+
+    /// Signs a checkpoint of the head if it moved since the last one, stores it, and copies it to the sink
+    /// (`wait`: before returning; else in the background, so a slow endpoint never holds up writes).
+    async fn checkpoint(&mut self, wait: bool) {
+        if self.head.seq <= self.checkpointed || self.head_suspect {
+            return;
+        }
+        let signed = self.signer.sign(Checkpoint {
+            chain_id: self.head.chain_id.clone(),
+            kind: CheckpointKind::Head,
+            seq: self.head.seq,
+            head_hash: self.head.hash.clone(),
+            count: self.head.seq,
+            timestamp: timestamp::now(),
+        });
+        if let Err(e) = self.store.insert_checkpoint(&signed).await {
+            tracing::warn!(error = %e, "audit checkpoint failed");
+            return;
+        }
+        self.checkpointed = self.head.seq;
+        if let Some(sink) = self.sink.clone() {
+            if wait {
+                sink.publish(&signed).await;
+            } else {
+                tokio::spawn(async move { sink.publish(&signed).await });
+            }
         }
     }
 
@@ -197,9 +343,17 @@ impl Writer {
                     self.last_timestamp = last_timestamp.max(self.last_timestamp.take());
                     self.head_suspect = false;
                 }
-                // Keep the old head: if the last commit did land, this batch fails on the unique seq and
-                // nothing is recorded out of order.
-                Err(e) => tracing::warn!(error = %e, "audit head reload failed"),
+                // The head is unknown: fail this batch rather than risk sealing it after a stale head.
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit head reload failed");
+                    self.metrics.write_failures.inc_by(batch.len() as u64);
+                    tracing::error!(error = %e, events = batch.len(), "audit write failed");
+                    let reason = e.to_string();
+                    for (_, ack) in batch.drain(..) {
+                        let _ = ack.send(Err(AuditError::Write(reason.clone())));
+                    }
+                    return;
+                }
             }
         }
 
@@ -224,7 +378,7 @@ impl Writer {
         }
 
         let started = Instant::now();
-        let result = self.store.insert_batch(&events).await;
+        let result = self.store.insert_batch(&events, &self.head).await;
         self.metrics
             .write_duration
             .observe(started.elapsed().as_secs_f64());

@@ -55,11 +55,13 @@ pub struct Options {
     pub hold_seconds: u64,
     /// Extra lines inside `[auth]`, e.g. `audience = "toolgate"`.
     pub auth_toml: String,
+    /// Extra lines inside `[audit]`, e.g. `public_verify_per_minute = 2`.
+    pub audit_toml: String,
+    /// `policy.dir` (default: the shipped `policies/`); a test that edits policies passes its own copy.
+    pub policy_dir: Option<PathBuf>,
     /// `telemetry.otlp_endpoint`: with it the harness installs traces as `serve` does (once per test binary:
     /// the subscriber is process-global, so every test of that binary must use the same endpoint).
     pub otlp_endpoint: Option<String>,
-    /// `policy.dir` (default: the shipped `policies/`); a test that edits policies passes its own copy.
-    pub policy_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -70,8 +72,9 @@ impl Default for Options {
             database_url: None,
             hold_seconds: 0,
             auth_toml: String::new(),
-            otlp_endpoint: None,
+            audit_toml: String::new(),
             policy_dir: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -82,8 +85,11 @@ pub async fn start(opts: Options) -> Proxy {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("audit.db").display()));
+    // The audit signing key lives in the test's folder, never in the working directory.
+    let key = dir.path().join("audit.signing-key").display().to_string();
+    let audit_toml = &opts.audit_toml;
     let mut toml = format!(
-        "listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[auth]\nhs256_secret = \"{SECRET}\"\n{}\n[admin]\ntoken = \"{ADMIN}\"\n[policy]\ndir = \"{}\"\n[audit]\ndatabase_url = \"{db}\"\n[escalation]\nhold_seconds = {}\n",
+        "listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[auth]\nhs256_secret = \"{SECRET}\"\n{}\n[admin]\ntoken = \"{ADMIN}\"\n[policy]\ndir = \"{}\"\n[audit]\ndatabase_url = \"{db}\"\nsigning_key_file = \"{key}\"\n{audit_toml}\n[escalation]\nhold_seconds = {}\n",
         opts.auth_toml,
         opts.policy_dir
             .clone()

@@ -1,0 +1,409 @@
+//! The SQL beside the writer's and the verifier's: checkpoints, single-event lookups, stats and pruning.
+//! Like the rest of the store it is written once and stamped out for each concrete database.
+
+use futures_util::TryStreamExt;
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use toolgate_engine::chain::AuditEvent;
+
+use super::{
+    decode_event, push_time_range, Checkpoint, CheckpointKind, SignedCheckpoint, SqlStore,
+    TrustedKeys, SELECT_COLUMNS,
+};
+use crate::audit::AuditError;
+
+/// One group of the stats query: events of one bucket with one result, agent and tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsRow {
+    /// The bucket's prefix of the stored timestamp, e.g. `2026-11-22T20` for an hour.
+    pub bucket: String,
+    pub policy_result: Option<String>,
+    pub agent_id: Option<String>,
+    pub tool_name: Option<String>,
+    pub count: i64,
+}
+
+/// How many checkpoints with a bad or untrusted signature are skipped before giving up on a chain.
+const MAX_SKIPPED: i64 = 100;
+
+macro_rules! impl_queries {
+    ($module:ident, $db:ty) => {
+        mod $module {
+            use super::*;
+
+            type DB = $db;
+
+            impl SqlStore<DB> {
+                /// The trusted checkpoint of `chain` and `kind` with the highest seq, or with `min_seq` the
+                /// one with the lowest seq at or above it. Checkpoints whose signature fails are skipped.
+                pub(in crate::audit) async fn checkpoint(
+                    &self,
+                    chain: &str,
+                    kind: CheckpointKind,
+                    min_seq: Option<i64>,
+                    trusted: &TrustedKeys,
+                ) -> Result<Option<Checkpoint>, AuditError> {
+                    let order = if min_seq.is_some() { "ASC" } else { "DESC" };
+                    let sql = format!(
+                        "SELECT body, public_key, signature FROM audit_checkpoints \
+                         WHERE chain_id = $1 AND kind = $2 AND seq >= $3 ORDER BY seq {order} LIMIT $4"
+                    );
+                    let rows = sqlx::query(&sql)
+                        .bind(chain.to_owned())
+                        .bind(kind.as_str().to_owned())
+                        .bind(min_seq.unwrap_or(i64::MIN))
+                        .bind(MAX_SKIPPED)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(AuditError::Query)?;
+                    for row in rows {
+                        let body: String = row.try_get(0).map_err(AuditError::Query)?;
+                        let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(&body) else {
+                            tracing::warn!("ignoring an audit checkpoint that is not a checkpoint");
+                            continue;
+                        };
+                        let signed = SignedCheckpoint {
+                            checkpoint,
+                            public_key: row.try_get(1).map_err(AuditError::Query)?,
+                            signature: row.try_get(2).map_err(AuditError::Query)?,
+                        };
+                        let fits = signed.checkpoint.chain_id == chain && signed.checkpoint.kind == kind;
+                        match trusted.verify(&signed) {
+                            Ok(()) if fits => return Ok(Some(signed.checkpoint)),
+                            Ok(()) => tracing::warn!("ignoring an audit checkpoint stored under another chain"),
+                            Err(e) => tracing::warn!(error = %e, "ignoring an audit checkpoint"),
+                        }
+                    }
+                    Ok(None)
+                }
+
+                /// The newest stored checkpoint of `chain` and `kind` with its signature, unverified.
+                pub(in crate::audit) async fn newest_signed(
+                    &self,
+                    chain: &str,
+                    kind: CheckpointKind,
+                ) -> Result<Option<SignedCheckpoint>, AuditError> {
+                    let row = sqlx::query(
+                        "SELECT body, public_key, signature FROM audit_checkpoints \
+                         WHERE chain_id = $1 AND kind = $2 ORDER BY seq DESC LIMIT 1",
+                    )
+                    .bind(chain.to_owned())
+                    .bind(kind.as_str().to_owned())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(AuditError::Query)?;
+                    let Some(row) = row else { return Ok(None) };
+                    let body: String = row.try_get(0).map_err(AuditError::Query)?;
+                    Ok(serde_json::from_str(&body).ok().map(|checkpoint| SignedCheckpoint {
+                        checkpoint,
+                        public_key: row.try_get(1).unwrap_or_default(),
+                        signature: row.try_get(2).unwrap_or_default(),
+                    }))
+                }
+
+                pub(in crate::audit) async fn checkpoint_chains(&self) -> Result<Vec<String>, AuditError> {
+                    sqlx::query("SELECT DISTINCT chain_id FROM audit_checkpoints")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(AuditError::Query)?
+                        .iter()
+                        .map(|row| row.try_get(0))
+                        .collect::<Result<_, _>>()
+                        .map_err(AuditError::Query)
+                }
+
+                pub(in crate::audit) async fn insert_checkpoint(
+                    &self,
+                    signed: &SignedCheckpoint,
+                ) -> Result<(), sqlx::Error> {
+                    let cp = &signed.checkpoint;
+                    sqlx::query(
+                        "INSERT INTO audit_checkpoints (chain_id, kind, seq, body, public_key, signature) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(cp.chain_id.clone())
+                    .bind(cp.kind.as_str().to_owned())
+                    .bind(cp.seq)
+                    .bind(cp.jcs())
+                    .bind(signed.public_key.clone())
+                    .bind(signed.signature.clone())
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                }
+
+                pub(in crate::audit) async fn event_by_id(
+                    &self,
+                    id: &str,
+                ) -> Result<Option<AuditEvent>, AuditError> {
+                    let sql = format!("SELECT {SELECT_COLUMNS} FROM audit_events WHERE id = $1 LIMIT 1");
+                    let row = sqlx::query(&sql)
+                        .bind(id.to_owned())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(AuditError::Query)?;
+                    row.as_ref()
+                        .map(decode_event::<DB>)
+                        .transpose()
+                        .map_err(AuditError::Query)
+                }
+
+                /// `(chain_id, seq, timestamp)` of the event whose `event_hash` is `hash`.
+                pub(in crate::audit) async fn find_hash(
+                    &self,
+                    hash: &str,
+                ) -> Result<Option<(String, i64, String)>, AuditError> {
+                    let row = sqlx::query(
+                        "SELECT chain_id, seq, \"timestamp\" FROM audit_events WHERE event_hash = $1 \
+                         ORDER BY chain_id, seq LIMIT 1",
+                    )
+                    .bind(hash.to_owned())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(AuditError::Query)?;
+                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                        .transpose()
+                        .map_err(AuditError::Query)
+                }
+
+                pub(in crate::audit) async fn stats_rows(
+                    &self,
+                    prefix_len: i64,
+                    start: Option<String>,
+                    end: Option<String>,
+                    max_rows: i64,
+                ) -> Result<Vec<StatsRow>, AuditError> {
+                    // A literal, not a bind: PostgreSQL has no substr(text, int, bigint).
+                    let mut select = QueryBuilder::<DB>::new(format!(
+                        "SELECT SUBSTR(\"timestamp\", 1, {prefix_len}) AS bucket, policy_result, agent_id, \
+                         tool_name, COUNT(*) FROM audit_events WHERE 1 = 1"
+                    ));
+                    push_time_range(&mut select, start, end);
+                    select
+                        .push(" GROUP BY bucket, policy_result, agent_id, tool_name ORDER BY bucket LIMIT ")
+                        .push_bind(max_rows);
+                    let mut rows = select.build().fetch(&self.pool);
+                    let mut out = Vec::new();
+                    while let Some(row) = rows.try_next().await.map_err(AuditError::Query)? {
+                        out.push(StatsRow {
+                            bucket: row.try_get(0).map_err(AuditError::Query)?,
+                            policy_result: row.try_get(1).map_err(AuditError::Query)?,
+                            agent_id: row.try_get(2).map_err(AuditError::Query)?,
+                            tool_name: row.try_get(3).map_err(AuditError::Query)?,
+                            count: row.try_get(4).map_err(AuditError::Query)?,
+                        });
+                    }
+                    Ok(out)
+                }
+
+                /// The newest event of `chain` stamped before `cutoff`, never the chain's last event (the
+                /// head stays stored, so a restart continues the chain).
+                pub(in crate::audit) async fn prune_point(
+                    &self,
+                    chain: &str,
+                    cutoff: &str,
+                ) -> Result<Option<(i64, String)>, AuditError> {
+                    let row = sqlx::query(
+                        "SELECT seq, event_hash FROM audit_events WHERE chain_id = $1 AND \"timestamp\" < $2 \
+                         AND seq < (SELECT MAX(seq) FROM audit_events WHERE chain_id = $1) \
+                         ORDER BY seq DESC LIMIT 1",
+                    )
+                    .bind(chain.to_owned())
+                    .bind(cutoff.to_owned())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(AuditError::Query)?;
+                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                        .transpose()
+                        .map_err(AuditError::Query)
+                }
+
+                pub(in crate::audit) async fn delete_through(
+                    &self,
+                    chain: &str,
+                    seq: i64,
+                ) -> Result<u64, AuditError> {
+                    sqlx::query("DELETE FROM audit_events WHERE chain_id = $1 AND seq <= $2")
+                        .bind(chain.to_owned())
+                        .bind(seq)
+                        .execute(&self.pool)
+                        .await
+                        .map(|r| r.rows_affected())
+                        .map_err(AuditError::Query)
+                }
+            }
+        }
+    };
+}
+
+impl_queries!(sqlite_queries, Sqlite);
+impl_queries!(postgres_queries, Postgres);
+
+/// Runs `$body` with `$s` bound to the concrete store, whichever backend it is.
+macro_rules! on_backend {
+    ($self:expr, $s:ident => $body:expr) => {
+        match &$self.backend {
+            super::Backend::Sqlite($s) => $body,
+            super::Backend::Postgres($s) => $body,
+        }
+    };
+}
+
+/// What the public verify endpoint may say about an event hash: existence and integrity, no content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PublicVerdict {
+    pub found: bool,
+    pub timestamp: Option<String>,
+    pub chain_intact: bool,
+}
+
+impl super::AuditStore {
+    /// One event by id.
+    pub async fn event(&self, id: &str) -> Result<Option<AuditEvent>, AuditError> {
+        on_backend!(self, s => s.event_by_id(id).await)
+    }
+
+    /// Whether an event with `event_hash` = `hash` is stored, and whether its chain is intact from that
+    /// event up to the first trusted checkpoint that covers it (or the chain's end), anchored on the event
+    /// before it. Bounded work per call: at most one checkpoint interval of events.
+    pub async fn public_verify(&self, hash: &str) -> Result<PublicVerdict, AuditError> {
+        let Some((chain, seq, timestamp)) = on_backend!(self, s => s.find_hash(hash).await)? else {
+            return Ok(PublicVerdict {
+                found: false,
+                timestamp: None,
+                chain_intact: false,
+            });
+        };
+        let trusted = self.trusted.clone();
+        let intact = on_backend!(self, s => {
+            let pruned = s.checkpoint(&chain, CheckpointKind::Pruned, None, &trusted).await?;
+            let target = s.checkpoint(&chain, CheckpointKind::Head, Some(seq), &trusted).await?;
+            let mut verifier = toolgate_engine::chain::Verifier::new();
+            let mut problems = Vec::new();
+            s.verify_chain(
+                &mut verifier,
+                &chain,
+                seq,
+                target.as_ref().map(|t| t.seq),
+                pruned.as_ref(),
+                target.as_ref(),
+                &mut problems,
+            )
+            .await?;
+            verifier.finish().chain_intact && problems.is_empty()
+        });
+        Ok(PublicVerdict {
+            found: true,
+            timestamp: Some(timestamp),
+            chain_intact: intact,
+        })
+    }
+
+    /// Grouped counts for the stats endpoint; see [`crate::audit::stats`].
+    pub(crate) async fn stats_rows(
+        &self,
+        prefix_len: i64,
+        start: Option<String>,
+        end: Option<String>,
+        max_rows: i64,
+    ) -> Result<Vec<StatsRow>, AuditError> {
+        on_backend!(self, s => s.stats_rows(prefix_len, start, end, max_rows).await)
+    }
+
+    pub(crate) async fn insert_checkpoint(
+        &self,
+        signed: &SignedCheckpoint,
+    ) -> Result<(), sqlx::Error> {
+        on_backend!(self, s => s.insert_checkpoint(signed).await)
+    }
+
+    /// The newest trusted checkpoint of `chain` and `kind`.
+    pub async fn newest_checkpoint(
+        &self,
+        chain: &str,
+        kind: CheckpointKind,
+    ) -> Result<Option<Checkpoint>, AuditError> {
+        let trusted = self.trusted.clone();
+        on_backend!(self, s => s.checkpoint(chain, kind, None, &trusted).await)
+    }
+
+    /// The newest stored head checkpoint of `chain` with its signature (for export manifests), if its
+    /// signature verifies with a trusted key.
+    pub async fn newest_signed_checkpoint(
+        &self,
+        chain: &str,
+    ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        let signed = on_backend!(self, s => s.newest_signed(chain, CheckpointKind::Head).await)?;
+        Ok(signed.filter(|s| self.trusted.verify(s).is_ok()))
+    }
+
+    /// The chains that have events or checkpoints.
+    pub async fn chains(&self) -> Result<Vec<String>, AuditError> {
+        let mut chains: std::collections::BTreeSet<String> = on_backend!(self, s => {
+            sqlx::query("SELECT DISTINCT chain_id FROM audit_events")
+                .fetch_all(&s.pool)
+                .await
+                .map_err(AuditError::Query)?
+                .iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()
+                .map_err(AuditError::Query)?
+        });
+        chains.extend(on_backend!(self, s => s.checkpoint_chains().await)?);
+        Ok(chains.into_iter().collect())
+    }
+
+    /// Retention for `chain`: signs and stores a "pruned" checkpoint of the newest event stamped before
+    /// `cutoff` (never the chain's last), publishes it through `sink`, then deletes the events it covers
+    /// (PostgreSQL: whole daily partitions first where possible). Returns the pruned seq, if any.
+    pub async fn prune(
+        &self,
+        chain: &str,
+        cutoff: time::OffsetDateTime,
+        signer: &crate::audit::checkpoint::Signer,
+        sink: Option<&crate::audit::checkpoint::Sink>,
+    ) -> Result<Option<i64>, AuditError> {
+        let cutoff_text = super::timestamp::format(cutoff);
+        let Some((seq, hash)) = on_backend!(self, s => s.prune_point(chain, &cutoff_text).await)?
+        else {
+            return Ok(None);
+        };
+        let floor = self
+            .newest_checkpoint(chain, CheckpointKind::Pruned)
+            .await?
+            .map_or(0, |p| p.seq);
+        if seq > floor {
+            // The checkpoint goes first: if the deletion then fails half way, the rest still verifies.
+            let signed = signer.sign(Checkpoint {
+                chain_id: chain.to_owned(),
+                kind: CheckpointKind::Pruned,
+                seq,
+                head_hash: hash,
+                count: seq,
+                timestamp: super::timestamp::now(),
+            });
+            self.insert_checkpoint(&signed)
+                .await
+                .map_err(AuditError::Query)?;
+            if let Some(sink) = sink {
+                sink.publish(&signed).await;
+            }
+        }
+        if let super::Backend::Postgres(s) = &self.backend {
+            let dropped = s.drop_partitions(chain, seq, cutoff.date()).await?;
+            if dropped > 0 {
+                tracing::info!(
+                    partitions = dropped,
+                    "audit partitions dropped by retention"
+                );
+            }
+        }
+        let deleted = on_backend!(self, s => s.delete_through(chain, seq).await)?;
+        tracing::info!(
+            chain_id = chain,
+            through_seq = seq,
+            deleted,
+            "audit events pruned"
+        );
+        Ok(Some(seq))
+    }
+}

@@ -1,0 +1,360 @@
+//! Tests of checkpoints, retention, several chains, public verify, stats and export manifests, on SQLite and
+//! (when configured) PostgreSQL.
+
+use super::*;
+use crate::audit::checkpoint::{read_file, CheckpointKind};
+
+on_both!(cut_tail_is_caught_by_the_newest_checkpoint);
+async fn cut_tail_is_caught_by_the_newest_checkpoint(db: TestDb) {
+    let log = open(&db, "tail").await;
+    let acks = append_all(&log, (0..5).map(|i| draft("a1", &format!("t{i}"), "allow"))).await;
+    log.checkpoint().await.unwrap();
+    let checkpoint = log
+        .store()
+        .newest_checkpoint("tail", CheckpointKind::Head)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!((checkpoint.seq, checkpoint.count), (5, 5));
+    assert_eq!(checkpoint.head_hash, acks[4].event_hash());
+    // The folder sink holds the same checkpoint.
+    let external = read_file(&db.dir.path().join("checkpoints/tail-latest.json")).unwrap();
+    assert_eq!(external.checkpoint, checkpoint);
+    assert!(log.store().verify(None, None).await.unwrap().chain_intact);
+
+    // Cutting the tail leaves a valid, shorter chain: only the checkpoint shows it.
+    log.store()
+        .execute_raw("DELETE FROM audit_events WHERE chain_id = 'tail' AND seq >= 4")
+        .await
+        .unwrap();
+    let result = log.store().verify(None, None).await.unwrap();
+    assert!(!result.chain_intact);
+    let bad = result.first_bad_row.unwrap();
+    assert_eq!((bad.chain_id.as_str(), bad.seq), ("tail", 5));
+    assert!(bad.reason.contains("rows deleted from the tail"), "{bad:?}");
+    assert_eq!(bad.id, acks[2].id());
+
+    // An attacker who also deletes the checkpoints in the database is caught by the copy kept outside it.
+    log.store()
+        .execute_raw("DELETE FROM audit_checkpoints")
+        .await
+        .unwrap();
+    assert!(log.store().verify(None, None).await.unwrap().chain_intact);
+    let result = log
+        .store()
+        .verify_against(None, None, &[external.clone()])
+        .await
+        .unwrap();
+    assert!(!result.chain_intact);
+    assert_eq!(result.first_bad_row.unwrap().seq, 5);
+
+    // A forged checkpoint (signed by another key) is refused, not trusted.
+    let forged = checkpoint::Signer::from_seed([9; 32]).sign(external.checkpoint.clone());
+    assert!(matches!(
+        log.store().verify_against(None, None, &[forged]).await,
+        Err(AuditError::Checkpoint(_))
+    ));
+    log.close().await;
+}
+
+on_both!(rewritten_head_differs_from_the_checkpoint);
+async fn rewritten_head_differs_from_the_checkpoint(db: TestDb) {
+    let log = open(&db, "rw").await;
+    append_all(&log, (0..3).map(|_| draft("a1", "echo", "allow"))).await;
+    log.close().await;
+    // Delete the last row and reseal a different one in its place: the chain itself is valid again.
+    log.store()
+        .execute_raw("DELETE FROM audit_events WHERE seq = 3")
+        .await
+        .unwrap();
+    let log = open(&db, "rw").await;
+    let ack = log.append(draft("a1", "other", "deny")).await.unwrap();
+    assert_eq!(ack.seq(), 3);
+    let result = log.store().verify(None, None).await.unwrap();
+    assert!(!result.chain_intact);
+    let bad = result.first_bad_row.unwrap();
+    assert_eq!(bad.seq, 3);
+    assert!(bad.reason.contains("chain was rewritten"), "{bad:?}");
+    log.close().await;
+}
+
+on_both!(shutdown_signs_a_checkpoint_once);
+async fn shutdown_signs_a_checkpoint_once(db: TestDb) {
+    let log = open(&db, "sd").await;
+    append_all(&log, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
+    log.close().await;
+    let store = log.store();
+    let cp = store
+        .newest_checkpoint("sd", CheckpointKind::Head)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.seq, 2);
+    let files = || -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(db.dir.path().join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files
+    };
+    let before = files();
+    assert!(
+        before.contains(&"sd-head-00000000000000000002.json".to_owned()),
+        "{before:?}"
+    );
+    assert!(before.contains(&"sd-latest.json".to_owned()), "{before:?}");
+    // Reopening without new events signs nothing new.
+    let log = open(&db, "sd").await;
+    log.close().await;
+    assert_eq!(files(), before);
+}
+
+on_both!(two_instances_share_one_database);
+async fn two_instances_share_one_database(db: TestDb) {
+    let a = open(&db, "inst-a").await;
+    let b = open(&db, "inst-b").await;
+    let mut tasks = Vec::new();
+    for log in [a.clone(), b.clone()] {
+        for t in 0..4 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50 {
+                    log.append(draft(&format!("agent{t}"), &format!("tool{i}"), "allow"))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    a.close().await;
+    b.close().await;
+    let result = a.store().verify(None, None).await.unwrap();
+    assert_eq!(result.events_verified, 400);
+    assert!(result.chain_intact, "{result:?}");
+    for chain in ["inst-a", "inst-b"] {
+        let cp = a
+            .store()
+            .newest_checkpoint(chain, CheckpointKind::Head)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.seq, 200);
+    }
+}
+
+on_both!(a_second_writer_on_one_chain_fails_closed);
+async fn a_second_writer_on_one_chain_fails_closed(db: TestDb) {
+    let first = open(&db, "dup").await;
+    first.append(draft("a1", "echo", "allow")).await.unwrap();
+    let second = open(&db, "dup").await;
+    second.append(draft("a1", "echo", "allow")).await.unwrap();
+    // The first writer's head is stale now: it must refuse rather than fork the chain.
+    match first.append(draft("a1", "echo", "allow")).await {
+        Err(e @ AuditError::Write(_)) => assert!(e.to_string().contains("another writer"), "{e}"),
+        other => panic!("expected a write failure, got {other:?}"),
+    }
+    let result = first.store().verify(None, None).await.unwrap();
+    assert!(result.chain_intact, "{result:?}");
+    assert_eq!(result.events_verified, 2);
+    second.close().await;
+}
+
+on_both!(retention_prunes_behind_a_signed_checkpoint);
+async fn retention_prunes_behind_a_signed_checkpoint(db: TestDb) {
+    let log = open(&db, "ret").await;
+    let old: Vec<EventDraft> = (1..=3)
+        .map(|day| EventDraft {
+            timestamp: format!("2020-01-0{day}T12:00:00.000000Z"),
+            ..draft("a1", "old", "allow")
+        })
+        .collect();
+    append_all(&log, old).await;
+    let recent = append_all(&log, (0..2).map(|_| draft("a1", "new", "allow"))).await;
+    assert_eq!(log.prune().await.unwrap(), Some(3));
+    // Nothing more to prune.
+    assert_eq!(log.prune().await.unwrap(), None);
+
+    let events = all_events(log.store()).await;
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    let pruned = log
+        .store()
+        .newest_checkpoint("ret", CheckpointKind::Pruned)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pruned.seq, 3);
+    assert!(db
+        .dir
+        .path()
+        .join("checkpoints/ret-pruned-00000000000000000003.json")
+        .exists());
+    let result = log.store().verify(None, None).await.unwrap();
+    assert!(result.chain_intact, "{result:?}");
+    assert_eq!(result.events_verified, 2);
+    if db.kind == Kind::Postgres {
+        let gone: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('audit_events_20200101')::text")
+                .fetch_one(&sqlx::PgPool::connect(&db.url).await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(gone, None, "the old day's partition is dropped");
+    }
+    // The chain continues after pruning, and the first kept row is still anchored.
+    let next = log.append(draft("a1", "new", "allow")).await.unwrap();
+    assert_eq!(next.seq(), 6);
+    log.store()
+        .execute_raw(&format!(
+            "UPDATE audit_events SET previous_hash = '{}' WHERE seq = 4",
+            recent[1].event_hash()
+        ))
+        .await
+        .unwrap();
+    let result = log.store().verify(None, None).await.unwrap();
+    assert!(!result.chain_intact);
+    assert_eq!(result.first_bad_row.unwrap().seq, 4);
+    log.close().await;
+}
+
+on_both!(public_verify_says_found_and_intact_only);
+async fn public_verify_says_found_and_intact_only(db: TestDb) {
+    let log = open(&db, "pub").await;
+    let acks = append_all(&log, (0..6).map(|_| draft("a1", "echo", "allow"))).await;
+    log.checkpoint().await.unwrap();
+    let verdict = log
+        .store()
+        .public_verify(acks[2].event_hash())
+        .await
+        .unwrap();
+    assert!(verdict.found && verdict.chain_intact, "{verdict:?}");
+    assert_eq!(verdict.timestamp.as_ref().map(String::len), Some(27));
+    let json = serde_json::to_value(&verdict).unwrap();
+    assert_eq!(
+        json.as_object().unwrap().len(),
+        3,
+        "no event content: {json}"
+    );
+
+    let missing = log.store().public_verify(&"f".repeat(64)).await.unwrap();
+    assert!(!missing.found && !missing.chain_intact);
+
+    log.store()
+        .execute_raw("UPDATE audit_events SET tool_name = 'rm' WHERE seq = 3")
+        .await
+        .unwrap();
+    let verdict = log
+        .store()
+        .public_verify(acks[2].event_hash())
+        .await
+        .unwrap();
+    assert!(verdict.found && !verdict.chain_intact, "{verdict:?}");
+    log.close().await;
+}
+
+on_both!(stats_count_by_result_agent_and_tool);
+async fn stats_count_by_result_agent_and_tool(db: TestDb) {
+    let log = open(&db, "st").await;
+    let at = |minute: u32, agent: &str, tool: &str, result: &str| EventDraft {
+        timestamp: format!("2026-03-01T10:{minute:02}:00.000000Z"),
+        ..draft(agent, tool, result)
+    };
+    append_all(
+        &log,
+        [
+            at(1, "a1", "read_file", "allow"),
+            at(2, "a1", "read_file", "allow"),
+            at(3, "a2", "delete", "deny"),
+            at(59, "a2", "read_file", "allow"),
+        ],
+    )
+    .await;
+    let hour = stats::stats(
+        log.store(),
+        Some("2026-03-01T00:00:00Z"),
+        Some("2026-03-01T23:59:59Z"),
+        stats::BucketWidth::Hour,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hour.buckets.len(), 1);
+    let b = &hour.buckets[0];
+    assert_eq!(b.start, "2026-03-01T10:00:00Z");
+    assert_eq!(b.total, 4);
+    assert_eq!(
+        b.by_result,
+        [("allow".to_owned(), 3), ("deny".to_owned(), 1)].into()
+    );
+    assert_eq!(
+        b.by_agent,
+        [("a1".to_owned(), 2), ("a2".to_owned(), 2)].into()
+    );
+    assert_eq!(
+        b.by_tool,
+        [("delete".to_owned(), 1), ("read_file".to_owned(), 3)].into()
+    );
+    let minute = stats::stats(
+        log.store(),
+        Some("2026-03-01T00:00:00Z"),
+        None,
+        stats::BucketWidth::Minute,
+    )
+    .await
+    .unwrap();
+    assert_eq!(minute.buckets.len(), 4);
+    assert!(matches!(
+        "week".parse::<stats::BucketWidth>(),
+        Err(AuditError::BadBucket)
+    ));
+    log.close().await;
+}
+
+on_both!(export_manifest_is_reverified_offline);
+async fn export_manifest_is_reverified_offline(db: TestDb) {
+    let log = open(&db, "exp").await;
+    append_all(
+        &log,
+        (0..20).map(|i| draft("a1", &format!("t{i}"), "allow")),
+    )
+    .await;
+    log.close().await;
+    let mut bytes = Vec::new();
+    log.store()
+        .export(ExportFormat::Ndjson, None, None, &mut bytes)
+        .await
+        .unwrap();
+    let manifest = export::Manifest::compute(log.store(), ExportFormat::Ndjson, None, None)
+        .await
+        .unwrap();
+    assert_eq!(manifest.events, 20);
+    assert_eq!(
+        manifest.sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
+    let cp = &manifest.checkpoints[0];
+    log.store().trusted_keys().verify(cp).unwrap();
+    assert_eq!(cp.checkpoint.seq, 20);
+
+    let file = db.dir.path().join("export.ndjson");
+    std::fs::write(&file, &bytes).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/verify-audit.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events_verified"], 20);
+    assert_eq!(report["chain_intact"], true);
+    // The offline verifier reaches the checkpoint's head.
+    let last: AuditEvent =
+        serde_json::from_str(String::from_utf8_lossy(&bytes).lines().last().unwrap()).unwrap();
+    assert_eq!(last.event_hash, cp.checkpoint.head_hash);
+}
