@@ -138,15 +138,9 @@ pub async fn tools_call(
     }
 
     // policy: the Rego decision on an input built straight from the parsed request.
-    let workdir = app
-        .config
-        .upstreams
-        .iter()
-        .find(|u| u.name == caller.upstream_name)
-        .map(|u| u.workdir.as_str())
-        .unwrap_or("/");
+    let workdir = app.workdir(caller.upstream_name);
     let class = classify(tool_name, arguments, workdir);
-    let decision = crate::telemetry::stage(&app.metrics, Stage::Policy).in_scope(|| {
+    let (decision, revision) = crate::telemetry::stage(&app.metrics, Stage::Policy).in_scope(|| {
         let started = Instant::now();
         let agent = agent_info(caller.identity);
         let session = session_info(caller.session.as_deref(), calls_before);
@@ -167,7 +161,10 @@ pub async fn tools_call(
             behavior_score: 0.0,
             now: &now,
         };
-        let decision = app.with_evaluator(|ev| ev.decide(input.to_value())).unwrap_or_else(|e| {
+        // The revision is taken from the evaluator that decided, so the audit event names the policy set that
+        // made this decision even while a reload swaps in another.
+        let (decision, revision) = app.with_evaluator(|ev| (ev.decide(input.to_value()), ev.revision().to_owned()));
+        let decision = decision.unwrap_or_else(|e| {
             app.metrics.policy_errors.inc();
             tracing::error!(agent = %caller.identity.id, tool = tool_name, error = %e, "policy evaluation failed");
             Decision::from_error(&e)
@@ -176,7 +173,7 @@ pub async fn tools_call(
             .policy_decision_duration
             .with_label_values(&[caller.upstream_name])
             .observe(started.elapsed().as_secs_f64());
-        decision
+        (decision, revision)
     });
     crate::telemetry::traces::annotate(&[
         ("toolgate.policy_result", decision.verdict().as_str()),
@@ -207,6 +204,7 @@ pub async fn tools_call(
         arguments,
         class: &class,
         findings: &findings,
+        revision: &revision,
     };
     match decision.verdict() {
         Verdict::Deny => {
@@ -439,10 +437,7 @@ pub async fn send_upstream(
         },
         Upstream::Stdio(child) => {
             let timeout = app
-                .config
-                .upstreams
-                .iter()
-                .find(|u| u.name == caller.upstream_name)
+                .upstream_settings(caller.upstream_name)
                 .map(|u| u.timeout())
                 .unwrap_or(std::time::Duration::from_secs(30));
             // A stdio child has no headers: the trace context travels in `params._meta.traceparent`.
@@ -470,6 +465,8 @@ struct CallRecord<'a> {
     arguments: &'a Value,
     class: &'a ToolClass,
     findings: &'a [Finding],
+    /// The policy revision that made the decision.
+    revision: &'a str,
 }
 
 impl CallRecord<'_> {
@@ -479,7 +476,7 @@ impl CallRecord<'_> {
         if let Value::Object(map) = &mut extra {
             map.insert(
                 "policy_revision".into(),
-                Value::String(self.app.policy.load().revision().to_owned()),
+                Value::String(self.revision.to_owned()),
             );
             if let Some(v) = &caller.protocol_version {
                 map.insert("protocol_version".into(), Value::String(v.clone()));
@@ -514,7 +511,11 @@ impl CallRecord<'_> {
         extra: Value,
     ) -> Result<Durable, crate::audit::AuditError> {
         let result = crate::telemetry::stage(&self.app.metrics, Stage::Audit)
-            .run(self.app.audit.append(self.draft(event_type, decision, extra)))
+            .run(
+                self.app
+                    .audit
+                    .append(self.draft(event_type, decision, extra)),
+            )
             .await;
         if let Err(e) = &result {
             tracing::error!(agent = %self.caller.identity.id, tool = self.tool_name, error = %e, "audit write failed");

@@ -147,18 +147,22 @@ async fn post(
         crate::telemetry::traces::name_request(method);
     }
     if let Some(id) = message.id() {
-        let id = id.as_str().map(str::to_owned).unwrap_or_else(|| id.to_string());
+        let id = id
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| id.to_string());
         crate::telemetry::traces::annotate(&[("rpc.jsonrpc.request_id", &id)]);
     }
 
     // session: the presented session is known and bound to this agent.
-    let session = crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| {
-        match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-            Some(sid) if message.method() != Some("initialize") => {
-                app.sessions.get(upstream_name, sid, &identity.id).map(Some)
-            }
-            _ => Ok(None),
+    let session = crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| match headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(sid) if message.method() != Some("initialize") => {
+            app.sessions.get(upstream_name, sid, &identity.id).map(Some)
         }
+        _ => Ok(None),
     });
     let session = match session {
         Ok(s) => s,
@@ -406,13 +410,7 @@ fn filter_tools(app: &App, caller: &Caller<'_>, response: &mut Value) {
         protocol_version: caller.protocol_version.clone(),
     };
     let now = crate::telemetry::now_rfc3339();
-    let workdir = app
-        .config
-        .upstreams
-        .iter()
-        .find(|u| u.name == caller.upstream_name)
-        .map(|u| u.workdir.as_str())
-        .unwrap_or("/");
+    let workdir = app.workdir(caller.upstream_name);
     tools.retain(|tool| {
         let Some(name) = tool.get("name").and_then(Value::as_str) else { return false };
         let class = classify(name, &Value::Null, workdir);
