@@ -13,8 +13,8 @@
 //! - [`policy_reload`]: policy hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
-//! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, verify and export.
-//! - [`telemetry`]: Prometheus metrics and JSON logs.
+//! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, signed checkpoints, verify, export.
+//! - [`telemetry`]: Prometheus metrics, OTLP traces (a span and a metric per stage) and JSON logs.
 //! - [`demo_server`]: the bundled stdio MCP server behind the default config.
 #![forbid(unsafe_code)]
 
