@@ -770,7 +770,7 @@ async fn cli_verify_and_export() {
     assert_eq!(manifest.checkpoints[0].checkpoint.seq, 3);
     let url = &url;
 
-    AuditStore::connect(&url)
+    AuditStore::connect(url)
         .await
         .unwrap()
         .execute_raw("UPDATE audit_events SET target = '/etc/passwd' WHERE seq = 2")

@@ -42,7 +42,7 @@ async fn cut_tail_is_caught_by_the_newest_checkpoint(db: TestDb) {
     assert!(log.store().verify(None, None).await.unwrap().chain_intact);
     let result = log
         .store()
-        .verify_against(None, None, &[external.clone()])
+        .verify_against(None, None, std::slice::from_ref(&external))
         .await
         .unwrap();
     assert!(!result.chain_intact);
