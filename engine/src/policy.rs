@@ -7,12 +7,12 @@
 //! [`eval_once`]); a differential test keeps the two in agreement on the shipped library. toolgate's own
 //! builtins ([`extensions`]) are registered on both.
 
+#[cfg(test)]
+mod authoring_tests;
 mod explain;
 pub mod extensions;
 mod files;
 mod testing;
-#[cfg(test)]
-mod authoring_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,8 +24,8 @@ use regorus::rvm::vm::{ExecutionMode, ExecutionState, SuspendReason};
 use regorus::rvm::{Program, RegoVM};
 use regorus::{CompiledPolicy, Value};
 
-use files::{located, Sources};
 pub use explain::{explain_once, Contribution, DecisionRule, Explanation};
+use files::{located, Sources};
 pub use testing::{
     eval_once, run_tests, run_tests_with, FileCoverage, TestOptions, TestOutcome, TestReport,
 };
@@ -353,7 +353,8 @@ impl Evaluator {
 
     /// Runs an entry point, serving each toolgate builtin the VM suspends on.
     fn execute(&mut self, entry_point: &str) -> Result<Value, PolicyError> {
-        let vm_error = |err: regorus::rvm::vm::VmError| PolicyError::Eval(one_line(&err.to_string()));
+        let vm_error =
+            |err: regorus::rvm::vm::VmError| PolicyError::Eval(one_line(&err.to_string()));
         let mut value = self
             .vm
             .execute_entry_point_by_name(entry_point)

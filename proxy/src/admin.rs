@@ -98,8 +98,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 Ok(w) => w,
                 Err(e) => return bad_request(&AuditError::to_string(&e)),
             };
-            match crate::audit::stats::stats(app.audit.store(), q("start"), q("end"), width).await
-            {
+            match crate::audit::stats::stats(app.audit.store(), q("start"), q("end"), width).await {
                 Ok(stats) => json_response(
                     StatusCode::OK,
                     &serde_json::to_value(stats).unwrap_or_default(),

@@ -487,10 +487,30 @@ async fn http_upstream_receives_sep2243_routing_and_param_headers() {
     )
     .await;
     assert_eq!(text_of(&answer), "called echo", "{:?}", answer.message());
-    let seen = mock.state.headers.lock().unwrap().last().cloned().expect("the call reached the upstream");
-    for (name, value) in [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo"), ("mcp-param-text", "hi"), ("mcp-param-region", "eu")] {
-        assert_eq!(seen.get(name).and_then(|v| v.to_str().ok()), Some(value), "{name} not forwarded: {seen:?}");
+    let seen = mock
+        .state
+        .headers
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("the call reached the upstream");
+    for (name, value) in [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+        ("mcp-param-text", "hi"),
+        ("mcp-param-region", "eu"),
+    ] {
+        assert_eq!(
+            seen.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name} not forwarded: {seen:?}"
+        );
     }
-    assert!(!seen.contains_key("authorization"), "the agent's token is never forwarded");
+    assert!(
+        !seen.contains_key("authorization"),
+        "the agent's token is never forwarded"
+    );
     proxy.stop().await;
 }

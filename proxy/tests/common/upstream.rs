@@ -27,10 +27,10 @@ pub struct State {
     pub legacy_only: bool,
     /// Released by the test to let the second event of a streamed `tools/call` go out.
     pub release: Notify,
-    /// The `traceparent` header of every POST, in the order of `received`.
-    pub traceparents: Mutex<Vec<Option<String>>>,
     /// The headers of every POST, in the order received.
     pub headers: Mutex<Vec<hyper::HeaderMap>>,
+    /// The `traceparent` header of every POST, in the order of `received`.
+    pub traceparents: Mutex<Vec<Option<String>>>,
 }
 
 impl State {
@@ -140,14 +140,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let has_auth = req.headers().contains_key("authorization");
+    if req.method() == Method::POST {
+        state.headers.lock().unwrap().push(req.headers().clone());
+    }
     let traceparent = req
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if req.method() == Method::POST {
-        state.headers.lock().unwrap().push(req.headers().clone());
-    }
     match *req.method() {
         Method::GET => {
             // The server-to-client stream: one notification, then it stays open.
