@@ -65,7 +65,7 @@ pub async fn handle(
             &json!({ "error": "unknown_upstream", "message": format!("no upstream named {upstream_name:?}") }),
         );
     };
-    if app.config.agents.disabled.iter().any(|d| *d == identity.id) {
+    if app.config.agents.disabled.contains(&identity.id) {
         tracing::warn!(agent = %identity.id, "disabled agent refused");
         return jsonrpc_reply(
             StatusCode::FORBIDDEN,
