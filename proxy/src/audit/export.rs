@@ -55,36 +55,7 @@ impl ExportFormat {
 }
 
 /// The CSV header: the contract's field names, in contract order.
-const CSV_HEADER: [&str; 28] = [
-    "id",
-    "chain_id",
-    "seq",
-    "timestamp",
-    "event_type",
-    "agent_id",
-    "session_id",
-    "tenant_id",
-    "workflow_id",
-    "requester_id",
-    "tool_name",
-    "mcp_server",
-    "action",
-    "target",
-    "input_hash",
-    "policy_result",
-    "policy_id",
-    "policy_reason",
-    "behavioral_score",
-    "dlp_findings",
-    "dlp_action",
-    "response_code",
-    "latency_us",
-    "error",
-    "trace_id",
-    "extra",
-    "previous_hash",
-    "event_hash",
-];
+const CSV_HEADER: [&str; 28] = AuditEvent::FIELDS;
 
 /// Turns a stream of events into the pieces of one export document.
 pub(crate) struct EventEncoder {
