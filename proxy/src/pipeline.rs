@@ -92,7 +92,8 @@ pub async fn tools_call(
     raw: Bytes,
 ) -> Response<Body> {
     let id = message.id().cloned().unwrap_or(Value::Null);
-    let params = message.params().cloned().unwrap_or(Value::Null);
+    // Borrowed, not cloned: the arguments may be megabytes.
+    let params = message.params().unwrap_or(&Value::Null);
     let Some(tool_name) = params.get("name").and_then(Value::as_str) else {
         return jsonrpc_reply(
             StatusCode::OK,
