@@ -83,6 +83,14 @@ async fn malformed_requests_get_precise_errors() {
         .unwrap()
         .contains("duplicate key"));
 
+    // A tools/call disguised as a ping for last-wins parsers never passes as a ping.
+    let smuggled = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_shell","arguments":{"command":"id"}},"method":"ping"}"#;
+    let r = send(Method::POST, &url, &[a, JSON, ACCEPT], smuggled).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, Some(-32600))
+    );
+
     let r = send(
         Method::POST,
         &proxy.url("/mcp/nope"),

@@ -46,7 +46,7 @@ pub enum RpcError {
     Batch,
     #[error("invalid request: {0}")]
     Invalid(&'static str),
-    #[error("invalid request: duplicate key {0:?} in a tools/call message")]
+    #[error("invalid request: duplicate key {0:?}: keys must be unique")]
     DuplicateKey(String),
 }
 
@@ -97,14 +97,11 @@ impl Message {
                 ))
             }
         };
-        if let Kind::Request { method, .. } = &kind {
-            if method == "tools/call" {
-                // serde_json keeps the last of duplicate keys; another parser upstream may keep the first. A
-                // tools/call whose name or arguments mean different things to toolgate and to the upstream
-                // would let a call be judged as one tool and run as another.
-                reject_duplicate_keys(body)?;
-            }
-        }
+        // serde_json keeps the last of duplicate keys; another parser upstream may keep the first. Every message
+        // is checked, not only tools/call: `{"method":"tools/call", …, "method":"ping"}` would be judged as a
+        // ping here and run as a tool call by a first-wins upstream; a tools/call's name or arguments could
+        // likewise mean one tool to toolgate and another to the upstream.
+        reject_duplicate_keys(body)?;
         Ok(Message { kind, value })
     }
 
@@ -271,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_in_tools_call_are_refused() {
+    fn duplicate_keys_are_refused_in_every_message() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"run_shell","arguments":{}}}"#;
         assert_eq!(
             Message::parse(body).unwrap_err(),
@@ -281,6 +278,12 @@ mod tests {
         assert_eq!(
             Message::parse(nested).unwrap_err(),
             RpcError::DuplicateKey("p".into())
+        );
+        // The method itself smuggled past the policy: judged as a ping by a last-wins parser.
+        let smuggled = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_shell","arguments":{}},"method":"ping"}"#;
+        assert_eq!(
+            Message::parse(smuggled).unwrap_err(),
+            RpcError::DuplicateKey("method".into())
         );
         let fine = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":{"name":1}}}}"#;
         assert!(
