@@ -514,3 +514,31 @@ async fn http_upstream_receives_sep2243_routing_and_param_headers() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_agents_session_cannot_be_taken_over_by_initialize() {
+    let (proxy, mock) = with_http_upstream(upstream::State::default()).await;
+    let mut alice = Agent::new(&proxy, "web", token("alice", &[]));
+    alice.initialize().await;
+    let mut mallory = Agent::new(&proxy, "web", token("mallory", &[]));
+    mallory.session = alice.session.clone();
+    // The mock hands out the same session id to every initialize: the binding must not move to mallory.
+    let answer = mallory
+        .request("initialize", json!({ "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "m", "version": "1" } }))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    let last_init = mock.state.headers.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        !last_init.contains_key("mcp-session-id"),
+        "a session id sent with initialize is not forwarded"
+    );
+    assert_eq!(
+        mallory.call("echo", json!({ "text": "x" })).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        text_of(&alice.call("echo", json!({ "text": "x" })).await),
+        "called echo"
+    );
+    proxy.stop().await;
+}

@@ -214,7 +214,11 @@ async fn initialize(
         .map(str::to_owned);
     match caller.upstream {
         Upstream::Http(_) => {
-            let forwarded = pipeline::send_upstream(app, caller, headers, raw, message).await;
+            // An initialize opens a new session: a session id sent with it (perhaps another agent's) must not
+            // reach the upstream, which could take it as a re-initialisation of that session.
+            let mut headers = headers.clone();
+            headers.remove(SESSION_HEADER);
+            let forwarded = pipeline::send_upstream(app, caller, &headers, raw, message).await;
             let Ok(Forwarded::Http(resp)) = forwarded else {
                 return upstream_failure(app, caller, message, forwarded.err());
             };
@@ -608,6 +612,8 @@ fn session_error(message: &Message, e: SessionError) -> Response<Body> {
     let status = match e {
         SessionError::NotFound => StatusCode::NOT_FOUND,
         SessionError::Full => StatusCode::SERVICE_UNAVAILABLE,
+        // The upstream reused a session id bound to another agent: its fault, and nothing is bound.
+        SessionError::Taken => StatusCode::BAD_GATEWAY,
     };
     jsonrpc_reply(
         status,

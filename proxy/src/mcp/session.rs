@@ -71,6 +71,9 @@ pub enum SessionError {
     NotFound,
     #[error("too many open sessions")]
     Full,
+    /// The upstream returned a session id that is bound to another agent.
+    #[error("the upstream's session id is already bound to another agent")]
+    Taken,
 }
 
 /// All open sessions of this instance.
@@ -95,11 +98,17 @@ impl SessionStore {
         if map.len() >= self.max_sessions {
             return Err(SessionError::Full);
         }
+        let key = (session.upstream.clone(), session.id.clone());
+        // An upstream that hands out an id already bound to another agent must not move that binding: the
+        // first agent keeps its session, the newcomer gets none.
+        if map
+            .get(&key)
+            .is_some_and(|s| s.agent_id != session.agent_id)
+        {
+            return Err(SessionError::Taken);
+        }
         let session = Arc::new(session);
-        map.insert(
-            (session.upstream.clone(), session.id.clone()),
-            session.clone(),
-        );
+        map.insert(key, session.clone());
         Ok(session)
     }
 
@@ -208,6 +217,34 @@ mod tests {
         assert!(s.remove("fs", "s1", "alice").is_ok());
         assert_eq!(
             s.get("fs", "s1", "alice").unwrap_err(),
+            SessionError::NotFound
+        );
+    }
+
+    #[test]
+    fn a_binding_never_moves_to_another_agent() {
+        let s = store();
+        s.insert(Session::new(
+            "s1".into(),
+            "fs".into(),
+            "alice".into(),
+            None,
+            None,
+        ))
+        .unwrap();
+        let err = s
+            .insert(Session::new(
+                "s1".into(),
+                "fs".into(),
+                "mallory".into(),
+                None,
+                None,
+            ))
+            .unwrap_err();
+        assert_eq!(err, SessionError::Taken);
+        assert_eq!(s.get("fs", "s1", "alice").unwrap().agent_id, "alice");
+        assert_eq!(
+            s.get("fs", "s1", "mallory").unwrap_err(),
             SessionError::NotFound
         );
     }
