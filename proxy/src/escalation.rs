@@ -29,6 +29,9 @@ pub struct Escalation {
     pub reason: String,
 }
 
+/// Escalations kept in memory before decided ones are forgotten.
+const MAX_KEPT: usize = 10_000;
+
 struct Entry {
     escalation: Escalation,
     /// Present while a call is still held waiting for this review.
@@ -61,6 +64,11 @@ impl Escalations {
     pub fn open(&self, escalation: Escalation) -> oneshot::Receiver<Review> {
         let (tx, rx) = oneshot::channel();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded memory: decided escalations are kept for the admin API only while there is room (they are
+        // in the audit log for good); pending ones are never dropped.
+        if entries.len() >= MAX_KEPT {
+            entries.retain(|_, e| e.escalation.status == "pending");
+        }
         entries.insert(
             escalation.id.clone(),
             Entry {
