@@ -19,29 +19,20 @@ use sha2::{Digest, Sha256};
 pub fn to_jcs(value: &Value) -> String {
     let mut out = Vec::with_capacity(512);
     write_jcs(value, &mut out);
-    // Only UTF-8 is ever written: literals, digits, and serde_json's rendering of Rust strings.
+    // Only UTF-8 is ever written: literals, digits, and Rust strings copied in runs split at ASCII bytes.
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Largest integer magnitude a double holds exactly; beyond it ECMAScript prints the nearest double.
 const MAX_EXACT_INT: u64 = 1 << 53;
 
-fn write_jcs(value: &Value, out: &mut Vec<u8>) {
+/// Appends the RFC 8785 form of `value` to `out` (the audit chain writes event fields around it).
+pub(crate) fn write_jcs(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) if i.unsigned_abs() <= MAX_EXACT_INT => {
-                out.extend_from_slice(i.to_string().as_bytes())
-            }
-            (_, Some(u)) if u <= MAX_EXACT_INT => out.extend_from_slice(u.to_string().as_bytes()),
-            // serde_jcs fails only on a non-finite number, which a serde_json `Number` cannot hold (see below).
-            _ => match serde_jcs::to_string(n) {
-                Ok(text) => out.extend_from_slice(text.as_bytes()),
-                Err(err) => unreachable!("JCS of a serde_json::Number cannot fail: {err}"),
-            },
-        },
+        Value::Number(n) => write_number(n, out),
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
@@ -54,27 +45,134 @@ fn write_jcs(value: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| utf16_order(a.0, b.0));
             out.push(b'{');
-            for (i, (key, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
+            // serde_json's default map already iterates in byte order, which is the JCS order unless a key
+            // holds a character of U+E000 or above; only then (or with `preserve_order`) is a sorted copy made.
+            if in_jcs_order(map) {
+                for (i, (key, item)) in map.iter().enumerate() {
+                    write_member(i, key, item, out);
                 }
-                write_string(key, out);
-                out.push(b':');
-                write_jcs(item, out);
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| utf16_order(a.0, b.0));
+                for (i, (key, item)) in members.into_iter().enumerate() {
+                    write_member(i, key, item, out);
+                }
             }
             out.push(b'}');
         }
     }
 }
 
-/// serde_json escapes exactly what RFC 8785 requires: `"`, `\\`, the two-letter forms of \b \f \n \r \t, other
-/// controls as lowercase `\u00xx`, everything else as UTF-8 (the escaping test below pins this).
-fn write_string(s: &str, out: &mut Vec<u8>) {
-    // Writing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+fn write_member(index: usize, key: &str, item: &Value, out: &mut Vec<u8>) {
+    if index > 0 {
+        out.push(b',');
+    }
+    write_string(key, out);
+    out.push(b':');
+    write_jcs(item, out);
+}
+
+/// True when iteration order is strictly ascending by bytes and no key needs the UTF-16 comparison.
+fn in_jcs_order(map: &serde_json::Map<String, Value>) -> bool {
+    let mut previous: Option<&[u8]> = None;
+    for key in map.keys() {
+        let key = key.as_bytes();
+        if key.iter().any(|&byte| byte >= 0xEE) || previous.is_some_and(|p| p >= key) {
+            return false;
+        }
+        previous = Some(key);
+    }
+    true
+}
+
+fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
+    match (n.as_i64(), n.as_u64()) {
+        (Some(i), _) if i.unsigned_abs() <= MAX_EXACT_INT => {
+            write_decimal(i < 0, i.unsigned_abs(), out)
+        }
+        (_, Some(u)) if u <= MAX_EXACT_INT => write_decimal(false, u, out),
+        // serde_jcs fails only on a non-finite number, which a serde_json `Number` cannot hold (see below).
+        _ => match serde_jcs::to_string(n) {
+            Ok(text) => out.extend_from_slice(text.as_bytes()),
+            Err(err) => unreachable!("JCS of a serde_json::Number cannot fail: {err}"),
+        },
+    }
+}
+
+/// Appends the JCS number for the integer `value` (the nearest double's form beyond ±2^53, like `Value::from`).
+pub(crate) fn write_i64(value: i64, out: &mut Vec<u8>) {
+    if value.unsigned_abs() <= MAX_EXACT_INT {
+        write_decimal(value < 0, value.unsigned_abs(), out);
+    } else {
+        write_number(&serde_json::Number::from(value), out);
+    }
+}
+
+/// Decimal digits through a stack buffer: no `to_string` allocation per number.
+fn write_decimal(negative: bool, mut magnitude: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Appends `s` as a JCS string: `"`, `\\`, the two-letter forms of \b \f \n \r \t, other controls as
+/// lowercase `\u00xx`, everything else (DEL and all non-ASCII included) as its UTF-8 bytes. Runs of bytes that
+/// need no escape are copied whole. Tests pin this against serde_json and serde_jcs.
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]),
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Lowercase hex of a SHA-256 digest into a stack buffer (the verifier compares it without allocating).
+pub(crate) fn hex_lower(digest: &[u8]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    out
 }
 
 /// Member order of RFC 8785: by UTF-16 code units. Below U+E000 a character is one UTF-16 unit equal to its
@@ -281,6 +379,29 @@ mod tests {
                 serde_jcs::to_string(&value).unwrap(),
                 "{value}"
             );
+        }
+    }
+
+    /// The string writer escapes every ASCII byte as serde_json does (which is what RFC 8785 requires) and
+    /// copies everything else unchanged, at the start, middle and end of a string.
+    #[test]
+    fn string_writer_agrees_with_serde_json_on_every_ascii_byte() {
+        for byte in 0u8..=0x7f {
+            let c = char::from(byte);
+            for text in [
+                c.to_string(),
+                format!("ab{c}cd"),
+                format!("{c}é{c}{c}😀"),
+                format!("\u{20ac}{c}"),
+            ] {
+                let mut out = Vec::new();
+                write_string(&text, &mut out);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&text).unwrap(),
+                    "{text:?}"
+                );
+            }
         }
     }
 

@@ -2,12 +2,14 @@
 //!
 //! See `docs/audit-format.md` for the exact hashing rules an outside verifier follows.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
-use crate::canonical::{sha256_hex, to_jcs};
+use crate::canonical::{hex_lower, write_i64, write_jcs, write_string};
 
 /// The hash that stands before the first event of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -127,14 +129,80 @@ impl AuditEvent {
 
     /// Lowercase hex SHA-256 of `JCS(hashed_object())` followed by the ASCII bytes of `self.previous_hash`.
     pub fn compute_hash(&self) -> String {
-        event_hash_of(&self.hashed_object(), &self.previous_hash)
+        thread_local! {
+            // One buffer per thread, reused: sealing and verifying hash every event of a chain.
+            static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+        }
+        let hex = BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => self.hash_hex(&mut buffer),
+            Err(_) => self.hash_hex(&mut Vec::new()),
+        });
+        hex.iter().copied().map(char::from).collect()
     }
-}
 
-fn event_hash_of(hashed_object: &Value, previous_hash: &str) -> String {
-    let mut bytes = to_jcs(hashed_object).into_bytes();
-    bytes.extend_from_slice(previous_hash.as_bytes());
-    sha256_hex(&bytes)
+    /// [`AuditEvent::compute_hash`] as ASCII hex bytes, with the JCS written into `buffer` (cleared first).
+    fn hash_hex(&self, buffer: &mut Vec<u8>) -> [u8; 64] {
+        buffer.clear();
+        self.write_hashed_jcs(buffer);
+        let mut hasher = Sha256::new();
+        hasher.update(&buffer[..]);
+        hasher.update(self.previous_hash.as_bytes());
+        hex_lower(&hasher.finalize())
+    }
+
+    /// Appends `JCS(hashed_object())` straight from the fields. The key set is fixed and ASCII, so its RFC 8785
+    /// order (UTF-16 code units) is byte order, written out once below; `hashed_object` stays the definition
+    /// and a differential test holds the two equal.
+    fn write_hashed_jcs(&self, out: &mut Vec<u8>) {
+        fn text(key: &[u8], value: &str, out: &mut Vec<u8>) {
+            out.extend_from_slice(key);
+            write_string(value, out);
+        }
+        fn opt_text(key: &[u8], value: &Option<String>, out: &mut Vec<u8>) {
+            out.extend_from_slice(key);
+            match value {
+                Some(value) => write_string(value, out),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        fn opt_int(key: &[u8], value: Option<i64>, out: &mut Vec<u8>) {
+            out.extend_from_slice(key);
+            match value {
+                Some(value) => write_i64(value, out),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        opt_text(b"{\"action\":", &self.action, out);
+        opt_text(b",\"agent_id\":", &self.agent_id, out);
+        opt_text(b",\"behavioral_score\":", &self.behavioral_score, out);
+        text(b",\"chain_id\":", &self.chain_id, out);
+        opt_text(b",\"dlp_action\":", &self.dlp_action, out);
+        out.extend_from_slice(b",\"dlp_findings\":");
+        write_jcs(&self.dlp_findings, out);
+        opt_text(b",\"error\":", &self.error, out);
+        text(b",\"event_type\":", &self.event_type, out);
+        out.extend_from_slice(b",\"extra\":");
+        write_jcs(&self.extra, out);
+        text(b",\"id\":", &self.id, out);
+        opt_text(b",\"input_hash\":", &self.input_hash, out);
+        opt_int(b",\"latency_us\":", self.latency_us, out);
+        opt_text(b",\"mcp_server\":", &self.mcp_server, out);
+        opt_text(b",\"policy_id\":", &self.policy_id, out);
+        opt_text(b",\"policy_reason\":", &self.policy_reason, out);
+        opt_text(b",\"policy_result\":", &self.policy_result, out);
+        opt_text(b",\"requester_id\":", &self.requester_id, out);
+        opt_int(b",\"response_code\":", self.response_code, out);
+        out.extend_from_slice(b",\"seq\":");
+        write_i64(self.seq, out);
+        opt_text(b",\"session_id\":", &self.session_id, out);
+        opt_text(b",\"target\":", &self.target, out);
+        opt_text(b",\"tenant_id\":", &self.tenant_id, out);
+        text(b",\"timestamp\":", &self.timestamp, out);
+        opt_text(b",\"tool_name\":", &self.tool_name, out);
+        opt_text(b",\"trace_id\":", &self.trace_id, out);
+        opt_text(b",\"workflow_id\":", &self.workflow_id, out);
+        out.push(b'}');
+    }
 }
 
 /// Everything an event carries before the writer assigns its place in the chain.
@@ -305,6 +373,8 @@ pub struct Verifier {
     heads: HashMap<String, ChainHead>,
     events_verified: u64,
     first_bad_row: Option<BadRow>,
+    /// The JCS of the event being checked, reused so that verifying allocates nothing per intact event.
+    buffer: Vec<u8>,
 }
 
 impl Verifier {
@@ -320,8 +390,10 @@ impl Verifier {
     /// Checks one event against its own hash and its chain's expected head; records the first bad row.
     pub fn push(&mut self, event: &AuditEvent) {
         self.events_verified += 1;
-        let problems = problems(event, self.heads.get(&event.chain_id));
-        match self.heads.get_mut(&event.chain_id) {
+        let recomputed = event.hash_hex(&mut self.buffer);
+        let head = self.heads.get_mut(&event.chain_id);
+        let problems = problems(event, &recomputed, head.as_deref());
+        match head {
             Some(head) => {
                 head.seq = event.seq;
                 head.hash.clone_from(&event.event_hash);
@@ -361,13 +433,13 @@ pub fn verify<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> VerifyRep
 
 /// Every reason `event` breaks the chain whose expected head is `head` (`None`: the chain starts here). The
 /// texts are part of the verifier's output and match `tools/verify-audit.py` word for word.
-fn problems(event: &AuditEvent, head: Option<&ChainHead>) -> Vec<String> {
+fn problems(event: &AuditEvent, recomputed: &[u8; 64], head: Option<&ChainHead>) -> Vec<String> {
     let mut problems = Vec::new();
-    let recomputed = event.compute_hash();
-    if recomputed != event.event_hash {
+    if recomputed[..] != *event.event_hash.as_bytes() {
         problems.push(format!(
-            "event_hash mismatch: stored {}, recomputed {recomputed} (a hashed field was changed)",
-            event.event_hash
+            "event_hash mismatch: stored {}, recomputed {} (a hashed field was changed)",
+            event.event_hash,
+            String::from_utf8_lossy(recomputed)
         ));
     }
     match head {
@@ -459,556 +531,4 @@ fn first_float(value: &Value, prefix: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const INPUT_HASH: &str = "a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d";
-
-    /// The golden vectors: JCS strings written by hand, hashes computed with Python's hashlib over
-    /// `jcs.encode("utf-8") + previous_hash.encode("ascii")`. `docs/audit-format.md` shows the same numbers.
-    const GOLDEN_JCS_1: &str = r#"{"action":"read","agent_id":"a1","behavioral_score":"0.4","chain_id":"gw-01","dlp_action":null,"dlp_findings":[],"error":null,"event_type":"tool_call","extra":{"protocol_version":"2025-11-25","rpc_id":7},"id":"0193a5b2-7c1e-7d3f-9a4b-2c6d8e0f1a2b","input_hash":"a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d","latency_us":null,"mcp_server":"fs","policy_id":"fs.read.projects","policy_reason":"read inside the projects folder","policy_result":"allow","requester_id":null,"response_code":null,"seq":1,"session_id":"s-7f3c","target":"/home/projects/report.pdf","tenant_id":"t1","timestamp":"2026-11-22T20:15:00.123456Z","tool_name":"read_file","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","workflow_id":null}"#;
-    const GOLDEN_HASH_1: &str = "1c24c3c608b8addb96c4782c5f0d0811eecaca674dc6c3e8a0426316802bdea7";
-    const GOLDEN_JCS_2: &str = r#"{"action":"read","agent_id":"a1","behavioral_score":null,"chain_id":"gw-01","dlp_action":"redact","dlp_findings":[{"count":2,"path":"/content/0/text","severity":"medium","type":"email_address"}],"error":null,"event_type":"tool_result","extra":{"rpc_id":7,"upstream_message":"3 pages lues – \"été\""},"id":"0193a5b2-7c1f-7a01-8b5c-3d7e9f1a2b3c","input_hash":"a445094a47c78c05fb152168e01ca4361ab1709999a762148252a7e50a314a3d","latency_us":8446,"mcp_server":"fs","policy_id":"fs.read.projects","policy_reason":null,"policy_result":"allow","requester_id":null,"response_code":200,"seq":2,"session_id":"s-7f3c","target":"/home/projects/report.pdf","tenant_id":"t1","timestamp":"2026-11-22T20:15:00.131902Z","tool_name":"read_file","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","workflow_id":null}"#;
-    const GOLDEN_HASH_2: &str = "acf8611021d3367dcb2ddab0b334386db20975a5f849e64c8de042fa79eee9e7";
-
-    fn some(text: &str) -> Option<String> {
-        Some(text.to_owned())
-    }
-
-    fn golden_call() -> EventDraft {
-        EventDraft {
-            id: "0193a5b2-7c1e-7d3f-9a4b-2c6d8e0f1a2b".into(),
-            timestamp: "2026-11-22T20:15:00.123456Z".into(),
-            event_type: "tool_call".into(),
-            agent_id: some("a1"),
-            session_id: some("s-7f3c"),
-            tenant_id: some("t1"),
-            tool_name: some("read_file"),
-            mcp_server: some("fs"),
-            action: some("read"),
-            target: some("/home/projects/report.pdf"),
-            input_hash: some(INPUT_HASH),
-            policy_result: some("allow"),
-            policy_id: some("fs.read.projects"),
-            policy_reason: some("read inside the projects folder"),
-            behavioral_score: some("0.4"),
-            trace_id: some("4bf92f3577b34da6a3ce929d0e0e4736"),
-            extra: json!({"protocol_version": "2025-11-25", "rpc_id": 7}),
-            ..EventDraft::default()
-        }
-    }
-
-    fn golden_result() -> EventDraft {
-        EventDraft {
-            id: "0193a5b2-7c1f-7a01-8b5c-3d7e9f1a2b3c".into(),
-            timestamp: "2026-11-22T20:15:00.131902Z".into(),
-            event_type: "tool_result".into(),
-            agent_id: some("a1"),
-            session_id: some("s-7f3c"),
-            tenant_id: some("t1"),
-            tool_name: some("read_file"),
-            mcp_server: some("fs"),
-            action: some("read"),
-            target: some("/home/projects/report.pdf"),
-            input_hash: some(INPUT_HASH),
-            policy_result: some("allow"),
-            policy_id: some("fs.read.projects"),
-            dlp_findings: json!([{"type": "email_address", "severity": "medium", "path": "/content/0/text", "count": 2}]),
-            dlp_action: some("redact"),
-            response_code: Some(200),
-            latency_us: Some(8446),
-            trace_id: some("4bf92f3577b34da6a3ce929d0e0e4736"),
-            extra: json!({"upstream_message": "3 pages lues – \"été\"", "rpc_id": 7}),
-            ..EventDraft::default()
-        }
-    }
-
-    fn draft(chain: &str, n: usize, event_type: &str) -> EventDraft {
-        EventDraft {
-            id: format!("{chain}-event-{n}"),
-            timestamp: format!("2026-11-22T20:15:{:02}.000000Z", n % 60),
-            event_type: event_type.into(),
-            agent_id: some("a1"),
-            session_id: some("s1"),
-            tool_name: some("echo"),
-            ..EventDraft::default()
-        }
-    }
-
-    /// A chain of `len` events: session_start, then tool_call / tool_result pairs.
-    fn chain(chain_id: &str, len: usize) -> Vec<AuditEvent> {
-        let mut head = ChainHead::genesis(chain_id);
-        (0..len)
-            .map(|n| {
-                let event_type = match n {
-                    0 => "session_start",
-                    n if n % 2 == 1 => "tool_call",
-                    _ => "tool_result",
-                };
-                head.seal(draft(chain_id, n, event_type))
-            })
-            .collect()
-    }
-
-    fn bad_row(events: &[AuditEvent]) -> BadRow {
-        let report = verify(events);
-        assert!(!report.chain_intact, "expected a broken chain");
-        assert_eq!(report.events_verified, events.len() as u64);
-        report.first_bad_row.unwrap()
-    }
-
-    #[test]
-    fn golden_vectors_jcs_and_event_hash() {
-        let mut head = ChainHead::genesis("gw-01");
-        let first = head.seal(golden_call());
-        assert_eq!(to_jcs(&first.hashed_object()), GOLDEN_JCS_1);
-        assert_eq!(first.previous_hash, GENESIS_HASH);
-        assert_eq!(first.event_hash, GOLDEN_HASH_1);
-        let second = head.seal(golden_result());
-        assert_eq!(to_jcs(&second.hashed_object()), GOLDEN_JCS_2);
-        assert_eq!(second.previous_hash, GOLDEN_HASH_1);
-        assert_eq!(second.event_hash, GOLDEN_HASH_2);
-        assert_eq!(
-            head,
-            ChainHead {
-                chain_id: "gw-01".into(),
-                seq: 2,
-                hash: GOLDEN_HASH_2.into()
-            }
-        );
-        assert!(verify([&first, &second]).chain_intact);
-    }
-
-    #[test]
-    fn event_hash_is_sha256_of_jcs_then_previous_hash() {
-        let events = chain("c", 3);
-        for event in &events {
-            let bytes = format!("{}{}", to_jcs(&event.hashed_object()), event.previous_hash);
-            assert_eq!(event.compute_hash(), sha256_hex(bytes.as_bytes()));
-        }
-    }
-
-    #[test]
-    fn hashed_object_has_exactly_the_contract_fields_but_the_hashes() {
-        let event = ChainHead::genesis("c").seal(golden_result());
-        let object = event.hashed_object();
-        let mut keys: Vec<&str> = object
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
-        let mut expected: Vec<&str> = AuditEvent::FIELDS[..26].to_vec();
-        expected.sort_unstable();
-        assert_eq!(keys, expected);
-    }
-
-    #[test]
-    fn absent_values_hash_as_null_and_differ_from_empty_strings() {
-        let mut head = ChainHead::genesis("c");
-        let absent = head.clone().seal(draft("c", 0, "session_start"));
-        assert_eq!(absent.hashed_object()["workflow_id"], Value::Null);
-        assert_eq!(absent.hashed_object()["response_code"], Value::Null);
-        let empty = head.seal(EventDraft {
-            workflow_id: some(""),
-            ..draft("c", 0, "session_start")
-        });
-        assert_ne!(absent.event_hash, empty.event_hash);
-    }
-
-    #[test]
-    fn ndjson_line_has_the_contract_fields_in_order_and_round_trips() {
-        let event = ChainHead::genesis("gw-01").seal(golden_call());
-        let line = serde_json::to_string(&event).unwrap();
-        assert!(!line.contains('\n'));
-        let value: Value = serde_json::from_str(&line).unwrap();
-        let keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut expected = AuditEvent::FIELDS.to_vec();
-        expected.sort_unstable(); // serde_json's Map is sorted; the order check is on the raw line below
-        assert_eq!(keys, expected);
-        let positions: Vec<usize> = AuditEvent::FIELDS
-            .iter()
-            .map(|field| line.find(&format!("\"{field}\":")).unwrap())
-            .collect();
-        assert!(
-            positions.windows(2).all(|pair| pair[0] < pair[1]),
-            "fields out of contract order: {line}"
-        );
-        assert_eq!(value["workflow_id"], Value::Null);
-        assert_eq!(value["event_hash"], GOLDEN_HASH_1);
-        assert_eq!(serde_json::from_str::<AuditEvent>(&line).unwrap(), event);
-    }
-
-    #[test]
-    fn seal_numbers_links_and_normalises_empty_collections() {
-        let mut head = ChainHead::genesis("c");
-        let first = head.seal(draft("c", 0, "session_start"));
-        let second = head.seal(draft("c", 1, "tool_call"));
-        assert_eq!((first.seq, second.seq), (1, 2));
-        assert_eq!(first.previous_hash, GENESIS_HASH);
-        assert_eq!(second.previous_hash, first.event_hash);
-        assert_eq!(first.dlp_findings, json!([]));
-        assert_eq!(first.extra, json!({}));
-        assert_eq!(head, ChainHead::after(&second));
-        assert_eq!(second.event_hash.len(), 64);
-        assert!(second
-            .event_hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-    }
-
-    #[test]
-    fn intact_chain_and_empty_input_verify() {
-        let events = chain("c", 5);
-        assert_eq!(
-            verify(&events),
-            VerifyReport {
-                events_verified: 5,
-                chain_intact: true,
-                first_bad_row: None
-            }
-        );
-        assert_eq!(
-            verify(&[]),
-            VerifyReport {
-                events_verified: 0,
-                chain_intact: true,
-                first_bad_row: None
-            }
-        );
-    }
-
-    #[test]
-    fn modified_field_is_caught_by_its_own_hash() {
-        let mut events = chain("c", 5);
-        events[2].tool_name = some("run_shell");
-        let recomputed = events[2].compute_hash();
-        let bad = bad_row(&events);
-        assert_eq!(
-            bad,
-            BadRow {
-                id: "c-event-2".into(),
-                chain_id: "c".into(),
-                seq: 3,
-                reason: format!(
-                    "event_hash mismatch: stored {}, recomputed {recomputed} (a hashed field was changed)",
-                    events[2].event_hash
-                ),
-            }
-        );
-    }
-
-    #[test]
-    fn modified_json_values_and_null_changes_are_caught() {
-        let mut events = chain("c", 3);
-        events[1].extra = json!({"note": "added later"});
-        assert!(bad_row(&events).reason.starts_with("event_hash mismatch"));
-        let mut events = chain("c", 3);
-        events[1].agent_id = None;
-        assert!(bad_row(&events).reason.starts_with("event_hash mismatch"));
-    }
-
-    #[test]
-    fn modified_and_rehashed_row_breaks_the_next_link() {
-        let mut events = chain("c", 4);
-        events[1].policy_result = some("allow");
-        events[1].event_hash = events[1].compute_hash();
-        let bad = bad_row(&events);
-        assert_eq!(bad.seq, 3);
-        assert_eq!(
-            bad.reason,
-            format!(
-                "previous_hash mismatch: expected {} (event_hash of seq 2), found {}",
-                events[1].event_hash, events[2].previous_hash
-            )
-        );
-    }
-
-    #[test]
-    fn deleted_row_leaves_a_gap_and_a_broken_link() {
-        let mut events = chain("c", 5);
-        let removed = events.remove(2);
-        let bad = bad_row(&events);
-        assert_eq!((bad.id.as_str(), bad.seq), ("c-event-3", 4));
-        assert_eq!(
-            bad.reason,
-            format!(
-                "seq gap: expected 3, found 4 (1 row(s) missing); previous_hash mismatch: expected {} (event_hash of seq 2), found {}",
-                events[1].event_hash, removed.event_hash
-            )
-        );
-    }
-
-    #[test]
-    fn deleted_first_row_means_the_chain_does_not_start_at_genesis() {
-        let mut events = chain("c", 3);
-        events.remove(0);
-        let bad = bad_row(&events);
-        assert_eq!(bad.seq, 2);
-        assert_eq!(
-            bad.reason,
-            format!(
-                "first event of the chain has seq 2, expected 1 (earlier rows missing, or a range that needs an anchor); previous_hash mismatch: expected the genesis hash, found {}",
-                events[0].previous_hash
-            )
-        );
-    }
-
-    #[test]
-    fn chain_starting_at_seq_one_without_the_genesis_hash_is_caught() {
-        let mut head = ChainHead {
-            chain_id: "c".into(),
-            seq: 0,
-            hash: "ab".repeat(32),
-        };
-        let events = [head.seal(draft("c", 0, "session_start"))];
-        assert_eq!(
-            bad_row(&events).reason,
-            format!(
-                "previous_hash mismatch: expected the genesis hash, found {}",
-                "ab".repeat(32)
-            )
-        );
-    }
-
-    #[test]
-    fn inserted_row_is_caught_even_when_forged_with_valid_hashes() {
-        let mut events = chain("c", 4);
-        let mut forger = ChainHead::after(&events[1]);
-        let forged = forger.seal(draft("c", 99, "tool_call"));
-        assert_eq!(forged.seq, 3);
-        events.insert(2, forged.clone());
-        let bad = bad_row(&events);
-        assert_eq!((bad.id.as_str(), bad.seq), ("c-event-2", 3));
-        assert_eq!(
-            bad.reason,
-            format!(
-                "seq out of order: expected 4, found 3 (duplicate, inserted or reordered row); previous_hash mismatch: expected {} (event_hash of seq 3), found {}",
-                forged.event_hash, events[1].event_hash
-            )
-        );
-    }
-
-    #[test]
-    fn reordered_rows_are_caught() {
-        let mut events = chain("c", 5);
-        events.swap(2, 3);
-        let bad = bad_row(&events);
-        assert_eq!(bad.seq, 4);
-        assert!(bad.reason.starts_with(
-            "seq gap: expected 3, found 4 (1 row(s) missing); previous_hash mismatch"
-        ));
-
-        // Swapping the seq values instead (rows read back ordered by seq) breaks both rows' own hashes.
-        let mut events = chain("c", 5);
-        events[2].seq = 4;
-        events[3].seq = 3;
-        events.swap(2, 3);
-        let bad = bad_row(&events);
-        assert_eq!(bad.seq, 3);
-        assert!(
-            bad.reason.starts_with("event_hash mismatch"),
-            "{}",
-            bad.reason
-        );
-        assert!(
-            bad.reason.contains("; previous_hash mismatch"),
-            "{}",
-            bad.reason
-        );
-    }
-
-    #[test]
-    fn verification_keeps_counting_and_reports_only_the_first_bad_row() {
-        let mut events = chain("c", 6);
-        events[1].error = some("x");
-        events[4].error = some("y");
-        let report = verify(&events);
-        assert_eq!(report.events_verified, 6);
-        assert_eq!(report.first_bad_row.unwrap().seq, 2);
-    }
-
-    #[test]
-    fn a_range_starting_mid_chain_verifies_only_with_the_right_anchor() {
-        let events = chain("c", 6);
-        let range = &events[3..];
-        let mut anchored = Verifier::new();
-        anchored.anchor(ChainHead::after(&events[2]));
-        range.iter().for_each(|event| anchored.push(event));
-        assert!(anchored.finish().chain_intact);
-
-        assert_eq!(bad_row(range).seq, 4);
-
-        let mut wrong = Verifier::new();
-        wrong.anchor(ChainHead::after(&events[1]));
-        range.iter().for_each(|event| wrong.push(event));
-        let bad = wrong.finish().first_bad_row.unwrap();
-        assert!(
-            bad.reason.starts_with("seq gap: expected 3, found 4"),
-            "{}",
-            bad.reason
-        );
-
-        let mut genesis = Verifier::new();
-        genesis.anchor(ChainHead::genesis("c"));
-        range.iter().for_each(|event| genesis.push(event));
-        let bad = genesis.finish().first_bad_row.unwrap();
-        let expected = format!(
-            "previous_hash mismatch: expected the genesis hash, found {}",
-            events[3].previous_hash
-        );
-        assert!(bad.reason.ends_with(&expected), "{}", bad.reason);
-    }
-
-    #[test]
-    fn interleaved_chains_are_verified_each_against_its_own_head() {
-        let a = chain("proxy-a", 4);
-        let b = chain("proxy-b", 4);
-        let interleaved: Vec<AuditEvent> = a
-            .iter()
-            .zip(&b)
-            .flat_map(|(x, y)| [x.clone(), y.clone()])
-            .collect();
-        assert_eq!(
-            verify(&interleaved),
-            VerifyReport {
-                events_verified: 8,
-                chain_intact: true,
-                first_bad_row: None
-            }
-        );
-        let mut broken = interleaved.clone();
-        broken.remove(5); // proxy-b seq 3
-        let bad = bad_row(&broken);
-        assert_eq!((bad.chain_id.as_str(), bad.seq), ("proxy-b", 4));
-
-        // An event moved into another chain: its own hash covers chain_id.
-        let mut moved = interleaved;
-        moved[2].chain_id = "proxy-b".into();
-        assert!(bad_row(&moved).reason.starts_with("event_hash mismatch"));
-    }
-
-    #[test]
-    fn floats_in_hashed_values_are_reported_with_their_pointer() {
-        let mut head = ChainHead::genesis("c");
-        let event = head.seal(EventDraft {
-            extra: json!({"a/b": {"ok": 1, "list": [1, 2.5]}}),
-            ..draft("c", 0, "session_start")
-        });
-        assert_eq!(
-            bad_row(&[event]).reason,
-            "floating-point number in hashed value at /extra/a~1b/list/1"
-        );
-    }
-
-    /// Runs `tools/verify-audit.py` on `ndjson`; `None` (with a notice) when python3 is absent.
-    fn run_python_verifier(name: &str, ndjson: &str) -> Option<(i32, Value)> {
-        use std::process::Command;
-        if Command::new("python3").arg("--version").output().is_err() {
-            eprintln!("NOTICE: python3 not found; skipping the tools/verify-audit.py check");
-            return None;
-        }
-        let path = std::env::temp_dir().join(format!(
-            "toolgate-chain-{}-{name}.ndjson",
-            std::process::id()
-        ));
-        std::fs::write(&path, ndjson).unwrap();
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/verify-audit.py");
-        let output = Command::new("python3")
-            .arg(&script)
-            .arg(&path)
-            .output()
-            .unwrap();
-        std::fs::remove_file(&path).unwrap();
-        let report = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stderr)));
-        Some((output.status.code().unwrap(), report))
-    }
-
-    fn ndjson(events: &[AuditEvent]) -> String {
-        events
-            .iter()
-            .map(|event| serde_json::to_string(event).unwrap() + "\n")
-            .collect()
-    }
-
-    /// The Python verifier must reach the engine's verdict, reason for reason, from the NDJSON lines alone.
-    fn assert_python_agrees(name: &str, events: &[AuditEvent], exit_code: i32) {
-        let Some((code, report)) = run_python_verifier(name, &ndjson(events)) else {
-            return;
-        };
-        assert_eq!(
-            report,
-            serde_json::to_value(verify(events)).unwrap(),
-            "{name}"
-        );
-        assert_eq!(code, exit_code, "{name}");
-    }
-
-    fn python_chain() -> Vec<AuditEvent> {
-        let mut head = ChainHead::genesis("gw-01");
-        let mut events = vec![head.seal(golden_call()), head.seal(golden_result())];
-        events.extend((2..6).map(|n| head.seal(draft("gw-01", n, "tool_call"))));
-        events
-    }
-
-    #[test]
-    fn python_verifier_accepts_an_intact_export() {
-        let events = python_chain();
-        assert_eq!(events[1].event_hash, GOLDEN_HASH_2);
-        assert_python_agrees("intact", &events, 0);
-    }
-
-    #[test]
-    fn python_verifier_reports_the_same_bad_row_as_the_engine() {
-        let mut modified = python_chain();
-        modified[1].target = some("/etc/shadow");
-        assert_python_agrees("modified", &modified, 1);
-
-        let mut deleted = python_chain();
-        deleted.remove(3);
-        assert_python_agrees("deleted", &deleted, 1);
-
-        let mut reordered = python_chain();
-        reordered.swap(0, 1);
-        assert_python_agrees("reordered", &reordered, 1);
-    }
-
-    #[test]
-    fn python_verifier_hashes_and_rejects_floats_like_the_engine() {
-        let mut head = ChainHead::genesis("gw-01");
-        let events = [head.seal(EventDraft {
-            extra: json!({"score": 0.1, "big": 1e21, "zero": -0.0, "tiny": 1.5e-9}),
-            ..draft("gw-01", 0, "session_start")
-        })];
-        let report = verify(&events);
-        // The hash itself holds (both sides write floats the ECMAScript way); only the float is reported.
-        assert_eq!(
-            report.first_bad_row.as_ref().unwrap().reason,
-            "floating-point number in hashed value at /extra/big"
-        );
-        assert_python_agrees("floats", &events, 1);
-    }
-
-    #[test]
-    fn python_verifier_reports_a_malformed_line() {
-        let events = python_chain();
-        let mut lines = ndjson(&events[..2]);
-        lines.push_str("{\"id\": \"truncated\"\n");
-        let Some((code, report)) = run_python_verifier("malformed", &lines) else {
-            return;
-        };
-        assert_eq!(code, 1);
-        assert_eq!(report["events_verified"], 3);
-        let reason = report["first_bad_row"]["reason"].as_str().unwrap();
-        assert!(reason.starts_with("line 3: invalid JSON"), "{reason}");
-    }
-}
+mod tests;
