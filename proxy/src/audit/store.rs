@@ -421,7 +421,19 @@ impl SqlStore<Sqlite> {
             .synchronous(match durability {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Normal => SqliteSynchronous::Normal,
-            });
+            })
+            // Throughput settings that leave durability alone (every commit still syncs the WAL as
+            // `synchronous` says). The statement journal of the multi-row insert stays in memory instead of
+            // a temporary file written on every batch.
+            .pragma("temp_store", "memory")
+            // 16 MiB of page cache per connection instead of 2: the indexes' inner pages stay cached, so a
+            // batch insert does not re-read them from the file.
+            .pragma("cache_size", "-16384")
+            // Checkpoint every ~16 MiB of WAL instead of ~4 MiB: a page changed by many batches (index
+            // pages, the table's last page) is copied back to the database file once per checkpoint. The
+            // WAL file is cut back to 64 MiB after a checkpoint so it does not stay at its peak size.
+            .pragma("wal_autocheckpoint", "4000")
+            .pragma("journal_size_limit", "67108864");
         // Every connection to an in-memory database is a different database.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = SqlitePoolOptions::new()
@@ -571,40 +583,42 @@ macro_rules! impl_sql_store {
                             COLUMNS.join(", ")
                         ));
                         let json_cast = self.dialect.json_cast;
+                        // Bound by reference: the sealed events outlive the statement, so no column is
+                        // copied into the arguments (the database copies the text once when binding).
                         insert.push_values(chunk, |mut row, e| {
                             if let Some(cast) = ts_cast {
-                                row.push_bind(e.timestamp.clone()).push_unseparated(cast);
+                                row.push_bind(e.timestamp.as_str()).push_unseparated(cast);
                             }
-                            row.push_bind(e.id.clone())
-                                .push_bind(e.chain_id.clone())
+                            row.push_bind(e.id.as_str())
+                                .push_bind(e.chain_id.as_str())
                                 .push_bind(e.seq)
-                                .push_bind(e.timestamp.clone())
-                                .push_bind(e.event_type.clone())
-                                .push_bind(e.agent_id.clone())
-                                .push_bind(e.session_id.clone())
-                                .push_bind(e.tenant_id.clone())
-                                .push_bind(e.workflow_id.clone())
-                                .push_bind(e.requester_id.clone())
-                                .push_bind(e.tool_name.clone())
-                                .push_bind(e.mcp_server.clone())
-                                .push_bind(e.action.clone())
-                                .push_bind(e.target.clone())
-                                .push_bind(e.input_hash.clone())
-                                .push_bind(e.policy_result.clone())
-                                .push_bind(e.policy_id.clone())
-                                .push_bind(e.policy_reason.clone())
-                                .push_bind(e.behavioral_score.clone())
+                                .push_bind(e.timestamp.as_str())
+                                .push_bind(e.event_type.as_str())
+                                .push_bind(e.agent_id.as_deref())
+                                .push_bind(e.session_id.as_deref())
+                                .push_bind(e.tenant_id.as_deref())
+                                .push_bind(e.workflow_id.as_deref())
+                                .push_bind(e.requester_id.as_deref())
+                                .push_bind(e.tool_name.as_deref())
+                                .push_bind(e.mcp_server.as_deref())
+                                .push_bind(e.action.as_deref())
+                                .push_bind(e.target.as_deref())
+                                .push_bind(e.input_hash.as_deref())
+                                .push_bind(e.policy_result.as_deref())
+                                .push_bind(e.policy_id.as_deref())
+                                .push_bind(e.policy_reason.as_deref())
+                                .push_bind(e.behavioral_score.as_deref())
                                 .push_bind(e.dlp_findings.to_string())
                                 .push_unseparated(json_cast)
-                                .push_bind(e.dlp_action.clone())
+                                .push_bind(e.dlp_action.as_deref())
                                 .push_bind(e.response_code)
                                 .push_bind(e.latency_us)
-                                .push_bind(e.error.clone())
-                                .push_bind(e.trace_id.clone())
+                                .push_bind(e.error.as_deref())
+                                .push_bind(e.trace_id.as_deref())
                                 .push_bind(e.extra.to_string())
                                 .push_unseparated(json_cast)
-                                .push_bind(e.previous_hash.clone())
-                                .push_bind(e.event_hash.clone());
+                                .push_bind(e.previous_hash.as_str())
+                                .push_bind(e.event_hash.as_str());
                         });
                         insert.build().execute(&mut *tx).await?;
                     }
