@@ -384,6 +384,10 @@ const SELECT_COLUMNS: &str = "id, chain_id, seq, \"timestamp\", event_type, agen
 /// The store over one sqlx database.
 pub(crate) struct SqlStore<DB: Database> {
     pool: Pool<DB>,
+    /// The writer's batch inserts. SQLite file: a pool of its own with one connection, so every batch runs
+    /// on the same connection and finds its page cache warm (SQLite drops a connection's whole cache when
+    /// another connection wrote since its last transaction). Otherwise the same pool as `pool`.
+    writer: Pool<DB>,
     dialect: &'static Dialect,
     /// PostgreSQL: `audit_events` is a declaratively partitioned table whose daily partitions toolgate
     /// manages (false for SQLite and for a TimescaleDB hypertable, which manages its own chunks).
@@ -398,6 +402,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         SqlStore {
             pool: self.pool.clone(),
+            writer: self.writer.clone(),
             dialect: self.dialect,
             partitioned: self.partitioned,
             days: self.days.clone(),
@@ -439,10 +444,20 @@ impl SqlStore<Sqlite> {
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
             .acquire_timeout(acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(AuditError::Connect)?;
-        Self::migrated(pool, &SQLITE).await
+        let mut store = Self::migrated(pool, &SQLITE).await?;
+        if !in_memory {
+            // Opened after the migrations, so it never sees the schema change under it.
+            store.writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire_timeout)
+                .connect_with(options)
+                .await
+                .map_err(AuditError::Connect)?;
+        }
+        Ok(store)
     }
 }
 
@@ -495,6 +510,7 @@ macro_rules! impl_sql_store {
                         .map_err(AuditError::Migrate)?;
                     migrator.run(&pool).await.map_err(AuditError::Migrate)?;
                     Ok(SqlStore {
+                        writer: pool.clone(),
                         pool,
                         dialect,
                         partitioned: false,
@@ -554,7 +570,7 @@ macro_rules! impl_sql_store {
                         return Ok(());
                     };
                     let rows_per_statement = (self.dialect.max_binds / (COLUMNS.len() + 1)).max(1);
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     // Compare-and-set of the stored head: with partitioned PostgreSQL tables (chain_id, seq) is
                     // not unique by itself, and this also stops a second writer on the same chain.
                     let moved = sqlx::query(
@@ -576,7 +592,15 @@ macro_rules! impl_sql_store {
                         )));
                     }
                     let ts_cast = self.dialect.ts_cast;
-                    for chunk in events.chunks(rows_per_statement) {
+                    let mut rest = events;
+                    while !rest.is_empty() {
+                        // Statements of power-of-two row counts only: a handful of distinct SQL texts that
+                        // the connection's statement cache keeps prepared, instead of parsing and planning
+                        // a statement of thousands of parameters for every batch size.
+                        let rows = rest.len().min(rows_per_statement);
+                        let rows = 1usize << (usize::BITS - 1 - rows.leading_zeros());
+                        let (chunk, after) = rest.split_at(rows);
+                        rest = after;
                         let mut insert = QueryBuilder::<DB>::new(format!(
                             "INSERT INTO audit_events ({}{}) ",
                             if ts_cast.is_some() { "ts, " } else { "" },
