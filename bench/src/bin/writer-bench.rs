@@ -40,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
                 for durability in [Durability::Full, Durability::Normal] {
                     let pg = PgScratch::create(&base).await?;
                     let chain = format!("bench-writer-{}", uuid::Uuid::new_v4().simple());
-                    let run = writer_run("postgresql", &pg.url, &chain, durability, 256, duration).await;
+                    let run =
+                        writer_run("postgresql", &pg.url, &chain, durability, 256, duration).await;
                     pg.drop_now().await?;
                     print(&run?);
                 }
