@@ -127,18 +127,7 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
     let events = common::eventually(Duration::from_secs(5), || {
         let app = app.clone();
         async move {
-            let page = app
-                .audit
-                .store()
-                .query(&toolgate::audit::EventFilter {
-                    limit: Some(100),
-                    ..Default::default()
-                })
-                .await
-                .ok()?;
-            let v = serde_json::to_value(page).ok()?;
-            let events = v.get("events").cloned().unwrap_or(v);
-            let events = events.as_array()?.clone();
+            let events = common::audit_events(&app, 100).await;
             events
                 .iter()
                 .any(|e| e["event_type"] == "session_end")
@@ -385,18 +374,8 @@ async fn upstream_down_and_timeout_are_json_rpc_errors_and_audited() {
     let errors = common::eventually(Duration::from_secs(5), || {
         let app = app.clone();
         async move {
-            let page = app
-                .audit
-                .store()
-                .query(&toolgate::audit::EventFilter {
-                    limit: Some(100),
-                    ..Default::default()
-                })
+            let errs: Vec<Value> = common::audit_events(&app, 100)
                 .await
-                .ok()?;
-            let v = serde_json::to_value(page).ok()?;
-            let events = v.get("events").cloned().unwrap_or(v).as_array()?.clone();
-            let errs: Vec<Value> = events
                 .into_iter()
                 .filter(|e| e["event_type"] == "tool_result")
                 .collect();

@@ -346,6 +346,24 @@ impl Agent {
     }
 }
 
+/// The newest `limit` audit events as JSON (newest first); empty if the query fails.
+pub async fn audit_events(app: &App, limit: u32) -> Vec<Value> {
+    let filter = toolgate::audit::EventFilter {
+        limit: Some(limit),
+        ..Default::default()
+    };
+    let Ok(page) = app.audit.store().query(&filter).await else {
+        return Vec::new();
+    };
+    let v = serde_json::to_value(page).unwrap_or_default();
+    v.get("events")
+        .cloned()
+        .unwrap_or(v)
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Polls `f` until it returns Some, for at most `limit` (no fixed sleeps: the first success returns at once).
 pub async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> T
 where
