@@ -203,31 +203,28 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         tg.stop();
     }
 
-    match &postgres {
-        Some(base) => {
-            eprintln!("end to end: PostgreSQL");
-            let pg = PgScratch::create(base).await?;
-            let chain = format!("bench-{}", uuid::Uuid::new_v4().simple());
-            let dir = tempfile::tempdir()?;
-            let outcome = async {
-                let tg = procs::start_toolgate(&ToolgateSetup {
-                    binary: &toolgate,
-                    dir: dir.path(),
-                    policy_dir: &policies,
-                    upstream: upstream.addr,
-                    database_url: &pg.url,
-                    chain_id: &chain,
-                    otlp_endpoint: None,
-                })?;
-                let v = variant("postgresql", &tg, &direct, &tokens, d.variant_rate, d).await;
-                tg.stop();
-                v
-            }
-            .await;
-            pg.drop_now().await?;
-            results.variants.push(outcome?);
+    if let Some(base) = &postgres {
+        eprintln!("end to end: PostgreSQL");
+        let pg = PgScratch::create(base).await?;
+        let chain = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let dir = tempfile::tempdir()?;
+        let outcome = async {
+            let tg = procs::start_toolgate(&ToolgateSetup {
+                binary: &toolgate,
+                dir: dir.path(),
+                policy_dir: &policies,
+                upstream: upstream.addr,
+                database_url: &pg.url,
+                chain_id: &chain,
+                otlp_endpoint: None,
+            })?;
+            let v = variant("postgresql", &tg, &direct, &tokens, d.variant_rate, d).await;
+            tg.stop();
+            v
         }
-        None => {}
+        .await;
+        pg.drop_now().await?;
+        results.variants.push(outcome?);
     }
 
     if tracing_export_landed() {
