@@ -343,37 +343,21 @@ impl MigrationSource<'static> for EmbeddedMigrations {
     }
 }
 
-/// Every column, in contract order; the order of `decode_event` and `bind_event`.
-const COLUMNS: [&str; 28] = [
-    "id",
-    "chain_id",
-    "seq",
-    "\"timestamp\"",
-    "event_type",
-    "agent_id",
-    "session_id",
-    "tenant_id",
-    "workflow_id",
-    "requester_id",
-    "tool_name",
-    "mcp_server",
-    "action",
-    "target",
-    "input_hash",
-    "policy_result",
-    "policy_id",
-    "policy_reason",
-    "behavioral_score",
-    "dlp_findings",
-    "dlp_action",
-    "response_code",
-    "latency_us",
-    "error",
-    "trace_id",
-    "extra",
-    "previous_hash",
-    "event_hash",
-];
+/// Every column, in contract order (the order of `decode_event` and `bind_event`), as the INSERT lists them:
+/// the contract's field names, with `timestamp` quoted because it is a type name in PostgreSQL.
+static INSERT_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    AuditEvent::FIELDS
+        .iter()
+        .map(|f| {
+            if *f == "timestamp" {
+                "\"timestamp\""
+            } else {
+                f
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// The SELECT list: JSON columns read back as text, the one type both databases decode to `String`.
 const SELECT_COLUMNS: &str = "id, chain_id, seq, \"timestamp\", event_type, agent_id, session_id, \
@@ -569,7 +553,7 @@ macro_rules! impl_sql_store {
                     let Some(last) = events.last() else {
                         return Ok(());
                     };
-                    let rows_per_statement = (self.dialect.max_binds / (COLUMNS.len() + 1)).max(1);
+                    let rows_per_statement = (self.dialect.max_binds / (AuditEvent::FIELDS.len() + 1)).max(1);
                     let mut tx = self.writer.begin().await?;
                     // Compare-and-set of the stored head: with partitioned PostgreSQL tables (chain_id, seq) is
                     // not unique by itself, and this also stops a second writer on the same chain.
@@ -604,7 +588,7 @@ macro_rules! impl_sql_store {
                         let mut insert = QueryBuilder::<DB>::new(format!(
                             "INSERT INTO audit_events ({}{}) ",
                             if ts_cast.is_some() { "ts, " } else { "" },
-                            COLUMNS.join(", ")
+                            INSERT_COLUMNS.as_str()
                         ));
                         let json_cast = self.dialect.json_cast;
                         // Bound by reference: the sealed events outlive the statement, so no column is
