@@ -202,9 +202,10 @@ pub async fn tools_call(
         app,
         caller,
         tool_name,
-        arguments,
+        input_hash: input_hash(arguments),
         class: &class,
         findings: &findings,
+        findings_json: serde_json::to_value(&findings).unwrap_or(Value::Array(vec![])),
         revision: &revision,
     };
     match decision.verdict() {
@@ -463,9 +464,13 @@ struct CallRecord<'a> {
     app: &'a App,
     caller: &'a Caller<'a>,
     tool_name: &'a str,
-    arguments: &'a Value,
+    /// SHA-256 of the JCS arguments, computed once: the decision and the outcome event both carry it, and the
+    /// arguments may be megabytes.
+    input_hash: String,
     class: &'a ToolClass,
     findings: &'a [Finding],
+    /// The findings as the JSON the events carry, serialised once.
+    findings_json: Value,
     /// The policy revision that made the decision.
     revision: &'a str,
 }
@@ -492,12 +497,12 @@ impl CallRecord<'_> {
             mcp_server: Some(caller.upstream_name.to_owned()),
             action: Some(self.class.action.as_str().to_owned()),
             target: self.class.target.clone(),
-            input_hash: Some(input_hash(self.arguments)),
+            input_hash: Some(self.input_hash.clone()),
             policy_result: Some(decision.verdict().as_str().to_owned()),
             policy_id: Some(decision.policy_id().to_owned()),
             policy_reason: Some(decision.reason().to_owned()),
             behavioral_score: Some("0.0".into()),
-            dlp_findings: serde_json::to_value(self.findings).unwrap_or(Value::Array(vec![])),
+            dlp_findings: self.findings_json.clone(),
             dlp_action: Some(dlp_action(self.findings, decision).to_owned()),
             trace_id: Some(caller.trace_id.clone()),
             extra,
