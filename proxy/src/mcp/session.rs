@@ -182,6 +182,10 @@ pub fn new_session_id() -> String {
 mod tests {
     use super::*;
 
+    fn session(id: &str, upstream: &str, agent: &str) -> Session {
+        Session::new(id.into(), upstream.into(), agent.into(), None, None)
+    }
+
     fn store() -> SessionStore {
         SessionStore::new(2, Duration::from_secs(60))
     }
@@ -189,14 +193,7 @@ mod tests {
     #[test]
     fn a_session_belongs_to_its_agent_and_upstream() {
         let s = store();
-        s.insert(Session::new(
-            "s1".into(),
-            "fs".into(),
-            "alice".into(),
-            None,
-            None,
-        ))
-        .unwrap();
+        s.insert(session("s1", "fs", "alice")).unwrap();
         assert_eq!(s.get("fs", "s1", "alice").unwrap().agent_id, "alice");
         assert_eq!(
             s.get("fs", "s1", "mallory").unwrap_err(),
@@ -224,23 +221,8 @@ mod tests {
     #[test]
     fn a_binding_never_moves_to_another_agent() {
         let s = store();
-        s.insert(Session::new(
-            "s1".into(),
-            "fs".into(),
-            "alice".into(),
-            None,
-            None,
-        ))
-        .unwrap();
-        let err = s
-            .insert(Session::new(
-                "s1".into(),
-                "fs".into(),
-                "mallory".into(),
-                None,
-                None,
-            ))
-            .unwrap_err();
+        s.insert(session("s1", "fs", "alice")).unwrap();
+        let err = s.insert(session("s1", "fs", "mallory")).unwrap_err();
         assert_eq!(err, SessionError::Taken);
         assert_eq!(s.get("fs", "s1", "alice").unwrap().agent_id, "alice");
         assert_eq!(
@@ -252,42 +234,14 @@ mod tests {
     #[test]
     fn the_store_is_bounded_and_idle_sessions_expire() {
         let s = store();
-        s.insert(Session::new(
-            "a".into(),
-            "fs".into(),
-            "x".into(),
-            None,
-            None,
-        ))
-        .unwrap();
-        s.insert(Session::new(
-            "b".into(),
-            "fs".into(),
-            "x".into(),
-            None,
-            None,
-        ))
-        .unwrap();
+        s.insert(session("a", "fs", "x")).unwrap();
+        s.insert(session("b", "fs", "x")).unwrap();
         assert_eq!(
-            s.insert(Session::new(
-                "c".into(),
-                "fs".into(),
-                "x".into(),
-                None,
-                None
-            ))
-            .unwrap_err(),
+            s.insert(session("c", "fs", "x")).unwrap_err(),
             SessionError::Full
         );
         let zero = SessionStore::new(10, Duration::ZERO);
-        zero.insert(Session::new(
-            "a".into(),
-            "fs".into(),
-            "x".into(),
-            None,
-            None,
-        ))
-        .unwrap();
+        zero.insert(session("a", "fs", "x")).unwrap();
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(
             zero.get("fs", "a", "x").unwrap_err(),
