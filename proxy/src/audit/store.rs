@@ -261,6 +261,23 @@ impl AuditStore {
         }
     }
 
+    /// SQLite (a file): copies the write-ahead log's committed pages back into the database file on a reading
+    /// connection, without waiting for the writer (`PRAGMA wal_checkpoint(PASSIVE)`). The audit writer starts
+    /// one in the background every few hundred milliseconds, so the copy and its fsync stay off the commit
+    /// path; left to SQLite's automatic checkpoint, they would stall the commit that crosses the threshold,
+    /// and every call waiting for it. Other databases: nothing to do.
+    pub(crate) async fn checkpoint_wal(&self) -> Result<(), sqlx::Error> {
+        match &self.backend {
+            Backend::Sqlite(s) if s.wal_checkpoints => {
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&s.pool)
+                    .await
+                    .map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Runs one raw statement; tests use it to tamper with rows the way an attacker with SQL access would.
     #[cfg(test)]
     pub(crate) async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
@@ -277,6 +294,10 @@ struct Dialect {
     migrations: &'static [(i64, &'static str, &'static str)],
     /// PostgreSQL: the `ts timestamptz` partition key is written beside `"timestamp"`, with this cast.
     ts_cast: Option<&'static str>,
+    /// Triggers keep each chain linked and move its stored head (SQLite migration 0003), so the writer
+    /// inserts a batch in one padded statement (unbound placeholders read as NULL in SQLite; PostgreSQL
+    /// refuses them) without a compare-and-set of its own.
+    chain_guard_triggers: bool,
 }
 
 const SQLITE: Dialect = Dialect {
@@ -294,8 +315,14 @@ const SQLITE: Dialect = Dialect {
             "checkpoints",
             include_str!("../../migrations/sqlite/0002_checkpoints.sql"),
         ),
+        (
+            3,
+            "chain guard",
+            include_str!("../../migrations/sqlite/0003_chain_guard.sql"),
+        ),
     ],
     ts_cast: None,
+    chain_guard_triggers: true,
 };
 
 const POSTGRES: Dialect = Dialect {
@@ -314,6 +341,7 @@ const POSTGRES: Dialect = Dialect {
         ),
     ],
     ts_cast: Some("::timestamptz"),
+    chain_guard_triggers: false,
 };
 
 /// A migration set compiled into the binary (the `migrate!` macro needs sqlx's `macros` feature).
@@ -345,6 +373,19 @@ impl MigrationSource<'static> for EmbeddedMigrations {
 
 /// Every column, in contract order (the order of `decode_event` and `bind_event`), as the INSERT lists them:
 /// the contract's field names, with `timestamp` quoted because it is a type name in PostgreSQL.
+/// A padded SQLite batch insert up to its rows (see `insert_batch`).
+static PADDED_INSERT_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit_events ({}) SELECT * FROM (VALUES ",
+        INSERT_COLUMNS.as_str()
+    )
+});
+
+/// A padding row of a padded SQLite batch insert: placeholders past the last bound argument read as NULL, and
+/// `WHERE column1 IS NOT NULL` (the `id`) drops the row.
+static UNBOUND_ROW: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!(", ({})", vec!["?"; AuditEvent::FIELDS.len()].join(", ")));
+
 static INSERT_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     AuditEvent::FIELDS
         .iter()
@@ -380,6 +421,8 @@ pub(crate) struct SqlStore<DB: Database> {
     days: Arc<Mutex<HashSet<time::Date>>>,
     /// Events read by verify and export so far, for progress bars.
     progress: Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite file: `checkpoint_wal` has work to do.
+    wal_checkpoints: bool,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -391,6 +434,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
             partitioned: self.partitioned,
             days: self.days.clone(),
             progress: self.progress.clone(),
+            wal_checkpoints: self.wal_checkpoints,
         }
     }
 }
@@ -418,9 +462,11 @@ impl SqlStore<Sqlite> {
             // 16 MiB of page cache per connection instead of 2: the indexes' inner pages stay cached, so a
             // batch insert does not re-read them from the file.
             .pragma("cache_size", "-16384")
-            // Checkpoint every ~16 MiB of WAL instead of ~4 MiB: a page changed by many batches (index
-            // pages, the table's last page) is copied back to the database file once per checkpoint. The
-            // WAL file is cut back to 64 MiB after a checkpoint so it does not stay at its peak size.
+            // The audit writer has a reading connection checkpoint in the background (`checkpoint_wal`).
+            // Those never let the log start over while commits keep coming, so SQLite's own checkpoint
+            // after a commit stays on as the backstop that does (every ~16 MiB of log, by then mostly
+            // copied already: measured, a larger threshold made fewer but longer commit stalls). The WAL
+            // file is cut back to 64 MiB after a checkpoint so it does not stay at its peak size.
             .pragma("wal_autocheckpoint", "4000")
             .pragma("journal_size_limit", "67108864");
         // Every connection to an in-memory database is a different database.
@@ -440,6 +486,7 @@ impl SqlStore<Sqlite> {
                 .connect_with(options)
                 .await
                 .map_err(AuditError::Connect)?;
+            store.wal_checkpoints = true;
         }
         Ok(store)
     }
@@ -500,6 +547,7 @@ macro_rules! impl_sql_store {
                         partitioned: false,
                         days: Arc::default(),
                         progress: Arc::default(),
+                        wal_checkpoints: false,
                     })
                 }
 
@@ -554,6 +602,23 @@ macro_rules! impl_sql_store {
                         return Ok(());
                     };
                     let rows_per_statement = (self.dialect.max_binds / (AuditEvent::FIELDS.len() + 1)).max(1);
+                    if self.dialect.chain_guard_triggers {
+                        // SQLite: triggers check that each row extends the stored head and move it
+                        // (migration 0003), so a batch that fits one statement is one autocommit INSERT: one
+                        // request to the driver's thread, where a transaction with a separate compare-and-set
+                        // takes four (each a hand-off between threads, slow on busy cores).
+                        // Padded to a power of two, a statement holds at most this many rows.
+                        let max_rows = 1usize << (usize::BITS - 1 - rows_per_statement.leading_zeros());
+                        let mut conn = self.writer.acquire().await?;
+                        if events.len() <= max_rows {
+                            return Self::padded_insert(&mut conn, events, self.dialect).await;
+                        }
+                        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                        for chunk in events.chunks(max_rows) {
+                            Self::padded_insert(&mut tx, chunk, self.dialect).await?;
+                        }
+                        return tx.commit().await;
+                    }
                     let mut tx = self.writer.begin().await?;
                     // Compare-and-set of the stored head: with partitioned PostgreSQL tables (chain_id, seq) is
                     // not unique by itself, and this also stops a second writer on the same chain.
@@ -562,10 +627,10 @@ macro_rules! impl_sql_store {
                          WHERE chain_id = $3 AND head_seq = $4 AND head_hash = $5",
                     )
                     .bind(last.seq)
-                    .bind(last.event_hash.clone())
-                    .bind(previous.chain_id.clone())
+                    .bind(last.event_hash.as_str())
+                    .bind(previous.chain_id.as_str())
                     .bind(previous.seq)
-                    .bind(previous.hash.clone())
+                    .bind(previous.hash.as_str())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -575,12 +640,51 @@ macro_rules! impl_sql_store {
                             previous.chain_id, previous.seq
                         )));
                     }
+                    self.insert_chunks(&mut tx, events, rows_per_statement).await?;
+                    tx.commit().await
+                }
+
+                /// SQLite: `events` in one `INSERT … SELECT * FROM (VALUES …)`, its row count padded to a power
+                /// of two with unbound placeholders (NULL, then filtered out), so each padded size is one SQL
+                /// text that stays prepared in the statement cache.
+                async fn padded_insert(
+                    conn: &mut <DB as Database>::Connection,
+                    events: &[AuditEvent],
+                    dialect: &Dialect,
+                ) -> Result<(), sqlx::Error> {
+                    let mut insert = QueryBuilder::<DB>::new(PADDED_INSERT_HEAD.as_str());
+                    for (i, e) in events.iter().enumerate() {
+                        insert.push(if i == 0 { "(" } else { ", (" });
+                        let mut row = insert.separated(", ");
+                        Self::push_event_binds(&mut row, e, dialect);
+                        insert.push(")");
+                    }
+                    for _ in events.len()..events.len().next_power_of_two() {
+                        insert.push(UNBOUND_ROW.as_str());
+                    }
+                    insert.push(") WHERE column1 IS NOT NULL");
+                    let inserted = insert.build().execute(&mut *conn).await?.rows_affected();
+                    if inserted != events.len() as u64 {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "{inserted} of {} audit rows were inserted",
+                            events.len()
+                        )));
+                    }
+                    Ok(())
+                }
+
+                /// Multi-row `INSERT`s of power-of-two row counts only: a handful of distinct SQL texts that
+                /// the connection's statement cache keeps prepared, instead of parsing and planning a
+                /// statement of thousands of parameters for every batch size.
+                async fn insert_chunks(
+                    &self,
+                    tx: &mut sqlx::Transaction<'_, DB>,
+                    events: &[AuditEvent],
+                    rows_per_statement: usize,
+                ) -> Result<(), sqlx::Error> {
                     let ts_cast = self.dialect.ts_cast;
                     let mut rest = events;
                     while !rest.is_empty() {
-                        // Statements of power-of-two row counts only: a handful of distinct SQL texts that
-                        // the connection's statement cache keeps prepared, instead of parsing and planning
-                        // a statement of thousands of parameters for every batch size.
                         let rows = rest.len().min(rows_per_statement);
                         let rows = 1usize << (usize::BITS - 1 - rows.leading_zeros());
                         let (chunk, after) = rest.split_at(rows);
@@ -590,47 +694,56 @@ macro_rules! impl_sql_store {
                             if ts_cast.is_some() { "ts, " } else { "" },
                             INSERT_COLUMNS.as_str()
                         ));
-                        let json_cast = self.dialect.json_cast;
                         // Bound by reference: the sealed events outlive the statement, so no column is
                         // copied into the arguments (the database copies the text once when binding).
                         insert.push_values(chunk, |mut row, e| {
                             if let Some(cast) = ts_cast {
                                 row.push_bind(e.timestamp.as_str()).push_unseparated(cast);
                             }
-                            row.push_bind(e.id.as_str())
-                                .push_bind(e.chain_id.as_str())
-                                .push_bind(e.seq)
-                                .push_bind(e.timestamp.as_str())
-                                .push_bind(e.event_type.as_str())
-                                .push_bind(e.agent_id.as_deref())
-                                .push_bind(e.session_id.as_deref())
-                                .push_bind(e.tenant_id.as_deref())
-                                .push_bind(e.workflow_id.as_deref())
-                                .push_bind(e.requester_id.as_deref())
-                                .push_bind(e.tool_name.as_deref())
-                                .push_bind(e.mcp_server.as_deref())
-                                .push_bind(e.action.as_deref())
-                                .push_bind(e.target.as_deref())
-                                .push_bind(e.input_hash.as_deref())
-                                .push_bind(e.policy_result.as_deref())
-                                .push_bind(e.policy_id.as_deref())
-                                .push_bind(e.policy_reason.as_deref())
-                                .push_bind(e.behavioral_score.as_deref())
-                                .push_bind(e.dlp_findings.to_string())
-                                .push_unseparated(json_cast)
-                                .push_bind(e.dlp_action.as_deref())
-                                .push_bind(e.response_code)
-                                .push_bind(e.latency_us)
-                                .push_bind(e.error.as_deref())
-                                .push_bind(e.trace_id.as_deref())
-                                .push_bind(e.extra.to_string())
-                                .push_unseparated(json_cast)
-                                .push_bind(e.previous_hash.as_str())
-                                .push_bind(e.event_hash.as_str());
+                            Self::push_event_binds(&mut row, e, self.dialect);
                         });
-                        insert.build().execute(&mut *tx).await?;
+                        insert.build().execute(&mut **tx).await?;
                     }
-                    tx.commit().await
+                    Ok(())
+                }
+
+                /// The columns of [`INSERT_COLUMNS`], bound in order.
+                fn push_event_binds<'q>(
+                    row: &mut sqlx::query_builder::Separated<'_, 'q, DB, &'static str>,
+                    e: &'q AuditEvent,
+                    dialect: &Dialect,
+                ) {
+                    let json_cast = dialect.json_cast;
+                    row.push_bind(e.id.as_str())
+                        .push_bind(e.chain_id.as_str())
+                        .push_bind(e.seq)
+                        .push_bind(e.timestamp.as_str())
+                        .push_bind(e.event_type.as_str())
+                        .push_bind(e.agent_id.as_deref())
+                        .push_bind(e.session_id.as_deref())
+                        .push_bind(e.tenant_id.as_deref())
+                        .push_bind(e.workflow_id.as_deref())
+                        .push_bind(e.requester_id.as_deref())
+                        .push_bind(e.tool_name.as_deref())
+                        .push_bind(e.mcp_server.as_deref())
+                        .push_bind(e.action.as_deref())
+                        .push_bind(e.target.as_deref())
+                        .push_bind(e.input_hash.as_deref())
+                        .push_bind(e.policy_result.as_deref())
+                        .push_bind(e.policy_id.as_deref())
+                        .push_bind(e.policy_reason.as_deref())
+                        .push_bind(e.behavioral_score.as_deref())
+                        .push_bind(e.dlp_findings.to_string())
+                        .push_unseparated(json_cast)
+                        .push_bind(e.dlp_action.as_deref())
+                        .push_bind(e.response_code)
+                        .push_bind(e.latency_us)
+                        .push_bind(e.error.as_deref())
+                        .push_bind(e.trace_id.as_deref())
+                        .push_bind(e.extra.to_string())
+                        .push_unseparated(json_cast)
+                        .push_bind(e.previous_hash.as_str())
+                        .push_bind(e.event_hash.as_str());
                 }
 
                 pub(super) async fn export<W: tokio::io::AsyncWrite + Unpin + Send>(

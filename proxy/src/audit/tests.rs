@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 
 use serde_json::json;
-use toolgate_engine::chain::{verify, AuditEvent, EventDraft};
+use toolgate_engine::chain::{verify, AuditEvent, ChainHead, EventDraft};
 
 use super::*;
 
@@ -367,15 +367,80 @@ async fn tamper_insert_is_detected(db: TestDb) {
     } else {
         ""
     };
-    let forge = format!("INSERT INTO audit_events (id, chain_id, seq, \"timestamp\", event_type, agent_id, session_id, \
+    let forge = |id: &str, chain: &str| {
+        format!("INSERT INTO audit_events (id, chain_id, seq, \"timestamp\", event_type, agent_id, session_id, \
         tenant_id, workflow_id, requester_id, tool_name, mcp_server, action, target, input_hash, policy_result, \
         policy_id, policy_reason, behavioral_score, dlp_findings, dlp_action, response_code, latency_us, error, \
         trace_id, extra, previous_hash, event_hash{ts}) \
-        SELECT 'forged', chain_id, 6, \"timestamp\", event_type, agent_id, session_id, tenant_id, workflow_id, \
+        SELECT '{id}', chain_id, 6, \"timestamp\", event_type, agent_id, session_id, tenant_id, workflow_id, \
         requester_id, 'run_shell', mcp_server, action, target, input_hash, policy_result, policy_id, \
         policy_reason, behavioral_score, dlp_findings, dlp_action, response_code, latency_us, error, trace_id, \
-        extra, previous_hash, event_hash{ts} FROM audit_events WHERE seq = 5");
-    tamper_case(&db, "t", &[&forge], 6, None).await;
+        extra, previous_hash, event_hash{ts} FROM audit_events WHERE chain_id = '{chain}' AND seq = 5")
+    };
+    if db.kind == Kind::Sqlite {
+        // The SQLite triggers refuse a row that does not extend the chain; an attacker with write access to
+        // the file drops them first. verify must still catch the row.
+        let refused = log_with_rows(&db, "t0", 5).await;
+        let err = refused.store().execute_raw(&forge("forged0", "t0")).await;
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.to_string().contains("does not extend")),
+            "{err:?}"
+        );
+        refused.close().await;
+        tamper_case(
+            &db,
+            "t",
+            &[
+                "DROP TRIGGER audit_events_extend_chain",
+                "DROP TRIGGER audit_events_move_head",
+                &forge("forged", "t"),
+            ],
+            6,
+            None,
+        )
+        .await;
+    } else {
+        tamper_case(&db, "t", &[&forge("forged", "t")], 6, None).await;
+    }
+}
+
+async fn log_with_rows(db: &TestDb, chain: &str, n: usize) -> AuditLog {
+    let log = open(db, chain).await;
+    append_all(
+        &log,
+        (0..n).map(|i| draft("a1", &format!("tool{i}"), "allow")),
+    )
+    .await;
+    log
+}
+
+on_both!(a_batch_larger_than_one_statement_is_stored_whole);
+async fn a_batch_larger_than_one_statement_is_stored_whole(db: TestDb) {
+    // SQLite holds at most 1 024 rows in one padded statement, so 1 500 take two statements in a
+    // transaction; PostgreSQL splits them by its own parameter limit.
+    let store = AuditStore::connect(&db.url).await.unwrap();
+    let mut head = ChainHead::genesis("big");
+    store.init_chain(&head).await.unwrap();
+    let events: Vec<AuditEvent> = (0..1500)
+        .map(|i| {
+            head.seal(EventDraft {
+                id: uuid::Uuid::now_v7().to_string(),
+                timestamp: format!("2026-01-01T00:00:00.{i:06}Z"),
+                ..draft("a1", &format!("tool{i}"), "allow")
+            })
+        })
+        .collect();
+    store
+        .insert_batch(&events, &ChainHead::genesis("big"))
+        .await
+        .unwrap();
+    let result = store.verify(None, None).await.unwrap();
+    assert!(result.chain_intact, "{result:?}");
+    assert_eq!(result.events_verified, 1500);
+    let (stored, _) = store.load_head("big").await.unwrap();
+    assert_eq!(stored.seq, 1500);
+    assert_eq!(stored.hash, head.hash);
 }
 
 on_both!(tamper_swap_is_detected);
