@@ -114,6 +114,8 @@ impl AuditLog {
             sink: sink.clone(),
             checkpointed,
             checkpoint_every: Duration::from_secs(settings.checkpoint_interval_seconds.max(1)),
+            wal_checkpoint_started: Instant::now(),
+            wal_checkpoint_running: Arc::default(),
         };
         tokio::spawn(writer.run());
         let log = AuditLog {
@@ -238,7 +240,15 @@ struct Writer {
     /// The seq of the newest stored head checkpoint.
     checkpointed: i64,
     checkpoint_every: Duration,
+    /// When the last background WAL checkpoint started, and whether it is still running.
+    wal_checkpoint_started: Instant,
+    wal_checkpoint_running: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How often the writer starts a background WAL checkpoint while it commits (SQLite files). Measured at
+/// 2 000 calls/s: every 250 ms, each checkpoint's fsync of the database file was long enough to stall
+/// commits behind it (end-to-end p99 ~20 ms); every 50 ms, p99 ~9 ms.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 type Pending = (
     Box<EventDraft>,
@@ -332,6 +342,25 @@ impl Writer {
         }
     }
 
+    /// Starts a background WAL checkpoint if none runs and the last one started a while ago.
+    fn start_wal_checkpoint(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.wal_checkpoint_started.elapsed() < WAL_CHECKPOINT_EVERY
+            || self.wal_checkpoint_running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.wal_checkpoint_started = Instant::now();
+        let store = self.store.clone();
+        let running = self.wal_checkpoint_running.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.checkpoint_wal().await {
+                tracing::warn!(error = %e, "audit WAL checkpoint failed");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+
     async fn flush(&mut self, batch: &mut Vec<Pending>) {
         if batch.is_empty() {
             return;
@@ -387,6 +416,7 @@ impl Writer {
             Ok(()) => {
                 self.head = head;
                 self.last_timestamp = last_timestamp;
+                self.start_wal_checkpoint();
                 for (ack, event) in acks.into_iter().zip(events) {
                     // A caller that stopped waiting still has its event recorded.
                     let _ = ack.send(Ok(Durable {
