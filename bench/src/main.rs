@@ -159,18 +159,27 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
     let tokens = tokens()?;
     let policies = std::fs::canonicalize(policy_dir())?;
 
+    // Each instance below overrides its folder, database and chain.
+    let base = ToolgateSetup {
+        binary: &toolgate,
+        dir: Path::new("."),
+        policy_dir: &policies,
+        upstream: upstream.addr,
+        database_url: "",
+        chain_id: "",
+        otlp_endpoint: None,
+        durability: None,
+    };
+
     eprintln!("memory: idle and {SESSIONS} sessions");
     {
         let dir = tempfile::tempdir()?;
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let url = sqlite_url(dir.path());
         let tg = procs::start_toolgate(&ToolgateSetup {
-            binary: &toolgate,
             dir: dir.path(),
-            policy_dir: &policies,
-            upstream: upstream.addr,
             database_url: &url,
             chain_id: "bench-memory",
-            otlp_endpoint: None,
+            ..base
         })?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         results.rss_idle_kib = tg.memory_kib()?.0;
@@ -185,75 +194,80 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         &tokens,
     )?);
 
-    eprintln!("end to end: SQLite");
     {
         let dir = tempfile::tempdir()?;
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let tg = procs::start_toolgate(&ToolgateSetup {
-            binary: &toolgate,
+        let url = sqlite_url(dir.path());
+        let s = ToolgateSetup {
             dir: dir.path(),
-            policy_dir: &policies,
-            upstream: upstream.addr,
             database_url: &url,
             chain_id: "bench-e2e",
-            otlp_endpoint: None,
-        })?;
-        let v = variant("sqlite", &tg, &direct, &tokens, d.rate, d).await?;
-        results.variants.push(v);
-        tg.stop();
+            ..base
+        };
+        results
+            .variants
+            .push(run_variant("sqlite", s, &direct, &tokens, d.rate, d).await?);
     }
-
-    if let Some(base) = &postgres {
-        eprintln!("end to end: PostgreSQL");
-        let pg = PgScratch::create(base).await?;
-        let chain = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    {
+        // The same without an fsync per commit: how much of the overhead is the disk's.
         let dir = tempfile::tempdir()?;
-        let outcome = async {
-            let tg = procs::start_toolgate(&ToolgateSetup {
-                binary: &toolgate,
-                dir: dir.path(),
-                policy_dir: &policies,
-                upstream: upstream.addr,
-                database_url: &pg.url,
-                chain_id: &chain,
-                otlp_endpoint: None,
-            })?;
-            let v = variant("postgresql", &tg, &direct, &tokens, d.variant_rate, d).await;
-            tg.stop();
-            v
-        }
-        .await;
-        pg.drop_now().await?;
-        results.variants.push(outcome?);
-    }
-
-    if tracing_export_landed() {
-        eprintln!("end to end: tracing export on");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
-        let received = Arc::new(sink::Received::default());
-        let sink_task = tokio::spawn(sink::serve(listener, received.clone()));
-        let dir = tempfile::tempdir()?;
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let tg = procs::start_toolgate(&ToolgateSetup {
-            binary: &toolgate,
+        let url = sqlite_url(dir.path());
+        let s = ToolgateSetup {
             dir: dir.path(),
-            policy_dir: &policies,
-            upstream: upstream.addr,
             database_url: &url,
-            chain_id: "bench-otlp",
-            otlp_endpoint: Some(&endpoint),
-        })?;
-        let mut v = variant(
-            "sqlite + OTLP export",
-            &tg,
+            durability: Some("normal"),
+            chain_id: "bench-e2e-normal",
+            ..base
+        };
+        let v = run_variant(
+            "sqlite, durability normal",
+            s,
             &direct,
             &tokens,
             d.variant_rate,
             d,
         )
         .await?;
-        tg.stop();
+        results.variants.push(v);
+    }
+
+    if let Some(pg_base) = &postgres {
+        let pg = PgScratch::create(pg_base).await?;
+        let chain = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let dir = tempfile::tempdir()?;
+        let s = ToolgateSetup {
+            dir: dir.path(),
+            database_url: &pg.url,
+            chain_id: &chain,
+            ..base
+        };
+        let outcome = run_variant("postgresql", s, &direct, &tokens, d.variant_rate, d).await;
+        pg.drop_now().await?;
+        results.variants.push(outcome?);
+    }
+
+    if tracing_export_landed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let received = Arc::new(sink::Received::default());
+        let sink_task = tokio::spawn(sink::serve(listener, received.clone()));
+        let dir = tempfile::tempdir()?;
+        let url = sqlite_url(dir.path());
+        let s = ToolgateSetup {
+            dir: dir.path(),
+            database_url: &url,
+            otlp_endpoint: Some(&endpoint),
+            chain_id: "bench-otlp",
+            ..base
+        };
+        let mut v = run_variant(
+            "sqlite + OTLP export",
+            s,
+            &direct,
+            &tokens,
+            d.variant_rate,
+            d,
+        )
+        .await?;
         v.note = format!(
             "traces to a local OTLP/HTTP sink, which received {} export requests ({} bytes)",
             received.requests(),
@@ -297,6 +311,11 @@ fn tokens() -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// The audit database of one toolgate instance, in its scratch folder.
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("audit.db").display())
+}
+
 fn mcp_uri(tg: &Proc) -> anyhow::Result<hyper::Uri> {
     Ok(format!("http://{}/mcp/bench", tg.addr).parse()?)
 }
@@ -327,6 +346,22 @@ async fn open_sessions(target: &Arc<Target>, n: u64) -> anyhow::Result<u64> {
         );
     }
     Ok(opened)
+}
+
+/// Starts toolgate as `setup` says, measures it as [`variant`] does and stops it.
+async fn run_variant(
+    name: &str,
+    setup: ToolgateSetup<'_>,
+    direct: &Arc<Target>,
+    tokens: &[String],
+    rate_duration: Duration,
+    d: &Durations,
+) -> anyhow::Result<Variant> {
+    eprintln!("end to end: {name}");
+    let tg = procs::start_toolgate(&setup)?;
+    let v = variant(name, &tg, direct, tokens, rate_duration, d).await;
+    tg.stop();
+    v
 }
 
 /// The fixed rates (direct and through toolgate, interleaved so drift in the machine's load hits both) and the

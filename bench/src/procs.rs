@@ -112,6 +112,7 @@ pub fn start_upstream(binary: &Path) -> anyhow::Result<Proc> {
 }
 
 /// What a toolgate instance of the run is configured with.
+#[derive(Clone, Copy)]
 pub struct ToolgateSetup<'a> {
     pub binary: &'a Path,
     pub dir: &'a Path,
@@ -120,6 +121,8 @@ pub struct ToolgateSetup<'a> {
     pub database_url: &'a str,
     pub chain_id: &'a str,
     pub otlp_endpoint: Option<&'a str>,
+    /// `audit.durability`; toolgate's default (`full`) when `None`.
+    pub durability: Option<&'a str>,
 }
 
 /// Writes a config into `dir` and starts `toolgate serve` on a free port, logs to `dir/toolgate.log`; returns
@@ -134,12 +137,16 @@ pub fn start_toolgate(setup: &ToolgateSetup<'_>) -> anyhow::Result<Proc> {
     };
     let config = format!(
         "listen = \"127.0.0.1:{port}\"\n\n[auth]\nhs256_secret = {SECRET:?}\n\n[policy]\ndir = {policy:?}\n\n\
-         [audit]\ndatabase_url = {db:?}\nchain_id = {chain:?}\n\n{telemetry}\n\
+         [audit]\ndatabase_url = {db:?}\nchain_id = {chain:?}\n{durability}\n{telemetry}\n\
          [[upstream]]\nname = \"bench\"\nurl = \"http://{up}/mcp\"\n",
         policy = setup.policy_dir.display().to_string(),
         db = setup.database_url,
         chain = setup.chain_id,
         up = setup.upstream,
+        durability = setup
+            .durability
+            .map(|d| format!("durability = {d:?}\n"))
+            .unwrap_or_default(),
     );
     let config_path = setup.dir.join("toolgate.toml");
     std::fs::write(&config_path, config).context("writing the toolgate config")?;
