@@ -223,9 +223,9 @@ impl AuditStore {
         dispatch!(self, s => s.load_head(chain_id).await)
     }
 
-    /// Inserts sealed events in one transaction; nothing is stored unless everything is.
-    /// Inserts sealed events in one transaction; nothing is stored unless everything is. The chain's stored
-    /// head must still be `previous` (compare-and-set), so two writers on one chain cannot fork it.
+    /// Inserts sealed events atomically (one statement or one transaction); nothing is stored unless
+    /// everything is. The chain's stored head must still be `previous`, so two writers on one chain cannot
+    /// fork it: PostgreSQL checks it with a compare-and-set, SQLite's triggers check each row against it.
     pub(crate) async fn insert_batch(
         &self,
         events: &[AuditEvent],
