@@ -160,12 +160,28 @@ impl SessionSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationSettings {
     /// How long an escalated call is held waiting for a human before it is answered `-31002` (0 = at once).
     #[serde(default)]
     pub hold_seconds: u64,
+    /// How long a reviewer's answer that no held call received waits for the agent's identical retry.
+    #[serde(default = "default_answer_ttl_seconds")]
+    pub answer_ttl_seconds: u64,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> Self {
+        EscalationSettings {
+            hold_seconds: 0,
+            answer_ttl_seconds: default_answer_ttl_seconds(),
+        }
+    }
+}
+
+fn default_answer_ttl_seconds() -> u64 {
+    3600
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,7 +1,13 @@
 //! Escalated calls held for a human: recorded as pending with an id, decided through the admin API.
+//!
+//! A reviewer's answer reaches the agent either at once, when its call is still held (`escalation.hold_seconds`),
+//! or on the agent's next identical call (same agent, upstream, tool and arguments) within
+//! `escalation.answer_ttl_seconds`: an approval lets that one retry through, a denial denies it. A retry while
+//! the escalation is still pending joins it instead of opening another one for the reviewers.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
 use serde::Serialize;
@@ -27,6 +33,9 @@ pub struct Escalation {
     pub target: Option<String>,
     pub policy_id: String,
     pub reason: String,
+    /// Once decided: whether the agent has received the answer (its held call, or a retry, took it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
 }
 
 /// Escalations kept in memory before decided ones are forgotten.
@@ -34,8 +43,23 @@ const MAX_KEPT: usize = 10_000;
 
 struct Entry {
     escalation: Escalation,
-    /// Present while a call is still held waiting for this review.
+    /// Which calls count as the same call: agent, upstream, tool and the hash of the arguments.
+    fingerprint: String,
+    /// Present while a call is (or was) held waiting for this review.
     waiter: Option<oneshot::Sender<Review>>,
+    /// A decision no held call received, kept for the agent's next identical call, and when it was made.
+    undelivered: Option<(Review, Instant)>,
+}
+
+/// What an escalated call finds for its fingerprint.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A reviewer already decided an earlier identical call; the answer is now taken (it serves one call).
+    Answered { id: String, review: Review },
+    /// An identical call is pending and nobody waits for it: join it rather than open another.
+    Pending { id: String },
+    /// Nothing: open a new escalation.
+    None,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,8 +84,49 @@ impl Escalations {
         }
     }
 
+    /// What an escalated call with this fingerprint should do; an answer found is consumed. Answers older
+    /// than `ttl` are not given out.
+    pub fn lookup(&self, fingerprint: &str, ttl: Duration) -> Lookup {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = None;
+        for (id, entry) in entries
+            .iter_mut()
+            .filter(|(_, e)| e.fingerprint == fingerprint)
+        {
+            match &entry.undelivered {
+                Some((review, at)) if at.elapsed() <= ttl => {
+                    let review = review.clone();
+                    entry.undelivered = None;
+                    entry.escalation.delivered = Some(true);
+                    return Lookup::Answered {
+                        id: id.clone(),
+                        review,
+                    };
+                }
+                _ => {}
+            }
+            let nobody_waits = entry.waiter.as_ref().is_none_or(|w| w.is_closed());
+            if entry.escalation.status == "pending" && nobody_waits {
+                pending = Some(id.clone());
+            }
+        }
+        pending.map_or(Lookup::None, |id| Lookup::Pending { id })
+    }
+
+    /// Holds a call on the pending escalation `id` (a retry joining it); `None` if it is no longer pending.
+    pub fn join(&self, id: &str) -> Option<oneshot::Receiver<Review>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get_mut(id)?;
+        if entry.escalation.status != "pending" {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        entry.waiter = Some(tx);
+        Some(rx)
+    }
+
     /// Records a pending escalation; the receiver resolves when a reviewer decides.
-    pub fn open(&self, escalation: Escalation) -> oneshot::Receiver<Review> {
+    pub fn open(&self, escalation: Escalation, fingerprint: String) -> oneshot::Receiver<Review> {
         let (tx, rx) = oneshot::channel();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded memory: decided escalations are kept for the admin API only while there is room (they are
@@ -73,7 +138,9 @@ impl Escalations {
             escalation.id.clone(),
             Entry {
                 escalation,
+                fingerprint,
                 waiter: Some(tx),
+                undelivered: None,
             },
         );
         self.pending.inc();
@@ -94,9 +161,14 @@ impl Escalations {
             Review::Denied => "denied",
         };
         self.pending.dec();
-        if let Some(waiter) = entry.waiter.take() {
-            let _ = waiter.send(review);
+        let delivered = entry
+            .waiter
+            .take()
+            .is_some_and(|waiter| waiter.send(review.clone()).is_ok());
+        if !delivered {
+            entry.undelivered = Some((review, Instant::now()));
         }
+        entry.escalation.delivered = Some(delivered);
         Ok(entry.escalation.clone())
     }
 
@@ -129,14 +201,17 @@ mod tests {
             target: None,
             policy_id: "p".into(),
             reason: "r".into(),
+            delivered: None,
         }
     }
+
+    const TTL: Duration = Duration::from_secs(3600);
 
     #[tokio::test]
     async fn a_decision_releases_the_held_call_once() {
         let gauge = IntGauge::new("g", "g").unwrap();
         let e = Escalations::new(gauge.clone());
-        let rx = e.open(esc("e1"));
+        let rx = e.open(esc("e1"), "f1".into());
         assert_eq!(gauge.get(), 1);
         assert_eq!(e.list(Some("pending")).len(), 1);
         e.decide("e1", Review::Approved).unwrap();
@@ -151,5 +226,59 @@ mod tests {
             EscalationError::NotFound("nope".into())
         );
         assert_eq!(e.list(Some("approved"))[0].id, "e1");
+        assert_eq!(e.list(Some("approved"))[0].delivered, Some(true));
+        // The held call took the answer: an identical retry opens a new escalation.
+        assert_eq!(e.lookup("f1", TTL), Lookup::None);
+    }
+
+    #[tokio::test]
+    async fn an_answer_no_held_call_took_serves_the_next_identical_call_once() {
+        let e = Escalations::new(IntGauge::new("g", "g").unwrap());
+        for (id, review) in [("a", Review::Approved), ("d", Review::Denied)] {
+            let fingerprint = format!("f-{id}");
+            drop(e.open(esc(id), fingerprint.clone())); // the call stopped waiting (hold time over)
+            assert_eq!(e.lookup("other", TTL), Lookup::None);
+            assert_eq!(
+                e.lookup(&fingerprint, TTL),
+                Lookup::Pending { id: id.into() },
+                "a retry joins the pending escalation"
+            );
+            let joined = e.join(id).unwrap();
+            assert_eq!(
+                e.lookup(&fingerprint, TTL),
+                Lookup::None,
+                "a held retry is waiting: no second joiner"
+            );
+            drop(joined);
+            e.decide(id, review.clone()).unwrap();
+            assert_eq!(
+                e.list(None).iter().find(|x| x.id == id).unwrap().delivered,
+                Some(false)
+            );
+            assert!(e.join(id).is_none(), "decided: nothing to join");
+            assert_eq!(
+                e.lookup(&fingerprint, Duration::ZERO),
+                Lookup::None,
+                "an answer older than the ttl is not given out"
+            );
+        }
+        // Within the ttl: given out once, to the identical call only.
+        let e2 = Escalations::new(IntGauge::new("g", "g").unwrap());
+        drop(e2.open(esc("x"), "fx".into()));
+        e2.decide("x", Review::Approved).unwrap();
+        assert_eq!(e2.lookup("fy", TTL), Lookup::None);
+        assert_eq!(
+            e2.lookup("fx", TTL),
+            Lookup::Answered {
+                id: "x".into(),
+                review: Review::Approved
+            }
+        );
+        assert_eq!(e2.list(None)[0].delivered, Some(true));
+        assert_eq!(
+            e2.lookup("fx", TTL),
+            Lookup::None,
+            "one answer serves one call"
+        );
     }
 }

@@ -22,7 +22,7 @@ use toolgate_engine::policy::{Decision, Verdict};
 use crate::app::App;
 use crate::audit::Durable;
 use crate::auth::AgentIdentity;
-use crate::escalation::{Escalation, Review};
+use crate::escalation::{Escalation, Lookup, Review};
 use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::session::Session;
 use crate::mcp::upstream::Upstream;
@@ -222,7 +222,8 @@ pub async fn tools_call(
 }
 
 /// An escalated call: recorded as pending, held up to the hold time for a reviewer, then forwarded, denied,
-/// or answered `-31002` with the escalation id.
+/// or answered `-31002` with the escalation id. A reviewer's answer to an identical earlier call that no held
+/// call received is applied to this one instead; a retry of a pending escalation joins it.
 async fn escalate(
     record: &CallRecord<'_>,
     id: &Value,
@@ -232,7 +233,22 @@ async fn escalate(
     message: &Message,
 ) -> Response<Body> {
     let app = record.app;
-    let escalation_id = uuid::Uuid::now_v7().to_string();
+    let fingerprint = format!(
+        "{}\n{}\n{}\n{}",
+        record.caller.identity.id, record.caller.upstream_name, record.tool_name, record.input_hash
+    );
+    let ttl = std::time::Duration::from_secs(app.config.escalation.answer_ttl_seconds);
+    let (escalation_id, joined) = match app.escalations.lookup(&fingerprint, ttl) {
+        Lookup::Answered {
+            id: escalation_id,
+            review,
+        } => {
+            let extra = json!({ "escalation_id": escalation_id });
+            return answer(record, id, decision, review, extra, headers, raw, message).await;
+        }
+        Lookup::Pending { id: escalation_id } => (escalation_id, true),
+        Lookup::None => (uuid::Uuid::now_v7().to_string(), false),
+    };
     let extra = json!({ "escalation_id": escalation_id });
     if record
         .append("policy_escalate", decision, extra.clone())
@@ -241,32 +257,38 @@ async fn escalate(
     {
         return audit_unavailable(id);
     }
-    let waiter = app.escalations.open(Escalation {
-        id: escalation_id.clone(),
-        status: "pending",
-        created_at: crate::telemetry::now_rfc3339(),
-        agent_id: record.caller.identity.id.clone(),
-        tool_name: record.tool_name.to_owned(),
-        mcp_server: record.caller.upstream_name.to_owned(),
-        action: record.class.action.as_str().to_owned(),
-        target: record.class.target.clone(),
-        policy_id: decision.policy_id().to_owned(),
-        reason: decision.reason().to_owned(),
-    });
+    let waiter = if joined {
+        app.escalations.join(&escalation_id)
+    } else {
+        Some(app.escalations.open(
+            Escalation {
+                id: escalation_id.clone(),
+                status: "pending",
+                created_at: crate::telemetry::now_rfc3339(),
+                agent_id: record.caller.identity.id.clone(),
+                tool_name: record.tool_name.to_owned(),
+                mcp_server: record.caller.upstream_name.to_owned(),
+                action: record.class.action.as_str().to_owned(),
+                target: record.class.target.clone(),
+                policy_id: decision.policy_id().to_owned(),
+                reason: decision.reason().to_owned(),
+                delivered: None,
+            },
+            fingerprint,
+        ))
+    };
     let hold = std::time::Duration::from_secs(app.config.escalation.hold_seconds);
-    match tokio::time::timeout(hold, waiter).await {
-        Ok(Ok(Review::Approved)) => {
-            let approved =
-                Decision::approved(decision).expect("escalate() is only called for escalations");
-            forward_allowed(record, id, &approved, extra, headers, raw, message).await
-        }
-        Ok(Ok(Review::Denied)) => {
-            let denied = Decision::reviewer_denied(decision)
-                .expect("escalate() is only called for escalations");
-            let _ = record.append("policy_deny", &denied, extra).await;
-            deny_reply(id, &denied)
-        }
-        Ok(Err(_)) | Err(_) => jsonrpc_reply(
+    let review = match waiter {
+        Some(waiter) => tokio::time::timeout(hold, waiter)
+            .await
+            .ok()
+            .and_then(Result::ok),
+        // Decided between the lookup and the join: the answer waits for the next retry.
+        None => None,
+    };
+    match review {
+        Some(review) => answer(record, id, decision, review, extra, headers, raw, message).await,
+        None => jsonrpc_reply(
             StatusCode::OK,
             jsonrpc::error_response(
                 Some(id),
@@ -275,6 +297,33 @@ async fn escalate(
                 Some(json!({ "escalation_id": escalation_id, "policy_id": decision.policy_id() })),
             ),
         ),
+    }
+}
+
+/// Carries out a reviewer's answer to an escalated call: forward it as approved, or deny it.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    record: &CallRecord<'_>,
+    id: &Value,
+    decision: &Decision,
+    review: Review,
+    extra: Value,
+    headers: &HeaderMap,
+    raw: Bytes,
+    message: &Message,
+) -> Response<Body> {
+    match review {
+        Review::Approved => {
+            let approved =
+                Decision::approved(decision).expect("answer() is only called for escalations");
+            forward_allowed(record, id, &approved, extra, headers, raw, message).await
+        }
+        Review::Denied => {
+            let denied = Decision::reviewer_denied(decision)
+                .expect("answer() is only called for escalations");
+            let _ = record.append("policy_deny", &denied, extra).await;
+            deny_reply(id, &denied)
+        }
     }
 }
 

@@ -131,3 +131,88 @@ async fn the_admin_api_needs_its_token() {
         .starts_with("sha256:"));
     proxy.stop().await;
 }
+
+/// With no hold time the agent gets `-31002` at once; the reviewer's answer then applies to its retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_answer_applies_to_the_agents_identical_retry() {
+    let proxy = start(Options::default()).await;
+    let mut agent = Agent::new(&proxy, "demo", token("writer", &[]));
+    let write = |path: &str| json!({ "path": path, "content": "reviewed later" });
+    let escalation_id = |answer: &common::Answer| {
+        assert_eq!(answer.error_code(), Some(-31002), "{:?}", answer.message());
+        answer.message()["error"]["data"]["escalation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Approved: the first retry goes through, once.
+    let first = escalation_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/later.txt"))
+            .await,
+    );
+    let retry = escalation_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/later.txt"))
+            .await,
+    );
+    assert_eq!(retry, first, "a retry joins the pending escalation");
+    assert_eq!(pending(&proxy).await.len(), 1, "reviewers see it once");
+    assert_eq!(review(&proxy, &first, "approve").await, StatusCode::OK);
+    let other = agent
+        .call_stateless("write_file", write("/workspace/other.txt"))
+        .await;
+    assert_ne!(
+        escalation_id(&other),
+        first,
+        "other arguments are another call"
+    );
+    let approved = agent
+        .call_stateless("write_file", write("/workspace/later.txt"))
+        .await;
+    assert_eq!(
+        approved.message()["result"]["isError"],
+        false,
+        "{:?}",
+        approved.message()
+    );
+    let written = proxy.dir.path().join("sandbox/workspace/later.txt");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "reviewed later");
+    let events = common::audit_events(&proxy.app, 10).await;
+    let call = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_call" && e["extra"]["escalation_id"] == first.as_str())
+        .expect("the released retry is recorded with its escalation");
+    assert_eq!(call["policy_result"], "allow");
+    assert!(call["policy_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("approved by a reviewer"));
+    let again = agent
+        .call_stateless("write_file", write("/workspace/later.txt"))
+        .await;
+    assert_ne!(
+        escalation_id(&again),
+        first,
+        "one approval lets one call through"
+    );
+
+    // Denied: the retry is denied and never reaches the upstream.
+    let denied_id = escalation_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/no.txt"))
+            .await,
+    );
+    assert_eq!(review(&proxy, &denied_id, "deny").await, StatusCode::OK);
+    let denied = agent
+        .call_stateless("write_file", write("/workspace/no.txt"))
+        .await;
+    assert_eq!(denied.error_code(), Some(-31001));
+    assert!(denied.message()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("denied by a reviewer"));
+    assert!(!proxy.dir.path().join("sandbox/workspace/no.txt").exists());
+    proxy.stop().await;
+}
