@@ -263,7 +263,7 @@ impl AuditStore {
 
     /// SQLite (a file): copies the write-ahead log's committed pages back into the database file on a reading
     /// connection, without waiting for the writer (`PRAGMA wal_checkpoint(PASSIVE)`). The audit writer starts
-    /// one in the background every few hundred milliseconds, so the copy and its fsync stay off the commit
+    /// one in the background every 50 ms while it commits, so the copy and its fsync stay off the commit
     /// path; left to SQLite's automatic checkpoint, they would stall the commit that crosses the threshold,
     /// and every call waiting for it. Other databases: nothing to do.
     pub(crate) async fn checkpoint_wal(&self) -> Result<(), sqlx::Error> {
@@ -371,21 +371,8 @@ impl MigrationSource<'static> for EmbeddedMigrations {
     }
 }
 
-/// Every column, in contract order (the order of `decode_event` and `bind_event`), as the INSERT lists them:
+/// Every column, in contract order (the order of `decode_event` and `push_event_binds`), as the INSERT lists them:
 /// the contract's field names, with `timestamp` quoted because it is a type name in PostgreSQL.
-/// A padded SQLite batch insert up to its rows (see `insert_batch`).
-static PADDED_INSERT_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO audit_events ({}) SELECT * FROM (VALUES ",
-        INSERT_COLUMNS.as_str()
-    )
-});
-
-/// A padding row of a padded SQLite batch insert: placeholders past the last bound argument read as NULL, and
-/// `WHERE column1 IS NOT NULL` (the `id`) drops the row.
-static UNBOUND_ROW: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!(", ({})", vec!["?"; AuditEvent::FIELDS.len()].join(", ")));
-
 static INSERT_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     AuditEvent::FIELDS
         .iter()
@@ -399,6 +386,19 @@ static INSERT_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
         .collect::<Vec<_>>()
         .join(", ")
 });
+
+/// A padded SQLite batch insert up to its rows (see `insert_batch`).
+static PADDED_INSERT_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit_events ({}) SELECT * FROM (VALUES ",
+        INSERT_COLUMNS.as_str()
+    )
+});
+
+/// A padding row of a padded SQLite batch insert: placeholders past the last bound argument read as NULL, and
+/// `WHERE column1 IS NOT NULL` (the `id`) drops the row.
+static UNBOUND_ROW: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!(", ({})", vec!["?"; AuditEvent::FIELDS.len()].join(", ")));
 
 /// The SELECT list: JSON columns read back as text, the one type both databases decode to `String`.
 const SELECT_COLUMNS: &str = "id, chain_id, seq, \"timestamp\", event_type, agent_id, session_id, \
