@@ -279,10 +279,15 @@ async fn escalate(
     };
     let hold = std::time::Duration::from_secs(app.config.escalation.hold_seconds);
     let review = match waiter {
-        Some(waiter) => tokio::time::timeout(hold, waiter)
-            .await
-            .ok()
-            .and_then(Result::ok),
+        Some(mut waiter) => match tokio::time::timeout(hold, &mut waiter).await {
+            Ok(review) => review.ok(),
+            // Closed before the last look, so a decision made just now is either taken here or kept for the
+            // retry by the reviewer's side, never lost in between.
+            Err(_) => {
+                waiter.close();
+                waiter.try_recv().ok()
+            }
+        },
         // Decided between the lookup and the join: the answer waits for the next retry.
         None => None,
     };
