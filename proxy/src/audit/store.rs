@@ -387,6 +387,11 @@ static INSERT_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
         .join(", ")
 });
 
+/// The largest power of two not above `n` (`n` ≥ 1): the row counts of the batch inserts' statements.
+fn power_of_two_at_most(n: usize) -> usize {
+    1 << (usize::BITS - 1 - n.leading_zeros())
+}
+
 /// A padded SQLite batch insert up to its rows (see `insert_batch`).
 static PADDED_INSERT_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
@@ -608,7 +613,7 @@ macro_rules! impl_sql_store {
                         // request to the driver's thread, where a transaction with a separate compare-and-set
                         // takes four (each a hand-off between threads, slow on busy cores).
                         // Padded to a power of two, a statement holds at most this many rows.
-                        let max_rows = 1usize << (usize::BITS - 1 - rows_per_statement.leading_zeros());
+                        let max_rows = power_of_two_at_most(rows_per_statement);
                         let mut conn = self.writer.acquire().await?;
                         if events.len() <= max_rows {
                             return Self::padded_insert(&mut conn, events, self.dialect).await;
@@ -685,8 +690,7 @@ macro_rules! impl_sql_store {
                     let ts_cast = self.dialect.ts_cast;
                     let mut rest = events;
                     while !rest.is_empty() {
-                        let rows = rest.len().min(rows_per_statement);
-                        let rows = 1usize << (usize::BITS - 1 - rows.leading_zeros());
+                        let rows = power_of_two_at_most(rest.len().min(rows_per_statement));
                         let (chunk, after) = rest.split_at(rows);
                         rest = after;
                         let mut insert = QueryBuilder::<DB>::new(format!(
