@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
 use toolgate_engine::dlp::Finding;
 use toolgate_engine::input::{
-    classify, AgentInfo, PolicyInput, RequestInfo, SessionInfo, ToolClass,
+    classify, AgentInfo, BehaviorInfo, DefinitionInfo, DefinitionStatus, Direction, PolicyInput,
+    RequestInfo, SessionInfo, ToolClass, ToolInput,
 };
 
 /// The shipped policy library (`policies/` at the repository root).
@@ -19,22 +20,27 @@ pub fn policy_dir() -> PathBuf {
         .join("policies")
 }
 
-/// The parts of a typical call's policy input: an agent with one role reading a file under `/workspace`,
-/// in a session that has made a few calls, no DLP findings.
+/// The parts of a typical call's policy input: an agent with one role calling `tools/call` to read a file
+/// under `/workspace` with a pinned definition, in a session that has made a few calls, no DLP findings.
 pub struct TypicalCall {
     pub agent: AgentInfo,
     pub session: SessionInfo,
     pub request: RequestInfo,
     pub tool_name: &'static str,
     pub arguments: Value,
+    /// The request's params: `{"name", "arguments"}`.
+    pub params: Value,
     pub class: ToolClass,
+    pub definition: DefinitionInfo,
     pub findings: Vec<Finding>,
+    pub behavior: BehaviorInfo,
     pub now: &'static str,
 }
 
 impl TypicalCall {
     pub fn new() -> TypicalCall {
         let arguments = json!({ "path": "/workspace/project/src/main.rs" });
+        let params = json!({ "name": "read_file", "arguments": arguments });
         let class = classify("read_file", &arguments, "/workspace");
         TypicalCall {
             agent: AgentInfo {
@@ -43,6 +49,8 @@ impl TypicalCall {
                 roles: vec!["developer".into()],
                 claims: json!({ "sub": "agent-bench", "tenant": "acme", "roles": ["developer"],
                                 "iat": 1_790_000_000u64, "exp": 1_790_003_600u64 }),
+                prompt_hash: None,
+                run_id: None,
             },
             session: SessionInfo {
                 id: Some("0f3c2a9e4b7d4c1a8e6f5d3b2a1c0e9f".into()),
@@ -51,13 +59,27 @@ impl TypicalCall {
             },
             request: RequestInfo {
                 method: "tools/call".into(),
+                direction: Direction::ClientToServer,
                 upstream: "fs".into(),
                 protocol_version: Some("2026-07-28".into()),
             },
             tool_name: "read_file",
             arguments,
+            params,
             class,
+            definition: DefinitionInfo {
+                hash: Some(
+                    "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
+                ),
+                status: DefinitionStatus::Pinned,
+                poisoning: Vec::new(),
+            },
             findings: Vec::new(),
+            behavior: BehaviorInfo {
+                score: 0.12,
+                zscore: 0.4,
+                new_tool: false,
+            },
             now: "2026-11-22T20:15:00.123456Z",
         }
     }
@@ -68,11 +90,18 @@ impl TypicalCall {
             agent: &self.agent,
             session: &self.session,
             request: &self.request,
-            tool_name: self.tool_name,
-            arguments: Some(&self.arguments),
-            class: &self.class,
+            tool: Some(ToolInput {
+                name: self.tool_name,
+                arguments: Some(&self.arguments),
+                class: &self.class,
+                definition: Some(&self.definition),
+            }),
+            resource: None,
+            prompt: None,
+            params: Some(&self.params),
             findings: &self.findings,
-            behavior_score: 0.0,
+            behavior: self.behavior,
+            response: None,
             now: self.now,
         }
         .to_value()

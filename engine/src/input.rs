@@ -3,11 +3,24 @@
 //! The policy only ever sees normalised targets: a path is absolute with `.`/`..` resolved, a URL has its
 //! scheme and host lower-cased and its userinfo removed. Policies can then compare prefixes and hosts
 //! without each of them re-implementing (and getting wrong) traversal and URL parsing.
+//!
+//! [`classify`] lists in [`ToolClass::targets`] every path, URL, command and address the arguments name, at
+//! any depth (see [`targets`] for the rules), so a policy can judge a move's destination as well as its
+//! source. The walk is bounded: at most [`MAX_TARGETS`] targets and [`MAX_DEPTH`] levels of nesting. Past
+//! either bound the walk stops and [`ToolClass::truncated`] is set (`tool.targets_truncated` in the
+//! document), which a policy must treat as "not everything could be judged" and deny.
 
-use std::collections::BTreeMap;
+mod document;
+mod targets;
+#[cfg(test)]
+mod tests;
 
-use regorus::Value;
-use serde_json::json;
+pub(crate) use document::json_to_value;
+pub use document::{
+    AgentInfo, BehaviorInfo, DefinitionInfo, DefinitionStatus, Direction, PolicyInput, PromptInput,
+    RequestInfo, ResourceInput, ResponseInput, SessionInfo, ToolInput,
+};
+pub use targets::{MAX_DEPTH, MAX_TARGETS};
 
 /// What a tool call does, as far as the proxy can tell from its name and arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +49,48 @@ impl Action {
     }
 }
 
-/// The action of a tool call and the normalised resource it acts on.
+/// What kind of resource an argument names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetKind {
+    Path,
+    Url,
+    Command,
+    Address,
+}
+
+impl TargetKind {
+    /// The name used in the Rego input (`tool.targets[_].kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Path => "path",
+            TargetKind::Url => "url",
+            TargetKind::Command => "command",
+            TargetKind::Address => "address",
+        }
+    }
+}
+
+/// One resource a tool call's arguments name, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub kind: TargetKind,
+    /// RFC 6901 JSON pointer to the argument that names it ("" = the arguments themselves).
+    pub key: String,
+    pub value: String,
+}
+
+/// The action of a tool call and the normalised resources it acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolClass {
     pub action: Action,
-    /// A normalised path or URL, the command line, or the recipient address; `None` when no argument names one.
+    /// The resource the action is mainly about (the first path of a read, the command of an execute...),
+    /// always one of `targets`; `None` when no argument names one.
     pub target: Option<String>,
+    /// Every resource the arguments name, in document order, each (kind, value) once.
+    pub targets: Vec<Target>,
+    /// The arguments name more than [`MAX_TARGETS`] resources or nest deeper than [`MAX_DEPTH`]: `targets`
+    /// is incomplete.
+    pub truncated: bool,
 }
 
 // Ordered from most to least dangerous: a name with several action words ("read_and_delete",
@@ -83,28 +132,17 @@ const ACTION_WORDS: &[(Action, &[&str])] = &[
     ),
 ];
 
-// Argument keys are compared lower-cased with `_` and `-` removed, so `file_path`, `filePath` and
-// `file-path` all count as `filepath`.
-const PATH_KEYS: &[&str] = &[
-    "path",
-    "file",
-    "filename",
-    "filepath",
-    "dir",
-    "directory",
-    "source",
-    "destination",
-];
-const URL_KEYS: &[&str] = &["url", "uri", "endpoint"];
-const COMMAND_KEYS: &[&str] = &["command", "cmd"];
-const ADDRESS_KEYS: &[&str] = &["to", "recipient", "recipients"];
-
 /// Classify a tool call from its name and arguments.
 ///
 /// The action comes from the words of the tool name (`read_file` -> read, `run_shell` -> execute); the
-/// target from well-known argument keys, normalised (`workdir` makes relative paths absolute). A call
-/// whose name says only "read" (or nothing) but whose target is a URL is a network action: `get_page`
-/// with a `url` fetches from the network.
+/// targets from the arguments, normalised (`workdir` makes relative paths absolute). A call whose name says
+/// only "read" (or nothing) and whose arguments name a URL under a URL key but no path under a path key is a
+/// network action: `get_page` with a `url` fetches from the network.
+///
+/// `target` is picked by the action: the first path (else URL) of a read, write or delete, the command
+/// (else path) of an execute, the URL (else path) of a network action, the address (else URL) of a send.
+/// Values named by their key come before values that only look like a path or URL, so a `content` that
+/// starts with `/` cannot stand in for a write's `path`.
 pub fn classify(tool_name: &str, arguments: &serde_json::Value, workdir: &str) -> ToolClass {
     let words = name_words(tool_name);
     let mut action = ACTION_WORDS
@@ -112,24 +150,32 @@ pub fn classify(tool_name: &str, arguments: &serde_json::Value, workdir: &str) -
         .find(|(_, vocabulary)| words.iter().any(|w| vocabulary.contains(&w.as_str())))
         .map_or(Action::Unknown, |(action, _)| *action);
 
-    let path =
-        find_argument(arguments, PATH_KEYS).map(|p| normalise_path(strip_file_scheme(&p), workdir));
-    let url = find_argument(arguments, URL_KEYS).map(|u| normalise_url(&u));
-    let command = find_argument(arguments, COMMAND_KEYS).map(|c| c.trim().to_string());
-    let address = find_argument(arguments, ADDRESS_KEYS).map(|a| a.trim().to_string());
-
-    if matches!(action, Action::Read | Action::Unknown) && url.is_some() && path.is_none() {
+    let found = targets::collect(arguments, workdir);
+    if matches!(action, Action::Read | Action::Unknown)
+        && found.first_named(TargetKind::Url).is_some()
+        && found.first_named(TargetKind::Path).is_none()
+    {
         action = Action::Network;
     }
-
-    let target = match action {
-        Action::Read | Action::Write | Action::Delete => path.or(url),
-        Action::Execute => command.or(path),
-        Action::Network => url.or(path),
-        Action::Send => address.or(url),
-        Action::Unknown => path.or(url).or(command).or(address),
+    let priority: &[TargetKind] = match action {
+        Action::Read | Action::Write | Action::Delete => &[TargetKind::Path, TargetKind::Url],
+        Action::Execute => &[TargetKind::Command, TargetKind::Path],
+        Action::Network => &[TargetKind::Url, TargetKind::Path],
+        Action::Send => &[TargetKind::Address, TargetKind::Url],
+        Action::Unknown => &[
+            TargetKind::Path,
+            TargetKind::Url,
+            TargetKind::Command,
+            TargetKind::Address,
+        ],
     };
-    ToolClass { action, target }
+    let target = found.pick(priority).map(|t| t.value.clone());
+    ToolClass {
+        action,
+        target,
+        targets: found.targets,
+        truncated: found.truncated,
+    }
 }
 
 /// Lower-cased words of a tool name: split at non-alphanumerics and at camelCase boundaries.
@@ -157,53 +203,13 @@ fn name_words(name: &str) -> Vec<String> {
     words
 }
 
-/// The first argument whose folded key is in `keys` (in the order of `keys`), as text: a string as is,
-/// an array of strings joined by spaces (a command given as argv) or by `, ` (several recipients).
-fn find_argument(arguments: &serde_json::Value, keys: &[&str]) -> Option<String> {
-    let object = arguments.as_object()?;
-    let folded: Vec<(String, &serde_json::Value)> =
-        object.iter().map(|(k, v)| (fold_key(k), v)).collect();
-    keys.iter().find_map(|wanted| {
-        folded
-            .iter()
-            .filter(|(k, _)| k == wanted)
-            .find_map(|(_, v)| argument_text(v, wanted))
-    })
-}
-
-fn fold_key(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-fn argument_text(value: &serde_json::Value, key: &str) -> Option<String> {
-    match value {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        serde_json::Value::Array(items) => {
-            let parts: Vec<&str> = items.iter().filter_map(serde_json::Value::as_str).collect();
-            if parts.is_empty() {
-                return None;
-            }
-            let separator = if ADDRESS_KEYS.contains(&key) {
-                ", "
-            } else {
-                " "
-            };
-            Some(parts.join(separator))
-        }
-        _ => None,
-    }
-}
-
-// A `file://` URL given as a path names the same file; without this, `file:///etc/passwd` would be
-// judged as a relative path below the working directory.
-fn strip_file_scheme(path: &str) -> &str {
-    let trimmed = path.trim();
-    match trimmed.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("file://") => &trimmed[7..],
-        _ => trimmed,
+/// The target of a `resources/*` request: a `file://` URI as the normalised absolute path it names
+/// (percent-decoded once, `.`/`..` resolved, a `localhost` authority dropped), anything else through
+/// [`normalise_url`].
+pub fn resource_target(uri: &str, workdir: &str) -> String {
+    match targets::file_uri_path(uri) {
+        Some(path) => normalise_path(&path, workdir),
+        None => normalise_url(uri),
     }
 }
 
@@ -258,433 +264,4 @@ pub fn normalise_url(url: &str) -> String {
         return trimmed.to_string();
     }
     parsed.into()
-}
-
-/// The authenticated agent, from its token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentInfo {
-    pub id: String,
-    pub tenant_id: Option<String>,
-    pub roles: Vec<String>,
-    /// Every claim of the token, for policies that need more than id, tenant and roles.
-    pub claims: serde_json::Value,
-}
-
-/// The MCP session the call belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    pub id: Option<String>,
-    /// Calls made in this session before this one.
-    pub calls: u64,
-    /// RFC 3339 UTC.
-    pub started_at: Option<String>,
-}
-
-/// The JSON-RPC request as the proxy received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestInfo {
-    pub method: String,
-    /// The configured upstream name (`/mcp/{upstream}`).
-    pub upstream: String,
-    pub protocol_version: Option<String>,
-}
-
-/// Everything the policy sees (INTERFACE.md, "Rego"). Absent optional values are `null` in the document.
-#[derive(Debug, Clone, Copy)]
-pub struct PolicyInput<'a> {
-    pub agent: &'a AgentInfo,
-    pub session: &'a SessionInfo,
-    pub request: &'a RequestInfo,
-    pub tool_name: &'a str,
-    /// `None` when judging a tool's visibility for `tools/list`.
-    pub arguments: Option<&'a serde_json::Value>,
-    pub class: &'a ToolClass,
-    pub findings: &'a [crate::dlp::Finding],
-    pub behavior_score: f64,
-    /// RFC 3339 UTC.
-    pub now: &'a str,
-}
-
-impl PolicyInput<'_> {
-    /// The input document as a regorus `Value`, built directly: parsing a JSON string per call would cost
-    /// more than evaluating the policy (ARCHITECTURE.md, "Hot path notes").
-    pub fn to_value(&self) -> Value {
-        let findings: Vec<Value> = self
-            .findings
-            .iter()
-            .map(|f| {
-                object([
-                    ("type", Value::from(f.kind.as_str())),
-                    ("severity", Value::from(f.severity.as_str())),
-                    ("path", Value::from(f.path.as_str())),
-                    ("count", Value::from(f.count)),
-                ])
-            })
-            .collect();
-        object([
-            (
-                "agent",
-                object([
-                    ("id", Value::from(self.agent.id.as_str())),
-                    ("tenant_id", opt_string(self.agent.tenant_id.as_deref())),
-                    (
-                        "roles",
-                        Value::from(
-                            self.agent
-                                .roles
-                                .iter()
-                                .map(|r| Value::from(r.as_str()))
-                                .collect::<Vec<_>>(),
-                        ),
-                    ),
-                    ("claims", json_to_value(&self.agent.claims)),
-                ]),
-            ),
-            (
-                "session",
-                object([
-                    ("id", opt_string(self.session.id.as_deref())),
-                    ("calls", Value::from(self.session.calls)),
-                    ("started_at", opt_string(self.session.started_at.as_deref())),
-                ]),
-            ),
-            (
-                "request",
-                object([
-                    ("method", Value::from(self.request.method.as_str())),
-                    ("upstream", Value::from(self.request.upstream.as_str())),
-                    (
-                        "protocol_version",
-                        opt_string(self.request.protocol_version.as_deref()),
-                    ),
-                ]),
-            ),
-            (
-                "tool",
-                object([
-                    ("name", Value::from(self.tool_name)),
-                    (
-                        "arguments",
-                        self.arguments.map_or(Value::Null, json_to_value),
-                    ),
-                    ("action", Value::from(self.class.action.as_str())),
-                    ("target", opt_string(self.class.target.as_deref())),
-                ]),
-            ),
-            ("dlp", object([("findings", Value::from(findings))])),
-            (
-                "behavior",
-                object([("score", Value::from(self.behavior_score))]),
-            ),
-            ("now", Value::from(self.now)),
-        ])
-    }
-
-    /// The same document as JSON, for `policy eval`, logs and tests.
-    pub fn to_json(&self) -> serde_json::Value {
-        let findings: Vec<serde_json::Value> = self
-            .findings
-            .iter()
-            .map(|f| serde_json::to_value(f).unwrap_or(serde_json::Value::Null))
-            .collect();
-        json!({
-            "agent": {
-                "id": self.agent.id,
-                "tenant_id": self.agent.tenant_id,
-                "roles": self.agent.roles,
-                "claims": self.agent.claims,
-            },
-            "session": {
-                "id": self.session.id,
-                "calls": self.session.calls,
-                "started_at": self.session.started_at,
-            },
-            "request": {
-                "method": self.request.method,
-                "upstream": self.request.upstream,
-                "protocol_version": self.request.protocol_version,
-            },
-            "tool": {
-                "name": self.tool_name,
-                "arguments": self.arguments,
-                "action": self.class.action.as_str(),
-                "target": self.class.target,
-            },
-            "dlp": {"findings": findings},
-            "behavior": {"score": self.behavior_score},
-            "now": self.now,
-        })
-    }
-}
-
-fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::from(
-        fields
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect::<BTreeMap<Value, Value>>(),
-    )
-}
-
-fn opt_string(s: Option<&str>) -> Value {
-    s.map_or(Value::Null, Value::from)
-}
-
-/// A JSON value as a regorus `Value`, without going through text.
-pub(crate) fn json_to_value(v: &serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::from(*b),
-        serde_json::Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else {
-                n.as_f64().map_or(Value::Null, Value::from)
-            }
-        }
-        serde_json::Value::String(s) => Value::from(s.as_str()),
-        serde_json::Value::Array(items) => {
-            Value::from(items.iter().map(json_to_value).collect::<Vec<_>>())
-        }
-        serde_json::Value::Object(map) => Value::from(
-            map.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), json_to_value(v)))
-                .collect::<BTreeMap<Value, Value>>(),
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_traversal_is_resolved_and_never_climbs_above_root() {
-        assert_eq!(
-            normalise_path("/home/projects/../../etc/passwd", "/"),
-            "/etc/passwd"
-        );
-        assert_eq!(
-            normalise_path("/../../../etc/shadow", "/workspace"),
-            "/etc/shadow"
-        );
-        assert_eq!(normalise_path("/workspace/./a/./b", "/"), "/workspace/a/b");
-        assert_eq!(normalise_path("..", "/"), "/");
-    }
-
-    #[test]
-    fn relative_paths_resolve_against_the_base() {
-        assert_eq!(
-            normalise_path("notes.txt", "/workspace"),
-            "/workspace/notes.txt"
-        );
-        assert_eq!(normalise_path("../etc/passwd", "/workspace"), "/etc/passwd");
-        assert_eq!(normalise_path("a/b", "/workspace/"), "/workspace/a/b");
-        assert_eq!(
-            normalise_path("~/.ssh/id_rsa", "/home/u"),
-            "/home/u/~/.ssh/id_rsa"
-        );
-        assert_eq!(normalise_path("x", ""), "/x");
-    }
-
-    #[test]
-    fn duplicate_and_trailing_slashes_are_removed() {
-        assert_eq!(normalise_path("//etc///passwd", "/"), "/etc/passwd");
-        assert_eq!(normalise_path("/workspace/dir/", "/"), "/workspace/dir");
-        assert_eq!(normalise_path("/", "/"), "/");
-        assert_eq!(normalise_path("", "/tmp"), "/tmp");
-    }
-
-    #[test]
-    fn urls_lose_case_default_port_userinfo_and_dot_segments() {
-        assert_eq!(
-            normalise_url("  HTTPS://User:Secret@API.Example.COM:443/a/../b/./c?q=1 "),
-            "https://api.example.com/b/c?q=1"
-        );
-        assert_eq!(
-            normalise_url("http://example.com:80"),
-            "http://example.com/"
-        );
-        assert_eq!(
-            normalise_url("http://example.com:8080/x"),
-            "http://example.com:8080/x"
-        );
-        assert_eq!(
-            normalise_url("custom://Host.Example/p"),
-            "custom://host.example/p"
-        );
-        assert_eq!(normalise_url(" not a url "), "not a url");
-        assert_eq!(normalise_url("example.com/path"), "example.com/path");
-    }
-
-    #[test]
-    fn userinfo_never_survives_normalisation() {
-        let n = normalise_url("http://admin:hunter2@good.example@evil.example/");
-        assert!(!n.contains("hunter2"), "{n}");
-        assert!(!n.contains("admin"), "{n}");
-        assert_eq!(n, "http://evil.example/");
-    }
-
-    fn class(name: &str, args: serde_json::Value) -> ToolClass {
-        classify(name, &args, "/workspace")
-    }
-
-    #[test]
-    fn demo_tools_are_classified() {
-        let cases = [
-            (
-                "read_file",
-                json!({"path": "notes/../report.txt"}),
-                Action::Read,
-                Some("/workspace/report.txt"),
-            ),
-            (
-                "write_file",
-                json!({"path": "/tmp/out.txt", "content": "hi"}),
-                Action::Write,
-                Some("/tmp/out.txt"),
-            ),
-            (
-                "list_dir",
-                json!({"path": "/home/projects/"}),
-                Action::Read,
-                Some("/home/projects"),
-            ),
-            (
-                "run_shell",
-                json!({"command": " ls -la "}),
-                Action::Execute,
-                Some("ls -la"),
-            ),
-            (
-                "fetch_url",
-                json!({"url": "HTTPS://Docs.RS/regorus"}),
-                Action::Network,
-                Some("https://docs.rs/regorus"),
-            ),
-            (
-                "send_email",
-                json!({"to": "ops@example.com", "subject": "s", "body": "b"}),
-                Action::Send,
-                Some("ops@example.com"),
-            ),
-            ("echo", json!({"text": "hello"}), Action::Unknown, None),
-        ];
-        for (name, args, action, target) in cases {
-            let got = class(name, args);
-            assert_eq!(got.action, action, "{name}");
-            assert_eq!(got.target.as_deref(), target, "{name}");
-        }
-    }
-
-    #[test]
-    fn classification_edge_cases() {
-        // The most dangerous word wins.
-        assert_eq!(class("read_and_delete", json!({})).action, Action::Delete);
-        // camelCase names and folded argument keys.
-        let c = class("deleteFile", json!({"File_Path": "/workspace/a"}));
-        assert_eq!(
-            (c.action, c.target.as_deref()),
-            (Action::Delete, Some("/workspace/a"))
-        );
-        // A read-ish name with a URL target is a network action.
-        let c = class("get_page", json!({"url": "http://Example.com/a"}));
-        assert_eq!(
-            (c.action, c.target.as_deref()),
-            (Action::Network, Some("http://example.com/a"))
-        );
-        // A file:// URL given as a path is the absolute path, not a relative one below the workdir.
-        assert_eq!(
-            class("read_file", json!({"path": "file:///etc/passwd"}))
-                .target
-                .as_deref(),
-            Some("/etc/passwd")
-        );
-        // argv commands and several recipients.
-        assert_eq!(
-            class("exec", json!({"cmd": ["rm", "-rf", "/"]}))
-                .target
-                .as_deref(),
-            Some("rm -rf /")
-        );
-        assert_eq!(
-            class("send_message", json!({"recipients": ["a@x", "b@y"]}))
-                .target
-                .as_deref(),
-            Some("a@x, b@y")
-        );
-        // Non-object arguments and non-string values name no target.
-        assert_eq!(class("read_file", json!(["/etc/passwd"])).target, None);
-        assert_eq!(class("read_file", json!({"path": 7})).target, None);
-        assert_eq!(Action::Network.as_str(), "network");
-    }
-
-    #[test]
-    fn to_value_and_to_json_build_the_same_document() {
-        let agent = AgentInfo {
-            id: "a1".into(),
-            tenant_id: Some("t1".into()),
-            roles: vec!["dev".into(), "shell".into()],
-            claims: json!({"sub": "a1", "n": -3, "big": 18446744073709551615u64, "f": 0.25, "nested": [null, true]}),
-        };
-        let session = SessionInfo {
-            id: None,
-            calls: 12,
-            started_at: Some("2026-11-22T20:00:00Z".into()),
-        };
-        let request = RequestInfo {
-            method: "tools/call".into(),
-            upstream: "fs".into(),
-            protocol_version: Some("2025-11-25".into()),
-        };
-        let args = json!({"path": "/home/projects/report.pdf"});
-        let class = classify("read_file", &args, "/");
-        let input = PolicyInput {
-            agent: &agent,
-            session: &session,
-            request: &request,
-            tool_name: "read_file",
-            arguments: Some(&args),
-            class: &class,
-            findings: &[],
-            behavior_score: 0.4,
-            now: "2026-11-22T20:15:00Z",
-        };
-        let from_json = Value::from(input.to_json());
-        assert_ne!(from_json, Value::Undefined);
-        assert_eq!(input.to_value(), from_json);
-        assert_eq!(
-            input.to_json()["tool"]["target"],
-            json!("/home/projects/report.pdf")
-        );
-        assert_eq!(input.to_json()["session"]["id"], serde_json::Value::Null);
-
-        let findings = vec![crate::dlp::Finding {
-            kind: "aws_access_key".into(),
-            severity: crate::dlp::Severity::Critical,
-            path: "/content".into(),
-            count: 2,
-        }];
-        let flagged = PolicyInput {
-            findings: &findings,
-            ..input
-        };
-        assert_eq!(flagged.to_value(), Value::from(flagged.to_json()));
-        assert_eq!(
-            flagged.to_json()["dlp"]["findings"],
-            json!([{"type": "aws_access_key", "severity": "critical", "path": "/content", "count": 2}])
-        );
-
-        let listing = PolicyInput {
-            arguments: None,
-            ..input
-        };
-        assert_eq!(listing.to_value(), Value::from(listing.to_json()));
-        assert_eq!(
-            listing.to_json()["tool"]["arguments"],
-            serde_json::Value::Null
-        );
-    }
 }

@@ -398,15 +398,49 @@ fn one_line(message: &str) -> String {
 
 /// A plausible call, to make every rule the policies reach run once at load time.
 fn sample_input() -> Value {
-    let json = serde_json::json!({
-        "agent": {"id": "toolgate-smoke", "tenant_id": null, "roles": [], "claims": {}},
-        "session": {"id": null, "calls": 0, "started_at": null},
-        "request": {"method": "tools/call", "upstream": "smoke", "protocol_version": null},
-        "tool": {"name": "read_file", "arguments": {"path": "/tmp/toolgate-smoke"},
-                 "action": "read", "target": "/tmp/toolgate-smoke"},
-        "dlp": {"findings": []},
-        "behavior": {"score": 0.0},
-        "now": "1970-01-01T00:00:00Z",
-    });
-    crate::input::json_to_value(&json)
+    use crate::input::{
+        classify, AgentInfo, BehaviorInfo, Direction, PolicyInput, RequestInfo, SessionInfo,
+        ToolInput,
+    };
+    let agent = AgentInfo {
+        id: "toolgate-smoke".into(),
+        tenant_id: None,
+        roles: Vec::new(),
+        claims: serde_json::json!({}),
+        prompt_hash: None,
+        run_id: None,
+    };
+    let session = SessionInfo {
+        id: None,
+        calls: 0,
+        started_at: None,
+    };
+    let request = RequestInfo {
+        method: "tools/call".into(),
+        direction: Direction::ClientToServer,
+        upstream: "smoke".into(),
+        protocol_version: None,
+    };
+    let arguments = serde_json::json!({"path": "/tmp/toolgate-smoke"});
+    let params = serde_json::json!({"name": "read_file", "arguments": arguments});
+    let class = classify("read_file", &arguments, "/");
+    PolicyInput {
+        agent: &agent,
+        session: &session,
+        request: &request,
+        tool: Some(ToolInput {
+            name: "read_file",
+            arguments: Some(&arguments),
+            class: &class,
+            definition: None,
+        }),
+        resource: None,
+        prompt: None,
+        params: Some(&params),
+        findings: &[],
+        behavior: BehaviorInfo::default(),
+        response: None,
+        now: "1970-01-01T00:00:00Z",
+    }
+    .to_value()
 }

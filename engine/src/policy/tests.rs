@@ -3,7 +3,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use super::*;
-use crate::input::{classify, json_to_value, AgentInfo, PolicyInput, RequestInfo, SessionInfo};
+use crate::input::{
+    classify, json_to_value, AgentInfo, BehaviorInfo, Direction, PolicyInput, RequestInfo,
+    SessionInfo, ToolInput,
+};
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
@@ -262,6 +265,8 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
         tenant_id: Some("t1".into()),
         roles: c.roles.iter().map(|r| r.to_string()).collect(),
         claims: json!({"sub": "a1"}),
+        prompt_hash: None,
+        run_id: None,
     };
     let session = SessionInfo {
         id: Some("s1".into()),
@@ -270,21 +275,33 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
     };
     let request = RequestInfo {
         method: "tools/call".into(),
+        direction: Direction::ClientToServer,
         upstream: "demo".into(),
         protocol_version: None,
     };
     let class = classify(c.tool, &c.arguments, "/workspace");
     let findings: Vec<crate::dlp::Finding> =
         serde_json::from_value(c.findings.clone()).expect("findings");
+    let params = json!({"name": c.tool, "arguments": c.arguments});
     let input = PolicyInput {
         agent: &agent,
         session: &session,
         request: &request,
-        tool_name: c.tool,
-        arguments: Some(&c.arguments),
-        class: &class,
+        tool: Some(ToolInput {
+            name: c.tool,
+            arguments: Some(&c.arguments),
+            class: &class,
+            definition: None,
+        }),
+        resource: None,
+        prompt: None,
+        params: Some(&params),
         findings: &findings,
-        behavior_score: 0.1,
+        behavior: BehaviorInfo {
+            score: 0.1,
+            ..BehaviorInfo::default()
+        },
+        response: None,
         now: "2026-11-22T20:15:00Z",
     };
     let (json, value) = (input.to_json(), input.to_value());
@@ -343,6 +360,8 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
             tenant_id: None,
             roles,
             claims: json!({}),
+            prompt_hash: None,
+            run_id: None,
         };
         let session = SessionInfo {
             id: None,
@@ -351,6 +370,7 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
         };
         let request = RequestInfo {
             method: "tools/list".into(),
+            direction: Direction::ClientToServer,
             upstream: "demo".into(),
             protocol_version: None,
         };
@@ -359,11 +379,18 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
             agent: &agent,
             session: &session,
             request: &request,
-            tool_name: tool,
-            arguments: None,
-            class: &class,
+            tool: Some(ToolInput {
+                name: tool,
+                arguments: None,
+                class: &class,
+                definition: None,
+            }),
+            resource: None,
+            prompt: None,
+            params: None,
             findings: &[],
-            behavior_score: 0.0,
+            behavior: BehaviorInfo::default(),
+            response: None,
             now: "2026-11-22T20:15:00Z",
         };
         let vm = evaluator.visible(input.to_value()).expect("visible");

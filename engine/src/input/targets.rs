@@ -1,0 +1,409 @@
+//! Every path, URL, command and address a tool call's arguments name, with its JSON pointer.
+//!
+//! The walk visits the arguments in document order (serde_json's map order), arrays included:
+//! - a string under a key from one of the key lists below (compared folded: lower-case, `_`/`-` removed,
+//!   so `file_path`, `filePath` and `FILE-PATH` are all `filepath`) is a target of that key's kind, and so
+//!   is each string of an array (at any depth) under such a key; an array of strings under a command key is
+//!   one command (argv joined by spaces);
+//! - any other string that looks like a URL with a scheme (`https://…`, `file://…`) or an absolute path is
+//!   a target too, whatever its key, so an argument name toolgate has never seen cannot hide a resource.
+//!
+//! Values are normalised (paths absolute against the working directory, `file:` URIs as the path they
+//! name, URLs through [`normalise_url`]); the same kind and value is listed once, under its first key.
+
+use serde_json::Value;
+
+use super::{normalise_path, normalise_url, Target, TargetKind};
+
+/// At most this many targets are listed; a call naming more is marked truncated.
+pub const MAX_TARGETS: usize = 256;
+/// Values nested deeper than this below the arguments (which are depth 0) are not inspected; a call
+/// that nests deeper is marked truncated.
+pub const MAX_DEPTH: usize = 64;
+
+// Longer strings are text, not a path or URL someone names; PATH_MAX on Linux is 4096.
+const MAX_PATH_LEN: usize = 4096;
+const MAX_URL_LEN: usize = 8192;
+
+// Folded keys (see the module doc). A value with a scheme under a path key is judged as the URL it is.
+const PATH_KEYS: &[&str] = &[
+    "path",
+    "paths",
+    "file",
+    "files",
+    "filename",
+    "filenames",
+    "filepath",
+    "filepaths",
+    "dir",
+    "dirs",
+    "dirpath",
+    "directory",
+    "directories",
+    "folder",
+    "root",
+    "cwd",
+    "workdir",
+    "workingdir",
+    "workingdirectory",
+    "source",
+    "sources",
+    "sourcepath",
+    "src",
+    "destination",
+    "destinationpath",
+    "dest",
+    "destpath",
+    "dst",
+    "target",
+    "targetpath",
+    "from",
+    "oldpath",
+    "newpath",
+    "output",
+    "outputpath",
+    "outputfile",
+    "outfile",
+    "inputpath",
+    "inputfile",
+    "link",
+    "linkpath",
+    "mountpoint",
+];
+const URL_KEYS: &[&str] = &[
+    "url",
+    "urls",
+    "uri",
+    "uris",
+    "endpoint",
+    "href",
+    "baseurl",
+    "webhook",
+    "webhookurl",
+    "callback",
+    "callbackurl",
+    "redirecturi",
+    "redirecturl",
+];
+const COMMAND_KEYS: &[&str] = &[
+    "command",
+    "commands",
+    "cmd",
+    "cmdline",
+    "commandline",
+    "script",
+    "argv",
+    "executable",
+    "program",
+];
+const ADDRESS_KEYS: &[&str] = &[
+    "to",
+    "recipient",
+    "recipients",
+    "cc",
+    "bcc",
+    "replyto",
+    "email",
+    "emails",
+    "emailaddress",
+    "address",
+    "addresses",
+    "phone",
+    "phonenumber",
+    "host",
+    "hostname",
+    "hosts",
+];
+
+/// The targets of one call's arguments, and which of them a key named.
+pub(super) struct Found {
+    pub targets: Vec<Target>,
+    /// Parallel to `targets`: named by its key (not only shaped like a path or URL).
+    named: Vec<bool>,
+    pub truncated: bool,
+    /// `MAX_TARGETS` reached: nothing more can be listed, so the walk stops.
+    full: bool,
+    workdir: String,
+    pointer: String,
+}
+
+impl Found {
+    /// The first target of `kind` that a key named.
+    pub fn first_named(&self, kind: TargetKind) -> Option<&Target> {
+        self.targets
+            .iter()
+            .zip(&self.named)
+            .find(|(t, named)| **named && t.kind == kind)
+            .map(|(t, _)| t)
+    }
+
+    /// The first named target of the first kind in `priority` that has one; failing that, the first
+    /// target of the first kind in `priority` that has one.
+    pub fn pick(&self, priority: &[TargetKind]) -> Option<&Target> {
+        priority
+            .iter()
+            .find_map(|kind| self.first_named(*kind))
+            .or_else(|| {
+                priority
+                    .iter()
+                    .find_map(|kind| self.targets.iter().find(|t| t.kind == *kind))
+            })
+    }
+
+    fn visit(&mut self, value: &Value, depth: usize, inherited: Option<TargetKind>) {
+        if self.full {
+            return;
+        }
+        if depth > MAX_DEPTH {
+            self.truncated = true;
+            return;
+        }
+        match value {
+            Value::String(s) => match inherited {
+                Some(kind) => self.named(kind, s),
+                None => {
+                    self.shaped(s, false);
+                }
+            },
+            Value::Array(items) => {
+                if inherited == Some(TargetKind::Command) {
+                    let argv: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                    self.push(TargetKind::Command, argv.join(" ").trim().to_string(), true);
+                }
+                // Array items keep the kind of the key above them (a list of paths is paths), except argv
+                // items: they are words of one command, judged by their shape like any other string.
+                let inner = inherited.filter(|k| *k != TargetKind::Command);
+                for (i, item) in items.iter().enumerate() {
+                    let len = self.pointer.len();
+                    self.pointer.push('/');
+                    self.pointer.push_str(&i.to_string());
+                    self.visit(item, depth + 1, inner);
+                    self.pointer.truncate(len);
+                }
+            }
+            Value::Object(members) => {
+                for (key, item) in members {
+                    let len = self.pointer.len();
+                    self.pointer.push('/');
+                    push_escaped(&mut self.pointer, key);
+                    self.visit(item, depth + 1, key_kind(key));
+                    self.pointer.truncate(len);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// A string under a key of `kind`.
+    fn named(&mut self, kind: TargetKind, raw: &str) {
+        let s = raw.trim();
+        if s.is_empty() {
+            return;
+        }
+        match kind {
+            TargetKind::Path => {
+                if let Some(path) = file_uri_path(s) {
+                    let value = normalise_path(&path, &self.workdir);
+                    self.push(TargetKind::Path, value, true);
+                } else if looks_like_url(s) {
+                    self.push(TargetKind::Url, normalise_url(s), true);
+                } else if looks_like_email(s) {
+                    // `from`, `source`: a sender, not a file.
+                    self.push(TargetKind::Address, s.to_string(), true);
+                } else {
+                    let value = normalise_path(s, &self.workdir);
+                    self.push(TargetKind::Path, value, true);
+                }
+            }
+            TargetKind::Url => {
+                self.push(TargetKind::Url, normalise_url(s), true);
+                // Fetching a file: URL reads a local file: judge it as the path too.
+                if let Some(path) = file_uri_path(s) {
+                    let value = normalise_path(&path, &self.workdir);
+                    self.push(TargetKind::Path, value, true);
+                }
+            }
+            TargetKind::Command => self.push(TargetKind::Command, s.to_string(), true),
+            TargetKind::Address => {
+                // `to` of a move is a path: no e-mail address or host starts with `/` or a scheme...
+                if self.shaped(s, true) {
+                    return;
+                }
+                self.push(TargetKind::Address, s.to_string(), true);
+                // ...and one with a `/` that is no e-mail address may be a relative path: judged as both.
+                if s.contains('/') && !looks_like_email(s) {
+                    let value = normalise_path(s, &self.workdir);
+                    self.push(TargetKind::Path, value, true);
+                }
+            }
+        }
+    }
+
+    /// A string judged by its shape alone; false when it looks like neither a URL nor an absolute path.
+    fn shaped(&mut self, raw: &str, named: bool) -> bool {
+        let s = raw.trim();
+        if let Some(path) = file_uri_path(s) {
+            let value = normalise_path(&path, &self.workdir);
+            self.push(TargetKind::Path, value, named);
+        } else if looks_like_url(s) {
+            self.push(TargetKind::Url, normalise_url(s), named);
+        } else if looks_like_absolute_path(s) {
+            let value = normalise_path(s, &self.workdir);
+            self.push(TargetKind::Path, value, named);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn push(&mut self, kind: TargetKind, value: String, named: bool) {
+        if value.is_empty() {
+            return;
+        }
+        if let Some(i) = self
+            .targets
+            .iter()
+            .position(|t| t.kind == kind && t.value == value)
+        {
+            // Listed once under its first key, but a key naming it anywhere makes it a named target.
+            self.named[i] |= named;
+            return;
+        }
+        if self.targets.len() == MAX_TARGETS {
+            self.truncated = true;
+            self.full = true;
+            return;
+        }
+        self.targets.push(Target {
+            kind,
+            key: self.pointer.clone(),
+            value,
+        });
+        self.named.push(named);
+    }
+}
+
+/// Walks `arguments` (see the module doc).
+pub(super) fn collect(arguments: &Value, workdir: &str) -> Found {
+    let mut found = Found {
+        targets: Vec::new(),
+        named: Vec::new(),
+        truncated: false,
+        full: false,
+        workdir: workdir.to_string(),
+        pointer: String::new(),
+    };
+    found.visit(arguments, 0, None);
+    found
+}
+
+fn key_kind(key: &str) -> Option<TargetKind> {
+    let folded = fold_key(key);
+    let folded = folded.as_str();
+    if PATH_KEYS.contains(&folded) {
+        Some(TargetKind::Path)
+    } else if URL_KEYS.contains(&folded) {
+        Some(TargetKind::Url)
+    } else if COMMAND_KEYS.contains(&folded) {
+        Some(TargetKind::Command)
+    } else if ADDRESS_KEYS.contains(&folded) {
+        Some(TargetKind::Address)
+    } else {
+        None
+    }
+}
+
+fn fold_key(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// RFC 6901: `~` is written `~0` and `/` is written `~1`.
+fn push_escaped(pointer: &mut String, key: &str) {
+    for c in key.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
+    }
+}
+
+/// `scheme://rest` with an RFC 3986 scheme and no whitespace or control character.
+fn looks_like_url(s: &str) -> bool {
+    if s.len() > MAX_URL_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+}
+
+fn looks_like_absolute_path(s: &str) -> bool {
+    s.starts_with('/') && s.len() <= MAX_PATH_LEN && !s.chars().any(char::is_control)
+}
+
+/// `local@domain`, nothing a path separator or whitespace could belong to.
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !s.chars().any(|c| c == '/' || c.is_whitespace())
+        }
+        None => false,
+    }
+}
+
+/// The path a `file:` URI names, percent-decoded once, without query or fragment (a URL library on the
+/// server would drop them too); `None` for anything else. `file:///p` and `file://localhost/p` name `/p`;
+/// `file://other/p` names `other/p`, as a server that strips the scheme would read it (relative, so it
+/// is resolved against the working directory and cannot pass for a system path).
+pub(super) fn file_uri_path(s: &str) -> Option<String> {
+    let s = s.trim();
+    let rest = match s.get(..5) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("file:") => &s[5..],
+        _ => return None,
+    };
+    let path = if let Some(after) = rest.strip_prefix("//") {
+        match after.get(..10) {
+            Some(host) if host.eq_ignore_ascii_case("localhost/") => &after[9..],
+            _ => after,
+        }
+    } else if rest.starts_with('/') {
+        rest
+    } else {
+        return None;
+    };
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    Some(percent_decode(&path[..end]))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(byte) = hex {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
