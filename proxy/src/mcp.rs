@@ -13,6 +13,32 @@ pub mod sse;
 pub mod stdio;
 pub mod upstream;
 
+use hyper::header::HeaderMap;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const PROTOCOL_HEADER: &str = "mcp-protocol-version";
+
+/// Keeps only the headers of an upstream answer that mean something to an MCP client.
+pub fn keep_mcp_headers(headers: &mut HeaderMap) {
+    let keep = [
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        SESSION_HEADER,
+        PROTOCOL_HEADER,
+        "cache-control",
+        "last-event-id",
+    ];
+    let drop: Vec<_> = headers
+        .keys()
+        .filter(|k| !keep.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in drop {
+        headers.remove(k);
+    }
+}
+
 /// Protocol revisions toolgate understands. The newest stateful (2025) one is what it speaks to stdio children.
 pub const PROTOCOL_VERSIONS: &[&str] = &[
     "2024-11-05",

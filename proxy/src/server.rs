@@ -50,7 +50,7 @@ pub fn jsonrpc_reply(status: StatusCode, value: Value) -> Response<Body> {
 pub fn stream_response(resp: Response<Incoming>) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let mut resp = Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
-    crate::mcp::endpoint::keep_mcp_headers(resp.headers_mut());
+    crate::mcp::keep_mcp_headers(resp.headers_mut());
     resp
 }
 

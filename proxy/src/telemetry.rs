@@ -9,6 +9,44 @@ pub mod traces;
 pub use metrics::Metrics;
 pub use traces::stage;
 
+/// The stages of the pipeline, in order. `as usize` indexes [`Metrics::stage`]; each is one span and one
+/// `toolgate_stage_duration_seconds{stage}` observation. Owned here, not by the pipeline, because the names are
+/// telemetry's contract (INTERFACE.md, "Metrics" and "Traces").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Jwt = 0,
+    Session = 1,
+    Dlp = 2,
+    Policy = 3,
+    Forward = 4,
+    Result = 5,
+    Audit = 6,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] = [
+        Stage::Jwt,
+        Stage::Session,
+        Stage::Dlp,
+        Stage::Policy,
+        Stage::Forward,
+        Stage::Result,
+        Stage::Audit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Jwt => "jwt",
+            Stage::Session => "session",
+            Stage::Dlp => "dlp",
+            Stage::Policy => "policy",
+            Stage::Forward => "forward",
+            Stage::Result => "result",
+            Stage::Audit => "audit",
+        }
+    }
+}
+
 /// Now as RFC 3339 UTC with microseconds (`2026-11-22T20:15:00.123456Z`): the one timestamp format of logs and
 /// audit events, fixed-width so that string order is time order.
 pub fn now_rfc3339() -> String {

@@ -432,7 +432,7 @@ async fn http_protobuf_export_posts_the_spans_to_v1_traces() {
         assert_eq!(trace_id, TRACE_ID);
         span.in_scope(|| {
             toolgate::telemetry::traces::name_request("tools/list");
-            toolgate::telemetry::stage(&metrics, toolgate::pipeline::Stage::Policy).in_scope(|| ());
+            toolgate::telemetry::stage(&metrics, toolgate::telemetry::Stage::Policy).in_scope(|| ());
         });
     });
     let flushing = tracing.clone();

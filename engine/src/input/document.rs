@@ -160,6 +160,18 @@ pub struct PolicyInput<'a> {
     pub now: &'a str,
 }
 
+impl ResponseInput<'_> {
+    /// `input.response` alone: the result stage judges each answer against the request's document with this
+    /// member set, rather than building the whole document again per answer (an SSE stream has many).
+    pub fn to_value(&self) -> Value {
+        object([
+            ("is_error", Value::from(self.is_error)),
+            ("dlp", object([("findings", findings_value(self.findings))])),
+            ("injection", strings(self.injection.iter().copied())),
+        ])
+    }
+}
+
 impl PolicyInput<'_> {
     /// The input document as a regorus `Value`, built directly: parsing a JSON string per call would cost
     /// more than evaluating the policy (ARCHITECTURE.md, "Hot path notes").
@@ -230,13 +242,7 @@ impl PolicyInput<'_> {
             ),
             (
                 "response",
-                self.response.map_or(Value::Null, |r| {
-                    object([
-                        ("is_error", Value::from(r.is_error)),
-                        ("dlp", object([("findings", findings_value(r.findings))])),
-                        ("injection", strings(r.injection.iter().copied())),
-                    ])
-                }),
+                self.response.as_ref().map_or(Value::Null, ResponseInput::to_value),
             ),
             ("now", Value::from(self.now)),
         ])

@@ -194,6 +194,23 @@ impl AuditLog {
         acked.await.map_err(|_| AuditError::Closed)?
     }
 
+    /// Queues an event behind everything queued before it without waiting for its commit: for outcome events,
+    /// whose answer (often a stream) must not wait on a second commit. It is ordered with every other append
+    /// (one queue, one writer), waits only while the queue is full (back-pressure, never a drop), and `close`
+    /// commits it before the writer stops, so shutdown loses nothing queued here. A failed commit is counted
+    /// and logged by the writer, like any other.
+    pub async fn enqueue(&self, draft: EventDraft) -> Result<(), AuditError> {
+        // Nobody waits for this acknowledgement; the writer's send into a dropped receiver is a no-op.
+        let (ack, _) = oneshot::channel();
+        self.requests
+            .send(Request::Append {
+                draft: Box::new(draft),
+                ack,
+            })
+            .await
+            .map_err(|_| AuditError::Closed)
+    }
+
     /// Every committed event, in chain order, for live consumers (SSE feed, SIEM). A receiver that lags loses
     /// messages (`RecvError::Lagged`); the writer never waits for it.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AuditEvent>> {

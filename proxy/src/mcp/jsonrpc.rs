@@ -18,6 +18,8 @@ pub const UPSTREAM_UNAVAILABLE: i64 = -31003;
 pub const UPSTREAM_TIMEOUT: i64 = -31004;
 /// The audit log could not record the decision, so the call was refused (fail closed).
 pub const AUDIT_UNAVAILABLE: i64 = -31005;
+/// The upstream's answer was blocked by the policy's `result_decision`.
+pub const RESULT_BLOCKED: i64 = -31006;
 
 /// What kind of JSON-RPC message a body holds.
 #[derive(Debug, Clone, PartialEq)]

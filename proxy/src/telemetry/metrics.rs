@@ -52,6 +52,10 @@ pub struct Metrics {
     pub escalations_pending: IntGauge,
     pub alerts_open: IntGaugeVec,
     pub upstream_requests: IntCounterVec,
+    /// Every judged request, any method (`toolgate_requests_total{method, policy_result}`).
+    pub requests: IntCounterVec,
+    /// Every judged upstream answer (`toolgate_results_total{mcp_server, result}`).
+    pub results: IntCounterVec,
     /// `stage_duration` resolved once per stage, so timing a stage costs no label lookup.
     stages: Vec<Histogram>,
     /// Agent ids that have their own label value. A std mutex: held only for a set lookup, never across an await.
@@ -142,8 +146,26 @@ impl Metrics {
             &["mcp_server", "status"],
         )
         .expect("valid metric");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "toolgate_requests_total",
+                "MCP requests judged by the policy, any method, by method and policy result.",
+            ),
+            &["method", "policy_result"],
+        )
+        .expect("valid metric");
+        let results = IntCounterVec::new(
+            Opts::new(
+                "toolgate_results_total",
+                "Upstream answers judged on their way back, by upstream and result (pass, redact, block).",
+            ),
+            &["mcp_server", "result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(tool_calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
+            Box::new(results.clone()),
             Box::new(policy_decision_duration.clone()),
             Box::new(stage_duration.clone()),
             Box::new(audit_write_duration.clone()),
@@ -158,7 +180,7 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         }
         // Resolved up front: dashboards see every stage from the first scrape, and timing costs no lookup.
-        let stages = crate::pipeline::Stage::ALL
+        let stages = super::Stage::ALL
             .iter()
             .map(|s| stage_duration.with_label_values(&[s.as_str()]))
             .collect();
@@ -178,14 +200,38 @@ impl Metrics {
             escalations_pending,
             alerts_open,
             upstream_requests,
+            requests,
+            results,
             stages,
             agents: Mutex::new(HashSet::new()),
             max_agents,
         }
     }
 
+    /// The `method` label of `toolgate_requests_total`: MCP's own methods by name, anything else `other`, so an
+    /// agent cannot mint label values (or smuggle data into them) by inventing methods.
+    pub fn method_label(method: &str) -> &str {
+        const KNOWN: &[&str] = &[
+            "tools/call",
+            "resources/read",
+            "resources/subscribe",
+            "resources/unsubscribe",
+            "prompts/get",
+            "completion/complete",
+            "logging/setLevel",
+            "tasks/get",
+            "tasks/list",
+            "tasks/result",
+            "tasks/cancel",
+            "sampling/createMessage",
+            "elicitation/create",
+            "roots/list",
+        ];
+        KNOWN.iter().copied().find(|m| *m == method).unwrap_or("other")
+    }
+
     /// The histogram of one pipeline stage.
-    pub fn stage(&self, stage: crate::pipeline::Stage) -> &Histogram {
+    pub fn stage(&self, stage: super::Stage) -> &Histogram {
         &self.stages[stage as usize]
     }
 

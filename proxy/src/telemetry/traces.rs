@@ -40,7 +40,7 @@ use tracing_subscriber::Layer;
 use super::logs::{JsonLines, LogSettings};
 use super::Metrics;
 use crate::config::TelemetrySettings;
-use crate::pipeline::Stage;
+use super::Stage;
 
 /// Why tracing could not be set up; each stops start-up with this line.
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +311,7 @@ pub fn stage(metrics: &Metrics, stage: Stage) -> StageSpan {
         Stage::Dlp => tracing::info_span!("dlp"),
         Stage::Policy => tracing::info_span!("policy"),
         Stage::Forward => tracing::info_span!("forward"),
+        Stage::Result => tracing::info_span!("result"),
         Stage::Audit => tracing::info_span!("audit"),
     };
     StageSpan {

@@ -1,0 +1,122 @@
+//! An escalated request: recorded as pending (durable first), held up to the hold time for a reviewer, and
+//! resolved into an approval, a denial, or still pending. A reviewer's answer to an identical earlier request
+//! that no held request received is applied to this one; a retry of a pending escalation joins it.
+
+use serde_json::{json, Value};
+use toolgate_engine::policy::Decision;
+
+use super::record::Record;
+use super::refusal::Refusal;
+use crate::escalation::{Escalation, Lookup, Review};
+
+/// A reviewer's approval: an allow decision made by the engine from the escalation, and the event `extra`.
+pub(super) struct Approval {
+    pub decision: Decision,
+    pub extra: Value,
+}
+
+/// Holds an escalated request. `Ok` carries an approval to forward; every other end is a refusal.
+pub(super) async fn hold(
+    record: &Record<'_>,
+    id: Option<&Value>,
+    decision: &Decision,
+) -> Result<Approval, Refusal> {
+    let app = record.app;
+    let caller = record.caller;
+    // Which requests count as the same: the agent (and its tenant), the upstream, the method, the name and the
+    // hash of what is judged.
+    let fingerprint = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        caller.identity.tenant_id.as_deref().unwrap_or(""),
+        caller.identity.id,
+        caller.upstream_name,
+        record.method,
+        record.tool_name.unwrap_or(""),
+        record.input_hash
+    );
+    let ttl = std::time::Duration::from_secs(app.config.escalation.answer_ttl_seconds);
+    let (escalation_id, joined) = match app.escalations.lookup(&fingerprint, ttl) {
+        Lookup::Answered {
+            id: escalation_id,
+            review,
+        } => return answer(record, id, decision, review, escalation_id).await,
+        Lookup::Pending { id: escalation_id } => (escalation_id, true),
+        Lookup::None => (uuid::Uuid::now_v7().to_string(), false),
+    };
+    let extra = json!({ "escalation_id": escalation_id });
+    if record.append("policy_escalate", decision, extra).await.is_err() {
+        return Err(Refusal::AuditUnavailable { id: id.cloned() });
+    }
+    let waiter = if joined {
+        app.escalations.join(&escalation_id)
+    } else {
+        Some(app.escalations.open(
+            Escalation {
+                id: escalation_id.clone(),
+                status: "pending",
+                created_at: crate::telemetry::now_rfc3339(),
+                agent_id: caller.identity.id.clone(),
+                tool_name: record.tool_name.unwrap_or(record.method).to_owned(),
+                mcp_server: caller.upstream_name.to_owned(),
+                action: record.action.unwrap_or("unknown").to_owned(),
+                target: record.target.map(str::to_owned),
+                policy_id: decision.policy_id().to_owned(),
+                reason: decision.reason().to_owned(),
+                delivered: None,
+            },
+            fingerprint,
+        ))
+    };
+    let hold = std::time::Duration::from_secs(app.config.escalation.hold_seconds);
+    let review = match waiter {
+        Some(mut waiter) => match tokio::time::timeout(hold, &mut waiter).await {
+            Ok(review) => review.ok(),
+            // Closed before the last look, so a decision made just now is either taken here or kept for the
+            // retry by the reviewer's side, never lost in between.
+            Err(_) => {
+                waiter.close();
+                waiter.try_recv().ok()
+            }
+        },
+        // Decided between the lookup and the join: the answer waits for the next retry.
+        None => None,
+    };
+    match review {
+        Some(review) => answer(record, id, decision, review, escalation_id).await,
+        None => Err(Refusal::EscalationPending {
+            id: id.cloned(),
+            escalation_id,
+            decision: decision.clone(),
+        }),
+    }
+}
+
+/// Carries out a reviewer's answer: an approval to forward, or a recorded denial.
+async fn answer(
+    record: &Record<'_>,
+    id: Option<&Value>,
+    decision: &Decision,
+    review: Review,
+    escalation_id: String,
+) -> Result<Approval, Refusal> {
+    let extra = json!({ "escalation_id": escalation_id });
+    match review {
+        Review::Approved => {
+            let approved = Decision::approved(decision).expect("hold() is only called for escalations");
+            Ok(Approval {
+                decision: approved,
+                extra,
+            })
+        }
+        Review::Denied => {
+            let denied =
+                Decision::reviewer_denied(decision).expect("hold() is only called for escalations");
+            // The denial stands whether or not it could be recorded; a failed write is counted by the writer.
+            let _ = record.append("policy_deny", &denied, extra).await;
+            Err(Refusal::Denied {
+                id: id.cloned(),
+                decision: denied,
+            })
+        }
+    }
+}

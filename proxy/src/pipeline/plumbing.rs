@@ -1,0 +1,146 @@
+//! Protocol plumbing (`ping`, `server/discover`, `notifications/*`) and the agent's answers to server requests:
+//! forwarded without `decision`, but scanned first, and refused on a critical DLP finding or by the optional
+//! `plumbing_decision`.
+
+use bytes::Bytes;
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+use toolgate_engine::dlp::Severity;
+use toolgate_engine::policy::{Decision, Verdict};
+
+use super::forward::{self, Forwarded};
+use super::refusal::Refusal;
+use super::route::Unjudged;
+use super::{accepted, count_upstream, Caller, InputBase};
+use crate::app::App;
+use crate::mcp::jsonrpc::{Kind, Message};
+use crate::mcp::upstream::Upstream;
+use crate::server::{jsonrpc_reply, Body};
+use crate::telemetry::Stage;
+
+/// Plumbing from the agent to the upstream.
+pub(super) async fn forward(
+    app: &App,
+    caller: &Caller<'_>,
+    proof: Unjudged,
+    message: &Message,
+    headers: &HeaderMap,
+    raw: Bytes,
+) -> Result<Response<Body>, Refusal> {
+    screen(app, caller, message).await?;
+    if let (Upstream::Stdio(_), Kind::Notification { method }) = (caller.upstream, &message.kind) {
+        // The child's session is toolgate's own; the agent's lifecycle notifications are not the child's.
+        if method == "notifications/initialized" || method.starts_with("notifications/cancelled") {
+            return Ok(accepted());
+        }
+    }
+    send(app, caller, proof, message, headers, raw).await
+}
+
+/// The agent's answer to a request its upstream sent it (sampling, elicitation, roots), scanned like plumbing.
+pub(super) async fn agent_answer(
+    app: &App,
+    caller: &Caller<'_>,
+    proof: Unjudged,
+    message: &Message,
+    headers: &HeaderMap,
+    raw: Bytes,
+) -> Result<Response<Body>, Refusal> {
+    screen(app, caller, message).await?;
+    // A stdio child's requests to clients are answered by toolgate (a shared child cannot be routed to one
+    // agent), so an agent's answer has nowhere to go.
+    if matches!(caller.upstream, Upstream::Stdio(_)) {
+        return Ok(accepted());
+    }
+    send(app, caller, proof, message, headers, raw).await
+}
+
+async fn send(
+    app: &App,
+    caller: &Caller<'_>,
+    proof: Unjudged,
+    message: &Message,
+    headers: &HeaderMap,
+    raw: Bytes,
+) -> Result<Response<Body>, Refusal> {
+    match forward::unjudged(app, caller, proof, headers, raw, message).await {
+        Ok(Forwarded::Json(Value::Null)) => Ok(accepted()),
+        Ok(Forwarded::Json(v)) => {
+            count_upstream(app, caller.upstream_name, StatusCode::OK);
+            Ok(jsonrpc_reply(StatusCode::OK, v))
+        }
+        // An upstream's 400 to `server/discover` passes as is: clients use it to fall back to the older era.
+        Ok(Forwarded::Http(resp)) => {
+            count_upstream(app, caller.upstream_name, resp.status());
+            Ok(crate::server::stream_response(resp))
+        }
+        Err(error) => {
+            app.metrics
+                .upstream_requests
+                .with_label_values(&[caller.upstream_name, error.status_label()])
+                .inc();
+            tracing::warn!(upstream = caller.upstream_name, error = %error, "upstream request failed");
+            Err(Refusal::Upstream {
+                id: message.id().cloned(),
+                error,
+            })
+        }
+    }
+}
+
+/// dlp over the params (or the answer's result), then the plumbing decision: a critical finding refuses the
+/// message whatever the policy says; otherwise `plumbing_decision` (allow when the policy has none).
+async fn screen(app: &App, caller: &Caller<'_>, message: &Message) -> Result<(), Refusal> {
+    let scanned = message
+        .params()
+        .or_else(|| message.value.get("result"))
+        .or_else(|| message.value.get("error"))
+        .unwrap_or(&Value::Null);
+    let findings = crate::telemetry::stage(&app.metrics, Stage::Dlp)
+        .in_scope(|| super::stages::dlp(app, caller, scanned));
+    let method = message.method().unwrap_or("response");
+    let decision = if let Some(critical) = findings.iter().find(|f| f.severity == Severity::Critical) {
+        Decision::plumbing_refused(format!("the message carries {} at {}", critical.kind, critical.path))
+    } else {
+        let base = InputBase::new(caller, method, caller.session.as_ref().map(|s| s.calls()).unwrap_or(0));
+        let input = super::PolicyInput {
+            params: message.params(),
+            ..base.input(&findings)
+        };
+        crate::telemetry::stage(&app.metrics, Stage::Policy).in_scope(|| {
+            app.with_evaluator(|ev| ev.plumbing_decision(input.to_value()))
+                .unwrap_or_else(|e| {
+                    app.metrics.policy_errors.inc();
+                    Decision::from_error(&e)
+                })
+        })
+    };
+    if decision.verdict() == Verdict::Allow {
+        return Ok(());
+    }
+    app.metrics
+        .requests
+        .with_label_values(&[crate::telemetry::Metrics::method_label(method), "deny"])
+        .inc();
+    let draft = toolgate_engine::chain::EventDraft {
+        event_type: "policy_deny".into(),
+        agent_id: Some(caller.identity.id.clone()),
+        session_id: caller.session.as_ref().map(|s| s.id.clone()),
+        tenant_id: caller.identity.tenant_id.clone(),
+        mcp_server: Some(caller.upstream_name.to_owned()),
+        policy_result: Some("deny".into()),
+        policy_id: Some(decision.policy_id().to_owned()),
+        policy_reason: Some(decision.reason().to_owned()),
+        dlp_findings: serde_json::to_value(&findings).unwrap_or(json!([])),
+        dlp_action: Some("blocked".into()),
+        trace_id: Some(caller.trace_id.clone()),
+        extra: json!({ "method": crate::telemetry::Metrics::method_label(method) }),
+        ..Default::default()
+    };
+    let _ = app.audit.append(draft).await;
+    Err(Refusal::Denied {
+        id: message.id().cloned().filter(|_| message.method().is_some()),
+        decision,
+    })
+}

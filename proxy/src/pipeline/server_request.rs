@@ -1,0 +1,146 @@
+//! Requests an upstream sends to the agent through toolgate (`sampling/createMessage`, `elicitation/create`,
+//! `roots/list`, or any other): judged like the agent's own requests, with `request.direction =
+//! server_to_client`: dlp -> policy -> [escalate] -> audit (write-ahead) -> deliver to the agent. A refused one
+//! never reaches the agent: toolgate answers the upstream with the JSON-RPC error instead.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::HeaderMap;
+use hyper::Method;
+use serde_json::{json, Value};
+use toolgate_engine::canonical::input_hash;
+use toolgate_engine::input::Direction;
+use toolgate_engine::policy::Verdict;
+
+use super::record::Record;
+use super::refusal::Refusal;
+use super::{Caller, InputBase};
+use crate::app::App;
+use crate::auth::AgentIdentity;
+use crate::mcp::session::Session;
+use crate::mcp::upstream::Upstream;
+use crate::telemetry::Stage;
+
+/// What judging a server request needs, owned, so a stream's pump task can judge requests as they arrive.
+#[derive(Clone)]
+pub(super) struct ServerRequests {
+    pub app: Arc<App>,
+    pub identity: AgentIdentity,
+    pub session: Option<Arc<Session>>,
+    pub upstream_name: String,
+    pub protocol_version: Option<String>,
+    pub trace_id: String,
+    /// The agent's request headers: an answer toolgate gives the upstream in the agent's place travels in the
+    /// same session.
+    pub headers: HeaderMap,
+}
+
+impl ServerRequests {
+    pub(super) fn of(app: &Arc<App>, caller: &Caller<'_>, headers: &HeaderMap) -> ServerRequests {
+        ServerRequests {
+            app: app.clone(),
+            identity: caller.identity.clone(),
+            session: caller.session.clone(),
+            upstream_name: caller.upstream_name.to_owned(),
+            protocol_version: caller.protocol_version.clone(),
+            trace_id: caller.trace_id.clone(),
+            headers: answer_headers(headers),
+        }
+    }
+
+    /// Judges one server request; true when it may be delivered to the agent. A refused request is answered to
+    /// the upstream here.
+    pub(super) async fn judge(&self, message: &Value) -> bool {
+        let app = &*self.app;
+        let Some(upstream) = app.upstreams.get(&self.upstream_name) else {
+            return false;
+        };
+        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        let id = message.get("id");
+        let caller = Caller {
+            identity: &self.identity,
+            session: self.session.clone(),
+            upstream_name: &self.upstream_name,
+            upstream,
+            protocol_version: self.protocol_version.clone(),
+            trace_id: self.trace_id.clone(),
+            direction: Direction::ServerToClient,
+        };
+        let params = message.get("params");
+        let calls = caller.session.as_ref().map(|s| s.calls()).unwrap_or(0);
+        let base = InputBase::new(&caller, method, calls);
+        let findings = crate::telemetry::stage(&app.metrics, Stage::Dlp)
+            .in_scope(|| super::stages::dlp(app, &caller, params.unwrap_or(&Value::Null)));
+        let input = super::PolicyInput {
+            params,
+            ..base.input(&findings)
+        };
+        let (decision, revision) = crate::telemetry::stage(&app.metrics, Stage::Policy)
+            .in_scope(|| super::stages::policy(app, &caller, method, input.to_value()));
+        let subject = super::subject::Subject::Params;
+        super::stages::observe_decision(app, &caller, method, &subject, &decision);
+        let record = Record {
+            app,
+            caller: &caller,
+            method,
+            tool_name: None,
+            action: None,
+            target: None,
+            input_hash: input_hash(params.unwrap_or(&Value::Null)),
+            findings: &findings,
+            findings_json: serde_json::to_value(&findings).unwrap_or(json!([])),
+            revision: &revision,
+        };
+        let allowed = match decision.verdict() {
+            Verdict::Allow => Ok((decision, json!({}))),
+            Verdict::Deny => {
+                let _ = record.append("policy_deny", &decision, json!({})).await;
+                Err(Refusal::Denied {
+                    id: id.cloned(),
+                    decision,
+                })
+            }
+            Verdict::Escalate => super::escalate::hold(&record, id, &decision)
+                .await
+                .map(|a| (a.decision, a.extra)),
+        };
+        let refusal = match allowed {
+            // audit (write-ahead): the agent sees the request only once its decision is durable.
+            Ok((decision, extra)) => match record.append("request", &decision, extra).await {
+                Ok(_) => return true,
+                Err(_) => Refusal::AuditUnavailable { id: id.cloned() },
+            },
+            Err(refusal) => refusal,
+        };
+        self.answer_upstream(upstream, refusal).await;
+        false
+    }
+
+    /// Answers a refused server request to the upstream, as the agent would have answered it.
+    async fn answer_upstream(&self, upstream: &Upstream, refusal: Refusal) {
+        let Upstream::Http(http) = upstream else {
+            return;
+        };
+        let response = refusal.into_response();
+        let body = match http_body_util::BodyExt::collect(response.into_body()).await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return,
+        };
+        if let Err(e) = http.send(Method::POST, &self.headers, Bytes::from(body)).await {
+            tracing::warn!(upstream = %self.upstream_name, error = %e, "could not answer a refused server request");
+        }
+    }
+}
+
+/// The agent's headers an answer in its place may carry: its session and protocol version, never the
+/// per-request `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` mirrors of the request it sent.
+pub(super) fn answer_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in ["content-type", "accept", "mcp-session-id", "mcp-protocol-version"] {
+        for value in headers.get_all(name) {
+            kept.append(name, value.clone());
+        }
+    }
+    kept
+}

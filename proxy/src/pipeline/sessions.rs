@@ -1,0 +1,135 @@
+//! `initialize` opens a session bound to the agent; session start and end are audit events.
+
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+use toolgate_engine::chain::EventDraft;
+
+use super::forward::{self, Forwarded};
+use super::refusal::Refusal;
+use super::route::Unjudged;
+use super::{count_upstream, Caller};
+use crate::app::App;
+use crate::mcp::jsonrpc::{self, Message};
+use crate::mcp::session::{new_session_id, Session, SessionError};
+use crate::mcp::upstream::Upstream;
+use crate::mcp::{PROTOCOL_HEADER, PROTOCOL_VERSIONS, SESSION_HEADER};
+use crate::server::{jsonrpc_reply, Body};
+
+/// Over HTTP the upstream mints the session id; a stdio child is shared by all agents, so toolgate answers from
+/// the child's own initialize result and mints the id itself.
+pub(super) async fn initialize(
+    app: &App,
+    caller: &Caller<'_>,
+    proof: Unjudged,
+    message: &Message,
+    headers: &HeaderMap,
+    raw: Bytes,
+) -> Result<Response<Body>, Refusal> {
+    let id = message.id().cloned();
+    let requested = message
+        .params()
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let session_refusal = |error: SessionError| Refusal::Session { id: id.clone(), error };
+    match caller.upstream {
+        Upstream::Http(_) => {
+            // An initialize opens a new session: a session id sent with it (perhaps another agent's) must not
+            // reach the upstream, which could take it as a re-initialisation of that session.
+            let mut headers = headers.clone();
+            headers.remove(SESSION_HEADER);
+            let resp = match forward::unjudged(app, caller, proof, &headers, raw, message).await {
+                Ok(Forwarded::Http(resp)) => resp,
+                Ok(Forwarded::Json(_)) => unreachable!("an HTTP upstream answers over HTTP"),
+                Err(error) => {
+                    app.metrics
+                        .upstream_requests
+                        .with_label_values(&[caller.upstream_name, error.status_label()])
+                        .inc();
+                    return Err(Refusal::Upstream { id, error });
+                }
+            };
+            count_upstream(app, caller.upstream_name, resp.status());
+            if resp.status().is_success() {
+                if let Some(sid) = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+                    let negotiated = resp
+                        .headers()
+                        .get(PROTOCOL_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                        .or(requested);
+                    open(app, caller, sid.to_owned(), negotiated)
+                        .await
+                        .map_err(session_refusal)?;
+                }
+            }
+            Ok(crate::server::stream_response(resp))
+        }
+        Upstream::Stdio(child) => {
+            let Some(rpc_id) = id.clone() else {
+                return Err(Refusal::InvalidParams {
+                    id: None,
+                    message: "initialize must be a request".into(),
+                });
+            };
+            let mut result = child.initialize_result();
+            let version = requested
+                .filter(|v| PROTOCOL_VERSIONS.contains(&v.as_str()))
+                .unwrap_or_else(|| "2025-11-25".to_owned());
+            result["protocolVersion"] = Value::String(version.clone());
+            let sid = new_session_id();
+            open(app, caller, sid.clone(), Some(version.clone()))
+                .await
+                .map_err(session_refusal)?;
+            let mut resp = jsonrpc_reply(StatusCode::OK, jsonrpc::result_response(&rpc_id, result));
+            resp.headers_mut().insert(
+                SESSION_HEADER,
+                HeaderValue::from_str(&sid).expect("hex is a valid header"),
+            );
+            resp.headers_mut().insert(
+                PROTOCOL_HEADER,
+                HeaderValue::from_str(&version).unwrap_or(HeaderValue::from_static("2025-11-25")),
+            );
+            Ok(resp)
+        }
+    }
+}
+
+async fn open(
+    app: &App,
+    caller: &Caller<'_>,
+    sid: String,
+    version: Option<String>,
+) -> Result<(), SessionError> {
+    let session = Session::new(
+        sid,
+        caller.upstream_name.to_owned(),
+        caller.identity.id.clone(),
+        caller.identity.tenant_id.clone(),
+        version.clone(),
+    );
+    let session = app.sessions.insert(session)?;
+    record(app, &caller.trace_id, "session_start", &session, json!({ "protocol_version": version })).await;
+    Ok(())
+}
+
+/// Session start and end are audit events. They are awaited (durable) but a failure does not undo the
+/// session: it is counted and logged by the writer.
+pub async fn record(app: &App, trace_id: &str, event_type: &str, session: &Session, extra: Value) {
+    let draft = EventDraft {
+        event_type: event_type.to_owned(),
+        agent_id: Some(session.agent_id.clone()),
+        session_id: Some(session.id.clone()),
+        tenant_id: session.tenant_id.clone(),
+        mcp_server: Some(session.upstream.clone()),
+        trace_id: Some(trace_id.to_owned()),
+        dlp_findings: json!([]),
+        extra,
+        ..EventDraft::default()
+    };
+    if let Err(e) = app.audit.append(draft).await {
+        tracing::error!(agent = %session.agent_id, error = %e, "audit write failed");
+    }
+}

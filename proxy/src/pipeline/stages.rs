@@ -1,0 +1,221 @@
+//! The stages before the route: jwt, the kill switch, session; and the dlp and policy stages of a judged
+//! request. Each is a plain function; the pipeline calls them in order and times each once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::header::{HeaderMap, AUTHORIZATION};
+use serde_json::{json, Value};
+use toolgate_engine::chain::EventDraft;
+use toolgate_engine::dlp::Finding;
+use toolgate_engine::policy::Decision;
+
+use super::refusal::Refusal;
+use super::subject::Subject;
+use super::Caller;
+use crate::app::App;
+use crate::auth::AgentIdentity;
+use crate::mcp::jsonrpc::Message;
+use crate::mcp::session::Session;
+use crate::mcp::upstream::Upstream;
+use crate::mcp::{PROTOCOL_HEADER, SESSION_HEADER};
+use crate::telemetry::Stage;
+
+/// jwt: the agent's identity from its bearer token.
+pub fn jwt(
+    app: &App,
+    headers: &HeaderMap,
+    base_url: &str,
+    upstream_name: &str,
+) -> Result<AgentIdentity, Refusal> {
+    let verified = crate::telemetry::stage(&app.metrics, Stage::Jwt).in_scope(|| {
+        let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        app.auth.verify(header)
+    });
+    match verified {
+        Ok(identity) => {
+            tracing::Span::current().record("agent_id", identity.id.as_str());
+            crate::telemetry::traces::annotate(&[("toolgate.agent_id", &identity.id)]);
+            Ok(identity)
+        }
+        Err(error) => {
+            tracing::info!(upstream = upstream_name, reason = error.description(), "agent authentication failed");
+            Err(Refusal::Unauthenticated {
+                error,
+                metadata_url: format!(
+                    "{base_url}/.well-known/oauth-protected-resource/mcp/{upstream_name}"
+                ),
+            })
+        }
+    }
+}
+
+/// The kill switch: a disabled agent is refused before anything of its sessions is looked up.
+pub fn not_disabled(app: &App, identity: &AgentIdentity) -> Result<(), Refusal> {
+    if app.config.agents.disabled.contains(&identity.id) {
+        tracing::warn!(agent = %identity.id, "disabled agent refused");
+        return Err(Refusal::AgentDisabled {
+            agent_id: identity.id.clone(),
+        });
+    }
+    Ok(())
+}
+
+pub fn upstream<'a>(app: &'a App, name: &str) -> Result<&'a Upstream, Refusal> {
+    app.upstreams.get(name).ok_or_else(|| Refusal::UnknownUpstream {
+        name: name.to_owned(),
+    })
+}
+
+/// session: the presented `Mcp-Session-Id` is known and bound to this agent (an `initialize` opens a new one
+/// and never uses a presented id).
+pub fn session(
+    app: &App,
+    identity: &AgentIdentity,
+    upstream_name: &str,
+    headers: &HeaderMap,
+    message: &Message,
+) -> Result<Option<Arc<Session>>, Refusal> {
+    let found = crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| {
+        match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+            Some(sid) if message.method() != Some("initialize") => {
+                app.sessions.get(upstream_name, sid, &identity.id).map(Some)
+            }
+            _ => Ok(None),
+        }
+    });
+    let session = found.map_err(|error| Refusal::Session {
+        id: message.id().cloned(),
+        error,
+    })?;
+    if let Some(s) = &session {
+        crate::telemetry::traces::annotate(&[("mcp.session.id", &s.id)]);
+    }
+    Ok(session)
+}
+
+/// The protocol version: the message's own (stateless era), the session's, or the header's.
+pub fn protocol_version(
+    message: &Message,
+    session: Option<&Session>,
+    headers: &HeaderMap,
+) -> Option<String> {
+    message
+        .meta_protocol_version()
+        .map(str::to_owned)
+        .or_else(|| session.and_then(|s| s.protocol_version.clone()))
+        .or_else(|| {
+            headers
+                .get(PROTOCOL_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+}
+
+/// dlp: findings over a message's params, counted and logged by type (never by value).
+pub(super) fn dlp(app: &App, caller: &Caller<'_>, params: &Value) -> Vec<Finding> {
+    let findings = app.scanner.scan(params);
+    for f in &findings {
+        app.metrics
+            .dlp_findings
+            .with_label_values(&[&f.kind, f.severity.as_str()])
+            .inc();
+    }
+    if !findings.is_empty() {
+        let types: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+        tracing::info!(agent = %caller.identity.id, findings = ?types, "DLP findings");
+    }
+    findings
+}
+
+/// policy: `decision` on the input document, and the revision of the policy set that made it (so the audit
+/// event names the set that decided even while a reload swaps in another). An error is a deny.
+pub(super) fn policy(
+    app: &App,
+    caller: &Caller<'_>,
+    method: &str,
+    doc: regorus::Value,
+) -> (Decision, String) {
+    let started = Instant::now();
+    let (decision, revision) =
+        app.with_evaluator(|ev| (ev.decide(doc), ev.revision().to_owned()));
+    let decision = decision.unwrap_or_else(|e| {
+        app.metrics.policy_errors.inc();
+        tracing::error!(agent = %caller.identity.id, method, error = %e, "policy evaluation failed");
+        Decision::from_error(&e)
+    });
+    app.metrics
+        .policy_decision_duration
+        .with_label_values(&[caller.upstream_name])
+        .observe(started.elapsed().as_secs_f64());
+    (decision, revision)
+}
+
+/// The decision's span attributes, log line and counters.
+pub(super) fn observe_decision(
+    app: &App,
+    caller: &Caller<'_>,
+    method: &str,
+    subject: &Subject<'_>,
+    decision: &Decision,
+) {
+    let result = decision.verdict().as_str();
+    crate::telemetry::traces::annotate(&[
+        ("toolgate.policy_result", result),
+        ("toolgate.policy_id", decision.policy_id()),
+    ]);
+    tracing::info!(
+        agent = %caller.identity.id,
+        method,
+        tool = subject.name().unwrap_or(""),
+        action = subject.action().unwrap_or(""),
+        target = subject.target().unwrap_or(""),
+        result,
+        policy_id = decision.policy_id(),
+        "policy decision"
+    );
+    app.metrics
+        .requests
+        .with_label_values(&[crate::telemetry::Metrics::method_label(method), result])
+        .inc();
+    if method == "tools/call" {
+        app.metrics
+            .tool_calls
+            .with_label_values(&[
+                app.metrics.agent_label(&caller.identity.id),
+                result,
+                caller.upstream_name,
+            ])
+            .inc();
+    }
+}
+
+/// A request whose params do not say what its method needs is refused before the policy, and recorded as a
+/// deny so the audit log shows the attempt.
+pub(super) async fn record_invalid(app: &App, caller: &Caller<'_>, method: &str, refusal: &Refusal) {
+    let Refusal::InvalidParams { message, .. } = refusal else {
+        return;
+    };
+    app.metrics
+        .requests
+        .with_label_values(&[crate::telemetry::Metrics::method_label(method), "deny"])
+        .inc();
+    let draft = EventDraft {
+        event_type: "policy_deny".into(),
+        agent_id: Some(caller.identity.id.clone()),
+        session_id: caller.session.as_ref().map(|s| s.id.clone()),
+        tenant_id: caller.identity.tenant_id.clone(),
+        mcp_server: Some(caller.upstream_name.to_owned()),
+        policy_result: Some("deny".into()),
+        policy_id: Some("toolgate.invalid_params".into()),
+        policy_reason: Some(message.clone()),
+        dlp_findings: json!([]),
+        error: Some(message.clone()),
+        trace_id: Some(caller.trace_id.clone()),
+        extra: json!({ "method": crate::telemetry::Metrics::method_label(method) }),
+        ..EventDraft::default()
+    };
+    if let Err(e) = app.audit.append(draft).await {
+        tracing::error!(agent = %caller.identity.id, error = %e, "audit write failed");
+    }
+}
