@@ -456,6 +456,38 @@ pub(crate) fn json_to_value(v: &serde_json::Value) -> Value {
     }
 }
 
+/// The state of a tool's definition as toolgate pinned it (`tool.definition.status` in the Rego input).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefinitionStatus {
+    /// Never listed, or listed but not yet approved (pinning `approve`).
+    New,
+    /// As first seen (pinning `tofu`), or approved.
+    Pinned,
+    /// Listed with a definition that differs from the pinned one.
+    Changed,
+}
+
+impl DefinitionStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DefinitionStatus::New => "new",
+            DefinitionStatus::Pinned => "pinned",
+            DefinitionStatus::Changed => "changed",
+        }
+    }
+}
+
+/// `tool.definition` of the Rego input: what toolgate knows of the called tool's definition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DefinitionInfo {
+    /// SHA-256 hex of the JCS of the tool object as the upstream last listed it; `None` when never listed.
+    pub hash: Option<String>,
+    pub status: DefinitionStatus,
+    /// Poisoning markers found in the definition (names only, never the text).
+    pub poisoning: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
