@@ -1,4 +1,5 @@
-//! The admin API under `/api/v1/`: audit query, verify and export, the live SSE feed, escalations, policy status.
+//! The admin API under `/api/v1/`: audit query, verify and export, the live SSE feed, escalations, tool
+//! definitions, policy status.
 //!
 //! Every route needs `Authorization: Bearer <admin.token>`; with no token configured the admin API is off (404).
 
@@ -180,6 +181,28 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 ),
             }
         }
+        (&Method::GET, ["tools"]) => {
+            let status = match q("status") {
+                None => None,
+                Some(s) => match crate::tools::parse_status(s) {
+                    Some(status) => Some(status),
+                    None => return bad_request("status must be new, pinned or changed"),
+                },
+            };
+            json_response(
+                StatusCode::OK,
+                &json!({ "tools": app.tools.list(status), "next_cursor": null }),
+            )
+        }
+        (&Method::POST, ["tools", upstream, name, "approve"]) => {
+            let (Some(upstream), Some(name)) = (
+                percent_decode_segment(upstream),
+                percent_decode_segment(name),
+            ) else {
+                return bad_request("the upstream and tool name must be percent-encoded UTF-8");
+            };
+            approve_tool(app, &upstream, &name).await
+        }
         (&Method::GET, ["policy"]) => {
             let set = app.policy.load();
             json_response(
@@ -202,6 +225,63 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             &json!({ "error": "not_found", "message": format!("no admin route {} {path}", req.method()) }),
         ),
     }
+}
+
+/// Pins a tool's current definition, and records the approval as an `admin_action` and a `tool_definition`
+/// event. The pin is stored first: an audit log that cannot take the events answers 503, the pin stays.
+async fn approve_tool(app: &Arc<App>, upstream: &str, name: &str) -> Response<Body> {
+    use crate::tools::ApproveError;
+    use toolgate_engine::chain::EventDraft;
+
+    let record = match app.tools.approve(upstream, name).await {
+        Ok(record) => record,
+        Err(e @ ApproveError::NotFound { .. }) => {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": "not_found", "message": e.to_string() }),
+            )
+        }
+        Err(e @ ApproveError::AlreadyPinned { .. }) => {
+            return json_response(
+                StatusCode::CONFLICT,
+                &json!({ "error": "already_pinned", "message": e.to_string() }),
+            )
+        }
+        Err(ApproveError::Store(e)) => {
+            tracing::error!(error = %e, "tool approval failed");
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": "approval_failed", "message": e.to_string() }),
+            );
+        }
+    };
+    let event = |event_type: &str, extra: serde_json::Value| EventDraft {
+        event_type: event_type.to_owned(),
+        requester_id: Some("admin".to_owned()),
+        mcp_server: Some(record.upstream.clone()),
+        tool_name: Some(record.name.clone()),
+        extra,
+        ..EventDraft::default()
+    };
+    for draft in [
+        event("admin_action", json!({ "action": "tool_approval" })),
+        event(
+            "tool_definition",
+            json!({ "status": "approved", "hash": record.pinned_hash }),
+        ),
+    ] {
+        if let Err(e) = app.audit.append(draft).await {
+            tracing::error!(error = %e, "audit write failed");
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": "audit_unavailable", "message": format!("the definition is pinned, but its approval was not recorded: {e}") }),
+            );
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(record).unwrap_or_default(),
+    )
 }
 
 /// Streams an export: the store writes into one end of a pipe while the response reads the other.
@@ -286,7 +366,17 @@ fn parse_query(query: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// A query-string key or value: `+` is a space.
 fn percent_decode(s: &str) -> Option<String> {
+    decode(s, true)
+}
+
+/// A path segment: `+` is itself (a tool name may hold one).
+fn percent_decode_segment(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -297,7 +387,7 @@ fn percent_decode(s: &str) -> Option<String> {
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -321,6 +411,7 @@ mod tests {
         assert_eq!(q["agent_id"], "a b");
         assert_eq!(q["flag"], "");
         assert!(parse_query("x=%zz").is_empty());
+        assert_eq!(percent_decode_segment("a+b%2Fc").as_deref(), Some("a+b/c"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct App {
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
     pub escalations: Escalations,
+    /// Tool definitions seen in `tools/list` answers, pinned against rug pulls.
+    pub tools: crate::tools::ToolPins,
 }
 
 impl App {
@@ -73,6 +75,13 @@ impl App {
         let audit = AuditLog::open(&config.audit, metrics.audit())
             .await
             .context("opening the audit log")?;
+        let tools = crate::tools::ToolPins::load(
+            audit.store().clone(),
+            config.tools.pinning,
+            metrics.tool_definitions.clone(),
+        )
+        .await
+        .context("loading the pinned tool definitions")?;
         let client = crate::mcp::http::client();
         let mut upstreams = HashMap::new();
         for u in &config.upstreams {
@@ -111,6 +120,7 @@ impl App {
             audit,
             metrics,
             escalations,
+            tools,
             config,
         });
         crate::policy_reload::start(&app);

@@ -58,6 +58,8 @@ pub struct Config {
     pub escalation: EscalationSettings,
     #[serde(default)]
     pub agents: AgentSettings,
+    #[serde(default)]
+    pub tools: ToolsSettings,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
 }
@@ -190,6 +192,15 @@ pub struct AgentSettings {
     /// Agent ids (`sub`) that are stopped at the session stage with 403, whatever their token says.
     #[serde(default)]
     pub disabled: Vec<String>,
+}
+
+/// `[tools]`: how the tool definitions upstreams list are pinned against rug pulls.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSettings {
+    /// `tofu` (the first definition seen is pinned) or `approve` (every new definition waits for an admin).
+    #[serde(default)]
+    pub pinning: crate::tools::Pinning,
 }
 
 /// One `[[upstream]]`: an MCP server reached over streamable HTTP (`url`) or a stdio child (`command`).
@@ -501,6 +512,14 @@ mod tests {
         assert_eq!(c.audit.database_url, "sqlite://toolgate-audit.db");
         assert_eq!(c.telemetry.otlp_protocol, "grpc");
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.tools.pinning, crate::tools::Pinning::Tofu);
+    }
+
+    #[test]
+    fn tool_pinning_is_read() {
+        let f = write("[tools]\npinning = \"approve\"\n");
+        let c = Config::load(f.path(), &HashMap::new()).unwrap();
+        assert_eq!(c.tools.pinning, crate::tools::Pinning::Approve);
     }
 
     #[test]
@@ -533,6 +552,7 @@ mod tests {
             ("[[upstream]]\nname = \"a b\"\ncommand = [\"x\"]\n", "must be non-empty"),
             ("[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n[[upstream]]\nname = \"a\"\ncommand = [\"y\"]\n", "used twice"),
             ("[telemetry]\notlp_protocol = \"udp\"\n", "otlp_protocol"),
+            ("[tools]\npinning = \"never\"\n", "unknown variant"),
         ];
         for (text, want) in cases {
             let f = write(text);

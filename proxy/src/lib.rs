@@ -15,6 +15,7 @@
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, signed checkpoints, verify, export.
 //! - [`telemetry`]: Prometheus metrics, OTLP traces (a span and a metric per stage) and JSON logs.
+//! - [`tools`]: tool definitions pinned against rug pulls (cache and state machine; SQL in the audit store).
 //! - [`demo_server`]: the bundled stdio MCP server behind the default config.
 #![forbid(unsafe_code)]
 
@@ -32,3 +33,4 @@ pub mod policy_cli;
 pub mod policy_reload;
 pub mod server;
 pub mod telemetry;
+pub mod tools;

@@ -28,9 +28,11 @@ use super::{timestamp, AuditError, Durability};
 
 mod partitions;
 mod queries;
+mod tool_pins;
 mod verify;
 
 pub use queries::StatsRow;
+pub use tool_pins::ToolDefinitionRow;
 
 /// The result of `verify`, exactly the JSON of the verify endpoint and `toolgate audit verify`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -320,6 +322,11 @@ const SQLITE: Dialect = Dialect {
             "chain guard",
             include_str!("../../migrations/sqlite/0003_chain_guard.sql"),
         ),
+        (
+            4,
+            "tool definitions",
+            include_str!("../../migrations/sqlite/0004_tool_definitions.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
@@ -338,6 +345,11 @@ const POSTGRES: Dialect = Dialect {
             2,
             "partitions and checkpoints",
             include_str!("../../migrations/postgres/0002_partitions_checkpoints.sql"),
+        ),
+        (
+            3,
+            "tool definitions",
+            include_str!("../../migrations/postgres/0003_tool_definitions.sql"),
         ),
     ],
     ts_cast: Some("::timestamptz"),

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Every judged upstream answer (`toolgate_results_total{mcp_server, result}`).
     pub results: IntCounterVec,
+    /// Tool definitions seen, by status (`pinned`, `changed`, `new`); set by `crate::tools` from its cache.
+    pub tool_definitions: IntGaugeVec,
     /// `stage_duration` resolved once per stage, so timing a stage costs no label lookup.
     stages: Vec<Histogram>,
     /// Agent ids that have their own label value. A std mutex: held only for a set lookup, never across an await.
@@ -162,6 +164,14 @@ impl Metrics {
             &["mcp_server", "result"],
         )
         .expect("valid metric");
+        let tool_definitions = IntGaugeVec::new(
+            Opts::new(
+                "toolgate_tool_definitions",
+                "Tool definitions seen in tools/list answers, by status.",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(tool_calls.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(requests.clone()),
@@ -176,6 +186,7 @@ impl Metrics {
             Box::new(escalations_pending.clone()),
             Box::new(alerts_open.clone()),
             Box::new(upstream_requests.clone()),
+            Box::new(tool_definitions.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -186,6 +197,10 @@ impl Metrics {
             .collect();
         for result in ["ok", "error"] {
             policy_reloads.with_label_values(&[result]);
+        }
+        // Every status from the first scrape, at 0 until a definition is seen.
+        for status in ["pinned", "changed", "new"] {
+            tool_definitions.with_label_values(&[status]);
         }
         Metrics {
             registry,
@@ -202,6 +217,7 @@ impl Metrics {
             upstream_requests,
             requests,
             results,
+            tool_definitions,
             stages,
             agents: Mutex::new(HashSet::new()),
             max_agents,
@@ -304,6 +320,7 @@ mod tests {
             "toolgate_escalations_pending",
             "toolgate_alerts_open_total",
             "toolgate_upstream_requests_total",
+            "toolgate_tool_definitions",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {name} ")),
@@ -314,5 +331,6 @@ mod tests {
             r#"toolgate_tool_calls_total{agent_id="a",mcp_server="demo",policy_result="allow"} 1"#
         ));
         assert!(text.contains(r#"toolgate_stage_duration_seconds_count{stage="policy"} 0"#));
+        assert!(text.contains(r#"toolgate_tool_definitions{status="changed"} 0"#));
     }
 }
