@@ -1,4 +1,5 @@
-//! Detectors over tool arguments -> findings (type, severity, JSON pointer, count); never raw values.
+//! Detectors over a JSON value (tool arguments, message params, MCP results) -> findings (type, severity,
+//! JSON pointer, count); never raw values. [`Scanner::redact`] replaces what they found, in the same walk.
 //!
 //! The scanner walks the arguments once. Each string (and each object key, since a secret smuggled in as a
 //! key is still a secret) goes through cheap byte-level pre-filters first; only candidates that survive them
@@ -14,6 +15,7 @@ mod financial;
 mod generic;
 mod identity;
 mod kinds;
+mod redact;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -106,7 +108,7 @@ impl Scanner {
     pub fn scan(&self, arguments: &Value) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut path = String::new();
-        let mut claims = Claims::new();
+        let mut claims = Claims::default();
         // An explicit stack rather than recursion: a `Value` built in code has no depth limit.
         let mut stack = vec![Frame {
             value: arguments,
@@ -172,9 +174,27 @@ impl Scanner {
                 tally.emit(&path, &mut out);
             }
         }
-        out.sort_unstable_by(|a, b| a.path.cmp(&b.path).then_with(|| a.kind.cmp(&b.kind)));
+        sort_findings(&mut out);
         out
     }
+
+    /// Scans like [`Scanner::scan`] and, in the same walk, redacts what it finds: in every string, each byte
+    /// range a detector matched becomes `[REDACTED:<type>]` (the rest of the string is kept); an object key
+    /// holding a finding is renamed `[REDACTED:<type>]` (`#2`, `#3`... if that name is taken); a number
+    /// holding one becomes the string `[REDACTED:<type>]`. Nothing else changes, so an MCP result stays a
+    /// well-formed result. Returns exactly what `scan` returns for the value as it was; scanning the
+    /// redacted value finds nothing.
+    pub fn redact(&self, value: &mut Value) -> Vec<Finding> {
+        redact::redact(self, value)
+    }
+}
+
+/// Sorts findings by (path, kind); severity and count settle ties (two keys redacted under one object share
+/// a path), so the order never depends on the walk's.
+fn sort_findings(out: &mut [Finding]) {
+    out.sort_unstable_by(|a, b| {
+        (&a.path, &a.kind, a.severity, a.count).cmp(&(&b.path, &b.kind, b.severity, b.count))
+    });
 }
 
 /// Appends `/` and an array index without going through `fmt`.

@@ -35,7 +35,7 @@ pub(super) fn scan_digits(
         if let Some((kind, start, end)) = found {
             if !overlaps(claims, start, end) {
                 tally.hit(kind);
-                claims.push((start, end));
+                claims.found(start, end, kind);
             }
             i = end;
             reach = reach.max(end);

@@ -292,10 +292,10 @@ pub(super) fn assignment_at(
     // `AWS_SECRET_ACCESS_KEY=...` is an AWS key before it is a generic secret.
     if is_aws_secret_shape(value) && (aws.applies() || is_aws_secret_name(&b[j..name_end])) {
         tally.hit(Kind::AwsSecretKey);
-        claims.push((start, end));
+        claims.found(start, end, Kind::AwsSecretKey);
     } else if is_nontrivial(value, class) && !has_personal_number(b, start, end) {
         *generic += 1;
-        claims.push((start, end));
+        claims.found(start, end, Kind::GenericSecret);
     }
 }
 
@@ -332,7 +332,7 @@ pub(super) fn random_in_run(
         let e = s + piece.len();
         if piece.len() >= 20 && !overlaps(claims, s, e) && looks_random(piece) {
             *generic += 1;
-            claims.push((s, e));
+            claims.found(s, e, Kind::GenericSecret);
         }
         s = e + 1;
     }

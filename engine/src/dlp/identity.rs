@@ -52,14 +52,14 @@ pub(super) fn scan_at_signs(b: &[u8], tally: &mut Tally, claims: &mut Claims, ge
         if let Some((start, end)) = url_password(b, at) {
             if !overlaps(claims, start, end) {
                 *generic += 1;
-                claims.push((start, end));
+                claims.found(start, end, Kind::GenericSecret);
             }
             continue;
         }
         if let Some((start, end)) = email_at(b, at) {
             if !overlaps(claims, start, end) {
                 tally.hit(Kind::Email);
-                claims.push((start, end));
+                claims.found(start, end, Kind::Email);
             }
         }
     }

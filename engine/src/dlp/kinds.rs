@@ -23,7 +23,7 @@ pub(super) enum Kind {
 pub(super) const KIND_COUNT: usize = 13;
 
 impl Kind {
-    const ALL: [Kind; KIND_COUNT] = [
+    pub(super) const ALL: [Kind; KIND_COUNT] = [
         Kind::Email,
         Kind::CreditCard,
         Kind::UsSsn,
@@ -100,6 +100,22 @@ impl Tally {
 
     pub(super) fn total(&self) -> u32 {
         self.counts.iter().fold(0u32, |a, &c| a.saturating_add(c))
+    }
+
+    /// The most severe kind counted (the first in [`Kind::ALL`] order among equals): the one that names a
+    /// redacted key or a value redacted whole.
+    pub(super) fn worst(&self) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|&k| self.counts[k as usize] > 0)
+            .fold(None, |best: Option<(Kind, Severity)>, k| {
+                let s = self.severity[k as usize].unwrap_or(k.severity());
+                match best {
+                    Some((_, b)) if b >= s => best,
+                    _ => Some((k, s)),
+                }
+            })
+            .map(|(k, _)| k)
     }
 
     pub(super) fn emit(&self, path: &str, out: &mut Vec<Finding>) {

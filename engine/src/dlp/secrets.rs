@@ -64,7 +64,7 @@ impl Scanner {
                 }
                 b'p' => {
                     // A Stripe publishable key is public by design; claim it so it is not a random token.
-                    claims.push((start, end));
+                    claims.public(start, end);
                     None
                 }
                 b'r' | b's' => {
@@ -83,7 +83,7 @@ impl Scanner {
             };
             if let Some((kind, severity, claim_end)) = found {
                 tally.add(kind, severity);
-                claims.push((start, claim_end));
+                claims.found(start, claim_end, kind);
             }
         }
     }
@@ -174,7 +174,7 @@ pub(super) fn pem_block(
         None => body_end,
     };
     if !private {
-        claims.push((start, block_end));
+        claims.public(start, block_end);
         return None;
     }
     // A header alone (in documentation, say) is no key; a real one has at least a few lines of base64.
@@ -241,7 +241,7 @@ pub(super) fn aws_in_run(
             && (aws.applies() || aws_context_before(b, s))
         {
             tally.hit(Kind::AwsSecretKey);
-            claims.push((s, i));
+            claims.found(s, i, Kind::AwsSecretKey);
         }
     }
 }

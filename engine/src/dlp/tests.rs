@@ -7,17 +7,17 @@ use super::financial::luhn_valid;
 use super::generic::looks_random;
 use super::text::is_wrapped_base64;
 
-const AWS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
-const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
-const GITHUB: &str = "ghp_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3s0Q";
-const SLACK: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
-const STRIPE_LIVE: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
-const STRIPE_TEST: &str = "sk_test_4eC39HqLyjWDarjtT1zdp7dc";
-const GOOGLE: &str = "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q";
-const RANDOM: &str = "q8Xv2LmN7pRt4ZkW9yHc3JdF6sGb";
+pub(super) const AWS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub(super) const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+pub(super) const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+pub(super) const GITHUB: &str = "ghp_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3s0Q";
+pub(super) const SLACK: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
+pub(super) const STRIPE_LIVE: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+pub(super) const STRIPE_TEST: &str = "sk_test_4eC39HqLyjWDarjtT1zdp7dc";
+pub(super) const GOOGLE: &str = "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q";
+pub(super) const RANDOM: &str = "q8Xv2LmN7pRt4ZkW9yHc3JdF6sGb";
 
-fn private_key_block() -> String {
+pub(super) fn private_key_block() -> String {
     [
         "-----BEGIN RSA PRIVATE KEY-----",
         "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi6Z5WnyP0k4vU8qLd2XeR7sYtB",
@@ -27,8 +27,38 @@ fn private_key_block() -> String {
     .join("\n")
 }
 
+/// Every scan in these tests is a redaction test too: see [`assert_redaction_agrees`].
 fn scan(v: Value) -> Vec<Finding> {
-    Scanner::new().scan(&v)
+    let scanner = Scanner::new();
+    let found = scanner.scan(&v);
+    assert_redaction_agrees(&scanner, &v, &found);
+    found
+}
+
+/// The differential property over the whole corpus: `redact` returns what `scan` returns on the same value;
+/// a value without findings comes out byte-identical; the redacted value holds nothing a scan finds; and
+/// redacting it again finds nothing and changes nothing.
+pub(super) fn assert_redaction_agrees(scanner: &Scanner, v: &Value, found: &[Finding]) {
+    let mut redacted = v.clone();
+    assert_eq!(
+        scanner.redact(&mut redacted),
+        found,
+        "redact vs scan of {v}"
+    );
+    if found.is_empty() {
+        assert_eq!(
+            serde_json::to_string(&redacted).unwrap(),
+            serde_json::to_string(v).unwrap()
+        );
+    }
+    assert_eq!(
+        scanner.scan(&redacted),
+        vec![],
+        "{v} redacted to {redacted}"
+    );
+    let mut again = redacted.clone();
+    assert_eq!(scanner.redact(&mut again), vec![]);
+    assert_eq!(again, redacted);
 }
 
 /// (kind, path, count) of every finding, for compact assertions.

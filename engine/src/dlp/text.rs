@@ -17,8 +17,52 @@ pub(super) enum Role {
 }
 
 /// Byte ranges of the current string already attributed to a detector (or known not to be secret, such as
-/// a certificate body), so the generic detector does not report them again.
-pub(super) type Claims = Vec<(usize, usize)>;
+/// a certificate body), so the generic detector does not report them again. The ranges a detector found
+/// are also what redaction replaces.
+#[derive(Default)]
+pub(super) struct Claims(Vec<Claim>);
+
+struct Claim {
+    start: usize,
+    end: usize,
+    /// The detector that matched, or `None` for text known to be public (left as it is by redaction).
+    kind: Option<Kind>,
+}
+
+impl Claims {
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// `start..end` is a match of `kind`.
+    pub(super) fn found(&mut self, start: usize, end: usize, kind: Kind) {
+        self.0.push(Claim {
+            start,
+            end,
+            kind: Some(kind),
+        });
+    }
+
+    /// `start..end` is public material that only looks secret (a certificate, a publishable key).
+    pub(super) fn public(&mut self, start: usize, end: usize) {
+        self.0.push(Claim {
+            start,
+            end,
+            kind: None,
+        });
+    }
+
+    fn overlaps(&self, start: usize, end: usize) -> bool {
+        self.0.iter().any(|c| start < c.end && c.start < end)
+    }
+
+    /// The ranges detectors matched, with their detector, in the order they were found.
+    pub(super) fn secrets(&self) -> impl Iterator<Item = (usize, usize, Kind)> + '_ {
+        self.0
+            .iter()
+            .filter_map(|c| c.kind.map(|k| (c.start, c.end, k)))
+    }
+}
 
 impl Scanner {
     pub(super) fn scan_text(
@@ -59,6 +103,7 @@ impl Scanner {
             if let Some(class) = key.and_then(|k| name_class(k.as_bytes())) {
                 if is_nontrivial(b, class) {
                     generic = 1;
+                    claims.found(0, b.len(), Kind::GenericSecret);
                 }
             }
         }
@@ -69,7 +114,7 @@ impl Scanner {
 }
 
 pub(super) fn overlaps(claims: &Claims, start: usize, end: usize) -> bool {
-    claims.iter().any(|&(s, e)| start < e && s < end)
+    claims.overlaps(start, end)
 }
 
 pub(super) fn is_alnum(c: Option<u8>) -> bool {
