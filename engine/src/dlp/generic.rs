@@ -3,6 +3,7 @@
 
 use super::financial::has_personal_number;
 use super::kinds::{Kind, Tally};
+use super::redact::is_marker_name;
 use super::secrets::{is_aws_secret_name, is_aws_secret_shape, AwsContext};
 use super::text::{contains, contains_ignore_case, overlaps, Claims};
 
@@ -53,6 +54,9 @@ pub(super) const NOT_SECRET_TOKENS: [&[u8]; 9] = [
 ];
 
 pub(super) fn name_class(name: &[u8]) -> Option<NameClass> {
+    if is_marker_name(name) {
+        return None;
+    }
     let mut buf = [0u8; 64];
     let norm = normalize_name(name, &mut buf);
     if norm.ends_with(b"authorization") {

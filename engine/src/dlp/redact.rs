@@ -20,15 +20,24 @@ use super::{push_escaped, push_index, sort_findings, Finding, Scanner, REDACTED_
 /// Rounds of re-checking a redacted string before it is replaced whole (see [`redact_text`]).
 const CHECK_ROUNDS: usize = 2;
 
+const MARKER_PREFIX: &str = "[REDACTED:";
+
+/// Whether a key is one redaction renamed (`[REDACTED:github_token]`, `[REDACTED:private_key]#2`). Such a
+/// key names a redaction, not a secret: its value is not judged by the key's name, or a second pass would
+/// find a "token" under `[REDACTED:github_token]` that the first did not.
+pub(super) fn is_marker_name(name: &[u8]) -> bool {
+    name.starts_with(MARKER_PREFIX.as_bytes())
+}
+
 /// What a redacted range, key or number becomes: `[REDACTED:<type>]`.
 pub(super) fn marker(kind: Kind) -> String {
-    let mut m = String::with_capacity(11 + kind.name().len());
+    let mut m = String::with_capacity(MARKER_PREFIX.len() + kind.name().len() + 1);
     push_marker(&mut m, kind);
     m
 }
 
 fn push_marker(out: &mut String, kind: Kind) {
-    out.push_str("[REDACTED:");
+    out.push_str(MARKER_PREFIX);
     out.push_str(kind.name());
     out.push(']');
 }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::generic::normalize_name;
 use super::kinds::{Kind, Tally};
+use super::redact::is_marker_name;
 use super::text::contains;
 use super::text::{overlaps, Claims, BASE64, CLASS};
 use super::{Scanner, Severity};
@@ -203,6 +204,9 @@ impl AwsContext<'_> {
 }
 
 pub(super) fn is_aws_secret_name(name: &[u8]) -> bool {
+    if is_marker_name(name) {
+        return false;
+    }
     let mut buf = [0u8; 64];
     let norm = normalize_name(name, &mut buf);
     contains(norm, b"secretaccesskey") || (contains(norm, b"aws") && contains(norm, b"secret"))

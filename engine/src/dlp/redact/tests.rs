@@ -108,6 +108,28 @@ fn a_key_that_is_a_secret_is_renamed() {
 }
 
 #[test]
+fn values_under_a_renamed_key_are_not_judged_by_its_new_name() {
+    // `[REDACTED:generic_secret]` ends like a secret's name; the values under it were clean under the
+    // original key and must stay clean (and unchanged) under the new one.
+    for key in [RANDOM, GITHUB, SLACK] {
+        for value in [
+            json!("plainvalue99"),
+            json!(["abcdefgh1234", {"note": "zyxwvuts9876"}]),
+        ] {
+            let (out, found) = redact(&json!({ key: value.clone(), "other": "x" }));
+            assert_eq!(found.len(), 1, "{found:?}");
+            let renamed = out
+                .as_object()
+                .unwrap()
+                .keys()
+                .find(|k| k.starts_with("[REDACTED:"))
+                .unwrap();
+            assert_eq!(out[renamed], value);
+        }
+    }
+}
+
+#[test]
 fn a_key_and_its_value_report_together_and_both_go() {
     // The key's context (an AWS secret name) still applies to its value, as the scan judged it.
     let v = json!({ "aws_secret_access_key": AWS_SECRET, SLACK: "x" });
