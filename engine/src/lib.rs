@@ -4,7 +4,9 @@
 //! proxy, the CLI, the tests and the benchmarks all judge a tool call the same way.
 //!
 //! # Layout
-//! - [`dlp`]: detectors over tool arguments -> findings (type, severity, JSON pointer, count); never raw values.
+//! - [`dlp`]: detectors over any message or result -> findings (type, severity, JSON pointer, count); never raw
+//!   values; and redaction of what they found.
+//! - [`injection`]: prompt-injection and tool-poisoning markers in results, prompts and tool definitions.
 //! - [`input`]: the Rego input document; tool action/target classification and normalisation.
 //! - [`policy`]: load a folder of `.rego` and data files, compile, smoke-evaluate, evaluate (regorus).
 //! - [`canonical`]: RFC 8785 (JCS) canonical JSON and `input_hash`.
@@ -14,5 +16,6 @@
 pub mod canonical;
 pub mod chain;
 pub mod dlp;
+pub mod injection;
 pub mod input;
 pub mod policy;
