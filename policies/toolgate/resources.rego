@@ -7,6 +7,9 @@ import rego.v1
 
 cfg := data.toolgate_config.resources
 
+# resources/read, subscribe, unsubscribe, and the items of resources/list and resources/templates/list.
+applies if startswith(input.request.method, "resources/")
+
 template if input.request.method == "resources/templates/list"
 
 uri := input.resource.uri if is_string(input.resource.uri)
@@ -50,6 +53,7 @@ deny contains {
 	"policy_id": "toolgate.resources.no_target",
 	"reason": "the resource has no URI toolgate can judge",
 } if {
+	applies
 	not scheme
 }
 
@@ -57,6 +61,7 @@ deny contains {
 	"policy_id": "toolgate.resources.no_target",
 	"reason": "the resource has no URI toolgate can judge",
 } if {
+	applies
 	not target
 }
 

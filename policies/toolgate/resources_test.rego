@@ -110,3 +110,8 @@ test_templates_that_can_expand_to_allowed_uris_stay_visible if {
 test_templates_of_a_refused_scheme_are_hidden if {
 	not data.toolgate.visible with input as template("myapp://{id}", "myapp://{id}")
 }
+
+test_rule_sets_are_only_about_resources if {
+	count(data.toolgate.resources.deny) == 0 with input as fixtures.call("read_file", "read", [fixtures.path("/workspace/a")])
+	count(data.toolgate.resources.deny) == 0 with input as fixtures.prompt_request("summarise")
+}
