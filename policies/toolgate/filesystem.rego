@@ -1,89 +1,112 @@
-# Reads, writes and deletes of files. The engine has already made the target absolute with `.`/`..`
-# resolved, so prefix checks here cannot be escaped by traversal.
+# Paths: every path a tool call names, or the path of a file:// resource. The engine has already made each
+# path absolute with `.`/`..` resolved, so prefix checks here cannot be escaped by traversal.
 package toolgate.filesystem
 
 import rego.v1
 
+import data.toolgate.resources
+import data.toolgate.tools
+
 cfg := data.toolgate_config.filesystem
 
-applies if input.tool.action in {"read", "write", "delete"}
+file_action if input.tool.action in {"read", "write", "delete"}
 
-target := input.tool.target if is_string(input.tool.target)
+paths := {t.value | some t in tools.targets; t.kind == "path"} if {
+	is_object(input.tool)
+} else := {resources.path} if {
+	resources.path
+} else := set()
+
+# What the message does with its paths: a file tool its own action; resources/* read; a tool of another
+# action (a command's working directory, a download's destination) uses them, and then only where they
+# are matters.
+mode := input.tool.action if {
+	file_action
+} else := "use" if {
+	is_object(input.tool)
+} else := "read"
 
 # A path is under a directory when it is the directory or below it: /workspace2 is not under /workspace.
 # Compared with a trailing slash on both sides, which also makes "/" a prefix of every path.
-target_slash := concat("", [target, "/"])
-
-system_path if {
+system := {p |
+	some p in paths
 	some dir in cfg.system_paths
-	startswith(target_slash, concat("", [trim_right(dir, "/"), "/"]))
+	startswith(concat("", [p, "/"]), concat("", [trim_right(dir, "/"), "/"]))
 }
 
-secret_path if {
-	some segment in split(target, "/")
+secret := {p |
+	some p in paths
+	some segment in split(p, "/")
 	segment in cfg.secret_segments
 }
 
-in_root if {
+rooted := {p |
+	some p in paths
 	some root in cfg.roots
-	startswith(target_slash, concat("", [trim_right(root, "/"), "/"]))
+	startswith(concat("", [p, "/"]), concat("", [trim_right(root, "/"), "/"]))
 }
+
+permitted := (rooted - system) - secret
+
+outside := ((paths - rooted) - system) - secret
 
 deny contains {
 	"policy_id": "toolgate.filesystem.no_target",
 	"reason": sprintf("%s with no path to judge", [input.tool.action]),
 } if {
-	applies
-	not target
+	file_action
+	count(paths) == 0
 }
 
 deny contains {
 	"policy_id": "toolgate.filesystem.system_path",
-	"reason": sprintf("%s is a protected system path", [target]),
+	"reason": sprintf("%s is a protected system path", [p]),
 } if {
-	applies
-	system_path
+	some p in system
 }
 
 deny contains {
 	"policy_id": "toolgate.filesystem.secret_path",
-	"reason": sprintf("%s is inside a credentials directory", [target]),
+	"reason": sprintf("%s is inside a credentials directory", [p]),
 } if {
-	applies
-	secret_path
+	some p in secret
 }
 
 deny contains {
 	"policy_id": "toolgate.filesystem.outside_roots",
-	"reason": sprintf("%s is outside the allowed roots", [target]),
+	"reason": sprintf("%s is outside the allowed roots", [p]),
 } if {
-	applies
-	target
-	not in_root
-	not system_path
-	not secret_path
+	some p in outside
 }
 
 allow contains {
 	"policy_id": "toolgate.filesystem.read",
-	"reason": sprintf("reading %s under an allowed root", [target]),
+	"reason": sprintf("reading %s under an allowed root", [p]),
 } if {
-	input.tool.action == "read"
-	in_root
+	mode == "read"
+	some p in permitted
+}
+
+allow contains {
+	"policy_id": "toolgate.filesystem.in_root",
+	"reason": sprintf("%s is under an allowed root", [p]),
+} if {
+	mode == "use"
+	some p in permitted
 }
 
 escalate contains {
 	"policy_id": "toolgate.filesystem.write_review",
-	"reason": sprintf("writing %s needs human review", [target]),
+	"reason": sprintf("writing %s needs human review", [p]),
 } if {
-	input.tool.action == "write"
-	in_root
+	mode == "write"
+	some p in permitted
 }
 
 escalate contains {
 	"policy_id": "toolgate.filesystem.delete_review",
-	"reason": sprintf("deleting %s needs human review", [target]),
+	"reason": sprintf("deleting %s needs human review", [p]),
 } if {
-	input.tool.action == "delete"
-	in_root
+	mode == "delete"
+	some p in permitted
 }

@@ -1,8 +1,9 @@
-# The entry point of the shipped library: data.toolgate.decision combines the verdicts of the rule
-# packages (filesystem, shell, network, dlp) and the default rules below.
+# The entry points of the shipped library: data.toolgate.decision (every judged request, any method, both
+# directions), data.toolgate.visible (items of the list methods) and data.toolgate.result_decision (the
+# answers). plumbing_decision is left undefined: initialize, ping and notifications are always allowed.
 #
 # Each rule package contributes objects {"policy_id", "reason"} to its partial sets `deny`, `escalate`
-# and `allow`. Deny beats escalate beats allow; a call no rule speaks for is denied.
+# and `allow`. Deny beats escalate beats allow; a request no rule speaks for is denied.
 package toolgate
 
 import rego.v1
@@ -10,34 +11,64 @@ import rego.v1
 import data.toolgate.dlp
 import data.toolgate.filesystem
 import data.toolgate.network
+import data.toolgate.prompts
+import data.toolgate.resources
+import data.toolgate.results
+import data.toolgate.sampling
 import data.toolgate.shell
+import data.toolgate.tools
 
 config := data.toolgate_config
 
-file_action if input.tool.action in {"read", "write", "delete"}
+# An input without a direction predates server-to-client judging: it came from the agent.
+from_upstream if input.request.direction == "server_to_client"
 
-network_action if input.tool.action in {"network", "send"}
+method := input.request.method
 
-# Only the package that owns the call's action is consulted (DLP applies to every call): the others could
-# not fire anyway, and every rule the VM need not enter is time saved on each call.
-denials := filesystem.deny | dlp.deny if file_action
-else := shell.deny | dlp.deny if input.tool.action == "execute"
-else := network.deny | dlp.deny if network_action
-else := default_deny | dlp.deny
+# Which packages judge the request. Only those are consulted (DLP applies to every request): the others
+# could not fire anyway, and every rule the VM need not enter is time saved on each request.
+route := "tools" if {
+	not from_upstream
+	method == "tools/call"
+} else := "resources" if {
+	not from_upstream
+	method in {"resources/read", "resources/subscribe", "resources/unsubscribe"}
+} else := "prompts" if {
+	not from_upstream
+	method in {"prompts/get", "completion/complete"}
+} else := "session" if {
+	not from_upstream
+	method == "logging/setLevel"
+} else := "session" if {
+	not from_upstream
+	method in {"tasks/get", "tasks/list", "tasks/result", "tasks/cancel"}
+} else := "sampling" if {
+	from_upstream
+	method in {"sampling/createMessage", "elicitation/create", "roots/list"}
+} else := "unknown"
 
-escalations := filesystem.escalate | dlp.escalate if file_action
-else := network.escalate | dlp.escalate if network_action
+denials := tool_denials | dlp.deny if route == "tools"
+else := resource_denials | dlp.deny if route == "resources"
+else := prompts.deny | dlp.deny if route == "prompts"
+else := sampling.deny | dlp.deny if route == "sampling"
+else := dlp.deny if route == "session"
+else := unknown_method | dlp.deny
+
+escalations := tool_escalations | dlp.escalate if route == "tools"
+else := sampling.escalate | dlp.escalate if route == "sampling"
 else := dlp.escalate
 
-allowances := filesystem.allow if file_action
-else := shell.allow if input.tool.action == "execute"
-else := network.allow if network_action
-else := default_allow
+allowances := tool_allowances if route == "tools"
+else := resource_allowances if route == "resources"
+else := prompts.allow if route == "prompts"
+else := sampling.allow if route == "sampling"
+else := session_allow if route == "session"
+else := set()
 
 default decision := {
 	"result": "deny",
 	"policy_id": "toolgate.default.no_rule",
-	"reason": "no rule allows this call",
+	"reason": "no rule allows this request",
 }
 
 # Sets iterate in sorted order, so the reported rule is the same for the same input every time.
@@ -52,6 +83,70 @@ decision := verdict("deny", denials) if {
 verdict(result, candidates) := {"result": result, "policy_id": first.policy_id, "reason": first.reason} if {
 	first := [c | some c in candidates][0]
 }
+
+result_decision := results.decision
+
+# tools/call: the definition (package tools), every target by the package of its kind, the action itself
+# (a file tool needs a path, a fetch a URL, a shell tool a role, a message is reviewed). Each target gets a
+# verdict from its package, so the call is allowed only when every target is.
+file_action if input.tool.action in {"read", "write", "delete"}
+
+uses_files if file_action
+
+uses_files if "path" in tools.kinds
+
+uses_network if input.tool.action in {"network", "send"}
+
+uses_network if "url" in tools.kinds
+
+uses_network if "address" in tools.kinds
+
+uses_shell if input.tool.action == "execute"
+
+uses_shell if "command" in tools.kinds
+
+known_action if input.tool.action in {"read", "write", "delete", "execute", "network", "send", "unknown"}
+
+tool_denials := union({tools.deny, file_denials, network_denials, shell_denials, default_deny})
+
+tool_escalations := file_escalations | network_escalations
+
+# An action no package knows gets no allowance, whatever its targets: it can only be denied.
+tool_allowances := union({file_allowances, network_allowances, shell_allowances, default_allow}) if known_action
+
+else := set()
+
+file_denials := filesystem.deny if uses_files
+
+else := set()
+
+file_escalations := filesystem.escalate if uses_files
+
+else := set()
+
+file_allowances := filesystem.allow if uses_files
+
+else := set()
+
+network_denials := network.deny if uses_network
+
+else := set()
+
+network_escalations := network.escalate if uses_network
+
+else := set()
+
+network_allowances := network.allow if uses_network
+
+else := set()
+
+shell_denials := shell.deny if uses_shell
+
+else := set()
+
+shell_allowances := shell.allow if uses_shell
+
+else := set()
 
 # Tools whose action the engine cannot tell (the demo `echo`) run only when data lists them as harmless.
 default_allow contains {
@@ -70,10 +165,66 @@ default_deny contains {
 	not input.tool.name in config.harmless_tools
 }
 
-# tools/list: an agent that may not run commands does not see the tools that run them.
+# resources/*: a file resource by the filesystem rules, an http(s) one by the network rules, any other by
+# its scheme.
+resource_denials := resources.deny | filesystem.deny if resources.kind == "path"
+
+else := resources.deny | network.deny if resources.kind == "url"
+
+else := resources.deny
+
+resource_allowances := filesystem.allow if resources.kind == "path"
+
+else := network.allow if resources.kind == "url"
+
+else := resources.allow
+
+# logging/setLevel only changes what the upstream logs; tasks/* only concern tasks the agent started.
+session_allow contains {
+	"policy_id": "toolgate.default.session",
+	"reason": sprintf("%s concerns only the agent's own session", [method]),
+}
+
+unknown_method contains {
+	"policy_id": "toolgate.default.unknown_method",
+	"reason": "the method is not one toolgate judges",
+}
+
+# Items of tools/list, resources/list, resources/templates/list and prompts/list: an item is hidden when
+# a request for it would be denied whatever its arguments.
 default visible := true
 
-visible := false if {
+visible := false if hidden
+
+# An agent that may not run commands does not see the tools that run them.
+hidden if {
 	input.tool.action == "execute"
 	not shell.role_allowed
+}
+
+hidden if tools.hidden
+
+hidden if {
+	is_object(input.resource)
+	not resources.template
+	count(resource_denials) > 0
+}
+
+# A template can expand to many URIs: hidden only when its scheme is refused, or its fixed part lies in a
+# system path or a credentials directory.
+hidden if {
+	is_object(input.resource)
+	resources.template
+	count(resources.deny) > 0
+}
+
+hidden if {
+	is_object(input.resource)
+	resources.template
+	count(filesystem.system | filesystem.secret) > 0
+}
+
+hidden if {
+	is_object(input.prompt)
+	count(prompts.deny) > 0
 }

@@ -1,41 +1,60 @@
-# Network fetches (only to allow-listed hosts) and outgoing messages (always reviewed by a human).
+# URLs (fetched only from allow-listed hosts) and addresses (every message sent is reviewed by a human):
+# every URL and address a tool call names, or the URL of an http(s) resource.
 package toolgate.network
 
 import rego.v1
 
+import data.toolgate.resources
+import data.toolgate.tools
+
 cfg := data.toolgate_config.network
 
-target := input.tool.target if is_string(input.tool.target)
+urls := {t.value | some t in tools.targets; t.kind == "url"} if {
+	is_object(input.tool)
+} else := {resources.url} if {
+	resources.url
+} else := set()
+
+addresses := {t.value | some t in tools.targets; t.kind == "address"; t.value != ""}
+
+subject := input.tool.name if is_string(input.tool.name)
+
+else := "the resource"
 
 # The engine removed userinfo and lower-cased scheme and host, so the authority is host[:port]. String
 # builtins rather than a regex: regorus compiles a regex pattern on every call, which would be most of the
 # cost of a decision. The host check is strict on purpose: text the engine could not parse as a URL (and
 # IPv6 literals) yields no host and is denied.
-separator := indexof(target, "://")
-
-scheme := substring(target, 0, separator) if separator > 0
-
-authority := split(split(split(substring(target, separator + 3, -1), "/")[0], "?")[0], "#")[0] if {
-	separator > 0
+scheme_of(url) := substring(url, 0, i) if {
+	i := indexof(url, "://")
+	i > 0
 }
 
-host_and_port := split(authority, ":")
-
-host := host_and_port[0] if {
+host_of(url) := host if {
+	i := indexof(url, "://")
+	i > 0
+	authority := split(split(split(substring(url, i + 3, -1), "/")[0], "?")[0], "#")[0]
+	host_and_port := split(authority, ":")
 	count(host_and_port) <= 2
-	host_and_port[0] != ""
-	trim(host_and_port[0], "abcdefghijklmnopqrstuvwxyz0123456789.-") == ""
+	host := host_and_port[0]
+	host != ""
+	trim(host, "abcdefghijklmnopqrstuvwxyz0123456789.-") == ""
 }
+
+schemes := {url: scheme | some url in urls; scheme := scheme_of(url)}
+
+hosts := {url: host | some url in urls; host := host_of(url)}
 
 # "*.example.com" matches any subdomain of example.com, not example.com itself.
-host_matches(h, pattern) if h == lower(pattern)
+host_matches(host, pattern) if host == lower(pattern)
 
-host_matches(h, pattern) if {
+host_matches(host, pattern) if {
 	startswith(pattern, "*.")
-	endswith(h, lower(trim_prefix(pattern, "*")))
+	endswith(host, lower(trim_prefix(pattern, "*")))
 }
 
-host_allowed if {
+allowed_hosts := {host |
+	some host in hosts
 	some pattern in cfg.allowed_hosts
 	host_matches(host, pattern)
 }
@@ -44,44 +63,54 @@ allow contains {
 	"policy_id": "toolgate.network.allowed_host",
 	"reason": sprintf("%s is on the network allow-list", [host]),
 } if {
-	input.tool.action == "network"
-	scheme in cfg.allowed_schemes
-	host_allowed
+	some url, host in hosts
+	host in allowed_hosts
+	schemes[url] in cfg.allowed_schemes
 }
 
 deny contains {
 	"policy_id": "toolgate.network.host_not_allowed",
 	"reason": sprintf("%s is not on the network allow-list", [host]),
 } if {
-	input.tool.action == "network"
-	host
-	not host_allowed
+	some host in hosts
+	not host in allowed_hosts
 }
 
 deny contains {
 	"policy_id": "toolgate.network.scheme",
 	"reason": sprintf("%s:// is not an allowed scheme", [scheme]),
 } if {
-	input.tool.action == "network"
-	scheme
+	some scheme in schemes
 	not scheme in cfg.allowed_schemes
 }
 
 deny contains {
 	"policy_id": "toolgate.network.no_target",
-	"reason": sprintf("%s has no URL toolgate can judge", [input.tool.name]),
+	"reason": sprintf("%s has no URL toolgate can judge", [subject]),
 } if {
-	input.tool.action == "network"
-	not host
+	some url in urls
+	not hosts[url]
 }
 
-recipient := target if target != ""
-
-else := "an unnamed recipient"
+deny contains {
+	"policy_id": "toolgate.network.no_target",
+	"reason": sprintf("%s has no URL toolgate can judge", [subject]),
+} if {
+	input.tool.action == "network"
+	count(urls) == 0
+}
 
 escalate contains {
 	"policy_id": "toolgate.network.send_review",
-	"reason": sprintf("sending to %s needs human review", [recipient]),
+	"reason": sprintf("sending to %s needs human review", [address]),
+} if {
+	some address in addresses
+}
+
+escalate contains {
+	"policy_id": "toolgate.network.send_review",
+	"reason": "sending to an unnamed recipient needs human review",
 } if {
 	input.tool.action == "send"
+	count(addresses) == 0
 }

@@ -1,76 +1,123 @@
-package toolgate.network
+package toolgate.network_test
 
 import rego.v1
 
-net_call(action, target) := {
-	"agent": {"id": "a1", "tenant_id": "t1", "roles": ["dev"], "claims": {}},
-	"tool": {"name": "fetch_url", "arguments": {}, "action": action, "target": target},
-	"dlp": {"findings": []},
+import data.toolgate.fixtures
+
+net_call(targets) := fixtures.call("fetch_url", "network", targets)
+
+decide(doc) := d if {
+	d := data.toolgate.decision with input as doc
 }
 
-decide(target) := d if {
-	d := data.toolgate.decision with input as net_call("network", target)
-}
+fetch(url) := decide(net_call([fixtures.url(url)]))
 
 test_an_exact_host_on_the_allow_list_is_allowed if {
-	d := decide("https://docs.rs/regorus/latest")
+	d := fetch("https://docs.rs/regorus/latest")
 	d.result == "allow"
 	d.policy_id == "toolgate.network.allowed_host"
 	d.reason == "docs.rs is on the network allow-list"
 }
 
 test_a_wildcard_matches_subdomains if {
-	decide("https://api.example.com/v1?q=1").result == "allow"
-	decide("https://a.b.example.com/").result == "allow"
+	fetch("https://api.example.com/v1?q=1").result == "allow"
+	fetch("https://a.b.example.com/").result == "allow"
 }
 
 test_a_wildcard_entry_does_not_need_to_cover_the_apex if {
 	# example.com is listed on its own as well; without it the apex would be denied
-	d := data.toolgate.decision with input as net_call("network", "https://example.com/")
+	d := data.toolgate.decision with input as net_call([fixtures.url("https://example.com/")])
 		with data.toolgate_config.network.allowed_hosts as ["*.example.com"]
 	d.policy_id == "toolgate.network.host_not_allowed"
 }
 
 test_a_port_does_not_change_the_host if {
-	decide("http://example.com:8080/x").result == "allow"
+	fetch("http://example.com:8080/x").result == "allow"
 }
 
 test_lookalike_hosts_are_denied if {
 	every url in ["https://evilexample.com/", "https://example.com.evil.net/", "https://docs.rs.evil.net/"] {
-		d := decide(url)
+		d := fetch(url)
 		d.result == "deny"
 		d.policy_id == "toolgate.network.host_not_allowed"
 	}
 }
 
 test_the_reason_names_the_host_not_the_query if {
-	d := decide("https://evil.net/collect?token=abc")
-	d.reason == "evil.net is not on the network allow-list"
+	fetch("https://evil.net/collect?token=abc").reason == "evil.net is not on the network allow-list"
 }
 
 test_other_schemes_are_denied if {
-	d := decide("ftp://example.com/file")
+	d := fetch("ftp://example.com/file")
 	d.result == "deny"
 	d.policy_id == "toolgate.network.scheme"
+	d.reason == "ftp:// is not an allowed scheme"
 }
 
 test_text_that_is_not_a_url_is_denied if {
 	every target in ["example.com/path", "http://exa mple.com/", "", "https://[::1]:8080/", "https://a:1:2/"] {
-		decide(target).policy_id == "toolgate.network.no_target"
+		d := fetch(target)
+		d.policy_id == "toolgate.network.no_target"
+		d.reason == "fetch_url has no URL toolgate can judge"
 	}
-	d := data.toolgate.decision with input as net_call("network", null)
-	d.policy_id == "toolgate.network.no_target"
+}
+
+test_a_fetch_naming_no_url_is_denied if {
+	decide(net_call([])).policy_id == "toolgate.network.no_target"
+	decide(fixtures.single_target_call("fetch_url", "network", null)).policy_id == "toolgate.network.no_target"
+}
+
+test_a_fetch_is_allowed_only_when_every_url_is if {
+	decide(net_call([fixtures.url("https://docs.rs/a"), fixtures.url("https://crates.io/b")])).result == "allow"
+	d := decide(net_call([fixtures.url("https://docs.rs/a"), fixtures.url("https://evil.net/b")]))
+	d.policy_id == "toolgate.network.host_not_allowed"
+	d.reason == "evil.net is not on the network allow-list"
+}
+
+test_a_url_named_by_a_tool_of_another_action_is_judged_too if {
+	ok := fixtures.call("read_file", "read", [fixtures.path("/workspace/a"), fixtures.url("https://docs.rs/")])
+	decide(ok).result == "allow"
+	bad := fixtures.call("read_file", "read", [fixtures.path("/workspace/a"), fixtures.url("https://evil.net/")])
+	decide(bad).policy_id == "toolgate.network.host_not_allowed"
+}
+
+test_an_engine_without_targets_is_judged_on_its_single_target if {
+	decide(fixtures.single_target_call("fetch_url", "network", "https://docs.rs/")).result == "allow"
+	decide(fixtures.single_target_call("fetch_url", "network", "https://evil.net/")).result == "deny"
 }
 
 test_sending_escalates_and_names_the_recipient if {
-	d := data.toolgate.decision with input as net_call("send", "ops@example.com")
+	d := decide(fixtures.call("send_email", "send", [fixtures.address("ops@example.com")]))
 	d.result == "escalate"
 	d.policy_id == "toolgate.network.send_review"
 	d.reason == "sending to ops@example.com needs human review"
 }
 
+test_every_recipient_is_reviewed if {
+	doc := fixtures.call("send_email", "send", [fixtures.address("a@example.com"), fixtures.address("b@example.com")])
+	count(data.toolgate.network.escalate) == 2 with input as doc
+}
+
 test_sending_without_a_recipient_still_escalates if {
-	d := data.toolgate.decision with input as net_call("send", null)
+	d := decide(fixtures.call("send_email", "send", []))
 	d.result == "escalate"
 	d.reason == "sending to an unnamed recipient needs human review"
+	d2 := decide(fixtures.single_target_call("send_email", "send", null))
+	d2.reason == "sending to an unnamed recipient needs human review"
+}
+
+test_an_address_named_by_another_tool_is_reviewed if {
+	d := decide(fixtures.call("echo", "unknown", [fixtures.address("ops@example.com")]))
+	d.result == "escalate"
+	d.policy_id == "toolgate.network.send_review"
+}
+
+test_a_message_to_a_webhook_is_denied_when_its_host_is_not_allowed if {
+	d := decide(fixtures.call("post_message", "send", [fixtures.url("https://hooks.evil.net/x")]))
+	d.policy_id == "toolgate.network.host_not_allowed"
+}
+
+test_rule_sets_are_only_about_urls_and_addresses if {
+	count(data.toolgate.network.deny) == 0 with input as fixtures.call("read_file", "read", [fixtures.path("/etc/passwd")])
+	count(data.toolgate.network.escalate) == 0 with input as fixtures.call("write_file", "write", [fixtures.path("/workspace/a")])
 }

@@ -1,34 +1,48 @@
-package toolgate.shell
+package toolgate.shell_test
 
 import rego.v1
 
-shell_call(roles) := {
-	"agent": {"id": "a1", "tenant_id": "t1", "roles": roles, "claims": {}},
-	"tool": {"name": "run_shell", "arguments": {"command": "ls"}, "action": "execute", "target": "ls"},
-	"dlp": {"findings": []},
+import data.toolgate.fixtures
+
+shell_call(roles) := fixtures.with_roles(fixtures.call("run_shell", "execute", [fixtures.command("ls")]), roles)
+
+decide(doc) := d if {
+	d := data.toolgate.decision with input as doc
 }
 
 test_execution_without_a_role_is_denied if {
-	d := data.toolgate.decision with input as shell_call([])
+	d := decide(shell_call([]))
 	d.result == "deny"
 	d.policy_id == "toolgate.shell.no_role"
 	d.reason == `run_shell runs commands and the agent holds none of the roles ["shell"]`
 }
 
 test_execution_with_other_roles_is_denied if {
-	d := data.toolgate.decision with input as shell_call(["dev", "admin"])
-	d.policy_id == "toolgate.shell.no_role"
+	decide(shell_call(["dev", "admin"])).policy_id == "toolgate.shell.no_role"
 }
 
 test_execution_with_the_shell_role_is_allowed if {
-	d := data.toolgate.decision with input as shell_call(["dev", "shell"])
+	d := decide(shell_call(["dev", "shell"]))
 	d.result == "allow"
 	d.policy_id == "toolgate.shell.role"
+	d.reason == "run_shell may run: the agent holds a shell role"
+}
+
+test_execution_naming_no_command_is_judged_by_role if {
+	decide(fixtures.with_roles(fixtures.call("run_shell", "execute", []), ["shell"])).result == "allow"
+	decide(fixtures.call("run_shell", "execute", [])).policy_id == "toolgate.shell.no_role"
+}
+
+test_a_command_named_by_a_tool_of_another_action_needs_the_role if {
+	doc := fixtures.call("create_job", "write", [fixtures.path("/workspace/job"), fixtures.command("rm -rf /")])
+	decide(doc).policy_id == "toolgate.shell.no_role"
+	decide(fixtures.with_roles(doc, ["shell"])).policy_id == "toolgate.filesystem.write_review"
 }
 
 test_the_reason_never_quotes_the_command if {
-	i := object.union(shell_call([]), {"tool": {"target": "curl -H 'Authorization: Bearer s3cr3t' x"}})
-	d := data.toolgate.decision with input as i
+	doc := fixtures.call("run_shell", "execute", [fixtures.command("curl -H 'Authorization: Bearer s3cr3t' x")])
+	d := decide(doc)
+	d.result == "deny"
 	not contains(d.reason, "s3cr3t")
 }
 
@@ -39,11 +53,15 @@ test_the_allowed_roles_come_from_data if {
 }
 
 test_shell_tools_are_hidden_from_agents_without_the_role if {
-	not data.toolgate.visible with input as shell_call(["dev"])
-	data.toolgate.visible with input as shell_call(["shell"])
+	not data.toolgate.visible with input as fixtures.listed_tool("run_shell", "execute", fixtures.pinned)
+	data.toolgate.visible with input as fixtures.with_roles(fixtures.listed_tool("run_shell", "execute", fixtures.pinned), ["shell"])
 }
 
 test_other_tools_stay_visible if {
-	i := {"agent": {"roles": []}, "tool": {"name": "read_file", "arguments": null, "action": "read", "target": null}}
-	data.toolgate.visible with input as i
+	data.toolgate.visible with input as fixtures.listed_tool("read_file", "read", fixtures.pinned)
+}
+
+test_rule_sets_are_only_about_commands if {
+	count(data.toolgate.shell.deny) == 0 with input as fixtures.call("read_file", "read", [fixtures.path("/workspace/a")])
+	count(data.toolgate.shell.allow) == 0 with input as fixtures.call("read_file", "read", [fixtures.path("/workspace/a")])
 }
