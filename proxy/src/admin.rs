@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::app::App;
 use crate::audit::{cursor_after, AuditError, EventFilter, ExportFormat};
 use crate::escalation::Review;
-use crate::server::{json_response, Body, BoxError};
+use crate::response::{json_response, Body, BoxError};
 
 pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let Some(token) = &app.config.admin.token else {
@@ -204,15 +204,17 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             approve_tool(app, &upstream, &name).await
         }
         (&Method::GET, ["policy"]) => {
-            let set = app.policy.load();
+            let set = app.policies.current();
             json_response(
                 StatusCode::OK,
-                &json!({ "revision": set.revision(), "modules": set.modules(), "dir": app.config.policy.dir, "last_reload": app.policy_reload.last() }),
+                &json!({ "revision": set.revision(), "modules": set.modules(), "dir": app.config.policy.dir, "last_reload": app.policies.last_reload() }),
             )
         }
         (&Method::POST, ["policy", "reload"]) => {
-            let status =
-                crate::policy_reload::reload(app, crate::policy_reload::Trigger::Api).await;
+            let status = app
+                .policies
+                .reload(crate::policy_reload::Trigger::Api)
+                .await;
             let code = if status.result == "ok" {
                 StatusCode::OK
             } else {

@@ -1,14 +1,12 @@
 //! The running proxy's shared state, built once at start from a validated [`Config`].
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use toolgate_engine::dlp::Scanner;
-use toolgate_engine::policy::{Evaluator, PolicySet};
+use toolgate_engine::policy::Evaluator;
 
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
@@ -26,10 +24,8 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     pub sessions: SessionStore,
     pub upstreams: HashMap<String, Upstream>,
-    /// The compiled policy set; a reload swaps in a whole new set, requests keep the one they started with.
-    pub policy: ArcSwap<PolicySet>,
-    /// Serializes reloads and keeps the last result (`GET /api/v1/policy`).
-    pub policy_reload: crate::policy_reload::PolicyReloader,
+    /// The serving policy set and its reloads.
+    pub policies: Arc<crate::policy_reload::Policies>,
     pub scanner: Scanner,
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
@@ -42,6 +38,14 @@ impl App {
     /// Builds the proxy: policies compiled and smoke-evaluated, the audit log opened (its chain head loaded),
     /// stdio children started and handshaken. Any failure here stops start-up with a clear error.
     pub async fn start(config: Config) -> anyhow::Result<Arc<App>> {
+        Self::start_with(config, crate::outbound::client()).await
+    }
+
+    /// [`App::start`] with the one outbound client `serve` built (and gave the OTLP exporter too).
+    pub async fn start_with(
+        config: Config,
+        client: crate::outbound::HttpClient,
+    ) -> anyhow::Result<Arc<App>> {
         config.validate_for_serve()?;
         let metrics = Arc::new(Metrics::new(config.telemetry.metrics_max_agents));
         let auth = Arc::new(Authenticator::new(&config.auth).context("agent authentication")?);
@@ -54,25 +58,11 @@ impl App {
             .await
             .context("fetching the JWKS")?;
         }
-        let policy = match PolicySet::load(&config.policy.dir) {
-            Ok(p) => {
-                metrics.policy_reloads.with_label_values(&["ok"]).inc();
-                p
-            }
-            Err(e) => {
-                metrics.policy_reloads.with_label_values(&["error"]).inc();
-                return Err(anyhow::anyhow!(
-                    "loading policies from {}: {e}",
-                    config.policy.dir.display()
-                ));
-            }
-        };
-        tracing::info!(
-            revision = policy.revision(),
-            modules = policy.modules().len(),
-            "policy loaded"
-        );
-        let audit = AuditLog::open(&config.audit, metrics.audit())
+        let policies = crate::policy_reload::Policies::load(&config.policy.dir, metrics.clone())
+            .map_err(|e| {
+                anyhow::anyhow!("loading policies from {}: {e}", config.policy.dir.display())
+            })?;
+        let audit = AuditLog::open_with(&config.audit, metrics.audit(), client.clone())
             .await
             .context("opening the audit log")?;
         let tools = crate::tools::ToolPins::load(
@@ -82,13 +72,12 @@ impl App {
         )
         .await
         .context("loading the pinned tool definitions")?;
-        let client = crate::mcp::http::client();
         let mut upstreams = HashMap::new();
         for u in &config.upstreams {
             let upstream = match (&u.url, &u.command) {
                 (Some(_), _) => {
                     let client = match &u.ca_file {
-                        Some(ca) => crate::mcp::http::client_trusting(Some(ca))?,
+                        Some(ca) => crate::outbound::client_trusting(Some(ca))?,
                         None => client.clone(),
                     };
                     Upstream::Http(HttpUpstream::new(u, client)?)
@@ -109,13 +98,11 @@ impl App {
         let sessions =
             SessionStore::new(config.session.max_sessions, config.session.idle_timeout());
         let escalations = Escalations::new(metrics.escalations_pending.clone());
-        let policy_reload = crate::policy_reload::PolicyReloader::new(policy.revision());
         let app = Arc::new(App {
             auth,
             sessions,
             upstreams,
-            policy: ArcSwap::from_pointee(policy),
-            policy_reload,
+            policies,
             scanner: Scanner::new(),
             audit,
             metrics,
@@ -123,7 +110,7 @@ impl App {
             tools,
             config,
         });
-        crate::policy_reload::start(&app);
+        app.policies.start();
         Ok(app)
     }
 
@@ -139,24 +126,9 @@ impl App {
             .unwrap_or("/")
     }
 
-    /// Runs `f` on this worker thread's own warm evaluator of the current policy set. Each thread keeps one
-    /// evaluator and rebuilds it only when the policy revision changed, so no lock is shared across requests.
+    /// Runs `f` on this worker thread's own warm evaluator of the serving policy set.
     pub fn with_evaluator<T>(&self, f: impl FnOnce(&mut Evaluator) -> T) -> T {
-        thread_local! {
-            static EVALUATOR: RefCell<Option<Evaluator>> = const { RefCell::new(None) };
-        }
-        let set = self.policy.load();
-        EVALUATOR.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let fresh = match slot.as_ref() {
-                Some(ev) => ev.revision() != set.revision(),
-                None => true,
-            };
-            if fresh {
-                *slot = Some(set.evaluator());
-            }
-            f(slot.as_mut().expect("just set"))
-        })
+        self.policies.with_evaluator(f)
     }
 }
 

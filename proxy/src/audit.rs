@@ -7,7 +7,6 @@
 //!   the sqlx database so SQLite and PostgreSQL run the same statements.
 //! - [`export`]: the CSV, JSON and NDJSON renderings of events.
 //! - [`checkpoint`]: the ed25519 key, signed checkpoints and their external sinks.
-//! - [`public`]: the unauthenticated `/api/v1/public/verify` endpoint and its per-client rate limit.
 //! - [`stats`]: event counts by result, agent and tool over time buckets.
 //! - [`cli`]: the bodies of `toolgate audit verify` and `toolgate audit export`.
 //!
@@ -17,7 +16,6 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod export;
-pub mod public;
 pub mod stats;
 pub mod store;
 mod timestamp;
@@ -127,32 +125,7 @@ impl AuditSettings {
 
 const DEFAULT_CHAIN_ID: &str = "toolgate";
 
-/// Metric handles the writer updates; created and registered by the telemetry module.
-#[derive(Clone)]
-pub struct AuditMetrics {
-    /// Seconds per batch commit (`toolgate_audit_write_duration_seconds`).
-    pub write_duration: prometheus::Histogram,
-    /// Events whose commit failed (`toolgate_audit_write_failures_total`).
-    pub write_failures: prometheus::IntCounter,
-}
-
-impl AuditMetrics {
-    /// Handles registered nowhere, for tests and the CLI.
-    pub fn unregistered() -> AuditMetrics {
-        AuditMetrics {
-            write_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
-                "toolgate_audit_write_duration_seconds",
-                "Seconds per audit batch commit",
-            ))
-            .expect("constant histogram options are valid"),
-            write_failures: prometheus::IntCounter::new(
-                "toolgate_audit_write_failures_total",
-                "Audit events whose commit failed",
-            )
-            .expect("constant counter options are valid"),
-        }
-    }
-}
+pub use crate::telemetry::AuditMetrics;
 
 /// Everything that can go wrong in the audit log. Messages never carry event content or credentials.
 #[derive(Debug, thiserror::Error)]

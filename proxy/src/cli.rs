@@ -2,6 +2,7 @@
 //!
 //! Every error ends the process with one clear line on stderr and a non-zero exit code.
 
+pub use crate::policy_cli::PolicyCommand;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,39 +59,6 @@ pub struct TokenArgs {
     /// Lifetime: 90, 45s, 30m, 1h, 2d.
     #[arg(long, default_value = "1h")]
     pub ttl: String,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum PolicyCommand {
-    /// Run the `test_*` rules of a policy folder, like `opa test`.
-    Test {
-        /// The folder (default: policy.dir of the config).
-        dir: Option<PathBuf>,
-        /// Only tests whose `package.name` matches this regular expression.
-        #[arg(long)]
-        run: Option<String>,
-        /// Print every test with its time.
-        #[arg(long, short)]
-        verbose: bool,
-        /// Output format.
-        #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
-        format: String,
-        /// Report which lines of the policy modules the tests evaluated.
-        #[arg(long)]
-        coverage: bool,
-    },
-    /// Print the decision for one input document.
-    Eval {
-        /// The input document (JSON).
-        #[arg(long)]
-        input: PathBuf,
-        /// The folder (default: policy.dir of the config).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Also show the verdict sets and which definition of `decision` produced it.
-        #[arg(long)]
-        explain: bool,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,14 +137,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => crate::policy_cli::run(cmd, load),
         Command::Serve => {
             let config = load()?;
+            // The one outbound client: the OTLP exporter and the proxy (upstreams, checkpoint sink) share it.
+            let client = crate::outbound::client();
             let tracing = crate::telemetry::traces::install(
                 &crate::telemetry::logs::LogSettings {
                     debug: config.telemetry.debug,
                     filter: config.telemetry.log.clone(),
                 },
                 &config.telemetry,
+                &client,
             )?;
-            let served = runtime()?.block_on(serve(config));
+            let served = runtime()?.block_on(serve(config, client));
             // Export the spans still queued, however serve ended.
             tracing.shutdown();
             served?;
@@ -231,9 +202,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::Result<()> {
     let listen = config.listen;
-    let app = crate::app::App::start(config).await?;
+    let app = crate::app::App::start_with(config, client).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

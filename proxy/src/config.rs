@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
+pub use crate::telemetry::TelemetrySettings;
 
 /// The default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "toolgate.toml";
@@ -91,47 +92,6 @@ impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings {
             dir: default_policy_dir(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetrySettings {
-    pub otlp_endpoint: Option<String>,
-    #[serde(default = "default_otlp_protocol")]
-    pub otlp_protocol: String,
-    /// At most this many distinct `agent_id` label values; the rest are counted as `other`.
-    #[serde(default = "default_metrics_max_agents")]
-    pub metrics_max_agents: usize,
-    /// Seconds between `:keepalive` comments on the SSE feed.
-    #[serde(default = "default_sse_keepalive")]
-    pub sse_keepalive_seconds: u64,
-    /// Debug level for toolgate's modules (`TOOLGATE_DEBUG=true`).
-    #[serde(default)]
-    pub debug: bool,
-    /// Per-module levels as an `EnvFilter` directive list (`TOOLGATE_LOG`).
-    #[serde(default)]
-    pub log: Option<String>,
-    /// `service.name` of the exported spans (`OTEL_SERVICE_NAME`).
-    #[serde(default = "default_service_name")]
-    pub service_name: String,
-    /// More resource attributes of the exported spans (`OTEL_RESOURCE_ATTRIBUTES`, `k=v,k=v`).
-    #[serde(default)]
-    pub resource_attributes: BTreeMap<String, String>,
-}
-
-impl Default for TelemetrySettings {
-    fn default() -> Self {
-        TelemetrySettings {
-            otlp_endpoint: None,
-            otlp_protocol: default_otlp_protocol(),
-            metrics_max_agents: default_metrics_max_agents(),
-            sse_keepalive_seconds: default_sse_keepalive(),
-            debug: false,
-            log: None,
-            service_name: default_service_name(),
-            resource_attributes: BTreeMap::new(),
         }
     }
 }
@@ -241,18 +201,6 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_policy_dir() -> PathBuf {
     PathBuf::from("./policies")
-}
-fn default_otlp_protocol() -> String {
-    "grpc".into()
-}
-fn default_service_name() -> String {
-    "toolgate".into()
-}
-fn default_metrics_max_agents() -> usize {
-    1000
-}
-fn default_sse_keepalive() -> u64 {
-    15
 }
 fn default_session_idle() -> u64 {
     3600

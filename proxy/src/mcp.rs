@@ -1,11 +1,10 @@
-//! MCP: JSON-RPC types, streamable HTTP (both protocol eras), sessions and upstreams.
+//! MCP: JSON-RPC types, sessions, upstreams and SSE: the protocol pieces the pipeline and the HTTP surface
+//! (`crate::server::endpoint`) are built from. Nothing here imports the modules above it.
 //!
 //! - [`jsonrpc`]: parsing once, error codes, duplicate-key rejection.
-//! - [`endpoint`]: `POST`/`GET`/`DELETE /mcp/{upstream}`: content negotiation, sessions, passthrough.
 //! - [`session`]: `Mcp-Session-Id` bound to the agent that opened it.
 //! - [`upstream`]: the two kinds of upstream, [`http`] (streamable HTTP) and [`stdio`] (a shared child process).
 //! - [`sse`]: the few Server-Sent Events helpers the proxy needs.
-pub mod endpoint;
 pub mod http;
 pub mod jsonrpc;
 pub mod session;

@@ -21,8 +21,8 @@ mod plumbing;
 mod record;
 pub mod refusal;
 mod result;
-mod server_request;
 pub mod route;
+mod server_request;
 pub mod sessions;
 pub mod stages;
 mod subject;
@@ -47,7 +47,7 @@ use crate::auth::AgentIdentity;
 use crate::mcp::jsonrpc::Message;
 use crate::mcp::session::Session;
 use crate::mcp::upstream::Upstream;
-use crate::server::{jsonrpc_reply, Body};
+use crate::response::{jsonrpc_reply, Body};
 use crate::telemetry::Stage;
 
 pub use forward::{ForwardError, Forwarded};
@@ -112,7 +112,9 @@ async fn judge(
         Route::Initialize(proof) => {
             sessions::initialize(app, &caller, proof, &message, &headers, raw).await
         }
-        Route::Plumbing(proof) => plumbing::forward(app, &caller, proof, &message, &headers, raw).await,
+        Route::Plumbing(proof) => {
+            plumbing::forward(app, &caller, proof, &message, &headers, raw).await
+        }
         Route::AgentAnswer(proof) => {
             plumbing::agent_answer(app, &caller, proof, &message, &headers, raw).await
         }
@@ -196,7 +198,8 @@ async fn judged(
         }
         Verdict::Allow => (decision, json!({})),
     };
-    let allowed = forward::Allowed::new(&decision).expect("a deny returned and an escalation was approved above");
+    let allowed = forward::Allowed::new(&decision)
+        .expect("a deny returned and an escalation was approved above");
 
     // audit (write-ahead): nothing reaches the upstream before its decision is durable.
     let durable = record
@@ -207,7 +210,9 @@ async fn judged(
     // forward
     let started = Instant::now();
     let forwarded = crate::telemetry::stage(&app.metrics, Stage::Forward)
-        .run(forward::judged(app, caller, allowed, &durable, headers, raw, message))
+        .run(forward::judged(
+            app, caller, allowed, &durable, headers, raw, message,
+        ))
         .await;
 
     // result: the answer judged on its way back, then its outcome queued behind the decision event.
@@ -224,7 +229,10 @@ async fn judged(
             outcome.response_code = Some(200);
             outcome.latency_us = Some(started.elapsed().as_micros() as i64);
             outcome.error = answer.get("error").map(|e| {
-                format!("upstream JSON-RPC error {}", e.get("code").unwrap_or(&Value::Null))
+                format!(
+                    "upstream JSON-RPC error {}",
+                    e.get("code").unwrap_or(&Value::Null)
+                )
             });
             result::apply_judgement(&mut outcome, &judgement);
             enqueue(app, caller, outcome).await;
@@ -241,7 +249,7 @@ async fn judged(
                 outcome.latency_us = Some(started.elapsed().as_micros() as i64);
                 outcome.error = Some(format!("upstream answered HTTP {}", status.as_u16()));
                 enqueue(app, caller, outcome).await;
-                return Ok(crate::server::stream_response(resp));
+                return Ok(crate::response::stream_response(resp));
             }
             if is_sse(resp.headers()) {
                 let pending = result::PendingOutcome {
@@ -252,7 +260,13 @@ async fn judged(
                     result: Some(judge),
                     server: server_request::ServerRequests::of(app, caller, headers),
                 };
-                return Ok(result::stream(app.clone(), judges, id.cloned(), resp, Some(pending)));
+                return Ok(result::stream(
+                    app.clone(),
+                    judges,
+                    id.cloned(),
+                    resp,
+                    Some(pending),
+                ));
             }
             result::json_http(app, &judge, resp, outcome, started, id.cloned()).await
         }
@@ -285,7 +299,7 @@ pub fn session_stream(
     resp: Response<Incoming>,
 ) -> Response<Body> {
     if !resp.status().is_success() || !is_sse(resp.headers()) {
-        return crate::server::stream_response(resp);
+        return crate::response::stream_response(resp);
     }
     let protocol_version = session.as_ref().and_then(|s| s.protocol_version.clone());
     let server = server_request::ServerRequests {
@@ -369,7 +383,11 @@ pub fn agent_info(identity: &AgentIdentity) -> AgentInfo {
 }
 
 pub(crate) fn count_upstream(app: &App, upstream: &str, status: StatusCode) {
-    let label = if status.is_success() { "ok" } else { "http_error" };
+    let label = if status.is_success() {
+        "ok"
+    } else {
+        "http_error"
+    };
     app.metrics
         .upstream_requests
         .with_label_values(&[upstream, label])
@@ -386,6 +404,6 @@ fn is_sse(headers: &HeaderMap) -> bool {
 pub(crate) fn accepted() -> Response<Body> {
     Response::builder()
         .status(StatusCode::ACCEPTED)
-        .body(crate::server::empty())
+        .body(crate::response::empty())
         .expect("valid response")
 }

@@ -4,13 +4,47 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use clap::Subcommand;
 use serde_json::json;
 use toolgate_engine::policy::{
     eval_once, explain_once, run_tests_with, Explanation, FileCoverage, TestOptions, TestReport,
 };
 
-use crate::cli::PolicyCommand;
 use crate::config::{Config, ConfigError};
+
+/// `toolgate policy …`.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Run the `test_*` rules of a policy folder, like `opa test`.
+    Test {
+        /// The folder (default: policy.dir of the config).
+        dir: Option<PathBuf>,
+        /// Only tests whose `package.name` matches this regular expression.
+        #[arg(long)]
+        run: Option<String>,
+        /// Print every test with its time.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Output format.
+        #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
+        format: String,
+        /// Report which lines of the policy modules the tests evaluated.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Print the decision for one input document.
+    Eval {
+        /// The input document (JSON).
+        #[arg(long)]
+        input: PathBuf,
+        /// The folder (default: policy.dir of the config).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Also show the verdict sets and which definition of `decision` produced it.
+        #[arg(long)]
+        explain: bool,
+    },
+}
 
 pub fn run(
     cmd: PolicyCommand,

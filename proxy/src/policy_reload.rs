@@ -1,20 +1,22 @@
 //! Policy hot reload: file watching of `policy.dir` (debounced), SIGHUP and `POST /api/v1/policy/reload`.
 //!
-//! A reload reads, parses, compiles and smoke-evaluates the whole folder on a blocking thread (never on a
-//! request's thread), then swaps the new set into `App::policy` in one store. Requests already running keep
+//! [`Policies`] owns the serving set. A reload reads, parses, compiles and smoke-evaluates the whole folder on a
+//! blocking thread (never on a request's thread), then swaps the new set in with one store. Requests already running keep
 //! the set they loaded; the next request on each worker builds a fresh evaluator for the new revision. A
 //! broken folder is refused and the last good set keeps serving. Reloads run one at a time, so two triggers
 //! close together cannot interleave their swaps.
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use serde::Serialize;
-use toolgate_engine::policy::PolicySet;
+use toolgate_engine::policy::{Evaluator, PolicyError, PolicySet};
 
-use crate::app::App;
+use crate::telemetry::Metrics;
 
 /// Quiet time after the last file event before a reload: editors write a file in several steps.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -51,8 +53,79 @@ pub struct ReloadStatus {
     pub changed: bool,
 }
 
-/// The reload state `App` holds.
-pub struct PolicyReloader {
+/// The serving policy set of the proxy and everything that replaces it: the folder, the reload state, and the
+/// watcher and SIGHUP tasks (which end when this is dropped).
+pub struct Policies {
+    dir: PathBuf,
+    /// The compiled set; a reload swaps in a whole new set, requests keep the one they started with.
+    current: ArcSwap<PolicySet>,
+    reloader: PolicyReloader,
+    metrics: Arc<Metrics>,
+}
+
+impl Policies {
+    /// Loads `dir` at start; an error stops start-up (there is no last good set yet).
+    pub fn load(dir: &Path, metrics: Arc<Metrics>) -> Result<Arc<Policies>, PolicyError> {
+        let set = match PolicySet::load(dir) {
+            Ok(set) => {
+                metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                set
+            }
+            Err(e) => {
+                metrics.policy_reloads.with_label_values(&["error"]).inc();
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            revision = set.revision(),
+            modules = set.modules().len(),
+            "policy loaded"
+        );
+        Ok(Arc::new(Policies {
+            dir: dir.to_owned(),
+            reloader: PolicyReloader::new(set.revision()),
+            current: ArcSwap::from_pointee(set),
+            metrics,
+        }))
+    }
+
+    /// The serving set.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The result of the last reload (`GET /api/v1/policy`).
+    pub fn last_reload(&self) -> ReloadStatus {
+        self.reloader.last()
+    }
+
+    /// Runs `f` on this worker thread's own warm evaluator of the serving set. Each thread keeps one evaluator
+    /// and rebuilds it only when the revision changed, so no lock is shared across requests.
+    pub fn with_evaluator<T>(&self, f: impl FnOnce(&mut Evaluator) -> T) -> T {
+        thread_local! {
+            static EVALUATOR: RefCell<Option<Evaluator>> = const { RefCell::new(None) };
+        }
+        let set = self.current.load();
+        EVALUATOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let fresh = match slot.as_ref() {
+                Some(ev) => ev.revision() != set.revision(),
+                None => true,
+            };
+            if fresh {
+                *slot = Some(set.evaluator());
+            }
+            f(slot.as_mut().expect("just set"))
+        })
+    }
+}
+
+/// The reload state.
+struct PolicyReloader {
     /// Held for the whole of a reload: reloads are serialized.
     gate: tokio::sync::Mutex<()>,
     last: Mutex<ReloadStatus>,
@@ -62,7 +135,7 @@ pub struct PolicyReloader {
 
 impl PolicyReloader {
     /// The state after the start-up load of `revision`.
-    pub fn new(revision: &str) -> PolicyReloader {
+    fn new(revision: &str) -> PolicyReloader {
         PolicyReloader {
             gate: tokio::sync::Mutex::new(()),
             last: Mutex::new(ReloadStatus {
@@ -77,7 +150,7 @@ impl PolicyReloader {
         }
     }
 
-    pub fn last(&self) -> ReloadStatus {
+    fn last(&self) -> ReloadStatus {
         self.last
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -92,84 +165,93 @@ impl PolicyReloader {
     }
 }
 
-/// Reloads `policy.dir` now: load off the request path, swap on success, keep the old set on failure.
-pub async fn reload(app: &App, trigger: Trigger) -> ReloadStatus {
-    let _one_at_a_time = app.policy_reload.gate.lock().await;
-    let dir = app.config.policy.dir.clone();
-    let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
-        .await
-        .map_err(|join| format!("the reload task failed: {join}"))
-        .and_then(|result| result.map_err(|err| err.to_string()));
-    let status = match loaded {
-        Ok(set) => {
-            let previous = app.policy.load().revision().to_owned();
-            let revision = set.revision().to_owned();
-            let changed = revision != previous;
-            if changed {
-                app.policy.store(Arc::new(set));
+impl Policies {
+    /// Reloads the folder now: load off the request path, swap on success, keep the old set on failure.
+    pub async fn reload(&self, trigger: Trigger) -> ReloadStatus {
+        let _one_at_a_time = self.reloader.gate.lock().await;
+        let dir = self.dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
+            .await
+            .map_err(|join| format!("the reload task failed: {join}"))
+            .and_then(|result| result.map_err(|err| err.to_string()));
+        let status = match loaded {
+            Ok(set) => {
+                let previous = self.current.load().revision().to_owned();
+                let revision = set.revision().to_owned();
+                let changed = revision != previous;
+                if changed {
+                    self.current.store(Arc::new(set));
+                }
+                self.metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(
+                    revision = %revision,
+                    previous = %previous,
+                    changed,
+                    trigger = ?trigger,
+                    "policy reloaded"
+                );
+                ReloadStatus {
+                    result: "ok",
+                    at: now(),
+                    error: None,
+                    revision,
+                    trigger,
+                    changed,
+                }
             }
-            app.metrics.policy_reloads.with_label_values(&["ok"]).inc();
-            tracing::info!(
-                revision = %revision,
-                previous = %previous,
-                changed,
-                trigger = ?trigger,
-                "policy reloaded"
+            Err(error) => {
+                let serving = self.current.load().revision().to_owned();
+                self.metrics
+                    .policy_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::error!(
+                    error = %error,
+                    dir = %self.dir.display(),
+                    serving = %serving,
+                    trigger = ?trigger,
+                    "policy reload failed"
+                );
+                ReloadStatus {
+                    result: "error",
+                    at: now(),
+                    error: Some(error),
+                    revision: serving,
+                    trigger,
+                    changed: false,
+                }
+            }
+        };
+        self.reloader.set_last(status.clone());
+        status
+    }
+
+    /// Starts the folder watcher and the SIGHUP handler. They hold only a weak reference and end when the
+    /// `Policies` is dropped. A watcher that cannot start (an inotify limit) is logged, not fatal: SIGHUP and the
+    /// admin endpoint still reload.
+    pub fn start(self: &Arc<Self>) {
+        let app = self;
+        if let Err(err) = start_watcher(app) {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                error = %err,
+                "policy folder watching is off; reload with SIGHUP or POST /api/v1/policy/reload"
             );
-            ReloadStatus {
-                result: "ok",
-                at: now(),
-                error: None,
-                revision,
-                trigger,
-                changed,
-            }
         }
-        Err(error) => {
-            let serving = app.policy.load().revision().to_owned();
-            app.metrics
-                .policy_reloads
-                .with_label_values(&["error"])
-                .inc();
-            tracing::error!(
-                error = %error,
-                dir = %app.config.policy.dir.display(),
-                serving = %serving,
-                trigger = ?trigger,
-                "policy reload failed"
-            );
-            ReloadStatus {
-                result: "error",
-                at: now(),
-                error: Some(error),
-                revision: serving,
-                trigger,
-                changed: false,
-            }
+        #[cfg(unix)]
+        if let Err(err) = start_sighup(app) {
+            tracing::warn!(error = %err, "cannot handle SIGHUP; policy reload on SIGHUP is off");
         }
-    };
-    app.policy_reload.set_last(status.clone());
-    status
+    }
+
+    /// What SIGHUP does: a reload, logged like any other.
+    pub async fn on_sighup(&self) -> ReloadStatus {
+        tracing::info!("SIGHUP: reloading the policies");
+        self.reload(Trigger::Signal).await
+    }
 }
 
-/// Starts the folder watcher and the SIGHUP handler of `app`. They hold only a weak reference and end
-/// when the `App` is dropped. A watcher that cannot start (an inotify limit) is logged, not fatal: SIGHUP
-/// and the admin endpoint still reload.
-pub fn start(app: &Arc<App>) {
-    if let Err(err) = start_watcher(app) {
-        tracing::warn!(
-            dir = %app.config.policy.dir.display(),
-            error = %err,
-            "policy folder watching is off; reload with SIGHUP or POST /api/v1/policy/reload"
-        );
-    }
-    #[cfg(unix)]
-    if let Err(err) = start_sighup(app) {
-        tracing::warn!(error = %err, "cannot handle SIGHUP; policy reload on SIGHUP is off");
-    }
-}
-
-fn start_watcher(app: &Arc<App>) -> notify::Result<()> {
+fn start_watcher(app: &Arc<Policies>) -> notify::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(64);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
@@ -182,9 +264,9 @@ fn start_watcher(app: &Arc<App>) -> notify::Result<()> {
             let _ = tx.try_send(());
         }
     })?;
-    watcher.watch(&app.config.policy.dir, RecursiveMode::Recursive)?;
+    watcher.watch(&app.dir, RecursiveMode::Recursive)?;
     let weak = Arc::downgrade(app);
-    let mut stop = app.policy_reload.stop.subscribe();
+    let mut stop = app.reloader.stop.subscribe();
     tokio::spawn(async move {
         // Owned here, so it is dropped (and stops watching) when this task ends.
         let _watcher = watcher;
@@ -195,7 +277,7 @@ fn start_watcher(app: &Arc<App>) -> notify::Result<()> {
             }
             debounce(&mut rx).await;
             let Some(app) = weak.upgrade() else { return };
-            reload(&app, Trigger::Watch).await;
+            app.reload(Trigger::Watch).await;
         }
     });
     Ok(())
@@ -247,12 +329,12 @@ fn is_policy_path(path: &Path) -> bool {
 }
 
 #[cfg(unix)]
-fn start_sighup(app: &Arc<App>) -> std::io::Result<()> {
+fn start_sighup(app: &Arc<Policies>) -> std::io::Result<()> {
     // Registered before `start` returns, so a SIGHUP sent after start-up never hits the default action
     // (terminating the process).
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let weak = Arc::downgrade(app);
-    let mut stop = app.policy_reload.stop.subscribe();
+    let mut stop = app.reloader.stop.subscribe();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -260,16 +342,10 @@ fn start_sighup(app: &Arc<App>) -> std::io::Result<()> {
                 signal = hup.recv() => if signal.is_none() { return },
             }
             let Some(app) = weak.upgrade() else { return };
-            on_sighup(&app).await;
+            app.on_sighup().await;
         }
     });
     Ok(())
-}
-
-/// What SIGHUP does: a reload, logged like any other.
-pub async fn on_sighup(app: &App) -> ReloadStatus {
-    tracing::info!("SIGHUP: reloading the policies");
-    reload(app, Trigger::Signal).await
 }
 
 fn now() -> String {

@@ -17,42 +17,11 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+pub mod endpoint;
+pub mod public_verify;
+
 use crate::app::App;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Every response body: a full buffer or an upstream stream, boxed.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
-
-pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(full(value.to_string()))
-        .expect("valid response")
-}
-
-/// A JSON-RPC message as the answer to an MCP POST.
-pub fn jsonrpc_reply(status: StatusCode, value: Value) -> Response<Body> {
-    json_response(status, &value)
-}
-
-/// An upstream answer, streamed back unbuffered (SSE frames reach the agent as they come).
-pub fn stream_response(resp: Response<Incoming>) -> Response<Body> {
-    let (parts, body) = resp.into_parts();
-    let mut resp = Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
-    crate::mcp::keep_mcp_headers(resp.headers_mut());
-    resp
-}
+use crate::response::{full, json_response, Body};
 
 /// Serves `listener` until `shutdown` resolves; then stops accepting and returns (open connections finish on
 /// their own tasks).
@@ -123,7 +92,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         // the audit events (the fallback only serves embedders that installed no OpenTelemetry layer).
         let (span, trace_id) =
             crate::telemetry::traces::request_span(&upstream, req.headers(), || trace_id(&req));
-        let resp = crate::mcp::endpoint::handle(&app, &upstream, req, &base_url, trace_id)
+        let resp = endpoint::handle(&app, &upstream, req, &base_url, trace_id)
             .instrument(span.clone())
             .await;
         crate::telemetry::traces::annotate_int(
@@ -134,7 +103,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         return resp;
     }
     if let Some(upstream) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
-        return crate::mcp::endpoint::resource_metadata(&app, &base_url, upstream);
+        return endpoint::resource_metadata(&app, &base_url, upstream);
     }
     match path.as_str() {
         "/health" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
@@ -144,7 +113,9 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .body(full(app.metrics.render()))
             .expect("valid response"),
         // Public: no admin token, rate-limited per client, no event content.
-        "/api/v1/public/verify" => crate::audit::public::handle(&app.audit, &req).await,
+        "/api/v1/public/verify" => {
+            public_verify::handle(app.audit.store(), &app.public_limiter, &req).await
+        }
         p if p.starts_with("/api/v1/") => crate::admin::handle(&app, req).await,
         _ => json_response(
             StatusCode::NOT_FOUND,
@@ -155,7 +126,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 
 async fn ready(app: &App) -> Response<Body> {
     let database = app.audit.store().ping().await;
-    let policy = !app.policy.load().revision().is_empty();
+    let policy = !app.policies.current().revision().is_empty();
     let status = if database && policy {
         StatusCode::OK
     } else {

@@ -6,7 +6,7 @@ pub mod logs;
 pub mod metrics;
 pub mod traces;
 
-pub use metrics::Metrics;
+pub use metrics::{AuditMetrics, Metrics};
 pub use traces::stage;
 
 /// The stages of the pipeline, in order. `as usize` indexes [`Metrics::stage`]; each is one span and one
@@ -66,4 +66,59 @@ pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
         t.second(),
         t.microsecond()
     )
+}
+
+/// The `[telemetry]` section of the configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "default_otlp_protocol")]
+    pub otlp_protocol: String,
+    /// At most this many distinct `agent_id` label values; the rest are counted as `other`.
+    #[serde(default = "default_metrics_max_agents")]
+    pub metrics_max_agents: usize,
+    /// Seconds between `:keepalive` comments on the SSE feed.
+    #[serde(default = "default_sse_keepalive")]
+    pub sse_keepalive_seconds: u64,
+    /// Debug level for toolgate's modules (`TOOLGATE_DEBUG=true`).
+    #[serde(default)]
+    pub debug: bool,
+    /// Per-module levels as an `EnvFilter` directive list (`TOOLGATE_LOG`).
+    #[serde(default)]
+    pub log: Option<String>,
+    /// `service.name` of the exported spans (`OTEL_SERVICE_NAME`).
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// More resource attributes of the exported spans (`OTEL_RESOURCE_ATTRIBUTES`, `k=v,k=v`).
+    #[serde(default)]
+    pub resource_attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            otlp_endpoint: None,
+            otlp_protocol: default_otlp_protocol(),
+            metrics_max_agents: default_metrics_max_agents(),
+            sse_keepalive_seconds: default_sse_keepalive(),
+            debug: false,
+            log: None,
+            service_name: default_service_name(),
+            resource_attributes: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+fn default_otlp_protocol() -> String {
+    "grpc".into()
+}
+fn default_service_name() -> String {
+    "toolgate".into()
+}
+fn default_metrics_max_agents() -> usize {
+    1000
+}
+fn default_sse_keepalive() -> u64 {
+    15
 }

@@ -382,7 +382,7 @@ async fn sighup_reloads_the_policies() {
     .await;
     assert_eq!(st["last_reload"]["result"], "ok");
     // And the handler's body, directly.
-    let direct = toolgate::policy_reload::on_sighup(&proxy.app).await;
+    let direct = proxy.app.policies.on_sighup().await;
     assert_eq!(direct.result, "ok");
     assert_eq!(direct.trigger, toolgate::policy_reload::Trigger::Signal);
     proxy.stop().await;

@@ -157,7 +157,9 @@ async fn a_tool_call_is_one_trace_continued_from_the_agent_with_a_span_per_stage
         debug: false,
         filter: None,
     };
-    let tracing = toolgate::telemetry::traces::install(&logs, &settings).unwrap();
+    let tracing =
+        toolgate::telemetry::traces::install(&logs, &settings, &toolgate::outbound::client())
+            .unwrap();
     assert_eq!(
         tracing.exporter(),
         Some("grpc"),
@@ -432,7 +434,8 @@ async fn http_protobuf_export_posts_the_spans_to_v1_traces() {
         assert_eq!(trace_id, TRACE_ID);
         span.in_scope(|| {
             toolgate::telemetry::traces::name_request("tools/list");
-            toolgate::telemetry::stage(&metrics, toolgate::telemetry::Stage::Policy).in_scope(|| ());
+            toolgate::telemetry::stage(&metrics, toolgate::telemetry::Stage::Policy)
+                .in_scope(|| ());
         });
     });
     let flushing = tracing.clone();

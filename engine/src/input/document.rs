@@ -63,7 +63,8 @@ pub struct RequestInfo {
 }
 
 /// How a tool's definition compares with the one toolgate pinned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DefinitionStatus {
     /// Never listed by the upstream.
     New,
@@ -242,7 +243,9 @@ impl PolicyInput<'_> {
             ),
             (
                 "response",
-                self.response.as_ref().map_or(Value::Null, ResponseInput::to_value),
+                self.response
+                    .as_ref()
+                    .map_or(Value::Null, ResponseInput::to_value),
             ),
             ("now", Value::from(self.now)),
         ])

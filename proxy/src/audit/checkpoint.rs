@@ -223,8 +223,8 @@ pub fn read_file(path: &Path) -> Result<SignedCheckpoint, CheckpointError> {
 pub enum Sink {
     /// One JSON file per checkpoint, plus `<chain>-latest.json`, each written atomically.
     Dir(PathBuf),
-    /// `POST` of the JSON to this URL.
-    Url(String),
+    /// `POST` of the JSON to this URL, with the proxy's one outbound client.
+    Url(String, crate::outbound::HttpClient),
 }
 
 impl Sink {
@@ -249,7 +249,7 @@ impl Sink {
                     tracing::warn!(dir = %dir.display(), error = %e, "audit checkpoint sink failed");
                 }
             }
-            Sink::Url(url) => {
+            Sink::Url(url, client) => {
                 let request = hyper::Request::post(url.as_str())
                     .header(hyper::header::CONTENT_TYPE, "application/json")
                     .body(http_body_util::Full::new(bytes::Bytes::from(json)));
@@ -260,7 +260,6 @@ impl Sink {
                         return;
                     }
                 };
-                let client = crate::mcp::http::client();
                 match tokio::time::timeout(Duration::from_secs(10), client.request(request)).await {
                     Ok(Ok(resp)) if resp.status().is_success() => {}
                     Ok(Ok(resp)) => {

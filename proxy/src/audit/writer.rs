@@ -8,7 +8,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
 
 use super::checkpoint::{Checkpoint, CheckpointKind, Signer, Sink};
-use super::public::RateLimiter;
 use super::store::AuditStore;
 use super::{timestamp, AuditError, AuditMetrics, AuditSettings};
 
@@ -44,8 +43,6 @@ pub struct AuditLog {
     chain_id: Arc<str>,
     signer: Arc<Signer>,
     sink: Option<Arc<Sink>>,
-    /// Per-client limit of the public verify endpoint.
-    public_limiter: Arc<RateLimiter>,
     retention_days: u32,
     /// Stops the retention task when the log is closed.
     retention: Arc<tokio::sync::Notify>,
@@ -77,6 +74,15 @@ impl AuditLog {
         settings: &AuditSettings,
         metrics: AuditMetrics,
     ) -> Result<AuditLog, AuditError> {
+        Self::open_with(settings, metrics, crate::outbound::client()).await
+    }
+
+    /// [`AuditLog::open`] with the proxy's one outbound client, for a checkpoint sink URL.
+    pub async fn open_with(
+        settings: &AuditSettings,
+        metrics: AuditMetrics,
+        client: crate::outbound::HttpClient,
+    ) -> Result<AuditLog, AuditError> {
         let signer = Arc::new(Signer::load_or_create(&settings.signing_key_path())?);
         let mut trusted = super::checkpoint::TrustedKeys::parse_all(&settings.trusted_public_keys)?;
         trusted.push(signer.verifying_key());
@@ -96,7 +102,7 @@ impl AuditLog {
             .map_or(0, |c| c.seq);
         let sink = match (&settings.checkpoint_dir, &settings.checkpoint_url) {
             (Some(dir), _) => Some(Arc::new(Sink::Dir(dir.clone()))),
-            (None, Some(url)) => Some(Arc::new(Sink::Url(url.clone()))),
+            (None, Some(url)) => Some(Arc::new(Sink::Url(url.clone(), client))),
             (None, None) => None,
         };
         let (requests, inbox) = mpsc::channel(settings.queue_capacity.max(1));
@@ -125,7 +131,6 @@ impl AuditLog {
             chain_id: Arc::from(chain_id),
             signer,
             sink,
-            public_limiter: Arc::new(RateLimiter::new(settings.public_verify_per_minute)),
             retention_days: settings.retention_days,
             retention: Arc::new(tokio::sync::Notify::new()),
         };
@@ -170,11 +175,6 @@ impl AuditLog {
             .await
             .map_err(|_| AuditError::Closed)?;
         signed.await.map_err(|_| AuditError::Closed)
-    }
-
-    /// The per-client limiter of `/api/v1/public/verify`.
-    pub fn public_limiter(&self) -> &RateLimiter {
-        &self.public_limiter
     }
 
     /// Resolves once the event is committed (durable).

@@ -8,12 +8,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use hyper::{Method, Request, Response, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamSettings;
+use crate::outbound::HttpClient;
 
 /// Request headers of the agent that mean something to an MCP server and are passed on. The agent's
 /// `Authorization` is deliberately not among them: its token is for toolgate, and MCP forbids token passthrough.
@@ -29,56 +26,8 @@ const FORWARDED_HEADERS: &[&str] = &[
     "tracestate",
 ];
 
-/// The pooled HTTP(S) client every outbound call shares.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Builds the shared client: HTTP/1.1, rustls with the Mozilla roots for https, pooled connections.
-pub fn client() -> HttpClient {
-    client_trusting(None).expect("the built-in roots need no file")
-}
-
-/// A client that trusts the Mozilla roots plus the PEM certificates in `ca_file` (a private CA of an
-/// internal upstream). TLS is rustls with the ring provider, TLS 1.2 and 1.3.
-pub fn client_trusting(ca_file: Option<&std::path::Path>) -> Result<HttpClient, HttpUpstreamError> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = ca_file {
-        let bad = |why: String| HttpUpstreamError::CaFile(path.display().to_string(), why);
-        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots
-                .add(cert.map_err(|e| bad(e.to_string()))?)
-                .map_err(|e| bad(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(bad("no PEM certificate in the file".into()));
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| HttpUpstreamError::CaFile("-".into(), e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum HttpUpstreamError {
-    #[error("cannot use CA file {0}: {1}")]
-    CaFile(String, String),
     #[error("upstream {0} is unreachable: {1}")]
     Unavailable(String, String),
     #[error("upstream {0} did not answer within {1:?}")]

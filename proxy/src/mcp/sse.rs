@@ -186,6 +186,9 @@ mod tests {
     #[test]
     fn an_event_beyond_the_bound_is_refused() {
         let mut reader = SseReader::new(16);
-        assert_eq!(reader.push(b"data: 0123456789abcdefgh"), Err(EventTooLarge(16)));
+        assert_eq!(
+            reader.push(b"data: 0123456789abcdefgh"),
+            Err(EventTooLarge(16))
+        );
     }
 }

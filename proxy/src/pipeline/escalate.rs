@@ -44,7 +44,11 @@ pub(super) async fn hold(
         Lookup::None => (uuid::Uuid::now_v7().to_string(), false),
     };
     let extra = json!({ "escalation_id": escalation_id });
-    if record.append("policy_escalate", decision, extra).await.is_err() {
+    if record
+        .append("policy_escalate", decision, extra)
+        .await
+        .is_err()
+    {
         return Err(Refusal::AuditUnavailable { id: id.cloned() });
     }
     let waiter = if joined {
@@ -102,7 +106,8 @@ async fn answer(
     let extra = json!({ "escalation_id": escalation_id });
     match review {
         Review::Approved => {
-            let approved = Decision::approved(decision).expect("hold() is only called for escalations");
+            let approved =
+                Decision::approved(decision).expect("hold() is only called for escalations");
             Ok(Approval {
                 decision: approved,
                 extra,

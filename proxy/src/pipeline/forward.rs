@@ -127,7 +127,9 @@ async fn send(
                     .notify(request)
                     .await
                     .map(|()| Forwarded::Json(Value::Null))
-                    .map_err(|e| ForwardError::Unavailable(format!("{}: {e}", caller.upstream_name)));
+                    .map_err(|e| {
+                        ForwardError::Unavailable(format!("{}: {e}", caller.upstream_name))
+                    });
             }
             match child.request(request, timeout).await {
                 Ok(v) => Ok(Forwarded::Json(v)),

@@ -37,7 +37,10 @@ pub(super) async fn read(
         crate::telemetry::traces::name_request(method);
     }
     if let Some(id) = message.id() {
-        let id = id.as_str().map(str::to_owned).unwrap_or_else(|| id.to_string());
+        let id = id
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| id.to_string());
         crate::telemetry::traces::annotate(&[("rpc.jsonrpc.request_id", &id)]);
     }
     Ok((headers, message, raw))
@@ -57,7 +60,14 @@ fn accepts_mcp(headers: &HeaderMap) -> bool {
     let mut sse = false;
     for value in headers.get_all(ACCEPT) {
         for item in value.to_str().unwrap_or("").split(',') {
-            match item.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+            match item
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+                .as_str()
+            {
                 "application/json" => json = true,
                 "text/event-stream" => sse = true,
                 "*/*" => {

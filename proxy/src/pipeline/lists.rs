@@ -21,7 +21,7 @@ use super::{Caller, InputBase};
 use crate::app::App;
 use crate::mcp::jsonrpc::Message;
 use crate::mcp::sse;
-use crate::server::{full, jsonrpc_reply, Body};
+use crate::response::{full, jsonrpc_reply, Body};
 
 /// Forwards a list request and answers with the filtered list.
 pub(super) async fn answer(
@@ -69,7 +69,10 @@ pub(super) async fn answer(
                 .await
                 .map_err(|e| Refusal::Upstream {
                     id: id.clone(),
-                    error: forward::ForwardError::Unavailable(format!("reading {}: {e}", kind.method())),
+                    error: forward::ForwardError::Unavailable(format!(
+                        "reading {}: {e}",
+                        kind.method()
+                    )),
                 })?
                 .to_bytes();
             let text = String::from_utf8_lossy(&bytes);
@@ -149,14 +152,17 @@ impl Filter<'_> {
             self.listed += 1;
             let visible = match self.kind {
                 ListKind::Tools => {
-                    let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else {
+                    let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned)
+                    else {
                         self.hidden += 1;
                         continue;
                     };
                     // Two tools of one name: the agent could not tell which one it calls, so neither is shown.
                     if !seen_names.insert(name.clone()) {
                         self.hidden += 1;
-                        kept.retain(|t: &Value| t.get("name").and_then(Value::as_str) != Some(name.as_str()));
+                        kept.retain(|t: &Value| {
+                            t.get("name").and_then(Value::as_str) != Some(name.as_str())
+                        });
                         continue;
                     }
                     let definition = self.pin(&name, &item).await;
@@ -167,25 +173,53 @@ impl Filter<'_> {
                         class: &class,
                         definition: Some(&definition),
                     };
-                    self.visible(&base, PolicyInput { tool: Some(tool), ..base.input(&[]) })
+                    self.visible(
+                        &base,
+                        PolicyInput {
+                            tool: Some(tool),
+                            ..base.input(&[])
+                        },
+                    )
                 }
                 ListKind::Resources | ListKind::ResourceTemplates => {
-                    let key = if self.kind == ListKind::Resources { "uri" } else { "uriTemplate" };
+                    let key = if self.kind == ListKind::Resources {
+                        "uri"
+                    } else {
+                        "uriTemplate"
+                    };
                     let Some(uri) = item.get(key).and_then(Value::as_str) else {
                         self.hidden += 1;
                         continue;
                     };
                     let target = resource_target(uri, workdir);
-                    let resource = ResourceInput { uri, target: &target };
-                    self.visible(&base, PolicyInput { resource: Some(resource), ..base.input(&[]) })
+                    let resource = ResourceInput {
+                        uri,
+                        target: &target,
+                    };
+                    self.visible(
+                        &base,
+                        PolicyInput {
+                            resource: Some(resource),
+                            ..base.input(&[])
+                        },
+                    )
                 }
                 ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str) else {
                         self.hidden += 1;
                         continue;
                     };
-                    let prompt = PromptInput { name, arguments: None };
-                    self.visible(&base, PolicyInput { prompt: Some(prompt), ..base.input(&[]) })
+                    let prompt = PromptInput {
+                        name,
+                        arguments: None,
+                    };
+                    self.visible(
+                        &base,
+                        PolicyInput {
+                            prompt: Some(prompt),
+                            ..base.input(&[])
+                        },
+                    )
                 }
             };
             if visible {
@@ -216,7 +250,9 @@ impl Filter<'_> {
 
     /// Pins one listed tool definition and returns its state for the policy.
     async fn pin(&mut self, name: &str, tool: &Value) -> DefinitionInfo {
-        let hash = toolgate_engine::canonical::sha256_hex(toolgate_engine::canonical::to_jcs(tool).as_bytes());
+        let hash = toolgate_engine::canonical::sha256_hex(
+            toolgate_engine::canonical::to_jcs(tool).as_bytes(),
+        );
         let poisoning: Vec<String> = toolgate_engine::injection::poisoning(tool)
             .into_iter()
             .map(|m| m.as_str().to_owned())

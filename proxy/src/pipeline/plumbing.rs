@@ -16,7 +16,7 @@ use super::{accepted, count_upstream, Caller, InputBase};
 use crate::app::App;
 use crate::mcp::jsonrpc::{Kind, Message};
 use crate::mcp::upstream::Upstream;
-use crate::server::{jsonrpc_reply, Body};
+use crate::response::{jsonrpc_reply, Body};
 use crate::telemetry::Stage;
 
 /// Plumbing from the agent to the upstream.
@@ -73,7 +73,7 @@ async fn send(
         // An upstream's 400 to `server/discover` passes as is: clients use it to fall back to the older era.
         Ok(Forwarded::Http(resp)) => {
             count_upstream(app, caller.upstream_name, resp.status());
-            Ok(crate::server::stream_response(resp))
+            Ok(crate::response::stream_response(resp))
         }
         Err(error) => {
             app.metrics
@@ -100,22 +100,30 @@ async fn screen(app: &App, caller: &Caller<'_>, message: &Message) -> Result<(),
     let findings = crate::telemetry::stage(&app.metrics, Stage::Dlp)
         .in_scope(|| super::stages::dlp(app, caller, scanned));
     let method = message.method().unwrap_or("response");
-    let decision = if let Some(critical) = findings.iter().find(|f| f.severity == Severity::Critical) {
-        Decision::plumbing_refused(format!("the message carries {} at {}", critical.kind, critical.path))
-    } else {
-        let base = InputBase::new(caller, method, caller.session.as_ref().map(|s| s.calls()).unwrap_or(0));
-        let input = super::PolicyInput {
-            params: message.params(),
-            ..base.input(&findings)
+    let decision =
+        if let Some(critical) = findings.iter().find(|f| f.severity == Severity::Critical) {
+            Decision::plumbing_refused(format!(
+                "the message carries {} at {}",
+                critical.kind, critical.path
+            ))
+        } else {
+            let base = InputBase::new(
+                caller,
+                method,
+                caller.session.as_ref().map(|s| s.calls()).unwrap_or(0),
+            );
+            let input = super::PolicyInput {
+                params: message.params(),
+                ..base.input(&findings)
+            };
+            crate::telemetry::stage(&app.metrics, Stage::Policy).in_scope(|| {
+                app.with_evaluator(|ev| ev.plumbing_decision(input.to_value()))
+                    .unwrap_or_else(|e| {
+                        app.metrics.policy_errors.inc();
+                        Decision::from_error(&e)
+                    })
+            })
         };
-        crate::telemetry::stage(&app.metrics, Stage::Policy).in_scope(|| {
-            app.with_evaluator(|ev| ev.plumbing_decision(input.to_value()))
-                .unwrap_or_else(|e| {
-                    app.metrics.policy_errors.inc();
-                    Decision::from_error(&e)
-                })
-        })
-    };
     if decision.verdict() == Verdict::Allow {
         return Ok(());
     }

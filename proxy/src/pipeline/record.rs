@@ -92,7 +92,11 @@ impl Record<'_> {
         extra: Value,
     ) -> Result<Durable, AuditError> {
         let result = crate::telemetry::stage(&self.app.metrics, Stage::Audit)
-            .run(self.app.audit.append(self.draft(event_type, decision, extra)))
+            .run(
+                self.app
+                    .audit
+                    .append(self.draft(event_type, decision, extra)),
+            )
             .await;
         if let Err(e) = &result {
             tracing::error!(agent = %self.caller.identity.id, method = self.method, error = %e, "audit write failed");

@@ -12,40 +12,74 @@ use super::forward::ForwardError;
 use crate::auth::AuthError;
 use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::session::SessionError;
-use crate::server::{json_response, jsonrpc_reply, Body};
+use crate::response::{json_response, jsonrpc_reply, Body};
 
 /// Why a request got no upstream answer. `id` is the JSON-RPC id to echo (`None` for a notification).
 #[derive(Debug)]
 pub enum Refusal {
     /// jwt: 401 with an RFC 6750 / RFC 9728 challenge.
-    Unauthenticated { error: AuthError, metadata_url: String },
+    Unauthenticated {
+        error: AuthError,
+        metadata_url: String,
+    },
     /// The kill switch: 403 before the session is looked up.
-    AgentDisabled { agent_id: String },
-    UnknownUpstream { name: String },
+    AgentDisabled {
+        agent_id: String,
+    },
+    UnknownUpstream {
+        name: String,
+    },
     UnsupportedMediaType,
     NotAcceptable,
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     BodyUnreadable,
     /// The body is not one acceptable JSON-RPC message.
     Malformed(RpcError),
-    Session { id: Option<Value>, error: SessionError },
+    Session {
+        id: Option<Value>,
+        error: SessionError,
+    },
     /// The params do not say what the method needs (`-32602`); audited as a deny.
-    InvalidParams { id: Option<Value>, message: String },
+    InvalidParams {
+        id: Option<Value>,
+        message: String,
+    },
     /// The policy said no (`-31001`), or a reviewer did.
-    Denied { id: Option<Value>, decision: Decision },
+    Denied {
+        id: Option<Value>,
+        decision: Decision,
+    },
     /// Still waiting for a reviewer after the hold time (`-31002`).
-    EscalationPending { id: Option<Value>, escalation_id: String, decision: Decision },
-    Upstream { id: Option<Value>, error: ForwardError },
+    EscalationPending {
+        id: Option<Value>,
+        escalation_id: String,
+        decision: Decision,
+    },
+    Upstream {
+        id: Option<Value>,
+        error: ForwardError,
+    },
     /// Fail closed: the decision could not be recorded, so nothing was forwarded (`-31005`).
-    AuditUnavailable { id: Option<Value> },
+    AuditUnavailable {
+        id: Option<Value>,
+    },
     /// `result_decision` blocked the answer (`-31006`).
-    ResultBlocked { id: Option<Value>, policy_id: String, reason: String },
+    ResultBlocked {
+        id: Option<Value>,
+        policy_id: String,
+        reason: String,
+    },
 }
 
 impl Refusal {
     pub fn into_response(self) -> Response<Body> {
         match self {
-            Refusal::Unauthenticated { error, metadata_url } => {
+            Refusal::Unauthenticated {
+                error,
+                metadata_url,
+            } => {
                 let challenge = match error {
                     AuthError::MissingToken => {
                         format!("Bearer resource_metadata=\"{metadata_url}\"")
@@ -105,7 +139,9 @@ impl Refusal {
                 "could not read the request body".into(),
                 None,
             ),
-            Refusal::Malformed(e) => rpc(StatusCode::BAD_REQUEST, None, e.code(), e.to_string(), None),
+            Refusal::Malformed(e) => {
+                rpc(StatusCode::BAD_REQUEST, None, e.code(), e.to_string(), None)
+            }
             Refusal::Session { id, error } => {
                 let status = match error {
                     SessionError::NotFound => StatusCode::NOT_FOUND,
@@ -113,11 +149,21 @@ impl Refusal {
                     // The upstream reused a session id bound to another agent: its fault, nothing is bound.
                     SessionError::Taken => StatusCode::BAD_GATEWAY,
                 };
-                rpc(status, id, jsonrpc::INVALID_REQUEST, error.to_string(), None)
+                rpc(
+                    status,
+                    id,
+                    jsonrpc::INVALID_REQUEST,
+                    error.to_string(),
+                    None,
+                )
             }
-            Refusal::InvalidParams { id, message } => {
-                rpc(ok_or_rejected(&id), id, jsonrpc::INVALID_PARAMS, message, None)
-            }
+            Refusal::InvalidParams { id, message } => rpc(
+                ok_or_rejected(&id),
+                id,
+                jsonrpc::INVALID_PARAMS,
+                message,
+                None,
+            ),
             Refusal::Denied { id, decision } => rpc(
                 ok_or_forbidden(&id),
                 id,
@@ -141,14 +187,24 @@ impl Refusal {
                 Some(json!({ "escalation_id": escalation_id, "policy_id": decision.policy_id() })),
             ),
             Refusal::Upstream { id, error } => match id {
-                Some(id) => rpc(StatusCode::OK, Some(id), error.code(), error.to_string(), None),
+                Some(id) => rpc(
+                    StatusCode::OK,
+                    Some(id),
+                    error.code(),
+                    error.to_string(),
+                    None,
+                ),
                 None => json_response(
                     StatusCode::BAD_GATEWAY,
                     &json!({ "error": "upstream_unavailable", "message": error.to_string() }),
                 ),
             },
             Refusal::AuditUnavailable { id } => rpc(
-                if id.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+                if id.is_some() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
                 id,
                 jsonrpc::AUDIT_UNAVAILABLE,
                 "audit log unavailable: the request was refused (fail closed)".into(),
@@ -187,7 +243,13 @@ fn ok_or_rejected(id: &Option<Value>) -> StatusCode {
     }
 }
 
-fn rpc(status: StatusCode, id: Option<Value>, code: i64, message: String, data: Option<Value>) -> Response<Body> {
+fn rpc(
+    status: StatusCode,
+    id: Option<Value>,
+    code: i64,
+    message: String,
+    data: Option<Value>,
+) -> Response<Body> {
     jsonrpc_reply(
         status,
         jsonrpc::error_response(id.as_ref(), code, message, data),

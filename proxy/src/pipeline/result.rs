@@ -18,7 +18,7 @@ use toolgate_engine::policy::ResultVerdict;
 use crate::app::App;
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::{self, SseReader};
-use crate::server::{Body, BoxError};
+use crate::response::{Body, BoxError};
 use crate::telemetry::Stage;
 
 /// Largest JSON answer toolgate reads to judge, and largest single SSE event.
@@ -99,7 +99,11 @@ impl ResultJudge {
                 // Fail closed: an answer the policy could not judge does not reach the agent.
                 app.metrics.policy_errors.inc();
                 tracing::error!(upstream = %self.upstream, error = %e, "result_decision failed: answer blocked");
-                (ResultVerdict::Block, "toolgate.error".to_owned(), e.to_string())
+                (
+                    ResultVerdict::Block,
+                    "toolgate.error".to_owned(),
+                    e.to_string(),
+                )
             }
         };
         match verdict {
@@ -136,13 +140,13 @@ impl ResultJudge {
 /// params): scanned and redacted like a result, never blocked, since there is no request of the agent's to
 /// answer in its place.
 pub(super) fn redact_message(app: &App, upstream: &str, message: &mut Value) {
-    let Some(part) = ["params", "result", "error"]
+    let Some(key) = ["params", "result", "error"]
         .into_iter()
-        .find_map(|k| message.get_mut(k))
+        .find(|k| message.get(*k).is_some())
     else {
         return;
     };
-    let findings = app.scanner.redact(part);
+    let findings = app.scanner.redact(&mut message[key]);
     for f in &findings {
         app.metrics
             .dlp_findings
@@ -150,7 +154,10 @@ pub(super) fn redact_message(app: &App, upstream: &str, message: &mut Value) {
             .inc();
     }
     if !findings.is_empty() {
-        app.metrics.results.with_label_values(&[upstream, "redact"]).inc();
+        app.metrics
+            .results
+            .with_label_values(&[upstream, "redact"])
+            .inc();
     }
 }
 
@@ -197,7 +204,8 @@ pub(super) fn stream(
                 }
                 None => {
                     let events = reader.finish();
-                    if !forward_events(&app, &judges, &request_id, events, &mut answered, &tx).await {
+                    if !forward_events(&app, &judges, &request_id, events, &mut answered, &tx).await
+                    {
                         agent_gone = true;
                     }
                     break;
@@ -209,14 +217,18 @@ pub(super) fn stream(
             }
         }
         if answered.is_none() && request_id.is_some() && !agent_gone {
-            let reason = error.clone().unwrap_or_else(|| "the upstream stream ended before the answer".into());
+            let reason = error
+                .clone()
+                .unwrap_or_else(|| "the upstream stream ended before the answer".into());
             let reply = jsonrpc::error_response(
                 request_id.as_ref(),
                 jsonrpc::UPSTREAM_UNAVAILABLE,
                 format!("upstream unavailable: {reason}"),
                 None,
             );
-            let _ = tx.send(Ok(Frame::data(Bytes::from(sse_frame(&reply))))).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from(sse_frame(&reply)))))
+                .await;
         }
         let Some(PendingOutcome { mut draft, started }) = outcome else {
             return;
@@ -237,7 +249,9 @@ pub(super) fn stream(
         }
     });
     parts.headers.remove(CONTENT_LENGTH);
-    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = Response::from_parts(parts, BodyExt::boxed(body));
     crate::mcp::keep_mcp_headers(resp.headers_mut());
@@ -330,7 +344,9 @@ pub(super) async fn json_http(
 ) -> Result<Response<Body>, super::refusal::Refusal> {
     let (mut parts, body) = resp.into_parts();
     outcome.response_code = Some(parts.status.as_u16() as i64);
-    let read = http_body_util::Limited::new(body, MAX_ANSWER_BYTES).collect().await;
+    let read = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
+        .collect()
+        .await;
     let parsed = match read {
         Ok(bytes) => {
             let bytes = bytes.to_bytes();
@@ -351,7 +367,10 @@ pub(super) async fn json_http(
             let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
                 .in_scope(|| judge.judge(app, &mut answer));
             outcome.error = answer.get("error").map(|e| {
-                format!("upstream JSON-RPC error {}", e.get("code").unwrap_or(&Value::Null))
+                format!(
+                    "upstream JSON-RPC error {}",
+                    e.get("code").unwrap_or(&Value::Null)
+                )
             });
             apply_judgement(&mut outcome, &judgement);
             Some(answer)
@@ -374,8 +393,8 @@ pub(super) async fn json_http(
     parts.headers.remove(CONTENT_LENGTH);
     parts.headers.remove(hyper::header::TRANSFER_ENCODING);
     let body = match &answer {
-        Some(a) => crate::server::full(a.to_string()),
-        None => crate::server::empty(),
+        Some(a) => crate::response::full(a.to_string()),
+        None => crate::response::empty(),
     };
     let mut resp = Response::from_parts(parts, body);
     crate::mcp::keep_mcp_headers(resp.headers_mut());

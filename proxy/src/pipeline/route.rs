@@ -104,7 +104,10 @@ mod tests {
 
     #[test]
     fn plumbing_lists_and_answers_take_their_own_paths() {
-        assert!(matches!(route(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), Route::Plumbing(_)));
+        assert!(matches!(
+            route(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            Route::Plumbing(_)
+        ));
         assert!(matches!(
             route(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
             Route::Plumbing(_)

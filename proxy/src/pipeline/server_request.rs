@@ -56,7 +56,10 @@ impl ServerRequests {
         let Some(upstream) = app.upstreams.get(&self.upstream_name) else {
             return false;
         };
-        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let id = message.get("id");
         let caller = Caller {
             identity: &self.identity,
@@ -127,7 +130,10 @@ impl ServerRequests {
             Ok(b) => b.to_bytes(),
             Err(_) => return,
         };
-        if let Err(e) = http.send(Method::POST, &self.headers, Bytes::from(body)).await {
+        if let Err(e) = http
+            .send(Method::POST, &self.headers, Bytes::from(body))
+            .await
+        {
             tracing::warn!(upstream = %self.upstream_name, error = %e, "could not answer a refused server request");
         }
     }
@@ -137,7 +143,12 @@ impl ServerRequests {
 /// per-request `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` mirrors of the request it sent.
 pub(super) fn answer_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::new();
-    for name in ["content-type", "accept", "mcp-session-id", "mcp-protocol-version"] {
+    for name in [
+        "content-type",
+        "accept",
+        "mcp-session-id",
+        "mcp-protocol-version",
+    ] {
         for value in headers.get_all(name) {
             kept.append(name, value.clone());
         }

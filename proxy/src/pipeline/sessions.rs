@@ -15,7 +15,7 @@ use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::session::{new_session_id, Session, SessionError};
 use crate::mcp::upstream::Upstream;
 use crate::mcp::{PROTOCOL_HEADER, PROTOCOL_VERSIONS, SESSION_HEADER};
-use crate::server::{jsonrpc_reply, Body};
+use crate::response::{jsonrpc_reply, Body};
 
 /// Over HTTP the upstream mints the session id; a stdio child is shared by all agents, so toolgate answers from
 /// the child's own initialize result and mints the id itself.
@@ -33,7 +33,10 @@ pub(super) async fn initialize(
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let session_refusal = |error: SessionError| Refusal::Session { id: id.clone(), error };
+    let session_refusal = |error: SessionError| Refusal::Session {
+        id: id.clone(),
+        error,
+    };
     match caller.upstream {
         Upstream::Http(_) => {
             // An initialize opens a new session: a session id sent with it (perhaps another agent's) must not
@@ -53,7 +56,11 @@ pub(super) async fn initialize(
             };
             count_upstream(app, caller.upstream_name, resp.status());
             if resp.status().is_success() {
-                if let Some(sid) = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+                if let Some(sid) = resp
+                    .headers()
+                    .get(SESSION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                {
                     let negotiated = resp
                         .headers()
                         .get(PROTOCOL_HEADER)
@@ -65,7 +72,7 @@ pub(super) async fn initialize(
                         .map_err(session_refusal)?;
                 }
             }
-            Ok(crate::server::stream_response(resp))
+            Ok(crate::response::stream_response(resp))
         }
         Upstream::Stdio(child) => {
             let Some(rpc_id) = id.clone() else {
@@ -111,7 +118,14 @@ async fn open(
         version.clone(),
     );
     let session = app.sessions.insert(session)?;
-    record(app, &caller.trace_id, "session_start", &session, json!({ "protocol_version": version })).await;
+    record(
+        app,
+        &caller.trace_id,
+        "session_start",
+        &session,
+        json!({ "protocol_version": version }),
+    )
+    .await;
     Ok(())
 }
 

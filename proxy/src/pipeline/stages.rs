@@ -39,7 +39,11 @@ pub fn jwt(
             Ok(identity)
         }
         Err(error) => {
-            tracing::info!(upstream = upstream_name, reason = error.description(), "agent authentication failed");
+            tracing::info!(
+                upstream = upstream_name,
+                reason = error.description(),
+                "agent authentication failed"
+            );
             Err(Refusal::Unauthenticated {
                 error,
                 metadata_url: format!(
@@ -62,9 +66,11 @@ pub fn not_disabled(app: &App, identity: &AgentIdentity) -> Result<(), Refusal> 
 }
 
 pub fn upstream<'a>(app: &'a App, name: &str) -> Result<&'a Upstream, Refusal> {
-    app.upstreams.get(name).ok_or_else(|| Refusal::UnknownUpstream {
-        name: name.to_owned(),
-    })
+    app.upstreams
+        .get(name)
+        .ok_or_else(|| Refusal::UnknownUpstream {
+            name: name.to_owned(),
+        })
 }
 
 /// session: the presented `Mcp-Session-Id` is known and bound to this agent (an `initialize` opens a new one
@@ -137,8 +143,7 @@ pub(super) fn policy(
     doc: regorus::Value,
 ) -> (Decision, String) {
     let started = Instant::now();
-    let (decision, revision) =
-        app.with_evaluator(|ev| (ev.decide(doc), ev.revision().to_owned()));
+    let (decision, revision) = app.with_evaluator(|ev| (ev.decide(doc), ev.revision().to_owned()));
     let decision = decision.unwrap_or_else(|e| {
         app.metrics.policy_errors.inc();
         tracing::error!(agent = %caller.identity.id, method, error = %e, "policy evaluation failed");
@@ -192,7 +197,12 @@ pub(super) fn observe_decision(
 
 /// A request whose params do not say what its method needs is refused before the policy, and recorded as a
 /// deny so the audit log shows the attempt.
-pub(super) async fn record_invalid(app: &App, caller: &Caller<'_>, method: &str, refusal: &Refusal) {
+pub(super) async fn record_invalid(
+    app: &App,
+    caller: &Caller<'_>,
+    method: &str,
+    refusal: &Refusal,
+) {
     let Refusal::InvalidParams { message, .. } = refusal else {
         return;
     };

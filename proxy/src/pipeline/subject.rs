@@ -59,7 +59,9 @@ impl<'m> Subject<'m> {
                 let arguments = match field("arguments") {
                     None | Some(Value::Null) => &*EMPTY_OBJECT,
                     Some(v @ Value::Object(_)) => v,
-                    Some(_) => return Err(invalid("tools/call params.arguments must be an object")),
+                    Some(_) => {
+                        return Err(invalid("tools/call params.arguments must be an object"))
+                    }
                 };
                 Ok(Subject::Tool {
                     name,
@@ -81,17 +83,27 @@ impl<'m> Subject<'m> {
                 let arguments = match field("arguments") {
                     None | Some(Value::Null) => None,
                     Some(v @ Value::Object(_)) => Some(v),
-                    Some(_) => return Err(invalid("prompts/get params.arguments must be an object")),
+                    Some(_) => {
+                        return Err(invalid("prompts/get params.arguments must be an object"))
+                    }
                 };
                 Ok(Subject::Prompt { name, arguments })
             }
             // A completion is about the prompt or resource template it completes an argument of.
             "completion/complete" => {
                 let reference = field("ref");
-                let kind = reference.and_then(|r| r.get("type")).and_then(Value::as_str);
+                let kind = reference
+                    .and_then(|r| r.get("type"))
+                    .and_then(Value::as_str);
                 match kind {
-                    Some("ref/prompt") => match reference.and_then(|r| r.get("name")).and_then(Value::as_str) {
-                        Some(name) => Ok(Subject::Prompt { name, arguments: None }),
+                    Some("ref/prompt") => match reference
+                        .and_then(|r| r.get("name"))
+                        .and_then(Value::as_str)
+                    {
+                        Some(name) => Ok(Subject::Prompt {
+                            name,
+                            arguments: None,
+                        }),
                         None => Err(invalid("completion/complete ref/prompt needs ref.name")),
                     },
                     Some("ref/resource") => {
@@ -103,7 +115,9 @@ impl<'m> Subject<'m> {
                             None => Err(invalid("completion/complete ref/resource needs ref.uri")),
                         }
                     }
-                    _ => Err(invalid("completion/complete needs params.ref of type ref/prompt or ref/resource")),
+                    _ => Err(invalid(
+                        "completion/complete needs params.ref of type ref/prompt or ref/resource",
+                    )),
                 }
             }
             _ => Ok(Subject::Params),

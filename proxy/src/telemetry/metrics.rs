@@ -8,8 +8,6 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::audit::AuditMetrics;
-
 /// Buckets that resolve microseconds (policy, DLP, JWT, session) up to the milliseconds of forwarding.
 const STAGE_BUCKETS: &[f64] = &[
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
@@ -243,7 +241,11 @@ impl Metrics {
             "elicitation/create",
             "roots/list",
         ];
-        KNOWN.iter().copied().find(|m| *m == method).unwrap_or("other")
+        KNOWN
+            .iter()
+            .copied()
+            .find(|m| *m == method)
+            .unwrap_or("other")
     }
 
     /// The histogram of one pipeline stage.
@@ -332,5 +334,32 @@ mod tests {
         ));
         assert!(text.contains(r#"toolgate_stage_duration_seconds_count{stage="policy"} 0"#));
         assert!(text.contains(r#"toolgate_tool_definitions{status="changed"} 0"#));
+    }
+}
+
+/// Metric handles the writer updates; created and registered here, handed to the audit writer.
+#[derive(Clone)]
+pub struct AuditMetrics {
+    /// Seconds per batch commit (`toolgate_audit_write_duration_seconds`).
+    pub write_duration: prometheus::Histogram,
+    /// Events whose commit failed (`toolgate_audit_write_failures_total`).
+    pub write_failures: prometheus::IntCounter,
+}
+
+impl AuditMetrics {
+    /// Handles registered nowhere, for tests and the CLI.
+    pub fn unregistered() -> AuditMetrics {
+        AuditMetrics {
+            write_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+                "toolgate_audit_write_duration_seconds",
+                "Seconds per audit batch commit",
+            ))
+            .expect("constant histogram options are valid"),
+            write_failures: prometheus::IntCounter::new(
+                "toolgate_audit_write_failures_total",
+                "Audit events whose commit failed",
+            )
+            .expect("constant counter options are valid"),
+        }
     }
 }

@@ -39,8 +39,9 @@ use tracing_subscriber::Layer;
 
 use super::logs::{JsonLines, LogSettings};
 use super::Metrics;
-use crate::config::TelemetrySettings;
 use super::Stage;
+use super::TelemetrySettings;
+use crate::outbound::HttpClient;
 
 /// Why tracing could not be set up; each stops start-up with this line.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +100,7 @@ impl Tracing {
 
 /// Builds a provider from the settings: with `otlp_endpoint`, a batch exporter over `otlp_protocol`; without one,
 /// no exporter at all. Installs nothing (see [`install`]).
-pub fn build(settings: &TelemetrySettings) -> Result<Tracing, TraceError> {
+pub fn build(settings: &TelemetrySettings, client: &HttpClient) -> Result<Tracing, TraceError> {
     let resource = Resource::builder_empty()
         .with_detector(Box::new(
             opentelemetry_sdk::resource::TelemetryResourceDetector,
@@ -126,7 +127,7 @@ pub fn build(settings: &TelemetrySettings) -> Result<Tracing, TraceError> {
     let runtime = export_runtime()?;
     let (exporter, protocol) = if settings.otlp_protocol == "http/protobuf" {
         let client = ExportClient {
-            client: crate::mcp::http::client(),
+            client: client.clone(),
             runtime: runtime.handle().clone(),
         };
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -158,6 +159,7 @@ pub fn build(settings: &TelemetrySettings) -> Result<Tracing, TraceError> {
 pub fn install(
     logs: &LogSettings,
     settings: &TelemetrySettings,
+    client: &HttpClient,
 ) -> Result<&'static Tracing, TraceError> {
     static INSTALLED: OnceLock<Tracing> = OnceLock::new();
     static INSTALLING: Mutex<()> = Mutex::new(());
@@ -165,7 +167,7 @@ pub fn install(
     if let Some(tracing) = INSTALLED.get() {
         return Ok(tracing);
     }
-    let tracing = build(settings)?;
+    let tracing = build(settings, client)?;
     // Each layer has its own filter: the log level must not decide which spans are traced.
     let _ = tracing_subscriber::registry()
         .with(tracing.layer())
@@ -207,7 +209,7 @@ fn http_traces_url(endpoint: &str) -> String {
 /// runtime so that it works from the SDK's plain export thread.
 #[derive(Debug)]
 struct ExportClient {
-    client: crate::mcp::http::HttpClient,
+    client: HttpClient,
     runtime: tokio::runtime::Handle,
 }
 

@@ -117,7 +117,12 @@ pub async fn start(opts: Options) -> Proxy {
             debug: false,
             filter: Some(std::env::var("TOOLGATE_TEST_LOG").unwrap_or_else(|_| "off".into())),
         };
-        toolgate::telemetry::traces::install(&logs, &config.telemetry).expect("traces install");
+        toolgate::telemetry::traces::install(
+            &logs,
+            &config.telemetry,
+            &toolgate::outbound::client(),
+        )
+        .expect("traces install");
     }
     let app = App::start(config).await.expect("toolgate starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -278,22 +278,36 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
                 "params": { "messages": [{ "role": "user", "content": { "type": "text", "text": "say hi" } }], "maxTokens": 10 } });
             let st = state.clone();
             let first = futures_util::stream::once(async move {
-                Ok::<_, Infallible>(Frame::data(Bytes::from(format!("event: message\ndata: {sampling}\n\n"))))
+                Ok::<_, Infallible>(Frame::data(Bytes::from(format!(
+                    "event: message\ndata: {sampling}\n\n"
+                ))))
             });
             let second = futures_util::stream::once(async move {
                 let reply = loop {
                     let waiting = st.answered.notified();
-                    if let Some(a) = st.answers.lock().unwrap().iter().find(|a| a["id"] == "sampling-1").cloned() {
+                    if let Some(a) = st
+                        .answers
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|a| a["id"] == "sampling-1")
+                        .cloned()
+                    {
                         break a;
                     }
                     waiting.await;
                 };
                 let text = match reply.get("result") {
-                    Some(r) => format!("the model said: {}", r["content"]["text"].as_str().unwrap_or("")),
+                    Some(r) => format!(
+                        "the model said: {}",
+                        r["content"]["text"].as_str().unwrap_or("")
+                    ),
                     None => format!("sampling refused: {}", reply["error"]["code"]),
                 };
                 let done = json!({ "jsonrpc": "2.0", "id": id, "result": { "content": [{ "type": "text", "text": text }], "isError": false } });
-                Ok::<_, Infallible>(Frame::data(Bytes::from(format!("event: message\ndata: {done}\n\n"))))
+                Ok::<_, Infallible>(Frame::data(Bytes::from(format!(
+                    "event: message\ndata: {done}\n\n"
+                ))))
             });
             Response::builder()
                 .header("content-type", "text/event-stream")
@@ -326,7 +340,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             };
             json_body(
                 StatusCode::OK,
-                result(json!({ "contents": [{ "uri": uri, "mimeType": "text/plain", "text": text }] })),
+                result(
+                    json!({ "contents": [{ "uri": uri, "mimeType": "text/plain", "text": text }] }),
+                ),
                 None,
             )
         }
@@ -337,8 +353,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         ),
         "prompts/get" => json_body(
             StatusCode::OK,
-            result(json!({ "messages": [{ "role": "user", "content": { "type": "text",
-                "text": format!("prompt {}", msg["params"]["name"].as_str().unwrap_or("")) } }] })),
+            result(
+                json!({ "messages": [{ "role": "user", "content": { "type": "text",
+                "text": format!("prompt {}", msg["params"]["name"].as_str().unwrap_or("")) } }] }),
+            ),
             None,
         ),
         "tools/call" if state.sse => {

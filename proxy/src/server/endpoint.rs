@@ -13,11 +13,11 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::upstream::Upstream;
-use super::SESSION_HEADER;
 use crate::app::App;
+use crate::mcp::upstream::Upstream;
+use crate::mcp::SESSION_HEADER;
 use crate::pipeline::{self, refusal::Refusal, stages};
-use crate::server::{empty, json_response, stream_response, Body};
+use crate::response::{empty, json_response, stream_response, Body};
 
 pub async fn handle(
     app: &Arc<App>,
@@ -64,7 +64,11 @@ async fn get(
         return Ok(resp);
     };
     let mut session = None;
-    if let Some(sid) = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(sid) = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         match app.sessions.get(upstream_name, sid, &identity.id) {
             Ok(s) => session = Some(s),
             Err(e) => {
@@ -135,13 +139,15 @@ async fn delete(
     )
     .await;
     match upstream {
-        Upstream::Http(http) => match http.send(Method::DELETE, req.headers(), Bytes::new()).await {
-            Ok(resp) => Ok(stream_response(resp)),
-            Err(e) => Ok(json_response(
-                StatusCode::BAD_GATEWAY,
-                &json!({ "error": "upstream_unavailable", "message": e.to_string() }),
-            )),
-        },
+        Upstream::Http(http) => {
+            match http.send(Method::DELETE, req.headers(), Bytes::new()).await {
+                Ok(resp) => Ok(stream_response(resp)),
+                Err(e) => Ok(json_response(
+                    StatusCode::BAD_GATEWAY,
+                    &json!({ "error": "upstream_unavailable", "message": e.to_string() }),
+                )),
+            }
+        }
         Upstream::Stdio(_) => Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(empty())

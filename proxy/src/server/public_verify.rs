@@ -11,8 +11,8 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
-use super::AuditLog;
-use crate::server::{json_response, Body};
+use crate::audit::AuditStore;
+use crate::response::{json_response, Body};
 
 /// Token bucket per client IP: `per_minute` requests, refilled evenly.
 pub struct RateLimiter {
@@ -67,13 +67,17 @@ impl RateLimiter {
 }
 
 /// The endpoint. The client address comes from the connection (a `SocketAddr` request extension).
-pub async fn handle<B>(log: &AuditLog, req: &Request<B>) -> Response<Body> {
+pub async fn handle<B>(
+    store: &AuditStore,
+    limiter: &RateLimiter,
+    req: &Request<B>,
+) -> Response<Body> {
     let ip = req
         .extensions()
         .get::<SocketAddr>()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = log.public_limiter().check(ip) {
+    if let Err(wait) = limiter.check(ip) {
         let mut resp = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({ "error": "rate_limited", "message": "too many verify requests from this client" }),
@@ -96,7 +100,7 @@ pub async fn handle<B>(log: &AuditLog, req: &Request<B>) -> Response<Body> {
             &json!({ "error": "bad_request", "message": "hash must be an event_hash: 64 hex digits" }),
         );
     };
-    match log.store().public_verify(&hash.to_ascii_lowercase()).await {
+    match store.public_verify(&hash.to_ascii_lowercase()).await {
         Ok(verdict) => json_response(
             StatusCode::OK,
             &serde_json::to_value(verdict).unwrap_or_default(),
