@@ -6,12 +6,20 @@
 //! `with`, so `toolgate policy test` and `policy eval` run on the interpreter ([`run_tests`],
 //! [`eval_once`]); a differential test keeps the two in agreement on the shipped library. toolgate's own
 //! builtins ([`extensions`]) are registered on both.
+//!
+//! Entry points: [`DECISION_RULE`] (required) judges requests; the optional [`VISIBLE_RULE`] filters list
+//! items, [`RESULT_DECISION_RULE`] judges upstream answers ([`results`]) and [`PLUMBING_DECISION_RULE`] may
+//! refuse protocol plumbing. Each optional rule is compiled into the VM program only when the policies
+//! define it; otherwise its documented default applies without an evaluation.
 
 #[cfg(test)]
 mod authoring_tests;
+#[cfg(test)]
+mod entry_point_tests;
 mod explain;
 pub mod extensions;
 mod files;
+mod results;
 mod testing;
 #[cfg(test)]
 mod tests;
@@ -26,14 +34,19 @@ use regorus::{CompiledPolicy, Value};
 
 pub use explain::{explain_once, Contribution, DecisionRule, Explanation};
 use files::{located, Sources};
+pub use results::{ResultDecision, ResultVerdict};
 pub use testing::{
     eval_once, run_tests, run_tests_with, FileCoverage, TestOptions, TestOutcome, TestReport,
 };
 
 /// The rule every policy set must define.
 pub const DECISION_RULE: &str = "data.toolgate.decision";
-/// The optional rule that filters `tools/list`.
+/// The optional rule that filters the items of list methods (`tools/list`, `resources/list`...).
 pub const VISIBLE_RULE: &str = "data.toolgate.visible";
+/// The optional rule that judges an upstream's answer: pass, redact or block.
+pub const RESULT_DECISION_RULE: &str = "data.toolgate.result_decision";
+/// The optional rule that may refuse protocol plumbing (`initialize`, `ping`, `notifications/*`).
+pub const PLUMBING_DECISION_RULE: &str = "data.toolgate.plumbing_decision";
 
 // Far above what the shipped library needs per decision (a few hundred instructions), low enough that a
 // runaway policy fails closed in well under a millisecond instead of holding a worker.
@@ -105,6 +118,34 @@ impl Decision {
             policy_id: escalated.policy_id.clone(),
             reason: format!("approved by a reviewer: {}", escalated.reason),
         })
+    }
+
+    /// List methods are answered by contract (their items are filtered by `visible`): the allow for the
+    /// list request itself.
+    pub fn list_answered(method: &str) -> Decision {
+        Decision {
+            verdict: Verdict::Allow,
+            policy_id: "toolgate.list".to_string(),
+            reason: format!("{method} is answered with the items the policy shows"),
+        }
+    }
+
+    /// A critical DLP finding refuses plumbing whatever the policy says.
+    pub fn plumbing_refused(reason: String) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            policy_id: "toolgate.plumbing.dlp".to_string(),
+            reason,
+        }
+    }
+
+    /// Protocol plumbing no policy rule refused.
+    fn plumbing_allowed() -> Decision {
+        Decision {
+            verdict: Verdict::Allow,
+            policy_id: "toolgate.plumbing".to_string(),
+            reason: "protocol plumbing carries no data to judge".to_string(),
+        }
     }
 
     /// A human reviewer denied an escalated call. `None` unless `escalated` is an escalation.
@@ -196,6 +237,8 @@ struct Compiled {
     program: Arc<Program>,
     data: Value,
     has_visible: bool,
+    has_result: bool,
+    has_plumbing: bool,
     revision: String,
     modules: Vec<String>,
 }
@@ -212,21 +255,27 @@ impl std::fmt::Debug for PolicySet {
 impl PolicySet {
     /// Loads every `*.rego` (not `*_test.rego`) and data file (`*.json`, `*.yaml`/`*.yml`, merged under
     /// `data` by their own top-level keys) below `dir` recursively, compiles `data.toolgate.decision`
-    /// (and `data.toolgate.visible` if defined) to the VM, and smoke-evaluates both on a sample input,
-    /// so unknown functions and conflicts fail here, not on a request.
+    /// (and each optional entry point the policies define) to the VM, and smoke-evaluates them on sample
+    /// inputs, so unknown functions and conflicts fail here, not on a request.
     pub fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
         let sources = Sources::read(dir)?;
         let (mut engine, _) = sources.engine(false)?;
 
-        // A default-only rule is not in `CompiledPolicy::get_rules`, but compiling it as an entry point
-        // succeeds exactly when the rule path exists.
-        let has_visible = engine.compile_with_entrypoint(&VISIBLE_RULE.into()).is_ok();
+        let has_visible = defines(&mut engine, VISIBLE_RULE)?;
+        let has_result = defines(&mut engine, RESULT_DECISION_RULE)?;
+        let has_plumbing = defines(&mut engine, PLUMBING_DECISION_RULE)?;
         let policy = engine
             .compile_with_entrypoint(&DECISION_RULE.into())
             .map_err(|err| compile_error(&err.to_string()))?;
         let mut entry_points = vec![DECISION_RULE];
-        if has_visible {
-            entry_points.push(VISIBLE_RULE);
+        for (defined, rule) in [
+            (has_visible, VISIBLE_RULE),
+            (has_result, RESULT_DECISION_RULE),
+            (has_plumbing, PLUMBING_DECISION_RULE),
+        ] {
+            if defined {
+                entry_points.push(rule);
+            }
         }
         let program = Compiler::compile_from_policy_with_host_await(
             &policy,
@@ -241,6 +290,8 @@ impl PolicySet {
                 program,
                 data: engine.get_data(),
                 has_visible,
+                has_result,
+                has_plumbing,
                 revision: sources.revision(),
                 modules: sources.modules.iter().map(|m| m.relative.clone()).collect(),
             }),
@@ -249,16 +300,22 @@ impl PolicySet {
         Ok(set)
     }
 
-    /// Evaluates both entry points once. An undefined decision is allowed here (a policy may leave the
+    /// Evaluates every entry point once. An undefined decision is allowed here (a policy may leave the
     /// sample undecided); an error or a malformed decision is not.
     fn smoke(&self) -> Result<(), PolicyError> {
         let mut evaluator = self.evaluator();
         let smoke = |err: PolicyError| PolicyError::Smoke(Box::new(err));
-        match evaluator.decide(sample_input()) {
+        match evaluator.decide(samples::call()) {
             Ok(_) | Err(PolicyError::Undefined) => {}
             Err(err) => return Err(smoke(err)),
         }
-        evaluator.visible(sample_input()).map_err(smoke)?;
+        evaluator.visible(samples::call()).map_err(smoke)?;
+        evaluator
+            .result_decision(samples::result(), true)
+            .map_err(smoke)?;
+        evaluator
+            .plumbing_decision(samples::plumbing())
+            .map_err(smoke)?;
         Ok(())
     }
 
@@ -340,6 +397,32 @@ impl Evaluator {
         }
     }
 
+    /// `data.toolgate.plumbing_decision` for protocol plumbing (`initialize`, `ping`, `notifications/*`):
+    /// an allow (policy_id `toolgate.plumbing`) when the policy does not define it or it is undefined for
+    /// this input; the policy's decision otherwise, an escalate turned into a deny (plumbing cannot wait for
+    /// a human). An error or a malformed decision is `Err` (the caller refuses the message).
+    pub fn plumbing_decision(&mut self, input: Value) -> Result<Decision, PolicyError> {
+        if !self.set.inner.has_plumbing {
+            return Ok(Decision::plumbing_allowed());
+        }
+        let value = self.run(PLUMBING_DECISION_RULE, input)?;
+        if value == Value::Undefined {
+            return Ok(Decision::plumbing_allowed());
+        }
+        let decision = Decision::from_value(&value)?;
+        Ok(match decision.verdict {
+            Verdict::Escalate => Decision {
+                verdict: Verdict::Deny,
+                reason: format!(
+                    "protocol plumbing cannot wait for a review: {}",
+                    decision.reason
+                ),
+                ..decision
+            },
+            _ => decision,
+        })
+    }
+
     fn run(&mut self, entry_point: &str, input: Value) -> Result<Value, PolicyError> {
         if let Some(err) = &self.broken {
             return Err(PolicyError::Eval(err.clone()));
@@ -396,51 +479,105 @@ fn one_line(message: &str) -> String {
     }
 }
 
-/// A plausible call, to make every rule the policies reach run once at load time.
-fn sample_input() -> Value {
-    use crate::input::{
-        classify, AgentInfo, BehaviorInfo, Direction, PolicyInput, RequestInfo, SessionInfo,
-        ToolInput,
-    };
-    let agent = AgentInfo {
-        id: "toolgate-smoke".into(),
-        tenant_id: None,
-        roles: Vec::new(),
-        claims: serde_json::json!({}),
-        prompt_hash: None,
-        run_id: None,
-    };
-    let session = SessionInfo {
-        id: None,
-        calls: 0,
-        started_at: None,
-    };
-    let request = RequestInfo {
-        method: "tools/call".into(),
-        direction: Direction::ClientToServer,
-        upstream: "smoke".into(),
-        protocol_version: None,
-    };
-    let arguments = serde_json::json!({"path": "/tmp/toolgate-smoke"});
-    let params = serde_json::json!({"name": "read_file", "arguments": arguments});
-    let class = classify("read_file", &arguments, "/");
-    PolicyInput {
-        agent: &agent,
-        session: &session,
-        request: &request,
-        tool: Some(ToolInput {
-            name: "read_file",
-            arguments: Some(&arguments),
-            class: &class,
-            definition: None,
-        }),
-        resource: None,
-        prompt: None,
-        params: Some(&params),
-        findings: &[],
-        behavior: BehaviorInfo::default(),
-        response: None,
-        now: "1970-01-01T00:00:00Z",
+/// Whether the policies define `rule`. A default-only rule is not in `CompiledPolicy::get_rules`, but
+/// compiling it as an entry point succeeds exactly when the rule path exists; any other compile error is
+/// the policy's and fails the load (it must not silently switch the rule off).
+fn defines(engine: &mut regorus::Engine, rule: &str) -> Result<bool, PolicyError> {
+    match engine.compile_with_entrypoint(&rule.into()) {
+        Ok(_) => Ok(true),
+        Err(err) if err.to_string().contains("not a valid rule path") => Ok(false),
+        Err(err) => Err(compile_error(&err.to_string())),
     }
-    .to_value()
+}
+
+/// Plausible inputs, to make every rule the policies reach run once at load time.
+mod samples {
+    use regorus::Value;
+
+    use crate::dlp::{Finding, Severity};
+    use crate::input::{
+        classify, AgentInfo, BehaviorInfo, Direction, PolicyInput, RequestInfo, ResponseInput,
+        SessionInfo, ToolInput,
+    };
+
+    fn with(method: &str, build: impl FnOnce(PolicyInput<'_>) -> Value) -> Value {
+        let agent = AgentInfo {
+            id: "toolgate-smoke".into(),
+            tenant_id: None,
+            roles: Vec::new(),
+            claims: serde_json::json!({}),
+            prompt_hash: None,
+            run_id: None,
+        };
+        let session = SessionInfo {
+            id: None,
+            calls: 0,
+            started_at: None,
+        };
+        let request = RequestInfo {
+            method: method.into(),
+            direction: Direction::ClientToServer,
+            upstream: "smoke".into(),
+            protocol_version: None,
+        };
+        let params = serde_json::json!({});
+        build(PolicyInput {
+            agent: &agent,
+            session: &session,
+            request: &request,
+            tool: None,
+            resource: None,
+            prompt: None,
+            params: Some(&params),
+            findings: &[],
+            behavior: BehaviorInfo::default(),
+            response: None,
+            now: "1970-01-01T00:00:00Z",
+        })
+    }
+
+    fn tool_call(response: Option<ResponseInput<'_>>) -> Value {
+        with("tools/call", |input| {
+            let arguments = serde_json::json!({"path": "/tmp/toolgate-smoke"});
+            let params = serde_json::json!({"name": "read_file", "arguments": arguments});
+            let class = classify("read_file", &arguments, "/");
+            PolicyInput {
+                tool: Some(ToolInput {
+                    name: "read_file",
+                    arguments: Some(&arguments),
+                    class: &class,
+                    definition: None,
+                }),
+                params: Some(&params),
+                response,
+                ..input
+            }
+            .to_value()
+        })
+    }
+
+    /// A `tools/call` reading a file.
+    pub(super) fn call() -> Value {
+        tool_call(None)
+    }
+
+    /// The answer to [`call`], with a finding in its content.
+    pub(super) fn result() -> Value {
+        let findings = [Finding {
+            kind: "email".into(),
+            severity: Severity::Medium,
+            path: "/content/0/text".into(),
+            count: 1,
+        }];
+        tool_call(Some(ResponseInput {
+            is_error: false,
+            findings: &findings,
+            injection: &[],
+        }))
+    }
+
+    /// A `ping`.
+    pub(super) fn plumbing() -> Value {
+        with("ping", |input| input.to_value())
+    }
 }

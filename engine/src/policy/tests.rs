@@ -8,7 +8,7 @@ use crate::input::{
     SessionInfo, ToolInput,
 };
 
-fn shipped() -> PathBuf {
+pub(super) fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
@@ -20,7 +20,7 @@ fn shipped_set() -> PolicySet {
 }
 
 /// A temporary policy folder holding `files` (relative path, content).
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(super) fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, content) in files {
         let path = dir.path().join(name);
@@ -32,7 +32,7 @@ fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-const ALLOW_ALL: &str = r#"package toolgate
+pub(super) const ALLOW_ALL: &str = r#"package toolgate
 decision := {"result": "allow", "policy_id": "t.allow", "reason": "ok"}
 "#;
 
