@@ -3,9 +3,16 @@
 //! One JSON-RPC 2.0 message per line in, one per line out (MCP's stdio transport); the few log lines go to
 //! stderr, because stdout belongs to the protocol. It is deliberately synchronous and single-threaded:
 //! requests are answered in arrival order, so `echo`'s `delay_ms` behaves like a slow upstream.
+//!
+//! Besides tools it serves what toolgate also judges: resources (the sandbox's files as `file://` URIs and a
+//! fake credentials file), prompts, completion and logging. Some of that deliberately leaks fake
+//! credentials (`deploy.env`, `demo://config/credentials`), so the proxy's redaction can be seen at work.
 
+mod prompts;
 mod protocol;
+mod resources;
 mod sandbox;
+mod seed;
 #[cfg(test)]
 mod tests;
 mod tools;
@@ -15,24 +22,20 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use prompts::prompt_definitions;
 use protocol::{
-    capabilities, error_response, initialize, server_info, skip_rest_of_line, stateless_request,
-    write_message, ProtocolError, CACHE_TTL_MS, INSTRUCTIONS, MAX_LINE_BYTES, SERVER_NAME,
-    SUPPORTED_VERSIONS,
+    capabilities, error_response, initialize, server_info, set_log_level, skip_rest_of_line,
+    stateless_request, write_message, ProtocolError, CACHE_TTL_MS, INSTRUCTIONS, MAX_LINE_BYTES,
+    SERVER_NAME, SUPPORTED_VERSIONS,
 };
-use sandbox::{Sandbox, WELCOME_PATH, WELCOME_TEXT};
+use sandbox::Sandbox;
 use tools::tool_definitions;
 
-/// Runs until stdin closes. `sandbox` is the folder all file tools act in (created if missing, with a
-/// `/workspace/readme.txt` to read).
+/// Runs until stdin closes. `sandbox` is the folder all file tools act in (created if missing). Each of
+/// the starting files that is missing is written first: `/workspace/readme.txt`, `README.md`, `notes.txt`
+/// and `deploy.env` (with fake AWS credentials).
 pub fn run(sandbox: &Path) -> io::Result<()> {
-    let welcome = sandbox.join(WELCOME_PATH);
-    if !welcome.exists() {
-        if let Some(parent) = welcome.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&welcome, WELCOME_TEXT)?;
-    }
+    seed::seed(sandbox)?;
     eprintln!(
         "{SERVER_NAME}: serving MCP over stdio; file tools confined to {}",
         sandbox.display()
@@ -128,6 +131,16 @@ impl DemoServer {
             "ping" => json!({}),
             "tools/list" => json!({"tools": tool_definitions()}),
             "tools/call" => self.call_tool(params)?,
+            "resources/list" => self.list_resources(params)?,
+            "resources/templates/list" => self.resource_templates(),
+            "resources/read" => self.read_resource(params)?,
+            "resources/subscribe" | "resources/unsubscribe" => {
+                self.acknowledge_subscription(params)?
+            }
+            "prompts/list" => prompt_definitions(),
+            "prompts/get" => self.get_prompt(params)?,
+            "completion/complete" => self.complete(params)?,
+            "logging/setLevel" => set_log_level(params)?,
             "server/discover" => json!({
                 "supportedVersions": SUPPORTED_VERSIONS,
                 "capabilities": capabilities(),
@@ -136,18 +149,32 @@ impl DemoServer {
             }),
             other => return Err(ProtocolError::MethodNotFound(other.to_owned())),
         };
-        // 2026-07-28 requires `resultType` on every result and cache hints on discovery and lists;
-        // neither field exists in the handshake era, so those results stay as they were.
+        // 2026-07-28 requires `resultType` on every result and cache hints on discovery, lists and
+        // reads; neither field exists in the handshake era, so those results stay as they were.
         let discover = method == "server/discover";
         if let Value::Object(fields) = &mut result {
             if stateless || discover {
                 fields.insert("resultType".into(), json!("complete"));
             }
-            if discover || (stateless && method == "tools/list") {
-                fields.insert("ttlMs".into(), json!(CACHE_TTL_MS));
-                fields.insert("cacheScope".into(), json!("public"));
+            if let Some((ttl_ms, scope)) = cache_hint(method).filter(|_| stateless || discover) {
+                fields.insert("ttlMs".into(), json!(ttl_ms));
+                fields.insert("cacheScope".into(), json!(scope));
             }
         }
         Ok(result)
+    }
+}
+
+/// How long a 2026-07-28 client may reuse a result, and whether shared caches may hold it. The tool,
+/// prompt and template lists never change while the process lives; files do, so their list and contents
+/// are stale at once, and contents (which can hold credentials) are for the caller alone.
+fn cache_hint(method: &str) -> Option<(u64, &'static str)> {
+    match method {
+        "server/discover" | "tools/list" | "prompts/list" | "resources/templates/list" => {
+            Some((CACHE_TTL_MS, "public"))
+        }
+        "resources/list" => Some((0, "public")),
+        "resources/read" => Some((0, "private")),
+        _ => None,
     }
 }

@@ -18,8 +18,9 @@ pub(super) const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
 /// 2026-07-28 cache hint for discovery and the tool list, which never change while the process lives.
 pub(super) const CACHE_TTL_MS: u64 = 300_000;
 pub(super) const INSTRUCTIONS: &str =
-    "Demo server bundled with toolgate. File tools act only inside a sandbox folder; \
-run_shell, fetch_url and send_email only describe what they would do.";
+    "Demo server bundled with toolgate. File tools and file:// resources act only inside a sandbox folder; \
+run_shell, fetch_url and send_email only describe what they would do. Some sandbox files and \
+demo://config/credentials hold fake credentials, so toolgate's redaction can be seen.";
 
 /// Failures that become JSON-RPC errors. Tool failures are not here: they are `isError` results.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,13 @@ pub(super) enum ProtocolError {
     InvalidParams(String),
     #[error("unsupported protocol version")]
     UnsupportedVersion { requested: String },
+    /// No such resource, or one outside the sandbox: the two are not told apart, so a caller cannot probe
+    /// the host's files through `resources/read`.
+    #[error("resource not found")]
+    ResourceNotFound { uri: String },
+    /// The resource exists but cannot be served (too large, not UTF-8 text).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ProtocolError {
@@ -45,6 +53,9 @@ impl ProtocolError {
             Self::InvalidParams(_) => -32602,
             // 2026-07-28 UnsupportedProtocolVersionError.
             Self::UnsupportedVersion { .. } => -32022,
+            // MCP's "resource not found".
+            Self::ResourceNotFound { .. } => -32002,
+            Self::Internal(_) => -32603,
         }
     }
 
@@ -52,11 +63,17 @@ impl ProtocolError {
         let mut error = Map::new();
         error.insert("code".into(), json!(self.code()));
         error.insert("message".into(), json!(self.to_string()));
-        if let Self::UnsupportedVersion { requested } = self {
-            error.insert(
-                "data".into(),
-                json!({"supported": SUPPORTED_VERSIONS, "requested": requested}),
-            );
+        match self {
+            Self::UnsupportedVersion { requested } => {
+                error.insert(
+                    "data".into(),
+                    json!({"supported": SUPPORTED_VERSIONS, "requested": requested}),
+                );
+            }
+            Self::ResourceNotFound { uri } => {
+                error.insert("data".into(), json!({ "uri": uri }));
+            }
+            _ => {}
         }
         Value::Object(error)
     }
@@ -131,7 +148,63 @@ pub(super) fn initialize(params: &Map<String, Value>) -> Result<Value, ProtocolE
 }
 
 pub(super) fn capabilities() -> Value {
-    json!({"tools": {"listChanged": false}})
+    json!({
+        "tools": {"listChanged": false},
+        // Files come and go in the sandbox, so the resource list can change; the prompts are fixed.
+        "resources": {"subscribe": true, "listChanged": true},
+        "prompts": {"listChanged": false},
+        "completions": {},
+        "logging": {},
+    })
+}
+
+/// RFC 5424 severities, the values `logging/setLevel` accepts.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// `logging/setLevel`: a valid level is acknowledged. The demo sends no log notifications, so there is no
+/// threshold to keep.
+pub(super) fn set_log_level(params: &Map<String, Value>) -> Result<Value, ProtocolError> {
+    match params.get("level").and_then(Value::as_str) {
+        Some(level) if LOG_LEVELS.contains(&level) => Ok(json!({})),
+        _ => Err(ProtocolError::InvalidParams(format!(
+            "`level` must be one of {}",
+            LOG_LEVELS.join(", ")
+        ))),
+    }
+}
+
+/// A required string parameter of a request.
+pub(super) fn string_param<'a>(
+    params: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, ProtocolError> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProtocolError::InvalidParams(format!("`{name}` must be a string")))
+}
+
+/// An optional object parameter of a request; absent or `null` reads as empty.
+pub(super) fn object_param<'a>(
+    params: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a Map<String, Value>>, ProtocolError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(object)) => Ok(Some(object)),
+        Some(_) => Err(ProtocolError::InvalidParams(format!(
+            "`{name}` must be an object"
+        ))),
+    }
 }
 
 pub(super) fn server_info() -> Value {

@@ -8,9 +8,10 @@ use super::tools::ToolError;
 
 pub(super) const MAX_READ_BYTES: u64 = 1024 * 1024;
 
-/// The file a fresh sandbox starts with, so a first `read_file` has something to read.
-pub(super) const WELCOME_PATH: &str = "workspace/readme.txt";
-pub(super) const WELCOME_TEXT: &str = "Hello from the toolgate demo sandbox.\nThis file lives in the demo server's sandbox folder, never on the host.\n";
+/// At most this many files are listed, so a huge sandbox cannot stall `resources/list` or completion.
+pub(super) const MAX_LISTED_FILES: usize = 1000;
+/// Folders deeper than this are not listed (they can still be read by path).
+const MAX_LISTED_DEPTH: usize = 8;
 
 /// The folder the file tools may touch. Every path is confined twice: lexically (no `..` above the
 /// root) and on disk (no symbolic link leading out of the canonical root).
@@ -32,6 +33,42 @@ impl Sandbox {
         Ok(Self {
             root: fs::canonicalize(path)?,
         })
+    }
+
+    /// The canonical root: `file://` resource URIs name files under it.
+    pub(super) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Regular files under the root as sandbox-relative paths (`/`-separated, no leading `/`), sorted.
+    /// Symbolic links are left out, since their targets may lie outside; names that are not UTF-8 too, since
+    /// no URI would name them faithfully.
+    pub(super) fn files(&self) -> Vec<String> {
+        let mut files = Vec::new();
+        let mut folders = vec![(self.root.clone(), String::new(), 0)];
+        while let Some((folder, prefix, depth)) = folders.pop() {
+            let Ok(entries) = fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let (Ok(kind), Ok(name)) = (entry.file_type(), entry.file_name().into_string())
+                else {
+                    continue;
+                };
+                let relative = format!("{prefix}{name}");
+                if kind.is_file() {
+                    files.push(relative);
+                    if files.len() == MAX_LISTED_FILES {
+                        files.sort();
+                        return files;
+                    }
+                } else if kind.is_dir() && depth < MAX_LISTED_DEPTH {
+                    folders.push((entry.path(), format!("{relative}/"), depth + 1));
+                }
+            }
+        }
+        files.sort();
+        files
     }
 
     fn resolve(&self, raw: &str) -> Result<Resolved, ToolError> {

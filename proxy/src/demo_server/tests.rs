@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use super::sandbox::MAX_READ_BYTES;
 use super::*;
 
+mod prompts;
+mod resources;
+
 const TOOL_NAMES: [&str; 7] = [
     "read_file",
     "write_file",
@@ -56,6 +59,34 @@ fn call(sandbox: &Path, tool: &str, arguments: Value) -> (String, bool) {
     (text.to_owned(), is_error)
 }
 
+/// The params as a 2025-era client sends them, and with the 2026-07-28 `_meta`; `true` marks the latter.
+fn in_both_eras(params: Value) -> [(bool, Value); 2] {
+    let mut stateless = params.clone();
+    stateless["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    [(false, params), (true, stateless)]
+}
+
+/// The result of one request, after checking the era's `resultType` marker.
+fn result_in_era(sandbox: &Path, stateless: bool, method: &str, params: Value) -> Value {
+    let reply = only_reply(sandbox, request(1, method, params));
+    let result = reply["result"].clone();
+    assert!(result.is_object(), "{method}: {reply}");
+    let expected = if stateless {
+        json!("complete")
+    } else {
+        Value::Null
+    };
+    assert_eq!(result["resultType"], expected, "{method}: {reply}");
+    result
+}
+
+/// The JSON-RPC error code of one request's reply.
+fn error_code(sandbox: &Path, method: &str, params: Value) -> Value {
+    let reply = only_reply(sandbox, request(1, method, params));
+    assert!(reply.get("result").is_none(), "{method}: {reply}");
+    reply["error"]["code"].clone()
+}
+
 fn sandbox() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sandbox = dir.path().join("sandbox");
@@ -78,10 +109,7 @@ fn initialize_echoes_each_supported_version() {
         assert_eq!(reply["jsonrpc"], "2.0");
         assert_eq!(reply["id"], 1);
         assert_eq!(reply["result"]["protocolVersion"], version);
-        assert_eq!(
-            reply["result"]["capabilities"],
-            json!({"tools": {"listChanged": false}})
-        );
+        assert_eq!(reply["result"]["capabilities"], capabilities());
         assert_eq!(reply["result"]["serverInfo"]["name"], "toolgate-demo");
     }
 }
@@ -222,7 +250,7 @@ fn oversized_line_is_rejected_and_the_next_line_is_served() {
 #[test]
 fn unknown_method_is_method_not_found() {
     let (_dir, sandbox) = sandbox();
-    let reply = only_reply(&sandbox, request(11, "resources/list", json!({})));
+    let reply = only_reply(&sandbox, request(11, "sampling/createMessage", json!({})));
     assert_eq!(reply["id"], 11);
     assert_eq!(reply["error"]["code"], -32601);
 }
@@ -240,10 +268,7 @@ fn server_discover_reports_versions_capabilities_and_identity() {
         let result = &reply["result"];
         assert_eq!(result["resultType"], "complete");
         assert_eq!(result["supportedVersions"], json!(SUPPORTED_VERSIONS));
-        assert_eq!(
-            result["capabilities"],
-            json!({"tools": {"listChanged": false}})
-        );
+        assert_eq!(result["capabilities"], capabilities());
         assert_eq!(result["serverInfo"]["name"], "toolgate-demo");
         assert_eq!(result["ttlMs"], CACHE_TTL_MS);
         assert_eq!(result["cacheScope"], "public");
@@ -549,4 +574,47 @@ fn missing_sandbox_is_created() {
     let (text, is_error) = call(&sandbox, "list_dir", json!({"path": "/"}));
     assert_eq!((text.as_str(), is_error), ("", false));
     assert!(sandbox.is_dir());
+}
+
+#[test]
+fn capabilities_announce_resources_prompts_completion_and_logging() {
+    let (_dir, sandbox) = sandbox();
+    let reply = only_reply(
+        &sandbox,
+        request(1, "initialize", json!({"protocolVersion": "2025-11-25"})),
+    );
+    let capabilities = &reply["result"]["capabilities"];
+    assert_eq!(
+        capabilities["resources"],
+        json!({"subscribe": true, "listChanged": true})
+    );
+    assert_eq!(capabilities["prompts"], json!({"listChanged": false}));
+    assert_eq!(capabilities["completions"], json!({}));
+    assert_eq!(capabilities["logging"], json!({}));
+    assert_eq!(capabilities["tools"], json!({"listChanged": false}));
+}
+
+#[test]
+fn ping_and_set_level_answer_empty_in_both_eras() {
+    let (_dir, sandbox) = sandbox();
+    for (stateless, params) in in_both_eras(json!({})) {
+        let result = result_in_era(&sandbox, stateless, "ping", params);
+        assert_eq!(
+            result.as_object().map(|r| r.len()),
+            Some(usize::from(stateless))
+        );
+    }
+    for level in ["debug", "warning", "emergency"] {
+        for (stateless, params) in in_both_eras(json!({ "level": level })) {
+            let result = result_in_era(&sandbox, stateless, "logging/setLevel", params);
+            assert!(result.get("ttlMs").is_none(), "{result}");
+        }
+    }
+    for params in [json!({"level": "loud"}), json!({"level": 3}), json!({})] {
+        assert_eq!(
+            error_code(&sandbox, "logging/setLevel", params.clone()),
+            -32602,
+            "{params}"
+        );
+    }
 }
