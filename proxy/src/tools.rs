@@ -115,7 +115,7 @@ enum Step {
     /// Nothing but `last_seen`.
     Same,
     Next {
-        record: ToolRecord,
+        record: Box<ToolRecord>,
         transition: Option<Transition>,
     },
 }
@@ -171,56 +171,52 @@ impl ToolPins {
         }
         let _change = self.changes.lock().await;
         // Decided again under the lock: another observation may have changed the record meanwhile.
-        let current = self.record(upstream, &name);
-        let step = step(
-            current.as_ref(),
-            self.pinning,
-            upstream,
-            &name,
-            hash,
-            poisoning,
-            &now,
-        );
-        let (record, transition) = match step {
-            Step::Same => {
-                let mut record = current.expect("Same only follows an existing record");
-                record.last_seen = now;
-                self.store.update_tool_definition(&to_row(&record)).await?;
-                (record, None)
+        let (record, transition) = match self.record(upstream, &name) {
+            Some(current) => {
+                let step = step_from(&current, self.pinning, hash, poisoning, &now);
+                self.write(current, step, &now).await?
             }
-            Step::Next { record, transition } if current.is_none() => {
+            None => {
+                let record = first_sighting(self.pinning, upstream, &name, hash, poisoning, &now);
                 if self.store.insert_tool_definition(&to_row(&record)).await? {
-                    (record, transition)
+                    (record, Some(Transition::New))
                 } else {
                     // Another instance sharing the database stored this tool first: its row is the pin.
                     let stored = self
                         .store
                         .tool_definition(upstream, &name)
                         .await?
-                        .ok_or_else(|| AuditError::Query(sqlx::Error::RowNotFound))?;
+                        .ok_or(AuditError::Query(sqlx::Error::RowNotFound))?;
                     let stored = from_row(stored)?;
-                    match step_from(&stored, self.pinning, hash, poisoning, &now) {
-                        Step::Same => {
-                            let mut record = stored;
-                            record.last_seen = now;
-                            self.store.update_tool_definition(&to_row(&record)).await?;
-                            (record, None)
-                        }
-                        Step::Next { record, transition } => {
-                            self.store.update_tool_definition(&to_row(&record)).await?;
-                            (record, transition)
-                        }
-                    }
+                    let step = step_from(&stored, self.pinning, hash, poisoning, &now);
+                    self.write(stored, step, &now).await?
                 }
-            }
-            Step::Next { record, transition } => {
-                self.store.update_tool_definition(&to_row(&record)).await?;
-                (record, transition)
             }
         };
         let info = info_of(&record);
         self.put(record);
         Ok((info, transition))
+    }
+
+    /// Stores the result of one observation of the stored record `current`.
+    async fn write(
+        &self,
+        current: ToolRecord,
+        step: Step,
+        now: &str,
+    ) -> Result<(ToolRecord, Option<Transition>), AuditError> {
+        let (record, transition) = match step {
+            Step::Same => (
+                ToolRecord {
+                    last_seen: now.to_owned(),
+                    ..current
+                },
+                None,
+            ),
+            Step::Next { record, transition } => (*record, transition),
+        };
+        self.store.update_tool_definition(&to_row(&record)).await?;
+        Ok((record, transition))
     }
 
     /// The state of a tool's definition for a `tools/call`, from the cache (no I/O): `new` without a hash
@@ -316,7 +312,10 @@ impl ToolPins {
     fn touch(&self, upstream: &str, name: &str, hash: &str, now: &str) -> Option<DefinitionInfo> {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         let entry = cache.get_mut(upstream)?.get_mut(name)?;
-        let same = step_from(&entry.record, self.pinning, hash, &[], now) == Step::Same;
+        let same = matches!(
+            step_from(&entry.record, self.pinning, hash, &[], now),
+            Step::Same
+        );
         if !same || entry.written.elapsed() >= LAST_SEEN_WRITE_EVERY {
             return None;
         }
@@ -364,42 +363,34 @@ impl ToolPins {
     }
 }
 
-/// The state machine of one observation; `current` is the record as stored (`None`: never seen).
-fn step(
-    current: Option<&ToolRecord>,
+/// The record of a tool never seen before: pinned at once (tofu) or waiting for an approval.
+fn first_sighting(
     pinning: Pinning,
     upstream: &str,
     name: &str,
     hash: &str,
     poisoning: &[String],
     now: &str,
-) -> Step {
-    match current {
-        Some(record) => step_from(record, pinning, hash, poisoning, now),
-        None => {
-            let pinned = pinning == Pinning::Tofu;
-            Step::Next {
-                record: ToolRecord {
-                    upstream: upstream.to_owned(),
-                    name: name.to_owned(),
-                    status: if pinned {
-                        DefinitionStatus::Pinned
-                    } else {
-                        DefinitionStatus::New
-                    },
-                    pinned_hash: pinned.then(|| hash.to_owned()),
-                    current_hash: hash.to_owned(),
-                    poisoning: poisoning.to_vec(),
-                    first_seen: now.to_owned(),
-                    last_seen: now.to_owned(),
-                    approved_at: None,
-                },
-                transition: Some(Transition::New),
-            }
-        }
+) -> ToolRecord {
+    let pinned = pinning == Pinning::Tofu;
+    ToolRecord {
+        upstream: upstream.to_owned(),
+        name: name.to_owned(),
+        status: if pinned {
+            DefinitionStatus::Pinned
+        } else {
+            DefinitionStatus::New
+        },
+        pinned_hash: pinned.then(|| hash.to_owned()),
+        current_hash: hash.to_owned(),
+        poisoning: poisoning.to_vec(),
+        first_seen: now.to_owned(),
+        last_seen: now.to_owned(),
+        approved_at: None,
     }
 }
 
+/// The state machine of one observation of a tool seen before (`record`, as stored).
 fn step_from(
     record: &ToolRecord,
     pinning: Pinning,
@@ -407,13 +398,15 @@ fn step_from(
     poisoning: &[String],
     now: &str,
 ) -> Step {
-    let listed = |status: DefinitionStatus, pinned_hash: Option<String>| ToolRecord {
-        status,
-        pinned_hash,
-        current_hash: hash.to_owned(),
-        poisoning: poisoning.to_vec(),
-        last_seen: now.to_owned(),
-        ..record.clone()
+    let listed = |status: DefinitionStatus, pinned_hash: Option<String>| {
+        Box::new(ToolRecord {
+            status,
+            pinned_hash,
+            current_hash: hash.to_owned(),
+            poisoning: poisoning.to_vec(),
+            last_seen: now.to_owned(),
+            ..record.clone()
+        })
     };
     let is_current = record.current_hash == hash;
     match record.status {

@@ -341,6 +341,33 @@ async fn switching_to_tofu_pins_what_waited(db: TestDb) {
     assert_eq!(pins.list(None)[0].pinned_hash, Some(hash(1)));
 }
 
+on_both!(an_unchanged_listing_costs_no_write);
+async fn an_unchanged_listing_costs_no_write(db: TestDb) {
+    let store = db.store().await;
+    let pins = ToolPins::load(store.clone(), Pinning::Tofu, gauge())
+        .await
+        .unwrap();
+    observe(&pins, "read_file", 1).await;
+    let stored = store.tool_definitions().await.unwrap().remove(0);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(observe(&pins, "read_file", 1).await.1, None);
+    let listed = pins.list(None).remove(0);
+    assert!(
+        listed.last_seen > stored.last_seen,
+        "last_seen moves in memory"
+    );
+    assert_eq!(
+        store.tool_definitions().await.unwrap().remove(0),
+        stored,
+        "but the row is not written again within a minute"
+    );
+    // A change is written at once, with the newest last_seen.
+    observe(&pins, "read_file", 2).await;
+    let changed = store.tool_definitions().await.unwrap().remove(0);
+    assert_eq!(changed.status, "changed");
+    assert_eq!(changed.last_seen, pins.list(None)[0].last_seen);
+}
+
 #[test]
 fn a_changed_row_without_a_pin_stays_changed() {
     let record = ToolRecord {
