@@ -329,7 +329,7 @@ async fn a_poisoned_tool_is_hidden_and_denied() {
 }
 
 /// Reads an SSE answer frame by frame, answering a sampling request on the way.
-async fn call_with_sampling(proxy: &common::Proxy, agent: &Agent, answer: Option<Value>) -> Value {
+async fn call_with_sampling(agent: &Agent, answer: Option<Value>) -> Value {
     let client = common::client();
     let body = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": { "name": "echo", "arguments": { "text": "hi", "sample": true } } });
     let mut req = Request::builder()
@@ -388,7 +388,7 @@ async fn sampling_from_the_upstream_is_judged_in_both_directions() {
     .await;
     let mut agent = Agent::new(&proxy, "web", token("agent-s", &[]));
     agent.initialize().await;
-    let out = call_with_sampling(&proxy, &agent, None).await;
+    let out = call_with_sampling(&agent, None).await;
     assert_eq!(out["saw_sampling"], false, "{out}");
     assert_eq!(
         out["answer"]["result"]["content"][0]["text"],
@@ -419,7 +419,7 @@ async fn sampling_from_the_upstream_is_judged_in_both_directions() {
     let mut agent = Agent::new(&proxy, "web", token("agent-s", &[]));
     agent.initialize().await;
     let reply = json!({ "role": "assistant", "content": { "type": "text", "text": "hi there" }, "model": "m" });
-    let out = call_with_sampling(&proxy, &agent, Some(reply)).await;
+    let out = call_with_sampling(&agent, Some(reply)).await;
     assert_eq!(out["saw_sampling"], true, "{out}");
     assert_eq!(
         out["answer"]["result"]["content"][0]["text"],

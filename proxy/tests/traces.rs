@@ -297,7 +297,11 @@ async fn a_tool_call_is_one_trace_continued_from_the_agent_with_a_span_per_stage
 
 #[test]
 fn without_an_endpoint_no_exporter_is_built() {
-    let tracing = toolgate::telemetry::traces::build(&TelemetrySettings::default()).unwrap();
+    let tracing = toolgate::telemetry::traces::build(
+        &TelemetrySettings::default(),
+        &toolgate::outbound::client(),
+    )
+    .unwrap();
     assert_eq!(tracing.exporter(), None);
 
     // The standard variables are read once, with the rest of the configuration; TOOLGATE_* ones win.
@@ -329,7 +333,9 @@ fn without_an_endpoint_no_exporter_is_built() {
     assert_eq!(t.service_name, "gate-7");
     assert_eq!(t.resource_attributes["team"], "sec");
     assert_eq!(
-        toolgate::telemetry::traces::build(t).unwrap().exporter(),
+        toolgate::telemetry::traces::build(t, &toolgate::outbound::client())
+            .unwrap()
+            .exporter(),
         Some("http/protobuf")
     );
     let config = Config::load(
@@ -354,7 +360,7 @@ fn without_an_endpoint_no_exporter_is_built() {
     .unwrap();
     assert_eq!(config.telemetry.otlp_endpoint, None);
     assert_eq!(
-        toolgate::telemetry::traces::build(&config.telemetry)
+        toolgate::telemetry::traces::build(&config.telemetry, &toolgate::outbound::client())
             .unwrap()
             .exporter(),
         None
@@ -417,7 +423,9 @@ async fn http_protobuf_export_posts_the_spans_to_v1_traces() {
         service_name: "toolgate-http-test".into(),
         ..TelemetrySettings::default()
     };
-    let tracing = Arc::new(toolgate::telemetry::traces::build(&settings).unwrap());
+    let tracing = Arc::new(
+        toolgate::telemetry::traces::build(&settings, &toolgate::outbound::client()).unwrap(),
+    );
     let metrics = toolgate::telemetry::Metrics::new(10);
     let mut headers = hyper::HeaderMap::new();
     headers.insert(

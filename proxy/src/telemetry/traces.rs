@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn no_endpoint_builds_no_exporter_but_still_continues_trace_ids() {
-        let tracing = build(&settings(None, "grpc")).unwrap();
+        let tracing = build(&settings(None, "grpc"), &crate::outbound::client()).unwrap();
         assert_eq!(tracing.exporter(), None);
         let mut headers = HeaderMap::new();
         headers.insert("traceparent", HeaderValue::from_static(PARENT));
@@ -455,12 +455,23 @@ mod tests {
     #[test]
     fn an_endpoint_builds_an_exporter_of_the_configured_protocol() {
         // Building connects lazily: an endpoint nobody listens on is not a start-up error.
-        let grpc = build(&settings(Some("http://127.0.0.1:9"), "grpc")).unwrap();
+        let grpc = build(
+            &settings(Some("http://127.0.0.1:9"), "grpc"),
+            &crate::outbound::client(),
+        )
+        .unwrap();
         assert_eq!(grpc.exporter(), Some("grpc"));
-        let http = build(&settings(Some("http://127.0.0.1:9"), "http/protobuf")).unwrap();
+        let http = build(
+            &settings(Some("http://127.0.0.1:9"), "http/protobuf"),
+            &crate::outbound::client(),
+        )
+        .unwrap();
         assert_eq!(http.exporter(), Some("http/protobuf"));
         assert!(matches!(
-            build(&settings(Some("not a url"), "grpc")),
+            build(
+                &settings(Some("not a url"), "grpc"),
+                &crate::outbound::client()
+            ),
             Err(TraceError::Exporter { .. })
         ));
     }
@@ -482,7 +493,7 @@ mod tests {
 
     #[test]
     fn stdio_messages_carry_the_trace_context_in_params_meta() {
-        let tracing = build(&settings(None, "grpc")).unwrap();
+        let tracing = build(&settings(None, "grpc"), &crate::outbound::client()).unwrap();
         let mut message = serde_json::json!({
             "jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": { "name": "read_file", "arguments": {}, "_meta": { "traceparent": "forged", "progressToken": 7 } }
