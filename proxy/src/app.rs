@@ -32,8 +32,6 @@ pub struct App {
     pub escalations: Escalations,
     /// Tool definitions seen in `tools/list` answers, pinned against rug pulls.
     pub tools: crate::tools::ToolPins,
-    /// Per-client limit of the unauthenticated `/api/v1/public/verify`.
-    pub public_limiter: crate::server::public_verify::RateLimiter,
 }
 
 impl App {
@@ -110,9 +108,6 @@ impl App {
             metrics,
             escalations,
             tools,
-            public_limiter: crate::server::public_verify::RateLimiter::new(
-                config.audit.public_verify_per_minute,
-            ),
             config,
         });
         app.policies.start();

@@ -26,6 +26,10 @@ use crate::response::{full, json_response, Body};
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let sweeper = tokio::spawn(sweep_sessions(app.clone()));
+    // Per-client limit of the unauthenticated public verify endpoint: the server's, like the listener.
+    let limiter = Arc::new(public_verify::RateLimiter::new(
+        app.config.audit.public_verify_per_minute,
+    ));
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -41,12 +45,13 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let limiter = limiter.clone();
         tokio::spawn(async move {
             let service = service_fn(move |mut req: Request<Incoming>| {
                 // The client address, for per-client limits (the public verify endpoint).
                 req.extensions_mut().insert(peer);
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(route(app, req).await) }
+                let (app, limiter) = (app.clone(), limiter.clone());
+                async move { Ok::<_, Infallible>(route(app, &limiter, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
@@ -81,7 +86,11 @@ async fn sweep_sessions(app: Arc<App>) {
     }
 }
 
-async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    app: Arc<App>,
+    limiter: &public_verify::RateLimiter,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let base_url = base_url(&app, &req);
     if let Some(upstream) = path.strip_prefix("/mcp/") {
@@ -112,7 +121,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .expect("valid response"),
         // Public: no admin token, rate-limited per client, no event content.
         "/api/v1/public/verify" => {
-            public_verify::handle(app.audit.store(), &app.public_limiter, &req).await
+            public_verify::handle(app.audit.store(), limiter, &req).await
         }
         p if p.starts_with("/api/v1/") => crate::admin::handle(&app, req).await,
         _ => json_response(

@@ -43,7 +43,15 @@ fn modules(src: &Path) -> BTreeMap<String, Vec<std::path::PathBuf>> {
 
 /// Top-level modules named after `crate::` in non-test code, including `use crate::{a, b::c}` groups.
 fn references(text: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let code: String = text
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = code.as_str();
     let mut found = BTreeSet::new();
     let mut rest = code;
     while let Some(at) = rest.find("crate::") {

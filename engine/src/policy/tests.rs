@@ -54,7 +54,12 @@ fn the_shipped_library_loads() {
             "toolgate/filesystem.rego",
             "toolgate/main.rego",
             "toolgate/network.rego",
-            "toolgate/shell.rego"
+            "toolgate/prompts.rego",
+            "toolgate/resources.rego",
+            "toolgate/results.rego",
+            "toolgate/sampling.rego",
+            "toolgate/shell.rego",
+            "toolgate/tools.rego",
         ]
     );
     assert!(set.revision().starts_with("sha256:"), "{}", set.revision());
