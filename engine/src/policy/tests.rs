@@ -51,7 +51,12 @@ fn the_shipped_library_loads() {
             "toolgate/filesystem.rego",
             "toolgate/main.rego",
             "toolgate/network.rego",
-            "toolgate/shell.rego"
+            "toolgate/prompts.rego",
+            "toolgate/resources.rego",
+            "toolgate/results.rego",
+            "toolgate/sampling.rego",
+            "toolgate/shell.rego",
+            "toolgate/tools.rego"
         ]
     );
     assert!(set.revision().starts_with("sha256:"), "{}", set.revision());
@@ -624,10 +629,15 @@ fn the_shipped_tests_pass() {
     assert!(outcomes.len() >= 40, "only {} tests found", outcomes.len());
     for package in [
         "toolgate",
-        "toolgate.filesystem",
-        "toolgate.shell",
-        "toolgate.network",
-        "toolgate.dlp",
+        "toolgate.filesystem_test",
+        "toolgate.shell_test",
+        "toolgate.network_test",
+        "toolgate.dlp_test",
+        "toolgate.tools_test",
+        "toolgate.resources_test",
+        "toolgate.prompts_test",
+        "toolgate.sampling_test",
+        "toolgate.results_test",
     ] {
         assert!(
             outcomes.iter().any(|o| o.package == package),
