@@ -107,12 +107,12 @@ uses_shell if "command" in tools.kinds
 
 known_action if input.tool.action in {"read", "write", "delete", "execute", "network", "send", "unknown"}
 
-tool_denials := union({tools.deny, file_denials, network_denials, shell_denials, default_deny})
+tool_denials := (((tools.deny | file_denials) | network_denials) | shell_denials) | default_deny
 
 tool_escalations := file_escalations | network_escalations
 
 # An action no package knows gets no allowance, whatever its targets: it can only be denied.
-tool_allowances := union({file_allowances, network_allowances, shell_allowances, default_allow}) if known_action
+tool_allowances := ((file_allowances | network_allowances) | shell_allowances) | default_allow if known_action
 
 else := set()
 

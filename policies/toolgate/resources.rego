@@ -34,13 +34,20 @@ kind := "path" if {
 }
 
 # A template is judged by the directory its fixed part (before the first `{`) lies in: every URI it expands
-# to is below that directory.
+# to is below that directory. The normalised target when the engine gives one, the URI's path otherwise.
+template_path := target if {
+	template
+} else := substring(uri, 7, -1) if {
+	template
+	startswith(lower(uri), "file://")
+}
+
 path := target if {
 	kind == "path"
 	not template
 } else := dir if {
 	kind == "path"
-	segments := split(split(target, "{")[0], "/")
+	segments := split(split(template_path, "{")[0], "/")
 	dir := concat("", ["/", trim_left(concat("/", array.slice(segments, 0, count(segments) - 1)), "/")])
 }
 
@@ -62,6 +69,7 @@ deny contains {
 	"reason": "the resource has no URI toolgate can judge",
 } if {
 	applies
+	not template
 	not target
 }
 

@@ -115,3 +115,9 @@ test_rule_sets_are_only_about_resources if {
 	count(data.toolgate.resources.deny) == 0 with input as fixtures.call("read_file", "read", [fixtures.path("/workspace/a")])
 	count(data.toolgate.resources.deny) == 0 with input as fixtures.prompt_request("summarise")
 }
+
+test_a_template_without_a_normalised_target_is_judged_on_its_uri if {
+	not data.toolgate.visible with input as template("file:///etc/{name}", null)
+	data.toolgate.visible with input as template("file:///workspace/{name}", null)
+	data.toolgate.visible with input as template("demo://{id}", null)
+}

@@ -22,10 +22,12 @@ action_kind := {
 targets := input.tool.targets if {
 	is_array(input.tool.targets)
 	count(input.tool.targets) > 0
-} else := [{"kind": kind, "key": "", "value": input.tool.target}] if {
+} else := [{"kind": kind, "key": "", "value": input.tool.target} |
+	# a comprehension rather than an `else` whose body can fail on the lookup: the VM and the interpreter
+	# disagreed on such a chain (see docs/policies.md, "regorus compared with OPA")
 	is_string(input.tool.target)
 	kind := action_kind[input.tool.action]
-} else := []
+]
 
 kinds := {t.kind | some t in targets}
 

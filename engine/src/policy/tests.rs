@@ -3,12 +3,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use super::*;
-use crate::input::{
-    classify, json_to_value, AgentInfo, BehaviorInfo, Direction, PolicyInput, RequestInfo,
-    SessionInfo, ToolInput,
-};
+use crate::input::{classify, json_to_value, AgentInfo, PolicyInput, RequestInfo, SessionInfo};
 
-pub(super) fn shipped() -> PathBuf {
+fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
@@ -20,7 +17,7 @@ fn shipped_set() -> PolicySet {
 }
 
 /// A temporary policy folder holding `files` (relative path, content).
-pub(super) fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, content) in files {
         let path = dir.path().join(name);
@@ -32,7 +29,7 @@ pub(super) fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-pub(super) const ALLOW_ALL: &str = r#"package toolgate
+const ALLOW_ALL: &str = r#"package toolgate
 decision := {"result": "allow", "policy_id": "t.allow", "reason": "ok"}
 "#;
 
@@ -59,7 +56,7 @@ fn the_shipped_library_loads() {
             "toolgate/results.rego",
             "toolgate/sampling.rego",
             "toolgate/shell.rego",
-            "toolgate/tools.rego",
+            "toolgate/tools.rego"
         ]
     );
     assert!(set.revision().starts_with("sha256:"), "{}", set.revision());
@@ -270,8 +267,6 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
         tenant_id: Some("t1".into()),
         roles: c.roles.iter().map(|r| r.to_string()).collect(),
         claims: json!({"sub": "a1"}),
-        prompt_hash: None,
-        run_id: None,
     };
     let session = SessionInfo {
         id: Some("s1".into()),
@@ -280,33 +275,21 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
     };
     let request = RequestInfo {
         method: "tools/call".into(),
-        direction: Direction::ClientToServer,
         upstream: "demo".into(),
         protocol_version: None,
     };
     let class = classify(c.tool, &c.arguments, "/workspace");
     let findings: Vec<crate::dlp::Finding> =
         serde_json::from_value(c.findings.clone()).expect("findings");
-    let params = json!({"name": c.tool, "arguments": c.arguments});
     let input = PolicyInput {
         agent: &agent,
         session: &session,
         request: &request,
-        tool: Some(ToolInput {
-            name: c.tool,
-            arguments: Some(&c.arguments),
-            class: &class,
-            definition: None,
-        }),
-        resource: None,
-        prompt: None,
-        params: Some(&params),
+        tool_name: c.tool,
+        arguments: Some(&c.arguments),
+        class: &class,
         findings: &findings,
-        behavior: BehaviorInfo {
-            score: 0.1,
-            ..BehaviorInfo::default()
-        },
-        response: None,
+        behavior_score: 0.1,
         now: "2026-11-22T20:15:00Z",
     };
     let (json, value) = (input.to_json(), input.to_value());
@@ -365,8 +348,6 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
             tenant_id: None,
             roles,
             claims: json!({}),
-            prompt_hash: None,
-            run_id: None,
         };
         let session = SessionInfo {
             id: None,
@@ -375,7 +356,6 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
         };
         let request = RequestInfo {
             method: "tools/list".into(),
-            direction: Direction::ClientToServer,
             upstream: "demo".into(),
             protocol_version: None,
         };
@@ -384,18 +364,11 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
             agent: &agent,
             session: &session,
             request: &request,
-            tool: Some(ToolInput {
-                name: tool,
-                arguments: None,
-                class: &class,
-                definition: None,
-            }),
-            resource: None,
-            prompt: None,
-            params: None,
+            tool_name: tool,
+            arguments: None,
+            class: &class,
             findings: &[],
-            behavior: BehaviorInfo::default(),
-            response: None,
+            behavior_score: 0.0,
             now: "2026-11-22T20:15:00Z",
         };
         let vm = evaluator.visible(input.to_value()).expect("visible");
@@ -656,10 +629,15 @@ fn the_shipped_tests_pass() {
     assert!(outcomes.len() >= 40, "only {} tests found", outcomes.len());
     for package in [
         "toolgate",
-        "toolgate.filesystem",
-        "toolgate.shell",
-        "toolgate.network",
-        "toolgate.dlp",
+        "toolgate.filesystem_test",
+        "toolgate.shell_test",
+        "toolgate.network_test",
+        "toolgate.dlp_test",
+        "toolgate.tools_test",
+        "toolgate.resources_test",
+        "toolgate.prompts_test",
+        "toolgate.sampling_test",
+        "toolgate.results_test",
     ] {
         assert!(
             outcomes.iter().any(|o| o.package == package),
