@@ -3,9 +3,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use super::*;
-use crate::input::{classify, json_to_value, AgentInfo, PolicyInput, RequestInfo, SessionInfo};
+use crate::input::{
+    classify, json_to_value, AgentInfo, BehaviorInfo, Direction, PolicyInput, RequestInfo,
+    SessionInfo, ToolInput,
+};
 
-fn shipped() -> PathBuf {
+pub(super) fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
@@ -17,7 +20,7 @@ fn shipped_set() -> PolicySet {
 }
 
 /// A temporary policy folder holding `files` (relative path, content).
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(super) fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, content) in files {
         let path = dir.path().join(name);
@@ -29,7 +32,7 @@ fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-const ALLOW_ALL: &str = r#"package toolgate
+pub(super) const ALLOW_ALL: &str = r#"package toolgate
 decision := {"result": "allow", "policy_id": "t.allow", "reason": "ok"}
 "#;
 
@@ -56,7 +59,7 @@ fn the_shipped_library_loads() {
             "toolgate/results.rego",
             "toolgate/sampling.rego",
             "toolgate/shell.rego",
-            "toolgate/tools.rego"
+            "toolgate/tools.rego",
         ]
     );
     assert!(set.revision().starts_with("sha256:"), "{}", set.revision());
@@ -267,6 +270,8 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
         tenant_id: Some("t1".into()),
         roles: c.roles.iter().map(|r| r.to_string()).collect(),
         claims: json!({"sub": "a1"}),
+        prompt_hash: None,
+        run_id: None,
     };
     let session = SessionInfo {
         id: Some("s1".into()),
@@ -275,21 +280,33 @@ fn documents(c: &Case) -> (Json, regorus::Value) {
     };
     let request = RequestInfo {
         method: "tools/call".into(),
+        direction: Direction::ClientToServer,
         upstream: "demo".into(),
         protocol_version: None,
     };
     let class = classify(c.tool, &c.arguments, "/workspace");
     let findings: Vec<crate::dlp::Finding> =
         serde_json::from_value(c.findings.clone()).expect("findings");
+    let params = json!({"name": c.tool, "arguments": c.arguments});
     let input = PolicyInput {
         agent: &agent,
         session: &session,
         request: &request,
-        tool_name: c.tool,
-        arguments: Some(&c.arguments),
-        class: &class,
+        tool: Some(ToolInput {
+            name: c.tool,
+            arguments: Some(&c.arguments),
+            class: &class,
+            definition: None,
+        }),
+        resource: None,
+        prompt: None,
+        params: Some(&params),
         findings: &findings,
-        behavior_score: 0.1,
+        behavior: BehaviorInfo {
+            score: 0.1,
+            ..BehaviorInfo::default()
+        },
+        response: None,
         now: "2026-11-22T20:15:00Z",
     };
     let (json, value) = (input.to_json(), input.to_value());
@@ -348,6 +365,8 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
             tenant_id: None,
             roles,
             claims: json!({}),
+            prompt_hash: None,
+            run_id: None,
         };
         let session = SessionInfo {
             id: None,
@@ -356,6 +375,7 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
         };
         let request = RequestInfo {
             method: "tools/list".into(),
+            direction: Direction::ClientToServer,
             upstream: "demo".into(),
             protocol_version: None,
         };
@@ -364,11 +384,18 @@ fn the_vm_and_the_interpreter_agree_on_visibility() {
             agent: &agent,
             session: &session,
             request: &request,
-            tool_name: tool,
-            arguments: None,
-            class: &class,
+            tool: Some(ToolInput {
+                name: tool,
+                arguments: None,
+                class: &class,
+                definition: None,
+            }),
+            resource: None,
+            prompt: None,
+            params: None,
             findings: &[],
-            behavior_score: 0.0,
+            behavior: BehaviorInfo::default(),
+            response: None,
             now: "2026-11-22T20:15:00Z",
         };
         let vm = evaluator.visible(input.to_value()).expect("visible");
