@@ -120,9 +120,7 @@ async fn route(
             .body(full(app.metrics.render()))
             .expect("valid response"),
         // Public: no admin token, rate-limited per client, no event content.
-        "/api/v1/public/verify" => {
-            public_verify::handle(app.audit.store(), limiter, &req).await
-        }
+        "/api/v1/public/verify" => public_verify::handle(app.audit.store(), limiter, &req).await,
         p if p.starts_with("/api/v1/") => crate::admin::handle(&app, req).await,
         _ => json_response(
             StatusCode::NOT_FOUND,

@@ -435,7 +435,7 @@ fn step_from(
 fn info_of(record: &ToolRecord) -> DefinitionInfo {
     DefinitionInfo {
         hash: Some(record.current_hash.clone()),
-        status: record.status.clone(),
+        status: record.status,
         poisoning: record.poisoning.clone(),
     }
 }

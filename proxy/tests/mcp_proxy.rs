@@ -140,10 +140,14 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
         .rev()
         .map(|e| e["event_type"].as_str().unwrap())
         .collect();
+    // The tools/list pinned each of the demo's seven tool definitions (one event each) and was one `list`.
+    let mut expected = vec!["session_start"];
+    expected.extend(["tool_definition"; 7]);
+    expected.extend(["list", "tool_call"]);
+    assert_eq!(types[..expected.len()], expected[..], "oldest first");
     assert_eq!(
-        types,
+        types[expected.len() - 1..],
         [
-            "session_start",
             "tool_call",
             "tool_result",
             "policy_deny",
@@ -184,7 +188,7 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
     let report = proxy.app.audit.store().verify(None, None).await.unwrap();
     let report = serde_json::to_value(report).unwrap();
     assert_eq!(report["chain_intact"], true, "{report}");
-    assert_eq!(report["events_verified"], 7);
+    assert_eq!(report["events_verified"], 15);
     proxy.stop().await;
 }
 

@@ -219,7 +219,8 @@ async fn metrics_after_real_calls_have_exact_values() {
         "the third agent must not get its own label"
     );
 
-    // Exactly one finding, by type and severity; never a value.
+    // One finding type, by type and severity, counted twice: in the echo's arguments and in its result (which
+    // the agent received redacted); never a value.
     assert_eq!(
         m.series("toolgate_dlp_findings_total").len(),
         1,
@@ -231,7 +232,7 @@ async fn metrics_after_real_calls_have_exact_values() {
             "toolgate_dlp_findings_total",
             &[("type", "email"), ("severity", "medium")]
         ),
-        1.0
+        2.0
     );
     assert!(!m.1.contains("alice@example.com"));
 

@@ -224,7 +224,7 @@ pub enum Sink {
     /// One JSON file per checkpoint, plus `<chain>-latest.json`, each written atomically.
     Dir(PathBuf),
     /// `POST` of the JSON to this URL, with the proxy's one outbound client.
-    Url(String, crate::outbound::HttpClient),
+    Url(String, Box<crate::outbound::HttpClient>),
 }
 
 impl Sink {

@@ -102,7 +102,7 @@ impl AuditLog {
             .map_or(0, |c| c.seq);
         let sink = match (&settings.checkpoint_dir, &settings.checkpoint_url) {
             (Some(dir), _) => Some(Arc::new(Sink::Dir(dir.clone()))),
-            (None, Some(url)) => Some(Arc::new(Sink::Url(url.clone(), client))),
+            (None, Some(url)) => Some(Arc::new(Sink::Url(url.clone(), Box::new(client)))),
             (None, None) => None,
         };
         let (requests, inbox) = mpsc::channel(settings.queue_capacity.max(1));

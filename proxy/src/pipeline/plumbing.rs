@@ -143,7 +143,7 @@ async fn screen(app: &App, caller: &Caller<'_>, message: &Message) -> Result<(),
         dlp_findings: serde_json::to_value(&findings).unwrap_or(json!([])),
         dlp_action: Some("blocked".into()),
         trace_id: Some(caller.trace_id.clone()),
-        extra: json!({ "method": crate::telemetry::Metrics::method_label(method) }),
+        extra: json!({ "method": super::stages::audited_method(app, method) }),
         ..Default::default()
     };
     let _ = app.audit.append(draft).await;

@@ -50,7 +50,10 @@ impl Record<'_> {
         let caller = self.caller;
         let mut extra = extra;
         if let Value::Object(map) = &mut extra {
-            map.insert("method".into(), Value::String(self.method.to_owned()));
+            map.insert(
+                "method".into(),
+                Value::String(super::stages::audited_method(self.app, self.method)),
+            );
             map.insert(
                 "policy_revision".into(),
                 Value::String(self.revision.to_owned()),

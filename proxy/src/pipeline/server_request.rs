@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hyper::header::HeaderMap;
 use hyper::Method;
 use serde_json::{json, Value};
@@ -130,10 +129,7 @@ impl ServerRequests {
             Ok(b) => b.to_bytes(),
             Err(_) => return,
         };
-        if let Err(e) = http
-            .send(Method::POST, &self.headers, Bytes::from(body))
-            .await
-        {
+        if let Err(e) = http.send(Method::POST, &self.headers, body).await {
             tracing::warn!(upstream = %self.upstream_name, error = %e, "could not answer a refused server request");
         }
     }

@@ -195,6 +195,27 @@ pub(super) fn observe_decision(
     }
 }
 
+/// The method as the audit log records it (`extra.method`): an agent names it, so an unknown one is stored only
+/// when it has the shape of a method name and holds nothing DLP flags.
+pub(super) fn audited_method(app: &App, method: &str) -> String {
+    let known = crate::telemetry::Metrics::method_label(method) != "other";
+    let shaped = method.len() <= 128
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
+    if known
+        || (shaped
+            && app
+                .scanner
+                .scan(&Value::String(method.to_owned()))
+                .is_empty())
+    {
+        method.to_owned()
+    } else {
+        "[REDACTED]".to_owned()
+    }
+}
+
 /// A request whose params do not say what its method needs is refused before the policy, and recorded as a
 /// deny so the audit log shows the attempt.
 pub(super) async fn record_invalid(
@@ -222,7 +243,7 @@ pub(super) async fn record_invalid(
         dlp_findings: json!([]),
         error: Some(message.clone()),
         trace_id: Some(caller.trace_id.clone()),
-        extra: json!({ "method": crate::telemetry::Metrics::method_label(method) }),
+        extra: json!({ "method": audited_method(app, method) }),
         ..EventDraft::default()
     };
     if let Err(e) = app.audit.append(draft).await {

@@ -226,6 +226,9 @@ impl Metrics {
     /// agent cannot mint label values (or smuggle data into them) by inventing methods.
     pub fn method_label(method: &str) -> &str {
         const KNOWN: &[&str] = &[
+            "initialize",
+            "ping",
+            "server/discover",
             "tools/call",
             "resources/read",
             "resources/subscribe",

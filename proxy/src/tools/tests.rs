@@ -129,7 +129,7 @@ async fn tofu_pins_the_first_definition_and_flags_changes(db: TestDb) {
     for (i, (n, status, transition)) in steps.into_iter().enumerate() {
         assert_eq!(
             observe(&pins, "read_file", n).await,
-            (status.clone(), transition, Some(hash(n))),
+            (status, transition, Some(hash(n))),
             "step {i}"
         );
         assert_eq!(pins.info("fs", "read_file").status, status, "step {i}");
