@@ -116,18 +116,18 @@ const ADDRESS_KEYS: &[&str] = &[
 ];
 
 /// The targets of one call's arguments, and which of them a key named.
-pub(super) struct Found {
+pub(super) struct Found<'w> {
     pub targets: Vec<Target>,
     /// Parallel to `targets`: named by its key (not only shaped like a path or URL).
     named: Vec<bool>,
     pub truncated: bool,
     /// `MAX_TARGETS` reached: nothing more can be listed, so the walk stops.
     full: bool,
-    workdir: String,
+    workdir: &'w str,
     pointer: String,
 }
 
-impl Found {
+impl Found<'_> {
     /// The first target of `kind` that a key named.
     pub fn first_named(&self, kind: TargetKind) -> Option<&Target> {
         self.targets
@@ -203,7 +203,7 @@ impl Found {
         match kind {
             TargetKind::Path => {
                 if let Some(path) = file_uri_path(s) {
-                    let value = normalise_path(&path, &self.workdir);
+                    let value = normalise_path(&path, self.workdir);
                     self.push(TargetKind::Path, value, true);
                 } else if looks_like_url(s) {
                     self.push(TargetKind::Url, normalise_url(s), true);
@@ -211,7 +211,7 @@ impl Found {
                     // `from`, `source`: a sender, not a file.
                     self.push(TargetKind::Address, s.to_string(), true);
                 } else {
-                    let value = normalise_path(s, &self.workdir);
+                    let value = normalise_path(s, self.workdir);
                     self.push(TargetKind::Path, value, true);
                 }
             }
@@ -219,7 +219,7 @@ impl Found {
                 self.push(TargetKind::Url, normalise_url(s), true);
                 // Fetching a file: URL reads a local file: judge it as the path too.
                 if let Some(path) = file_uri_path(s) {
-                    let value = normalise_path(&path, &self.workdir);
+                    let value = normalise_path(&path, self.workdir);
                     self.push(TargetKind::Path, value, true);
                 }
             }
@@ -232,7 +232,7 @@ impl Found {
                 self.push(TargetKind::Address, s.to_string(), true);
                 // ...and one with a `/` that is no e-mail address may be a relative path: judged as both.
                 if s.contains('/') && !looks_like_email(s) {
-                    let value = normalise_path(s, &self.workdir);
+                    let value = normalise_path(s, self.workdir);
                     self.push(TargetKind::Path, value, true);
                 }
             }
@@ -243,12 +243,12 @@ impl Found {
     fn shaped(&mut self, raw: &str, named: bool) -> bool {
         let s = raw.trim();
         if let Some(path) = file_uri_path(s) {
-            let value = normalise_path(&path, &self.workdir);
+            let value = normalise_path(&path, self.workdir);
             self.push(TargetKind::Path, value, named);
         } else if looks_like_url(s) {
             self.push(TargetKind::Url, normalise_url(s), named);
         } else if looks_like_absolute_path(s) {
-            let value = normalise_path(s, &self.workdir);
+            let value = normalise_path(s, self.workdir);
             self.push(TargetKind::Path, value, named);
         } else {
             return false;
@@ -284,13 +284,13 @@ impl Found {
 }
 
 /// Walks `arguments` (see the module doc).
-pub(super) fn collect(arguments: &Value, workdir: &str) -> Found {
+pub(super) fn collect<'w>(arguments: &Value, workdir: &'w str) -> Found<'w> {
     let mut found = Found {
         targets: Vec::new(),
         named: Vec::new(),
         truncated: false,
         full: false,
-        workdir: workdir.to_string(),
+        workdir,
         pointer: String::new(),
     };
     found.visit(arguments, 0, None);
