@@ -107,6 +107,11 @@ struct Entry {
     record: ToolRecord,
     /// When `record.last_seen` was last written to the database.
     written: Instant,
+    /// The upstream said its tools changed (`notifications/tools/list_changed`) and this tool has not been
+    /// listed since: its definition is unverified, so it is judged as `changed` until the next listing shows
+    /// it (toolgate never asks the upstream itself). In memory only: a restart forgets it, and the next
+    /// listing would settle it anyway.
+    unverified: bool,
 }
 
 /// What one observation does to a record.
@@ -136,6 +141,7 @@ impl ToolPins {
                 Entry {
                     record,
                     written: now,
+                    unverified: false,
                 },
             );
         }
@@ -230,6 +236,10 @@ impl ToolPins {
             .and_then(|m| m.get(name))
             .or_else(|| by_name.and_then(|m| m.get(self.stored_name(name).as_str())));
         match entry {
+            Some(e) if e.unverified => DefinitionInfo {
+                status: DefinitionStatus::Changed,
+                ..info_of(&e.record)
+            },
             Some(e) => info_of(&e.record),
             None => DefinitionInfo {
                 hash: None,
@@ -237,6 +247,19 @@ impl ToolPins {
                 poisoning: Vec::new(),
             },
         }
+    }
+
+    /// `notifications/tools/list_changed` from `upstream`: every definition of it is unverified until it is
+    /// listed again. Returns how many were marked.
+    pub fn list_changed(&self, upstream: &str) -> usize {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        let Some(by_name) = cache.get_mut(upstream) else {
+            return 0;
+        };
+        for entry in by_name.values_mut() {
+            entry.unverified = true;
+        }
+        by_name.len()
     }
 
     /// Pins the tool's current definition (an admin's approval). The stored row is read first, so a change
@@ -320,6 +343,8 @@ impl ToolPins {
             return None;
         }
         entry.record.last_seen = now.to_owned();
+        // Listed again: whatever a `list_changed` said, this definition is verified now.
+        entry.unverified = false;
         Some(info_of(&entry.record))
     }
 
@@ -337,6 +362,7 @@ impl ToolPins {
                 Entry {
                     record,
                     written: Instant::now(),
+                    unverified: false,
                 },
             );
         }

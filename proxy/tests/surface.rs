@@ -442,3 +442,54 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_changed_notification_holds_every_tool_until_listed_again() {
+    let (proxy, _mock) = with_http_upstream(
+        upstream::State {
+            list_changed_on_get: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let mut agent = Agent::new(&proxy, "web", token("agent-c", &[]));
+    agent.initialize().await;
+    agent.request("tools/list", json!({})).await;
+    assert!(agent
+        .call("echo", json!({ "text": "hi" }))
+        .await
+        .message()
+        .get("result")
+        .is_some());
+
+    // The session's GET stream carries the upstream's list_changed notification to the agent.
+    let client = common::client();
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(&agent.url)
+        .header("authorization", format!("Bearer {}", agent.token))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", agent.session.clone().unwrap())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut body = client.request(req).await.unwrap().into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
+    assert!(text.contains("notifications/tools/list_changed"), "{text}");
+
+    // Until the agent lists again, the definition is unverified: judged as changed, denied.
+    let held = agent.call("echo", json!({ "text": "hi" })).await;
+    assert_eq!(held.error_code(), Some(-31001), "{:?}", held.message());
+    agent.request("tools/list", json!({})).await;
+    assert!(agent
+        .call("echo", json!({ "text": "hi" }))
+        .await
+        .message()
+        .get("result")
+        .is_some());
+}

@@ -298,7 +298,20 @@ async fn forward_events(
                 }
                 redact_message(app, upstream, &mut message);
             }
-            _ => redact_message(app, upstream, &mut message),
+            _ => {
+                if message.get("method").and_then(Value::as_str)
+                    == Some("notifications/tools/list_changed")
+                {
+                    // The upstream says its tools changed: until they are listed again, none is trusted.
+                    let marked = app.tools.list_changed(upstream);
+                    tracing::info!(
+                        upstream,
+                        marked,
+                        "tool definitions unverified until listed again"
+                    );
+                }
+                redact_message(app, upstream, &mut message)
+            }
         }
         event.data = message.to_string();
         if tx

@@ -394,3 +394,23 @@ fn a_changed_row_without_a_pin_stays_changed() {
     assert_eq!(transition, Some(Transition::Changed));
     assert_eq!(record.last_seen, "2026-01-02T00:00:00.000000Z");
 }
+
+on_both!(a_list_changed_notification_leaves_definitions_unverified_until_listed_again);
+async fn a_list_changed_notification_leaves_definitions_unverified_until_listed_again(db: TestDb) {
+    use DefinitionStatus::{Changed, Pinned};
+    let pins = ToolPins::load(db.store().await, Pinning::Tofu, gauge())
+        .await
+        .unwrap();
+    observe(&pins, "read_file", 1).await;
+    observe(&pins, "write_file", 2).await;
+    assert_eq!(pins.list_changed("other-upstream"), 0);
+    assert_eq!(pins.list_changed("fs"), 2);
+    // Unverified: judged as changed, with the hash last seen, though nothing was listed yet.
+    let info = pins.info("fs", "read_file");
+    assert_eq!((info.status, info.hash), (Changed, Some(hash(1))));
+    // Listed again unchanged (the cached fast path): verified, pinned.
+    assert_eq!(observe(&pins, "read_file", 1).await.0, Pinned);
+    assert_eq!(pins.info("fs", "read_file").status, Pinned);
+    // Not listed again: still unverified.
+    assert_eq!(pins.info("fs", "write_file").status, Changed);
+}

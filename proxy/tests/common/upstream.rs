@@ -40,6 +40,8 @@ pub struct State {
     pub answers: Mutex<Vec<Value>>,
     /// Woken when an answer to a server request arrives.
     pub answered: Notify,
+    /// The `GET` stream announces `notifications/tools/list_changed` instead of a log message.
+    pub list_changed_on_get: bool,
 }
 
 impl State {
@@ -160,8 +162,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     match *req.method() {
         Method::GET => {
             // The server-to-client stream: one notification, then it stays open.
-            let first = futures_util::stream::once(async {
-                Ok::<_, Infallible>(Frame::data(Bytes::from("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hello\"}}\n\n")))
+            let note = if state.list_changed_on_get {
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
+            } else {
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hello\"}}\n\n"
+            };
+            let first = futures_util::stream::once(async move {
+                Ok::<_, Infallible>(Frame::data(Bytes::from(note)))
             });
             let rest = futures_util::stream::pending();
             return Ok(Response::builder()
