@@ -53,8 +53,30 @@ pub(super) const NOT_SECRET_TOKENS: [&[u8]; 9] = [
     b"clienttoken",
 ];
 
+/// Whether the name's last three letters or digits could end a name [`name_class`] knows (`...ion`,
+/// `...ord`, `...swd`, `...ase`, `...ken`, `...ret`, `...key`): most keys and most words before a `:`
+/// are turned away here, without normalising the name.
+fn has_secret_name_ending(name: &[u8]) -> bool {
+    let mut tail = [0u8; 3];
+    let mut n = 0;
+    for &c in name.iter().rev() {
+        if c.is_ascii_alphanumeric() {
+            n += 1;
+            tail[3 - n] = c.to_ascii_lowercase();
+            if n == 3 {
+                break;
+            }
+        }
+    }
+    n == 3
+        && matches!(
+            &tail,
+            b"ion" | b"ord" | b"swd" | b"ase" | b"ken" | b"ret" | b"key"
+        )
+}
+
 pub(super) fn name_class(name: &[u8]) -> Option<NameClass> {
-    if is_marker_name(name) {
+    if is_marker_name(name) || !has_secret_name_ending(name) {
         return None;
     }
     let mut buf = [0u8; 64];

@@ -220,6 +220,11 @@ pub(super) fn is_wrapped_base64(b: &[u8]) -> bool {
     if b.len() < 256 {
         return false;
     }
+    // The first line (at most 120 columns and a `\r`) must end within 122 bytes: prose, whose first line
+    // is usually the whole text, is turned away without splitting it.
+    if !b[..122].contains(&b'\n') {
+        return false;
+    }
     let mut lines = b
         .split(|&c| c == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
