@@ -14,7 +14,7 @@ use crate::canonical::{hex_lower, write_i64, write_jcs, write_string};
 /// The hash that stands before the first event of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit event, exactly the fields of the contract (INTERFACE.md, "Audit event").
+/// One audit event, exactly the fields of the contract (docs/audit-format.md).
 ///
 /// Every field but the two hashes is hashed; an absent value is hashed as `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Prometheus metrics, OTLP traces and JSON logs.
 //!
-//! Every name here is part of the external contract (INTERFACE.md, "Metrics", "Traces (OTLP)" and "Logs").
+//! Every name here is part of the external contract (docs/observability.md).
 
 pub mod logs;
 pub mod metrics;
@@ -11,7 +11,7 @@ pub use traces::stage;
 
 /// The stages of the pipeline, in order. `as usize` indexes [`Metrics::stage`]; each is one span and one
 /// `toolgate_stage_duration_seconds{stage}` observation. Owned here, not by the pipeline, because the names are
-/// telemetry's contract (INTERFACE.md, "Metrics" and "Traces").
+/// telemetry's contract (docs/observability.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Jwt = 0,

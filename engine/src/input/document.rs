@@ -1,4 +1,4 @@
-//! The input document every policy entry point sees (INTERFACE.md, "Rego"), built two ways that must agree:
+//! The input document every policy entry point sees (docs/policies.md, "The input document"), built two ways that must agree:
 //! as regorus `Value`s for the hot path and as JSON for `policy eval`, logs and tests.
 
 use std::collections::BTreeMap;
@@ -140,7 +140,7 @@ pub struct ResponseInput<'a> {
     pub injection: &'a [&'a str],
 }
 
-/// Everything the policy sees (INTERFACE.md, "Rego"). Every top-level member is present in the document;
+/// Everything the policy sees (docs/policies.md, "The input document"). Every top-level member is present in the document;
 /// what does not apply to the request is `null`.
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyInput<'a> {

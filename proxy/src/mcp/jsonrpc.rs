@@ -8,7 +8,7 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
-/// A policy denial (INTERFACE.md): `denied by policy <policy_id>: <reason>`.
+/// A policy denial (docs/mcp.md): `denied by policy <policy_id>: <reason>`.
 pub const POLICY_DENIED: i64 = -31001;
 /// An escalation still pending after the hold time: `escalation pending <id>: <reason>`.
 pub const ESCALATION_PENDING: i64 = -31002;

@@ -1,7 +1,7 @@
 //! Every way an MCP request is refused, and the one place each becomes an HTTP response.
 //!
 //! Stages return a [`Refusal`] instead of building responses, so the status codes, JSON-RPC codes and messages
-//! of the MCP surface are decided here and nowhere else (INTERFACE.md, "HTTP endpoints"; docs/mcp.md).
+//! of the MCP surface are decided here and nowhere else (docs/mcp.md, "Answers").
 
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};

@@ -1,5 +1,5 @@
 //! Which path a message from an agent takes: the contract's rules for what is judged by `decision`, what is
-//! plumbing, and what is a list answered item by item (INTERFACE.md, "Rego"; docs/policies.md).
+//! plumbing, and what is a list answered item by item (docs/policies.md, "The entry points").
 
 use crate::mcp::jsonrpc::{Kind, Message};
 

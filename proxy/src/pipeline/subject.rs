@@ -150,7 +150,7 @@ impl<'m> Subject<'m> {
         }
     }
 
-    /// The value `input_hash` covers: a tool's arguments (INTERFACE.md), otherwise the whole params.
+    /// The value `input_hash` covers: a tool's arguments (docs/audit-format.md), otherwise the whole params.
     pub(super) fn hashed<'a>(&'a self, params: Option<&'a Value>) -> &'a Value {
         match self {
             Subject::Tool { arguments, .. } => arguments,
