@@ -243,15 +243,8 @@ async fn judged(
         }
         Ok(Forwarded::Http(resp)) => {
             count_upstream(app, caller.upstream_name, resp.status());
-            let status = resp.status();
-            if !status.is_success() {
-                outcome.response_code = Some(status.as_u16() as i64);
-                outcome.latency_us = Some(started.elapsed().as_micros() as i64);
-                outcome.error = Some(format!("upstream answered HTTP {}", status.as_u16()));
-                enqueue(app, caller, outcome).await;
-                return Ok(crate::response::stream_response(resp));
-            }
-            if is_sse(resp.headers()) {
+            // Judged whatever the status: an error answer can carry a secret as well as a result can.
+            if resp.status().is_success() && is_sse(resp.headers()) {
                 let pending = result::PendingOutcome {
                     draft: outcome,
                     started,

@@ -319,6 +319,10 @@ async fn forward_events(
             .await
             .is_err()
         {
+            if is_request {
+                // Allowed, but the agent it was for is gone: the upstream is told rather than left waiting.
+                judges.server.agent_gone(&message).await;
+            }
             return false;
         }
     }
@@ -356,7 +360,8 @@ pub(super) async fn json_http(
     request_id: Option<Value>,
 ) -> Result<Response<Body>, super::refusal::Refusal> {
     let (mut parts, body) = resp.into_parts();
-    outcome.response_code = Some(parts.status.as_u16() as i64);
+    let status = parts.status;
+    outcome.response_code = Some(status.as_u16() as i64);
     let read = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
         .collect()
         .await;
@@ -369,13 +374,31 @@ pub(super) async fn json_http(
             } else {
                 serde_json::from_slice::<Value>(&bytes)
                     .map(Some)
-                    .map_err(|_| "the upstream answer is not JSON".to_owned())
+                    .map_err(|_| {
+                        if status.is_success() {
+                            "the upstream answer is not JSON".to_owned()
+                        } else {
+                            format!("upstream answered HTTP {}", status.as_u16())
+                        }
+                    })
             }
         }
         Err(e) => Err(format!("reading the upstream answer: {e}")),
     };
     outcome.latency_us = Some(started.elapsed().as_micros() as i64);
     let answer = match parsed {
+        Ok(Some(answer)) if answer.get("result").is_none() && answer.get("error").is_none() => {
+            // Nothing in it can be judged as an answer, so none of it reaches the agent.
+            let reason = "the upstream answer is not a JSON-RPC response".to_owned();
+            outcome.error = Some(reason.clone());
+            if let Err(e) = app.audit.enqueue(outcome).await {
+                tracing::error!(error = %e, "audit write failed");
+            }
+            return Err(super::refusal::Refusal::Upstream {
+                id: request_id,
+                error: super::forward::ForwardError::Unavailable(reason),
+            });
+        }
         Ok(Some(mut answer)) => {
             let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
                 .in_scope(|| judge.judge(app, &mut answer));
@@ -386,6 +409,9 @@ pub(super) async fn json_http(
                 )
             });
             apply_judgement(&mut outcome, &judgement);
+            if outcome.error.is_none() && !status.is_success() {
+                outcome.error = Some(format!("upstream answered HTTP {}", status.as_u16()));
+            }
             Some(answer)
         }
         Ok(None) => None,

@@ -119,6 +119,21 @@ impl ServerRequests {
         false
     }
 
+    /// An allowed server request could not be delivered: the agent's stream is gone. The upstream gets
+    /// `-31003` in the agent's place.
+    pub(super) async fn agent_gone(&self, message: &Value) {
+        let Some(upstream) = self.app.upstreams.get(&self.upstream_name) else {
+            return;
+        };
+        let refusal = Refusal::Upstream {
+            id: message.get("id").cloned(),
+            error: super::forward::ForwardError::Unavailable(
+                "the agent's stream is gone: the request was not delivered".into(),
+            ),
+        };
+        self.answer_upstream(upstream, refusal).await;
+    }
+
     /// Answers a refused server request to the upstream, as the agent would have answered it.
     async fn answer_upstream(&self, upstream: &Upstream, refusal: Refusal) {
         let Upstream::Http(http) = upstream else {
