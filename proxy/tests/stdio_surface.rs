@@ -124,7 +124,7 @@ async fn demo_resources_are_filtered_judged_audited_and_redacted_in_both_eras() 
             "demo://status".to_owned(),
             "demo://config/credentials".to_owned(),
             file_uri(&proxy, "notes.txt"),
-            file_uri(&proxy, "deploy.env"),
+            file_uri(&proxy, "workspace/deploy.env"),
             file_uri(&proxy, "workspace/readme.txt"),
         ] {
             assert!(uris.contains(&shown), "{era:?}: {shown} not in {uris:?}");
@@ -239,7 +239,7 @@ async fn demo_tools_prompts_completion_logging_and_unknown_methods_in_both_eras(
         let read = client
             .rpc(
                 "tools/call",
-                json!({ "name": "read_file", "arguments": { "path": "deploy.env" } }),
+                json!({ "name": "read_file", "arguments": { "path": "/workspace/deploy.env" } }),
             )
             .await;
         let text = read["result"]["content"][0]["text"].as_str().unwrap();
@@ -264,13 +264,16 @@ async fn demo_tools_prompts_completion_logging_and_unknown_methods_in_both_eras(
         let review = client
             .rpc(
                 "prompts/get",
-                json!({ "name": "code_review", "arguments": { "path": "deploy.env" } }),
+                json!({ "name": "code_review", "arguments": { "path": "workspace/deploy.env" } }),
             )
             .await;
         let text = review["result"]["messages"][0]["content"]["text"]
             .as_str()
             .unwrap();
-        assert!(text.starts_with("Review the file `deploy.env`"), "{text}");
+        assert!(
+            text.starts_with("Review the file `workspace/deploy.env`"),
+            "{text}"
+        );
         assert_redacted(text);
         let request = event_of(&proxy, &sub, |e| {
             e["event_type"] == "request" && e["tool_name"] == "code_review"
@@ -288,12 +291,12 @@ async fn demo_tools_prompts_completion_logging_and_unknown_methods_in_both_eras(
         let completion = client
             .rpc(
                 "completion/complete",
-                json!({ "ref": { "type": "ref/prompt", "name": "code_review" }, "argument": { "name": "path", "value": "dep" } }),
+                json!({ "ref": { "type": "ref/prompt", "name": "code_review" }, "argument": { "name": "path", "value": "workspace/dep" } }),
             )
             .await;
         assert_eq!(
             completion["result"]["completion"]["values"],
-            json!(["deploy.env"]),
+            json!(["workspace/deploy.env"]),
             "{era:?}: {completion}"
         );
         let completed = event_of(&proxy, &sub, |e| {

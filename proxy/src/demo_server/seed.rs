@@ -15,8 +15,8 @@ pub(super) const SEED_FILES: [(&str, &str); 4] = [
     (
         "README.md",
         "# toolgate demo sandbox\n\nThe demo server's file tools and `file://` resources act only inside this folder.\n\
-         Try `read_file` on `notes.txt`, then on `deploy.env`: the second holds (fake) credentials that toolgate\n\
-         redacts before they reach the agent.\n",
+         Try `read_file` on `/workspace/readme.txt`, then on `/workspace/deploy.env`: the second holds (fake)\n\
+         credentials that toolgate redacts before they reach the agent.\n",
     ),
     (
         "notes.txt",
@@ -24,7 +24,8 @@ pub(super) const SEED_FILES: [(&str, &str); 4] = [
          - Resources: the files here, demo://status and demo://config/credentials.\n\
          - Prompts: summarise (text) and code_review (path).\n",
     ),
-    ("deploy.env", DEPLOY_ENV),
+    // Under workspace/, so the shipped policy (roots /workspace, /home, /tmp) lets the tour read it.
+    ("workspace/deploy.env", DEPLOY_ENV),
 ];
 
 /// A deployment file that leaks credentials, the way real ones do: reading it is the DLP part of the tour.

@@ -86,10 +86,13 @@ fn get_fills_in_the_arguments_in_both_eras() {
         // code_review carries the file, so a file with a secret makes a prompt that leaks it.
         let mut review = params;
         review["name"] = json!("code_review");
-        review["arguments"] = json!({"path": "deploy.env"});
+        review["arguments"] = json!({"path": "workspace/deploy.env"});
         let result = result_in_era(&sandbox, stateless, "prompts/get", review);
         let text = message_text(&result);
-        assert!(text.starts_with("Review the file `deploy.env`"), "{text}");
+        assert!(
+            text.starts_with("Review the file `workspace/deploy.env`"),
+            "{text}"
+        );
         assert!(text.contains(FAKE_AWS_ACCESS_KEY_ID), "{text}");
     }
 }
@@ -134,12 +137,12 @@ fn completion_offers_texts_paths_and_template_names_in_both_eras() {
         );
         assert_eq!(
             completions(&sandbox, stateless, review.clone(), "path", "w"),
-            ["workspace/readme.txt"]
+            ["workspace/deploy.env", "workspace/readme.txt"]
         );
         // The template's variable is one path segment: only root files, matched case-insensitively.
         assert_eq!(
             completions(&sandbox, stateless, template.clone(), "name", ""),
-            ["README.md", "deploy.env", "notes.txt"]
+            ["README.md", "notes.txt"]
         );
         assert_eq!(
             completions(&sandbox, stateless, template.clone(), "name", "re"),

@@ -58,8 +58,8 @@ fn list_names_the_demo_resources_and_every_sandbox_file_in_both_eras() {
             STATUS_URI.to_owned(),
             CREDENTIALS_URI.to_owned(),
             format!("{root}/README.md"),
-            format!("{root}/deploy.env"),
             format!("{root}/notes.txt"),
+            format!("{root}/workspace/deploy.env"),
             format!("{root}/workspace/readme.txt"),
         ];
         assert_eq!(uris(&result), expected);
@@ -250,7 +250,7 @@ fn the_fake_credentials_are_what_the_dlp_redacts() {
         request(
             2,
             "tools/call",
-            json!({"name": "read_file", "arguments": {"path": "deploy.env"}}),
+            json!({"name": "read_file", "arguments": {"path": "/workspace/deploy.env"}}),
         ),
     );
     assert_eq!(reply["result"]["isError"], false);
@@ -263,7 +263,10 @@ fn the_fake_credentials_are_what_the_dlp_redacts() {
         "AWS_SECRET_ACCESS_KEY={FAKE_AWS_SECRET_ACCESS_KEY}\n"
     )));
     // The other starting files are clean, so only the leak is redacted.
-    for (path, text) in SEED_FILES.iter().filter(|(path, _)| *path != "deploy.env") {
+    for (path, text) in SEED_FILES
+        .iter()
+        .filter(|(path, _)| *path != "workspace/deploy.env")
+    {
         assert!(dlp_kinds(&json!({ "text": text })).is_empty(), "{path}");
     }
 }
