@@ -493,3 +493,29 @@ async fn a_list_changed_notification_holds_every_tool_until_listed_again() {
         .get("result")
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tools_of_one_name_are_both_hidden() {
+    let state = upstream::State::default();
+    *state.tools.lock().unwrap() = Some(vec![
+        json!({ "name": "echo", "description": "Echoes text.", "inputSchema": { "type": "object" } }),
+        json!({ "name": "read_file", "description": "Reads a file.", "inputSchema": { "type": "object" } }),
+        json!({ "name": "echo", "description": "Echoes text, differently.", "inputSchema": { "type": "object" } }),
+    ]);
+    let (proxy, _mock) = with_http_upstream(state, None).await;
+    let mut agent = Agent::new(&proxy, "web", token("agent-d", &[]));
+    let list = agent
+        .request("tools/list", stateless(json!({})))
+        .await
+        .message();
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["read_file"]);
+    let event = last_event(&proxy, "list", Some("tools/list")).await;
+    assert_eq!(event["extra"]["hidden"], 2);
+    assert_eq!(event["extra"]["listed"], 3);
+}

@@ -159,10 +159,11 @@ impl Filter<'_> {
                     };
                     // Two tools of one name: the agent could not tell which one it calls, so neither is shown.
                     if !seen_names.insert(name.clone()) {
-                        self.hidden += 1;
+                        let before = kept.len();
                         kept.retain(|t: &Value| {
                             t.get("name").and_then(Value::as_str) != Some(name.as_str())
                         });
+                        self.hidden += 1 + (before - kept.len()) as u64;
                         continue;
                     }
                     let definition = self.pin(&name, &item).await;
@@ -265,7 +266,9 @@ impl Filter<'_> {
         {
             Ok((info, transition)) => {
                 if let Some(t) = transition {
-                    self.transitions.push((name.to_owned(), t.as_str(), hash));
+                    // The name as the pins store it: redacted when it holds something DLP flags.
+                    let stored = self.app.tools.stored_name(name);
+                    self.transitions.push((stored, t.as_str(), hash));
                 }
                 info
             }

@@ -181,7 +181,10 @@ pub(super) fn stream(
     let (mut parts, mut body) = upstream.into_parts();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
     let status = parts.status.as_u16() as i64;
-    tokio::spawn(async move {
+    // The pump belongs to the request: its `result` spans (and those of server requests judged in the stream)
+    // stay in the request's trace.
+    let span = tracing::Span::current();
+    let pump = async move {
         let mut reader = SseReader::new(MAX_ANSWER_BYTES);
         let mut answered: Option<Judgement> = None;
         let mut error: Option<String> = None;
@@ -247,7 +250,8 @@ pub(super) fn stream(
         if let Err(e) = app.audit.enqueue(draft).await {
             tracing::error!(error = %e, "audit write failed");
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(pump, span));
     parts.headers.remove(CONTENT_LENGTH);
     parts
         .headers

@@ -165,6 +165,7 @@ pub(super) fn observe_decision(
     decision: &Decision,
 ) {
     let result = decision.verdict().as_str();
+    let method = &*audited_method(app, method);
     crate::telemetry::traces::annotate(&[
         ("toolgate.policy_result", result),
         ("toolgate.policy_id", decision.policy_id()),

@@ -123,7 +123,7 @@ impl Metrics {
         let dlp_findings = IntCounterVec::new(
             Opts::new(
                 "toolgate_dlp_findings_total",
-                "DLP findings in tool arguments, by type and severity.",
+                "DLP findings in the params of every judged message and in the answers, by type and severity.",
             ),
             &["type", "severity"],
         )
