@@ -21,12 +21,81 @@ use crate::audit::{cursor_after, AuditError, EventFilter, ExportFormat};
 use crate::escalation::Review;
 use crate::response::{json_response, Body, BoxError};
 
+/// Why an admin request got no answer; [`AdminError::into_response`] is the one place admin errors become
+/// responses.
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    #[error("set admin.token to enable the admin API")]
+    Off,
+    #[error("admin API needs Authorization: Bearer <admin.token>")]
+    Unauthorized,
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+}
+
+impl AdminError {
+    fn bad_request(message: impl Into<String>) -> AdminError {
+        AdminError::BadRequest {
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    /// A failed read of the audit log: a bad range is the caller's, anything else the database's.
+    fn audit(code: &'static str, e: AuditError) -> AdminError {
+        match e {
+            AuditError::BadRange(_) => AdminError::bad_request(e.to_string()),
+            e => AdminError::Unavailable {
+                code,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let message = self.to_string();
+        let (status, code) = match &self {
+            AdminError::Off => (StatusCode::NOT_FOUND, "admin_api_off"),
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
+            AdminError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, *code),
+        };
+        let mut resp = json_response(status, &json!({ "error": code, "message": message }));
+        if matches!(self, AdminError::Unauthorized) {
+            resp.headers_mut().insert(
+                "www-authenticate",
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// A 200 with `value` as its JSON body.
+fn ok(value: impl serde::Serialize) -> Result<Response<Body>, AdminError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(value).unwrap_or_default(),
+    ))
+}
+
 pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    route(app, req)
+        .await
+        .unwrap_or_else(AdminError::into_response)
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, AdminError> {
     let Some(token) = &app.config.admin.token else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            &json!({ "error": "admin_api_off", "message": "set admin.token to enable the admin API" }),
-        );
+        return Err(AdminError::Off);
     };
     let presented = req
         .headers()
@@ -34,15 +103,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !presented.is_some_and(|p| same_secret(p, token)) {
-        let mut resp = json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({ "error": "unauthorized", "message": "admin API needs Authorization: Bearer <admin.token>" }),
-        );
-        resp.headers_mut().insert(
-            "www-authenticate",
-            hyper::header::HeaderValue::from_static("Bearer"),
-        );
-        return resp;
+        return Err(AdminError::Unauthorized);
     }
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let query = parse_query(req.uri().query().unwrap_or(""));
@@ -59,108 +120,79 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 limit: match q("limit").map(str::parse::<u32>) {
                     None => None,
                     Some(Ok(n)) => Some(n),
-                    Some(Err(_)) => return bad_request("limit must be a positive integer"),
+                    Some(Err(_)) => {
+                        return Err(AdminError::bad_request("limit must be a positive integer"))
+                    }
                 },
                 cursor: q("cursor").map(str::to_owned),
             };
-            match app.audit.store().query(&filter).await {
-                Ok(page) => {
-                    // A full page may have a next one; a short page is the last.
-                    let next_cursor = (page.len() == filter.effective_limit() as usize)
-                        .then(|| page.last().map(cursor_after))
-                        .flatten();
-                    json_response(
-                        StatusCode::OK,
-                        &json!({ "events": page, "next_cursor": next_cursor }),
-                    )
-                }
-                Err(e) => json_response(
-                    StatusCode::BAD_REQUEST,
-                    &json!({ "error": "query_failed", "message": e.to_string() }),
-                ),
-            }
+            // A filter the store cannot apply (a malformed cursor or time) is the caller's mistake.
+            let page =
+                app.audit
+                    .store()
+                    .query(&filter)
+                    .await
+                    .map_err(|e| AdminError::BadRequest {
+                        code: "query_failed",
+                        message: e.to_string(),
+                    })?;
+            // A full page may have a next one; a short page is the last.
+            let next_cursor = (page.len() == filter.effective_limit() as usize)
+                .then(|| page.last().map(cursor_after))
+                .flatten();
+            ok(json!({ "events": page, "next_cursor": next_cursor }))
         }
         (&Method::GET, ["audit", "events", id]) => match app.audit.store().event(id).await {
-            Ok(Some(event)) => json_response(
-                StatusCode::OK,
-                &serde_json::to_value(event).unwrap_or_default(),
-            ),
-            Ok(None) => json_response(
-                StatusCode::NOT_FOUND,
-                &json!({ "error": "not_found", "message": "no audit event with this id" }),
-            ),
-            Err(e) => json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({ "error": "query_failed", "message": e.to_string() }),
-            ),
+            Ok(Some(event)) => ok(event),
+            Ok(None) => Err(AdminError::NotFound("no audit event with this id".into())),
+            Err(e) => Err(AdminError::audit("query_failed", e)),
         },
         (&Method::GET, ["audit", "stats"]) => {
-            let width = match q("bucket").unwrap_or("hour").parse() {
-                Ok(w) => w,
-                Err(e) => return bad_request(&AuditError::to_string(&e)),
-            };
-            match crate::audit::stats::stats(app.audit.store(), q("start"), q("end"), width).await {
-                Ok(stats) => json_response(
-                    StatusCode::OK,
-                    &serde_json::to_value(stats).unwrap_or_default(),
-                ),
-                Err(e @ AuditError::BadRange(_)) => bad_request(&e.to_string()),
-                Err(e) => json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({ "error": "stats_failed", "message": e.to_string() }),
-                ),
-            }
+            let width = q("bucket")
+                .unwrap_or("hour")
+                .parse()
+                .map_err(|e: AuditError| AdminError::bad_request(e.to_string()))?;
+            let stats = crate::audit::stats::stats(app.audit.store(), q("start"), q("end"), width)
+                .await
+                .map_err(|e| AdminError::audit("stats_failed", e))?;
+            ok(stats)
         }
         (&Method::GET, ["audit", "verify"]) => {
-            match app.audit.store().verify(q("start"), q("end")).await {
-                Ok(report) => json_response(
-                    StatusCode::OK,
-                    &serde_json::to_value(report).unwrap_or_default(),
-                ),
-                Err(e @ AuditError::BadRange(_)) => bad_request(&e.to_string()),
-                Err(e) => json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({ "error": "verify_failed", "message": e.to_string() }),
-                ),
-            }
+            let report = app
+                .audit
+                .store()
+                .verify(q("start"), q("end"))
+                .await
+                .map_err(|e| AdminError::audit("verify_failed", e))?;
+            ok(report)
         }
         (&Method::GET, ["audit", "export"]) => {
-            let format: ExportFormat = match q("format").unwrap_or("ndjson").parse() {
-                Ok(f) => f,
-                Err(_) => return bad_request("format must be csv, json or ndjson"),
-            };
+            let format: ExportFormat = q("format")
+                .unwrap_or("ndjson")
+                .parse()
+                .map_err(|_| AdminError::bad_request("format must be csv, json or ndjson"))?;
             if q("manifest") == Some("true") {
-                return match crate::audit::export::Manifest::compute(
+                let manifest = crate::audit::export::Manifest::compute(
                     app.audit.store(),
                     format,
                     q("start"),
                     q("end"),
                 )
                 .await
-                {
-                    Ok(manifest) => json_response(
-                        StatusCode::OK,
-                        &serde_json::to_value(manifest).unwrap_or_default(),
-                    ),
-                    Err(e @ AuditError::BadRange(_)) => bad_request(&e.to_string()),
-                    Err(e) => json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &json!({ "error": "export_failed", "message": e.to_string() }),
-                    ),
-                };
+                .map_err(|e| AdminError::audit("export_failed", e))?;
+                return ok(manifest);
             }
-            export(
+            Ok(export(
                 app,
                 format,
                 q("start").map(str::to_owned),
                 q("end").map(str::to_owned),
-            )
+            ))
         }
-        (&Method::GET, ["audit", "stream"]) => stream(app),
-        (&Method::GET, ["escalations"]) => json_response(
-            StatusCode::OK,
-            &json!({ "escalations": app.escalations.list(q("status")) }),
-        ),
+        (&Method::GET, ["audit", "stream"]) => Ok(stream(app)),
+        (&Method::GET, ["escalations"]) => {
+            ok(json!({ "escalations": app.escalations.list(q("status")) }))
+        }
         (&Method::POST, ["escalations", id, verb @ ("approve" | "deny")]) => {
             let review = if *verb == "approve" {
                 Review::Approved
@@ -168,46 +200,40 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 Review::Denied
             };
             match app.escalations.decide(id, review) {
-                Ok(e) => {
-                    json_response(StatusCode::OK, &serde_json::to_value(e).unwrap_or_default())
+                Ok(e) => ok(e),
+                Err(e @ crate::escalation::EscalationError::NotFound(_)) => {
+                    Err(AdminError::NotFound(e.to_string()))
                 }
-                Err(e @ crate::escalation::EscalationError::NotFound(_)) => json_response(
-                    StatusCode::NOT_FOUND,
-                    &json!({ "error": "not_found", "message": e.to_string() }),
-                ),
-                Err(e) => json_response(
-                    StatusCode::CONFLICT,
-                    &json!({ "error": "already_decided", "message": e.to_string() }),
-                ),
+                Err(e) => Err(AdminError::Conflict {
+                    code: "already_decided",
+                    message: e.to_string(),
+                }),
             }
         }
         (&Method::GET, ["tools"]) => {
             let status = match q("status") {
                 None => None,
-                Some(s) => match crate::tools::parse_status(s) {
-                    Some(status) => Some(status),
-                    None => return bad_request("status must be new, pinned or changed"),
-                },
+                Some(s) => Some(crate::tools::parse_status(s).ok_or_else(|| {
+                    AdminError::bad_request("status must be new, pinned or changed")
+                })?),
             };
-            json_response(
-                StatusCode::OK,
-                &json!({ "tools": app.tools.list(status), "next_cursor": null }),
-            )
+            ok(json!({ "tools": app.tools.list(status), "next_cursor": null }))
         }
         (&Method::POST, ["tools", upstream, name, "approve"]) => {
             let (Some(upstream), Some(name)) = (
                 percent_decode_segment(upstream),
                 percent_decode_segment(name),
             ) else {
-                return bad_request("the upstream and tool name must be percent-encoded UTF-8");
+                return Err(AdminError::bad_request(
+                    "the upstream and tool name must be percent-encoded UTF-8",
+                ));
             };
             approve_tool(app, &upstream, &name).await
         }
         (&Method::GET, ["policy"]) => {
             let set = app.policies.current();
-            json_response(
-                StatusCode::OK,
-                &json!({ "revision": set.revision(), "modules": set.modules(), "dir": app.config.policy.dir, "last_reload": app.policies.last_reload() }),
+            ok(
+                json!({ "revision": set.revision(), "modules": set.modules(), "dir": app.config.policy.dir, "last_reload": app.policies.last_reload() }),
             )
         }
         (&Method::POST, ["policy", "reload"]) => {
@@ -220,43 +246,46 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             } else {
                 StatusCode::UNPROCESSABLE_ENTITY
             };
-            json_response(code, &serde_json::to_value(status).unwrap_or_default())
+            Ok(json_response(
+                code,
+                &serde_json::to_value(status).unwrap_or_default(),
+            ))
         }
-        _ => json_response(
-            StatusCode::NOT_FOUND,
-            &json!({ "error": "not_found", "message": format!("no admin route {} {path}", req.method()) }),
-        ),
+        _ => Err(AdminError::NotFound(format!(
+            "no admin route {} {path}",
+            req.method()
+        ))),
     }
 }
 
 /// Pins a tool's current definition, and records the approval as an `admin_action` and a `tool_definition`
 /// event. The pin is stored first: an audit log that cannot take the events answers 503, the pin stays.
-async fn approve_tool(app: &Arc<App>, upstream: &str, name: &str) -> Response<Body> {
+async fn approve_tool(
+    app: &Arc<App>,
+    upstream: &str,
+    name: &str,
+) -> Result<Response<Body>, AdminError> {
     use crate::tools::ApproveError;
     use toolgate_engine::chain::EventDraft;
 
-    let record = match app.tools.approve(upstream, name).await {
-        Ok(record) => record,
-        Err(e @ ApproveError::NotFound { .. }) => {
-            return json_response(
-                StatusCode::NOT_FOUND,
-                &json!({ "error": "not_found", "message": e.to_string() }),
-            )
-        }
-        Err(e @ ApproveError::AlreadyPinned { .. }) => {
-            return json_response(
-                StatusCode::CONFLICT,
-                &json!({ "error": "already_pinned", "message": e.to_string() }),
-            )
-        }
-        Err(ApproveError::Store(e)) => {
-            tracing::error!(error = %e, "tool approval failed");
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({ "error": "approval_failed", "message": e.to_string() }),
-            );
-        }
-    };
+    let record = app
+        .tools
+        .approve(upstream, name)
+        .await
+        .map_err(|e| match e {
+            ApproveError::NotFound { .. } => AdminError::NotFound(e.to_string()),
+            ApproveError::AlreadyPinned { .. } => AdminError::Conflict {
+                code: "already_pinned",
+                message: e.to_string(),
+            },
+            ApproveError::Store(e) => {
+                tracing::error!(error = %e, "tool approval failed");
+                AdminError::Unavailable {
+                    code: "approval_failed",
+                    message: e.to_string(),
+                }
+            }
+        })?;
     let event = |event_type: &str, extra: serde_json::Value| EventDraft {
         event_type: event_type.to_owned(),
         requester_id: Some("admin".to_owned()),
@@ -272,18 +301,17 @@ async fn approve_tool(app: &Arc<App>, upstream: &str, name: &str) -> Response<Bo
             json!({ "status": "approved", "hash": record.pinned_hash }),
         ),
     ] {
-        if let Err(e) = app.audit.append(draft).await {
+        app.audit.append(draft).await.map_err(|e| {
             tracing::error!(error = %e, "audit write failed");
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({ "error": "audit_unavailable", "message": format!("the definition is pinned, but its approval was not recorded: {e}") }),
-            );
-        }
+            AdminError::Unavailable {
+                code: "audit_unavailable",
+                message: format!(
+                    "the definition is pinned, but its approval was not recorded: {e}"
+                ),
+            }
+        })?;
     }
-    json_response(
-        StatusCode::OK,
-        &serde_json::to_value(record).unwrap_or_default(),
-    )
+    ok(record)
 }
 
 /// Streams an export: the store writes into one end of a pipe while the response reads the other.
@@ -343,13 +371,6 @@ fn stream(app: &Arc<App>) -> Response<Body> {
         .header("cache-control", "no-cache")
         .body(BodyExt::boxed(http_body_util::StreamBody::new(merged)))
         .expect("valid response")
-}
-
-fn bad_request(message: &str) -> Response<Body> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({ "error": "bad_request", "message": message }),
-    )
 }
 
 /// Compares secrets through their hashes, so the time taken says nothing about where they differ.
