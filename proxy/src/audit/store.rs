@@ -5,7 +5,6 @@
 //! statements; [`Dialect`] holds the few spellings that differ. A third store is one more `Backend` variant,
 //! one more `Dialect` and one more migration set.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures_util::TryStreamExt;
 use serde_json::Value;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{
@@ -26,10 +25,13 @@ use super::checkpoint::{Checkpoint, CheckpointKind, SignedCheckpoint, TrustedKey
 use super::export::{EventEncoder, ExportFormat};
 use super::{timestamp, AuditError, Durability};
 
+mod dialect;
 mod partitions;
 mod queries;
 mod tool_pins;
 mod verify;
+
+use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
 pub use queries::StatsRow;
 pub use tool_pins::ToolDefinitionRow;
@@ -284,102 +286,6 @@ impl AuditStore {
     #[cfg(test)]
     pub(crate) async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
         dispatch!(self, s => sqlx::Executor::execute(&s.pool, sql).await.map(|_| ()))
-    }
-}
-
-/// The spellings that differ between databases.
-struct Dialect {
-    /// Appended to a bound JSON text so the database stores it in its JSON column type.
-    json_cast: &'static str,
-    /// Most bind parameters one statement may carry.
-    max_binds: usize,
-    migrations: &'static [(i64, &'static str, &'static str)],
-    /// PostgreSQL: the `ts timestamptz` partition key is written beside `"timestamp"`, with this cast.
-    ts_cast: Option<&'static str>,
-    /// Triggers keep each chain linked and move its stored head (SQLite migration 0003), so the writer
-    /// inserts a batch in one padded statement (unbound placeholders read as NULL in SQLite; PostgreSQL
-    /// refuses them) without a compare-and-set of its own.
-    chain_guard_triggers: bool,
-}
-
-const SQLITE: Dialect = Dialect {
-    json_cast: "",
-    // SQLITE_MAX_VARIABLE_NUMBER since 3.32 (the bundled library is newer).
-    max_binds: 32_766,
-    migrations: &[
-        (
-            1,
-            "audit events",
-            include_str!("../../migrations/sqlite/0001_audit_events.sql"),
-        ),
-        (
-            2,
-            "checkpoints",
-            include_str!("../../migrations/sqlite/0002_checkpoints.sql"),
-        ),
-        (
-            3,
-            "chain guard",
-            include_str!("../../migrations/sqlite/0003_chain_guard.sql"),
-        ),
-        (
-            4,
-            "tool definitions",
-            include_str!("../../migrations/sqlite/0004_tool_definitions.sql"),
-        ),
-    ],
-    ts_cast: None,
-    chain_guard_triggers: true,
-};
-
-const POSTGRES: Dialect = Dialect {
-    json_cast: "::jsonb",
-    max_binds: 65_535,
-    migrations: &[
-        (
-            1,
-            "audit events",
-            include_str!("../../migrations/postgres/0001_audit_events.sql"),
-        ),
-        (
-            2,
-            "partitions and checkpoints",
-            include_str!("../../migrations/postgres/0002_partitions_checkpoints.sql"),
-        ),
-        (
-            3,
-            "tool definitions",
-            include_str!("../../migrations/postgres/0003_tool_definitions.sql"),
-        ),
-    ],
-    ts_cast: Some("::timestamptz"),
-    chain_guard_triggers: false,
-};
-
-/// A migration set compiled into the binary (the `migrate!` macro needs sqlx's `macros` feature).
-#[derive(Debug)]
-struct EmbeddedMigrations(&'static [(i64, &'static str, &'static str)]);
-
-impl MigrationSource<'static> for EmbeddedMigrations {
-    fn resolve(
-        self,
-    ) -> futures_util::future::BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>>
-    {
-        Box::pin(async move {
-            Ok(self
-                .0
-                .iter()
-                .map(|&(version, description, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(description),
-                        MigrationType::Simple,
-                        Cow::Borrowed(sql),
-                        false,
-                    )
-                })
-                .collect())
-        })
     }
 }
 

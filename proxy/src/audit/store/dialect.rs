@@ -1,0 +1,101 @@
+//! What differs between the databases: spellings, limits and the migration sets compiled into the binary.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+
+/// The spellings that differ between databases.
+pub(super) struct Dialect {
+    /// Appended to a bound JSON text so the database stores it in its JSON column type.
+    pub(super) json_cast: &'static str,
+    /// Most bind parameters one statement may carry.
+    pub(super) max_binds: usize,
+    pub(super) migrations: &'static [(i64, &'static str, &'static str)],
+    /// PostgreSQL: the `ts timestamptz` partition key is written beside `"timestamp"`, with this cast.
+    pub(super) ts_cast: Option<&'static str>,
+    /// Triggers keep each chain linked and move its stored head (SQLite migration 0003), so the writer
+    /// inserts a batch in one padded statement (unbound placeholders read as NULL in SQLite; PostgreSQL
+    /// refuses them) without a compare-and-set of its own.
+    pub(super) chain_guard_triggers: bool,
+}
+
+pub(super) const SQLITE: Dialect = Dialect {
+    json_cast: "",
+    // SQLITE_MAX_VARIABLE_NUMBER since 3.32 (the bundled library is newer).
+    max_binds: 32_766,
+    migrations: &[
+        (
+            1,
+            "audit events",
+            include_str!("../../../migrations/sqlite/0001_audit_events.sql"),
+        ),
+        (
+            2,
+            "checkpoints",
+            include_str!("../../../migrations/sqlite/0002_checkpoints.sql"),
+        ),
+        (
+            3,
+            "chain guard",
+            include_str!("../../../migrations/sqlite/0003_chain_guard.sql"),
+        ),
+        (
+            4,
+            "tool definitions",
+            include_str!("../../../migrations/sqlite/0004_tool_definitions.sql"),
+        ),
+    ],
+    ts_cast: None,
+    chain_guard_triggers: true,
+};
+
+pub(super) const POSTGRES: Dialect = Dialect {
+    json_cast: "::jsonb",
+    max_binds: 65_535,
+    migrations: &[
+        (
+            1,
+            "audit events",
+            include_str!("../../../migrations/postgres/0001_audit_events.sql"),
+        ),
+        (
+            2,
+            "partitions and checkpoints",
+            include_str!("../../../migrations/postgres/0002_partitions_checkpoints.sql"),
+        ),
+        (
+            3,
+            "tool definitions",
+            include_str!("../../../migrations/postgres/0003_tool_definitions.sql"),
+        ),
+    ],
+    ts_cast: Some("::timestamptz"),
+    chain_guard_triggers: false,
+};
+
+/// A migration set compiled into the binary (the `migrate!` macro needs sqlx's `macros` feature).
+#[derive(Debug)]
+pub(super) struct EmbeddedMigrations(pub(super) &'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>>
+    {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
