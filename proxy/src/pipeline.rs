@@ -110,6 +110,8 @@ async fn judge(
     // The contract's routes: plumbing and lists are answered without `decision`; everything else is judged.
     match Route::of(&message) {
         Route::Initialize(proof) => {
+            // Plumbing that opens a session: screened like any other before it does.
+            plumbing::screen(app, &caller, &message).await?;
             sessions::initialize(app, &caller, proof, &message, &headers, raw).await
         }
         Route::Plumbing(proof) => {

@@ -519,3 +519,24 @@ async fn two_tools_of_one_name_are_both_hidden() {
     assert_eq!(event["extra"]["hidden"], 2);
     assert_eq!(event["extra"]["listed"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initialize_carrying_a_secret_is_refused_before_it_opens_anything() {
+    let (proxy, mock) = with_http_upstream(upstream::State::default(), None).await;
+    let mut agent = Agent::new(&proxy, "web", token("agent-i", &[]));
+    let answer = agent
+        .request(
+            "initialize",
+            json!({ "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": { "name": format!("client {FAKE_AWS_KEY}"), "version": "1" } }),
+        )
+        .await;
+    assert_eq!(answer.error_code(), Some(-31001), "{:?}", answer.message());
+    assert!(answer.header("mcp-session-id").is_none());
+    assert!(received(&mock, "initialize").is_empty());
+    assert_eq!(proxy.app.sessions.len(), 0);
+    let deny = last_event(&proxy, "policy_deny", Some("initialize")).await;
+    assert_eq!(deny["policy_id"], "toolgate.plumbing.dlp");
+    let stored = serde_json::to_string(&audit_events(&proxy.app, 50).await).unwrap();
+    assert!(!stored.contains(FAKE_AWS_KEY));
+}

@@ -174,13 +174,10 @@ impl Filter<'_> {
                         class: &class,
                         definition: Some(&definition),
                     };
-                    self.visible(
-                        &base,
-                        PolicyInput {
-                            tool: Some(tool),
-                            ..base.input(&[])
-                        },
-                    )
+                    self.visible(PolicyInput {
+                        tool: Some(tool),
+                        ..base.input(&[])
+                    })
                 }
                 ListKind::Resources | ListKind::ResourceTemplates => {
                     let key = if self.kind == ListKind::Resources {
@@ -197,13 +194,10 @@ impl Filter<'_> {
                         uri,
                         target: &target,
                     };
-                    self.visible(
-                        &base,
-                        PolicyInput {
-                            resource: Some(resource),
-                            ..base.input(&[])
-                        },
-                    )
+                    self.visible(PolicyInput {
+                        resource: Some(resource),
+                        ..base.input(&[])
+                    })
                 }
                 ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str) else {
@@ -214,13 +208,10 @@ impl Filter<'_> {
                         name,
                         arguments: None,
                     };
-                    self.visible(
-                        &base,
-                        PolicyInput {
-                            prompt: Some(prompt),
-                            ..base.input(&[])
-                        },
-                    )
+                    self.visible(PolicyInput {
+                        prompt: Some(prompt),
+                        ..base.input(&[])
+                    })
                 }
             };
             if visible {
@@ -238,7 +229,7 @@ impl Filter<'_> {
         }
     }
 
-    fn visible(&self, _base: &InputBase, input: PolicyInput<'_>) -> bool {
+    fn visible(&self, input: PolicyInput<'_>) -> bool {
         match self.app.with_evaluator(|ev| ev.visible(input.to_value())) {
             Ok(visible) => visible,
             Err(e) => {

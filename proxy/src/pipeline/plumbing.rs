@@ -91,7 +91,11 @@ async fn send(
 
 /// dlp over the params (or the answer's result), then the plumbing decision: a critical finding refuses the
 /// message whatever the policy says; otherwise `plumbing_decision` (allow when the policy has none).
-async fn screen(app: &App, caller: &Caller<'_>, message: &Message) -> Result<(), Refusal> {
+pub(super) async fn screen(
+    app: &App,
+    caller: &Caller<'_>,
+    message: &Message,
+) -> Result<(), Refusal> {
     let scanned = message
         .params()
         .or_else(|| message.value.get("result"))
