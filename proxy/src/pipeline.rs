@@ -223,9 +223,11 @@ async fn judged(
         upstream: caller.upstream_name.to_owned(),
     };
     let mut outcome = record.outcome_draft(&decision, &durable);
+    let server = server_request::ServerRequests::of(app, caller, headers);
     match forwarded {
         Ok(Forwarded::Json(mut answer)) => {
             count_upstream(app, caller.upstream_name, StatusCode::OK);
+            server.input_required(&mut answer).await;
             let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
                 .in_scope(|| judge.judge(app, &mut answer));
             outcome.response_code = Some(200);
@@ -253,7 +255,7 @@ async fn judged(
                 };
                 let judges = result::StreamJudges {
                     result: Some(judge),
-                    server: server_request::ServerRequests::of(app, caller, headers),
+                    server,
                 };
                 return Ok(result::stream(
                     app.clone(),
@@ -263,7 +265,7 @@ async fn judged(
                     Some(pending),
                 ));
             }
-            result::json_http(app, &judge, resp, outcome, started, id.cloned()).await
+            result::json_http(app, &judge, &server, resp, outcome, started, id.cloned()).await
         }
         Err(error) => {
             app.metrics

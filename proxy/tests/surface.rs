@@ -540,3 +540,43 @@ async fn an_initialize_carrying_a_secret_is_refused_before_it_opens_anything() {
     let stored = serde_json::to_string(&audit_events(&proxy.app, 50).await).unwrap();
     assert!(!stored.contains(FAKE_AWS_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_inside_an_input_required_result_are_judged() {
+    // Shipped library: sampling is escalated; nobody reviews, so the agent gets -31002 instead of the request.
+    let (proxy, _mock) = with_http_upstream(upstream::State::default(), None).await;
+    let mut agent = Agent::new(&proxy, "web", token("agent-m", &[]));
+    let held = agent
+        .call_stateless("echo", json!({ "text": "x", "mode": "input_required" }))
+        .await;
+    assert_eq!(held.error_code(), Some(-31002), "{:?}", held.message());
+    assert!(!String::from_utf8_lossy(&held.body).contains("say hi"));
+    let escalated = last_event(&proxy, "policy_escalate", Some("sampling/createMessage")).await;
+    assert_eq!(escalated["extra"]["direction"], "server_to_client");
+    let bad = agent
+        .call_stateless("echo", json!({ "text": "x", "mode": "bad_input_required" }))
+        .await;
+    assert_eq!(bad.error_code(), Some(-31003), "{:?}", bad.message());
+    drop(proxy);
+
+    // With sampling allowed, the result reaches the agent as the upstream sent it, and the request is recorded.
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&common::repo_root().join("policies"), &policies);
+    let data_path = policies.join("toolgate/data.json");
+    let mut data: Value =
+        serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
+    data["toolgate_config"]["sampling"]["mode"] = json!("allow");
+    std::fs::write(&data_path, data.to_string()).unwrap();
+    let (proxy, _mock) = with_http_upstream(upstream::State::default(), Some(policies)).await;
+    let mut agent = Agent::new(&proxy, "web", token("agent-m", &[]));
+    let passed = agent
+        .call_stateless("echo", json!({ "text": "x", "mode": "input_required" }))
+        .await
+        .message();
+    assert_eq!(passed["result"]["resultType"], "input_required", "{passed}");
+    assert_eq!(passed["result"]["requestState"], "opaque-state");
+    let allowed = last_event(&proxy, "request", Some("sampling/createMessage")).await;
+    assert_eq!(allowed["policy_result"], "allow");
+    assert_eq!(allowed["extra"]["direction"], "server_to_client");
+}

@@ -74,6 +74,21 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The JSON-RPC error a refusal answers with, as a message: for answers written in place of an upstream's
+    /// (an `input_required` result, a stream event), built by the same `into_response`.
+    pub fn into_message(self) -> serde_json::Value {
+        let response = self.into_response();
+        let (_, body) = response.into_parts();
+        // Every refusal body is a small in-memory JSON buffer; reading it cannot block.
+        let bytes = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(body))
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            jsonrpc::error_response(None, jsonrpc::INTERNAL_ERROR, "refused", None)
+        })
+    }
+
     pub fn into_response(self) -> Response<Body> {
         match self {
             Refusal::Unauthenticated {

@@ -292,6 +292,7 @@ async fn forward_events(
             && message.get("id") == request_id.as_ref();
         match (&judges.result, is_answer) {
             (Some(judge), true) => {
+                judges.server.input_required(&mut message).await;
                 let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
                     .in_scope(|| judge.judge(app, &mut message));
                 *answered = Some(judgement);
@@ -358,6 +359,7 @@ pub(super) fn apply_judgement(draft: &mut EventDraft, judgement: &Judgement) {
 pub(super) async fn json_http(
     app: &App,
     judge: &ResultJudge,
+    server: &super::server_request::ServerRequests,
     resp: Response<hyper::body::Incoming>,
     mut outcome: EventDraft,
     started: Instant,
@@ -404,6 +406,7 @@ pub(super) async fn json_http(
             });
         }
         Ok(Some(mut answer)) => {
+            server.input_required(&mut answer).await;
             let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
                 .in_scope(|| judge.judge(app, &mut answer));
             outcome.error = answer.get("error").map(|e| {

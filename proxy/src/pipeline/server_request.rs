@@ -48,12 +48,29 @@ impl ServerRequests {
         }
     }
 
-    /// Judges one server request; true when it may be delivered to the agent. A refused request is answered to
-    /// the upstream here.
+    /// Judges one server request that arrived on a stream; true when it may be delivered to the agent. A
+    /// refused request is answered to the upstream here.
     pub(super) async fn judge(&self, message: &Value) -> bool {
+        let Some(upstream) = self.app.upstreams.get(&self.upstream_name) else {
+            return false;
+        };
+        match self.decide(message).await {
+            Ok(()) => true,
+            Err(refusal) => {
+                self.answer_upstream(upstream, refusal).await;
+                false
+            }
+        }
+    }
+
+    /// dlp -> policy -> [escalate] -> audit (write-ahead) for one request the upstream sends the agent, in a
+    /// stream or inside a 2026-07-28 `input_required` result. `Ok` when it may reach the agent.
+    pub(super) async fn decide(&self, message: &Value) -> Result<(), Refusal> {
         let app = &*self.app;
         let Some(upstream) = app.upstreams.get(&self.upstream_name) else {
-            return false;
+            return Err(Refusal::UnknownUpstream {
+                name: self.upstream_name.clone(),
+            });
         };
         let method = message
             .get("method")
@@ -107,16 +124,52 @@ impl ServerRequests {
                 .await
                 .map(|a| (a.decision, a.extra)),
         };
-        let refusal = match allowed {
-            // audit (write-ahead): the agent sees the request only once its decision is durable.
-            Ok((decision, extra)) => match record.append("request", &decision, extra).await {
-                Ok(_) => return true,
-                Err(_) => Refusal::AuditUnavailable { id: id.cloned() },
-            },
-            Err(refusal) => refusal,
+        let (decision, extra) = allowed?;
+        // audit (write-ahead): the agent sees the request only once its decision is durable.
+        record
+            .append("request", &decision, extra)
+            .await
+            .map(|_| ())
+            .map_err(|_| Refusal::AuditUnavailable { id: id.cloned() })
+    }
+
+    /// A 2026-07-28 `input_required` result carries the requests the upstream needs the agent to fulfil
+    /// (`inputRequests`, keyed by the server): each is judged like a streamed server request. Refused, the
+    /// whole answer becomes the refusal's JSON-RPC error (the stateless upstream keeps no pending request to
+    /// answer); an unexpected shape is refused too.
+    pub(super) async fn input_required(&self, answer: &mut Value) {
+        let Some(result) = answer.get("result") else {
+            return;
         };
-        self.answer_upstream(upstream, refusal).await;
-        false
+        if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+            return;
+        }
+        let id = answer.get("id").cloned();
+        let requests: Vec<Value> = match result.get("inputRequests") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(map)) => map.values().cloned().collect(),
+            Some(_) => {
+                *answer = Refusal::Upstream {
+                    id,
+                    error: super::forward::ForwardError::Unavailable(
+                        "an input_required result whose inputRequests is not an object".into(),
+                    ),
+                }
+                .into_message();
+                return;
+            }
+        };
+        for request in requests {
+            // Judged with the answer's id, so a refusal echoes the agent's own request.
+            let mut message = request;
+            if let Value::Object(map) = &mut message {
+                map.insert("id".into(), id.clone().unwrap_or(Value::Null));
+            }
+            if let Err(refusal) = self.decide(&message).await {
+                *answer = refusal.into_message();
+                return;
+            }
+        }
     }
 
     /// An allowed server request could not be delivered: the agent's stream is gone. The upstream gets

@@ -270,6 +270,21 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             });
             json_body(StatusCode::OK, result(leaked), None)
         }
+        "tools/call" if msg["params"]["arguments"]["mode"] == "input_required" => json_body(
+            StatusCode::OK,
+            result(json!({
+                "resultType": "input_required",
+                "inputRequests": { "s1": { "method": "sampling/createMessage",
+                    "params": { "messages": [{ "role": "user", "content": { "type": "text", "text": "say hi" } }], "maxTokens": 5 } } },
+                "requestState": "opaque-state"
+            })),
+            None,
+        ),
+        "tools/call" if msg["params"]["arguments"]["mode"] == "bad_input_required" => json_body(
+            StatusCode::OK,
+            result(json!({ "resultType": "input_required", "inputRequests": ["not", "a", "map"] })),
+            None,
+        ),
         "tools/call" if msg["params"]["arguments"]["mode"] == "not_jsonrpc" => {
             json_body(StatusCode::OK, json!({ "hello": "world" }), None)
         }
