@@ -1,16 +1,20 @@
-//! toolgate: a security proxy for AI agents' MCP tool calls.
+//! toolgate: a security proxy for AI agents' MCP traffic.
 //!
-//! Every tool call runs one straight pipeline: JWT -> session -> DLP -> policy -> forward -> audit.
-//! The decisions themselves are made by the pure `toolgate-engine` crate; this crate is the I/O around it.
+//! Every message runs one straight pipeline: JWT -> session -> DLP -> policy -> audit -> forward -> result ->
+//! audit. The decisions themselves are made by the pure `toolgate-engine` crate; this crate is the I/O around
+//! it. Modules only import the ones below them (`tests/module_cycles.rs` keeps it so): `cli` and `server` at
+//! the top, then `admin` and `pipeline`, `app`, the state and protocol modules, and `telemetry`, `response` and
+//! `outbound` at the bottom.
 //!
 //! # Layout
 //! - [`cli`]: clap subcommands: serve, demo-server, token, policy, audit.
 //! - [`config`]: TOML + environment overrides, validated once at start into typed structs.
-//! - [`server`]: the hyper server, routing, body limits, the one place errors become responses.
-//! - [`mcp`]: JSON-RPC types, streamable HTTP (both protocol eras), sessions, upstreams (HTTP, stdio).
-//! - [`pipeline`]: one tool call: jwt -> session -> dlp -> policy -> forward -> audit.
+//! - [`server`]: the hyper server, routing, the MCP HTTP surface (`server::endpoint`), public verify.
+//! - [`mcp`]: JSON-RPC types, sessions, SSE, upstreams (HTTP, stdio).
+//! - [`pipeline`]: the one ordered path of every MCP message, and the one place MCP refusals become responses.
+//! - [`response`]: response bodies and builders; [`outbound`]: the one outbound HTTP client.
 //! - [`policy_cli`]: `toolgate policy test` and `toolgate policy eval`.
-//! - [`policy_reload`]: policy hot reload (folder watching, SIGHUP, the admin endpoint).
+//! - [`policy_reload`]: the serving policy set and its hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, signed checkpoints, verify, export.
