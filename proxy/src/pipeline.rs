@@ -9,8 +9,8 @@
 //!
 //! [`run`] reads top to bottom in that order; each stage is a function of its own module, stages do not call each
 //! other, and each is timed once (a span and a `toolgate_stage_duration_seconds{stage}` observation). A deny is a
-//! [`Decision`], not an error; every refusal becomes a response in one place ([`refusal::Refusal::into_response`]).
-//! The forward stage demands proofs ([`forward::Allowed`] + [`crate::audit::Durable`], or the router's
+//! `Decision`, not an error; every refusal becomes a response in one place ([`refusal::Refusal::into_response`]).
+//! The forward stage demands proofs (`forward::Allowed` + [`crate::audit::Durable`], or the router's
 //! `Unjudged`), so nothing reaches an upstream unjudged or unrecorded.
 
 mod escalate;
