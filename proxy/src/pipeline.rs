@@ -239,7 +239,7 @@ async fn judged(
                 )
             });
             result::apply_judgement(&mut outcome, &judgement);
-            enqueue(app, caller, outcome).await;
+            record::enqueue(app, outcome).await;
             if id.is_none() {
                 return Ok(accepted());
             }
@@ -275,7 +275,7 @@ async fn judged(
             tracing::warn!(upstream = caller.upstream_name, error = %error, "upstream request failed");
             outcome.latency_us = Some(started.elapsed().as_micros() as i64);
             outcome.error = Some(error.to_string());
-            enqueue(app, caller, outcome).await;
+            record::enqueue(app, outcome).await;
             Err(Refusal::Upstream {
                 id: id.cloned(),
                 error,
@@ -298,27 +298,24 @@ pub fn session_stream(
     if !resp.status().is_success() || !is_sse(resp.headers()) {
         return crate::response::stream_response(resp);
     }
-    let protocol_version = session.as_ref().and_then(|s| s.protocol_version.clone());
-    let server = server_request::ServerRequests {
-        app: app.clone(),
-        identity: identity.clone(),
-        session,
-        upstream_name: upstream_name.to_owned(),
-        protocol_version,
-        trace_id,
-        headers: server_request::answer_headers(headers),
+    let Some(upstream) = app.upstreams.get(upstream_name) else {
+        return crate::response::stream_response(resp);
     };
+    let caller = Caller {
+        identity,
+        protocol_version: session.as_ref().and_then(|s| s.protocol_version.clone()),
+        session,
+        upstream_name,
+        upstream,
+        trace_id,
+        direction: Direction::ServerToClient,
+    };
+    let server = server_request::ServerRequests::of(app, &caller, headers);
     let judges = result::StreamJudges {
         result: None,
         server,
     };
     result::stream(app.clone(), judges, None, resp, None)
-}
-
-async fn enqueue(app: &App, caller: &Caller<'_>, draft: toolgate_engine::chain::EventDraft) {
-    if let Err(e) = app.audit.enqueue(draft).await {
-        tracing::error!(agent = %caller.identity.id, error = %e, "audit write failed");
-    }
 }
 
 /// The parts of the Rego input every message of one caller shares.

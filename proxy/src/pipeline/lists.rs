@@ -292,7 +292,7 @@ impl Filter<'_> {
         for (name, status, hash) in &self.transitions {
             let mut draft = base("tool_definition", json!({ "status": status, "hash": hash }));
             draft.tool_name = Some(name.clone());
-            let _ = self.app.audit.enqueue(draft).await;
+            super::record::enqueue(self.app, draft).await;
         }
         let mut draft = base(
             "list",
@@ -300,8 +300,6 @@ impl Filter<'_> {
         );
         draft.policy_result = Some("allow".into());
         draft.policy_id = Some("toolgate.list".into());
-        if let Err(e) = self.app.audit.enqueue(draft).await {
-            tracing::error!(agent = %caller.identity.id, error = %e, "audit write failed");
-        }
+        super::record::enqueue(self.app, draft).await;
     }
 }

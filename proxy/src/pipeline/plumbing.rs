@@ -131,26 +131,14 @@ pub(super) async fn screen(
     if decision.verdict() == Verdict::Allow {
         return Ok(());
     }
-    app.metrics
-        .requests
-        .with_label_values(&[crate::telemetry::Metrics::method_label(method), "deny"])
-        .inc();
     let draft = toolgate_engine::chain::EventDraft {
-        event_type: "policy_deny".into(),
-        agent_id: Some(caller.identity.id.clone()),
-        session_id: caller.session.as_ref().map(|s| s.id.clone()),
-        tenant_id: caller.identity.tenant_id.clone(),
-        mcp_server: Some(caller.upstream_name.to_owned()),
-        policy_result: Some("deny".into()),
         policy_id: Some(decision.policy_id().to_owned()),
         policy_reason: Some(decision.reason().to_owned()),
         dlp_findings: serde_json::to_value(&findings).unwrap_or(json!([])),
         dlp_action: Some("blocked".into()),
-        trace_id: Some(caller.trace_id.clone()),
-        extra: json!({ "method": super::stages::audited_method(app, method) }),
-        ..Default::default()
+        ..super::stages::refused_draft(app, caller, method)
     };
-    let _ = app.audit.append(draft).await;
+    super::stages::record_refused(app, caller, method, draft).await;
     Err(Refusal::Denied {
         id: message.id().cloned().filter(|_| message.method().is_some()),
         decision,

@@ -117,6 +117,15 @@ impl Record<'_> {
     }
 }
 
+/// Queues an outcome event behind everything appended before it (`AuditLog::enqueue`); a failure is logged
+/// here and counted by the writer, and never holds up the answer.
+pub(super) async fn enqueue(app: &App, draft: EventDraft) {
+    let event_type = draft.event_type.clone();
+    if let Err(e) = app.audit.enqueue(draft).await {
+        tracing::error!(event_type, error = %e, "audit write failed");
+    }
+}
+
 /// What the request's DLP findings led to: `none` without findings, else the verdict they were part of.
 fn dlp_action(findings: &[Finding], decision: &Decision) -> &'static str {
     if findings.is_empty() {

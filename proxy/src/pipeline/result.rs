@@ -76,12 +76,7 @@ impl ResultJudge {
             .into_iter()
             .map(|m| m.as_str())
             .collect();
-        for f in &findings {
-            app.metrics
-                .dlp_findings
-                .with_label_values(&[&f.kind, f.severity.as_str()])
-                .inc();
-        }
+        super::stages::count_findings(app, &findings);
         let response = toolgate_engine::input::ResponseInput {
             is_error,
             findings: &findings,
@@ -147,12 +142,7 @@ pub(super) fn redact_message(app: &App, upstream: &str, message: &mut Value) {
         return;
     };
     let findings = app.scanner.redact(&mut message[key]);
-    for f in &findings {
-        app.metrics
-            .dlp_findings
-            .with_label_values(&[&f.kind, f.severity.as_str()])
-            .inc();
-    }
+    super::stages::count_findings(app, &findings);
     if !findings.is_empty() {
         app.metrics
             .results
@@ -247,9 +237,7 @@ pub(super) fn stream(
         if let Some(judgement) = &answered {
             apply_judgement(&mut draft, judgement);
         }
-        if let Err(e) = app.audit.enqueue(draft).await {
-            tracing::error!(error = %e, "audit write failed");
-        }
+        super::record::enqueue(&app, draft).await;
     };
     tokio::spawn(tracing::Instrument::instrument(pump, span));
     parts.headers.remove(CONTENT_LENGTH);
@@ -397,9 +385,7 @@ pub(super) async fn json_http(
             // Nothing in it can be judged as an answer, so none of it reaches the agent.
             let reason = "the upstream answer is not a JSON-RPC response".to_owned();
             outcome.error = Some(reason.clone());
-            if let Err(e) = app.audit.enqueue(outcome).await {
-                tracing::error!(error = %e, "audit write failed");
-            }
+            super::record::enqueue(app, outcome).await;
             return Err(super::refusal::Refusal::Upstream {
                 id: request_id,
                 error: super::forward::ForwardError::Unavailable(reason),
@@ -424,18 +410,14 @@ pub(super) async fn json_http(
         Ok(None) => None,
         Err(reason) => {
             outcome.error = Some(reason.clone());
-            if let Err(e) = app.audit.enqueue(outcome).await {
-                tracing::error!(error = %e, "audit write failed");
-            }
+            super::record::enqueue(app, outcome).await;
             return Err(super::refusal::Refusal::Upstream {
                 id: request_id,
                 error: super::forward::ForwardError::Unavailable(reason),
             });
         }
     };
-    if let Err(e) = app.audit.enqueue(outcome).await {
-        tracing::error!(error = %e, "audit write failed");
-    }
+    super::record::enqueue(app, outcome).await;
     parts.headers.remove(CONTENT_LENGTH);
     parts.headers.remove(hyper::header::TRANSFER_ENCODING);
     let body = match &answer {

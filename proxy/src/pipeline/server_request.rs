@@ -205,7 +205,7 @@ impl ServerRequests {
 
 /// The agent's headers an answer in its place may carry: its session and protocol version, never the
 /// per-request `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` mirrors of the request it sent.
-pub(super) fn answer_headers(headers: &HeaderMap) -> HeaderMap {
+fn answer_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::new();
     for name in [
         "content-type",

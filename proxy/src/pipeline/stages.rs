@@ -121,17 +121,22 @@ pub fn protocol_version(
 /// dlp: findings over a message's params, counted and logged by type (never by value).
 pub(super) fn dlp(app: &App, caller: &Caller<'_>, params: &Value) -> Vec<Finding> {
     let findings = app.scanner.scan(params);
-    for f in &findings {
-        app.metrics
-            .dlp_findings
-            .with_label_values(&[&f.kind, f.severity.as_str()])
-            .inc();
-    }
+    count_findings(app, &findings);
     if !findings.is_empty() {
         let types: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
         tracing::info!(agent = %caller.identity.id, findings = ?types, "DLP findings");
     }
     findings
+}
+
+/// Counts findings by type and severity (`toolgate_dlp_findings_total`), wherever they were found.
+pub(super) fn count_findings(app: &App, findings: &[Finding]) {
+    for f in findings {
+        app.metrics
+            .dlp_findings
+            .with_label_values(&[&f.kind, f.severity.as_str()])
+            .inc();
+    }
 }
 
 /// policy: `decision` on the input document, and the revision of the policy set that made it (so the audit
@@ -228,25 +233,44 @@ pub(super) async fn record_invalid(
     let Refusal::InvalidParams { message, .. } = refusal else {
         return;
     };
-    app.metrics
-        .requests
-        .with_label_values(&[crate::telemetry::Metrics::method_label(method), "deny"])
-        .inc();
     let draft = EventDraft {
+        policy_id: Some("toolgate.invalid_params".into()),
+        policy_reason: Some(message.clone()),
+        error: Some(message.clone()),
+        ..refused_draft(app, caller, method)
+    };
+    record_refused(app, caller, method, draft).await;
+}
+
+/// The `policy_deny` event of a message refused before or instead of `decision` (bad params, plumbing);
+/// callers fill in the policy id, reason and what else they know.
+pub(super) fn refused_draft(app: &App, caller: &Caller<'_>, method: &str) -> EventDraft {
+    EventDraft {
         event_type: "policy_deny".into(),
         agent_id: Some(caller.identity.id.clone()),
         session_id: caller.session.as_ref().map(|s| s.id.clone()),
         tenant_id: caller.identity.tenant_id.clone(),
         mcp_server: Some(caller.upstream_name.to_owned()),
         policy_result: Some("deny".into()),
-        policy_id: Some("toolgate.invalid_params".into()),
-        policy_reason: Some(message.clone()),
         dlp_findings: json!([]),
-        error: Some(message.clone()),
         trace_id: Some(caller.trace_id.clone()),
         extra: json!({ "method": audited_method(app, method) }),
         ..EventDraft::default()
-    };
+    }
+}
+
+/// Counts a refused message as a denied request and records it (awaited; a failed write is logged and counted
+/// by the writer, and the refusal stands).
+pub(super) async fn record_refused(
+    app: &App,
+    caller: &Caller<'_>,
+    method: &str,
+    draft: EventDraft,
+) {
+    app.metrics
+        .requests
+        .with_label_values(&[crate::telemetry::Metrics::method_label(method), "deny"])
+        .inc();
     if let Err(e) = app.audit.append(draft).await {
         tracing::error!(agent = %caller.identity.id, error = %e, "audit write failed");
     }
