@@ -130,42 +130,22 @@ impl SdkServer {
 /// A copy of the shipped policies (in `dir`) whose data.json also lists the SDK server's tools of `unknown`
 /// action as harmless, so they run and their results are judged, and uses `sampling_mode` when given.
 fn policies_for_sdk_tools(dir: &Path, sampling_mode: Option<&str>) -> PathBuf {
-    let policies = dir.join("policies");
-    copy_dir(&common::repo_root().join("policies"), &policies);
-    let data_path = policies.join("toolgate/data.json");
-    let mut data: Value =
-        serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
-    let harmless = data["toolgate_config"]["harmless_tools"]
-        .as_array_mut()
-        .unwrap();
-    // poisoned_helper is listed too, so the only reason left to hide it is its poisoned description.
-    for tool in [
-        "leak_secret",
-        "rug_pull",
-        "ask_model",
-        "ask_user",
-        "poisoned_helper",
-    ] {
-        harmless.push(json!(tool));
-    }
-    if let Some(mode) = sampling_mode {
-        data["toolgate_config"]["sampling"]["mode"] = json!(mode);
-    }
-    std::fs::write(&data_path, data.to_string()).unwrap();
-    policies
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
+    common::shipped_policies_with(dir, |knobs| {
+        let harmless = knobs["harmless_tools"].as_array_mut().unwrap();
+        // poisoned_helper is listed too, so the only reason left to hide it is its poisoned description.
+        for tool in [
+            "leak_secret",
+            "rug_pull",
+            "ask_model",
+            "ask_user",
+            "poisoned_helper",
+        ] {
+            harmless.push(json!(tool));
         }
-    }
+        if let Some(mode) = sampling_mode {
+            knobs["sampling"]["mode"] = json!(mode);
+        }
+    })
 }
 
 /// toolgate with the SDK server as its only upstream, `sdk`.

@@ -402,13 +402,9 @@ async fn sampling_from_the_upstream_is_judged_in_both_directions() {
 
     // With sampling allowed by the policy's knob, the request reaches the agent and its answer the upstream.
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    copy_dir(&common::repo_root().join("policies"), &policies);
-    let data_path = policies.join("toolgate/data.json");
-    let mut data: Value =
-        serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
-    data["toolgate_config"]["sampling"]["mode"] = json!("allow");
-    std::fs::write(&data_path, data.to_string()).unwrap();
+    let policies = common::shipped_policies_with(dir.path(), |knobs| {
+        knobs["sampling"]["mode"] = json!("allow")
+    });
     let (proxy, _mock) = with_http_upstream(
         upstream::State {
             sse: true,
@@ -428,19 +424,6 @@ async fn sampling_from_the_upstream_is_judged_in_both_directions() {
     );
     let allowed = last_event(&proxy, "request", Some("sampling/createMessage")).await;
     assert_eq!(allowed["policy_result"], "allow");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,13 +544,9 @@ async fn requests_inside_an_input_required_result_are_judged() {
 
     // With sampling allowed, the result reaches the agent as the upstream sent it, and the request is recorded.
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    copy_dir(&common::repo_root().join("policies"), &policies);
-    let data_path = policies.join("toolgate/data.json");
-    let mut data: Value =
-        serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
-    data["toolgate_config"]["sampling"]["mode"] = json!("allow");
-    std::fs::write(&data_path, data.to_string()).unwrap();
+    let policies = common::shipped_policies_with(dir.path(), |knobs| {
+        knobs["sampling"]["mode"] = json!("allow")
+    });
     let (proxy, _mock) = with_http_upstream(upstream::State::default(), Some(policies)).await;
     let mut agent = Agent::new(&proxy, "web", token("agent-m", &[]));
     let passed = agent
