@@ -223,11 +223,10 @@ async fn judged(
         upstream: caller.upstream_name.to_owned(),
     };
     let mut outcome = record.outcome_draft(&decision, &durable);
-    let server = server_request::ServerRequests::of(app, caller, headers);
     match forwarded {
         Ok(Forwarded::Json(mut answer)) => {
             count_upstream(app, caller.upstream_name, StatusCode::OK);
-            server.input_required(&mut answer).await;
+            server_request::judge_input_required(app, caller, headers, &mut answer).await;
             let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
                 .in_scope(|| judge.judge(app, &mut answer));
             outcome.response_code = Some(200);
@@ -255,7 +254,7 @@ async fn judged(
                 };
                 let judges = result::StreamJudges {
                     result: Some(judge),
-                    server,
+                    server: server_request::ServerRequests::of(app, caller, headers),
                 };
                 return Ok(result::stream(
                     app.clone(),
@@ -265,7 +264,13 @@ async fn judged(
                     Some(pending),
                 ));
             }
-            result::json_http(app, &judge, &server, resp, outcome, started, id.cloned()).await
+            let reply = result::HttpReply {
+                resp,
+                outcome,
+                started,
+                request_id: id.cloned(),
+            };
+            result::json_http(app, caller, headers, &judge, reply).await
         }
         Err(error) => {
             app.metrics

@@ -344,15 +344,27 @@ pub(super) fn apply_judgement(draft: &mut EventDraft, judgement: &Judgement) {
 }
 
 /// A JSON answer over HTTP: read whole (bounded), judged, answered; the outcome queued behind its decision.
+/// An HTTP upstream's answer to a judged request, with its outcome event still to complete.
+pub(super) struct HttpReply {
+    pub resp: Response<hyper::body::Incoming>,
+    pub outcome: EventDraft,
+    pub started: Instant,
+    pub request_id: Option<Value>,
+}
+
 pub(super) async fn json_http(
-    app: &App,
+    app: &Arc<App>,
+    caller: &super::Caller<'_>,
+    headers: &hyper::HeaderMap,
     judge: &ResultJudge,
-    server: &super::server_request::ServerRequests,
-    resp: Response<hyper::body::Incoming>,
-    mut outcome: EventDraft,
-    started: Instant,
-    request_id: Option<Value>,
+    reply: HttpReply,
 ) -> Result<Response<Body>, super::refusal::Refusal> {
+    let HttpReply {
+        resp,
+        mut outcome,
+        started,
+        request_id,
+    } = reply;
     let (mut parts, body) = resp.into_parts();
     let status = parts.status;
     outcome.response_code = Some(status.as_u16() as i64);
@@ -392,7 +404,7 @@ pub(super) async fn json_http(
             });
         }
         Ok(Some(mut answer)) => {
-            server.input_required(&mut answer).await;
+            super::server_request::judge_input_required(app, caller, headers, &mut answer).await;
             let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
                 .in_scope(|| judge.judge(app, &mut answer));
             outcome.error = answer.get("error").map(|e| {

@@ -138,14 +138,11 @@ impl ServerRequests {
     /// whole answer becomes the refusal's JSON-RPC error (the stateless upstream keeps no pending request to
     /// answer); an unexpected shape is refused too.
     pub(super) async fn input_required(&self, answer: &mut Value) {
-        let Some(result) = answer.get("result") else {
-            return;
-        };
-        if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+        if !is_input_required(answer) {
             return;
         }
         let id = answer.get("id").cloned();
-        let requests: Vec<Value> = match result.get("inputRequests") {
+        let requests: Vec<Value> = match answer["result"].get("inputRequests") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Object(map)) => map.values().cloned().collect(),
             Some(_) => {
@@ -200,6 +197,29 @@ impl ServerRequests {
         if let Err(e) = http.send(Method::POST, &self.headers, body).await {
             tracing::warn!(upstream = %self.upstream_name, error = %e, "could not answer a refused server request");
         }
+    }
+}
+
+/// A 2026-07-28 `input_required` result: the upstream asks the agent for something before it answers.
+pub(super) fn is_input_required(answer: &Value) -> bool {
+    answer
+        .get("result")
+        .and_then(|r| r.get("resultType"))
+        .and_then(Value::as_str)
+        == Some("input_required")
+}
+
+/// Judges the requests of an `input_required` answer to `caller`'s request; any other answer costs one look.
+pub(super) async fn judge_input_required(
+    app: &Arc<App>,
+    caller: &Caller<'_>,
+    headers: &HeaderMap,
+    answer: &mut Value,
+) {
+    if is_input_required(answer) {
+        ServerRequests::of(app, caller, headers)
+            .input_required(answer)
+            .await;
     }
 }
 
