@@ -122,6 +122,7 @@ impl AuditLog {
             checkpoint_every: Duration::from_secs(settings.checkpoint_interval_seconds.max(1)),
             wal_checkpoint_started: Instant::now(),
             wal_checkpoint_running: Arc::default(),
+            publishing: None,
         };
         tokio::spawn(writer.run());
         let log = AuditLog {
@@ -260,6 +261,9 @@ struct Writer {
     /// When the last background WAL checkpoint started, and whether it is still running.
     wal_checkpoint_started: Instant,
     wal_checkpoint_running: Arc<std::sync::atomic::AtomicBool>,
+    /// The background copy of the latest periodic checkpoint to the sink, if one may still run: a waiting
+    /// checkpoint (explicit, or at close) waits for it first.
+    publishing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How often the writer starts a background WAL checkpoint while it commits (SQLite files). Measured at
@@ -334,6 +338,13 @@ impl Writer {
     /// Signs a checkpoint of the head if it moved since the last one, stores it, and copies it to the sink
     /// (`wait`: before returning; else in the background, so a slow endpoint never holds up writes).
     async fn checkpoint(&mut self, wait: bool) {
+        if wait {
+            // A periodic checkpoint of this same head may still be on its way to the sink: a caller that waits
+            // (an explicit checkpoint, the close) must find it there even when there is nothing newer to sign.
+            if let Some(publishing) = self.publishing.take() {
+                let _ = publishing.await;
+            }
+        }
         if self.head.seq <= self.checkpointed || self.head_suspect {
             return;
         }
@@ -354,7 +365,7 @@ impl Writer {
             if wait {
                 sink.publish(&signed).await;
             } else {
-                tokio::spawn(async move { sink.publish(&signed).await });
+                self.publishing = Some(tokio::spawn(async move { sink.publish(&signed).await }));
             }
         }
     }
