@@ -71,6 +71,9 @@ pub struct AuditSettings {
     pub public_verify_per_minute: u32,
     /// Seconds a database call waits for a connection before the write fails (fail closed).
     pub connect_timeout_seconds: u64,
+    /// Milliseconds the writer may hold events nobody waits for (outcomes) so that they share the next
+    /// write-ahead commit instead of taking one of their own; 0 commits them at once.
+    pub hold_outcomes_ms: u64,
 }
 
 impl Default for AuditSettings {
@@ -89,6 +92,7 @@ impl Default for AuditSettings {
             retention_days: 90,
             public_verify_per_minute: 30,
             connect_timeout_seconds: 5,
+            hold_outcomes_ms: 20,
         }
     }
 }

@@ -382,9 +382,9 @@ impl SqlStore<Sqlite> {
             // `synchronous` says). The statement journal of the multi-row insert stays in memory instead of
             // a temporary file written on every batch.
             .pragma("temp_store", "memory")
-            // 16 MiB of page cache per connection instead of 2: the indexes' inner pages stay cached, so a
-            // batch insert does not re-read them from the file.
-            .pragma("cache_size", "-16384")
+            // Readers (queries, verify, export) keep SQLite's default 2 MiB of page cache: they stream, and
+            // the operating system caches the file anyway. The writer's own connection gets more below.
+            .pragma("cache_size", "-2048")
             // The audit writer has a reading connection checkpoint in the background (`checkpoint_wal`).
             // Those never let the log start over while commits keep coming, so SQLite's own checkpoint
             // after a commit stays on as the backstop that does (every ~16 MiB of log, by then mostly
@@ -394,7 +394,10 @@ impl SqlStore<Sqlite> {
             .pragma("journal_size_limit", "67108864");
         // Every connection to an in-memory database is a different database.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // No ping before each acquire (sqlx's default): a round trip to the connection's thread per commit, to
+        // test a file that cannot lose its connection; a failing statement fails its batch either way.
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(if in_memory { 1 } else { 4 })
             .acquire_timeout(acquire_timeout)
             .connect_with(options.clone())
@@ -404,9 +407,14 @@ impl SqlStore<Sqlite> {
         if !in_memory {
             // Opened after the migrations, so it never sees the schema change under it.
             store.writer = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(acquire_timeout)
-                .connect_with(options)
+                // 8 MiB for the one writing connection: the indexes' inner pages stay cached, so a batch
+                // insert does not re-read them. Not more: SQLite walks the whole cache's hash table on every
+                // commit (`pcache1TruncateUnsafe`, 2 % of the CPU at 16 MiB), and 16 MiB on each of five
+                // connections was most of the process's resident memory after a load.
+                .connect_with(options.pragma("cache_size", "-8192"))
                 .await
                 .map_err(AuditError::Connect)?;
             store.wal_checkpoints = true;

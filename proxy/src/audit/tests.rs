@@ -846,4 +846,5 @@ async fn cli_verify_and_export() {
         .unwrap());
 }
 
+mod hold;
 mod scale;

@@ -52,7 +52,8 @@ enum Request {
     Append {
         // Boxed: the queue holds up to `queue_capacity` requests, most of them waiting appends.
         draft: Box<EventDraft>,
-        ack: oneshot::Sender<Result<Durable, AuditError>>,
+        /// `None` for an enqueued event (nobody waits for its commit): it may be held for the next commit.
+        ack: Option<oneshot::Sender<Result<Durable, AuditError>>>,
     },
     Close {
         done: oneshot::Sender<()>,
@@ -114,6 +115,7 @@ impl AuditLog {
             head_suspect: false,
             last_timestamp,
             batch_max: settings.batch_max.max(1),
+            hold_unwaited: Duration::from_millis(settings.hold_outcomes_ms),
             metrics,
             committed: committed.clone(),
             signer: signer.clone(),
@@ -187,7 +189,7 @@ impl AuditLog {
         self.requests
             .send(Request::Append {
                 draft: Box::new(draft),
-                ack,
+                ack: Some(ack),
             })
             .await
             .map_err(|_| AuditError::Closed)?;
@@ -200,13 +202,14 @@ impl AuditLog {
     /// (one queue, one writer), waits only while the queue is full (back-pressure, never a drop), and `close`
     /// commits it before the writer stops, so shutdown loses nothing queued here. A failed commit is counted
     /// and logged by the writer, like any other.
+    ///
+    /// Nobody waiting, the writer may hold it up to `audit.hold_outcomes_ms` for the next commit someone waits
+    /// for (the next call's write-ahead event), so that one fsync carries both instead of one each.
     pub async fn enqueue(&self, draft: EventDraft) -> Result<(), AuditError> {
-        // Nobody waits for this acknowledgement; the writer's send into a dropped receiver is a no-op.
-        let (ack, _) = oneshot::channel();
         self.requests
             .send(Request::Append {
                 draft: Box::new(draft),
-                ack,
+                ack: None,
             })
             .await
             .map_err(|_| AuditError::Closed)
@@ -251,6 +254,11 @@ struct Writer {
     /// Keeps this chain's timestamps from going backwards when the wall clock does.
     last_timestamp: Option<String>,
     batch_max: usize,
+    /// How long events nobody waits for ([`AuditLog::enqueue`]: outcomes) may be held before they are committed
+    /// alone. Below saturation each call's outcome then rides in the commit of the next call's write-ahead
+    /// event: half the commits (and fsyncs) per call. Bounded, so a lone outcome is still durable within this
+    /// time; the timer runs only while such an event is held. `close` and `checkpoint` commit held events at once.
+    hold_unwaited: Duration,
     metrics: AuditMetrics,
     committed: broadcast::Sender<Arc<AuditEvent>>,
     signer: Arc<Signer>,
@@ -273,7 +281,7 @@ const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 type Pending = (
     Box<EventDraft>,
-    oneshot::Sender<Result<Durable, AuditError>>,
+    Option<oneshot::Sender<Result<Durable, AuditError>>>,
 );
 
 impl Writer {
@@ -282,6 +290,8 @@ impl Writer {
         // The first tick is immediate: partitions for today and the next days exist before the first insert.
         let mut housekeeping = tokio::time::interval(self.checkpoint_every);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Held events nobody waits for (see `hold_unwaited`) are committed by this deadline at the latest.
+        let mut hold_until: Option<tokio::time::Instant> = None;
         // Blocking receive for the first request, then whatever else is already queued, then one commit.
         loop {
             let first = tokio::select! {
@@ -292,6 +302,12 @@ impl Writer {
                 _ = housekeeping.tick() => {
                     self.store.prepare_partitions().await;
                     self.checkpoint(false).await;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)),
+                    if hold_until.is_some() => {
+                    hold_until = None;
+                    self.flush(&mut batch).await;
                     continue;
                 }
             };
@@ -306,6 +322,7 @@ impl Writer {
                     }
                     Request::Checkpoint { done } => {
                         self.flush(&mut batch).await;
+                        hold_until = None;
                         self.checkpoint(true).await;
                         let _ = done.send(());
                     }
@@ -331,8 +348,16 @@ impl Writer {
                 let _ = done.send(());
                 return;
             }
-            self.flush(&mut batch).await;
+            let someone_waits = batch.iter().any(|(_, ack)| ack.is_some());
+            if someone_waits || batch.len() >= self.batch_max || self.hold_unwaited.is_zero() {
+                hold_until = None;
+                self.flush(&mut batch).await;
+            } else if !batch.is_empty() && hold_until.is_none() {
+                hold_until = Some(tokio::time::Instant::now() + self.hold_unwaited);
+            }
         }
+        // Every handle is gone: commit what is held.
+        self.flush(&mut batch).await;
     }
 
     /// Signs a checkpoint of the head if it moved since the last one, stores it, and copies it to the sink
@@ -406,7 +431,7 @@ impl Writer {
                     self.metrics.write_failures.inc_by(batch.len() as u64);
                     tracing::error!(error = %e, events = batch.len(), "audit write failed");
                     let reason = e.to_string();
-                    for (_, ack) in batch.drain(..) {
+                    for ack in batch.drain(..).filter_map(|(_, ack)| ack) {
                         let _ = ack.send(Err(AuditError::Write(reason.clone())));
                     }
                     return;
@@ -447,11 +472,13 @@ impl Writer {
                 self.start_wal_checkpoint();
                 for (ack, event) in acks.into_iter().zip(events) {
                     // A caller that stopped waiting still has its event recorded.
-                    let _ = ack.send(Ok(Durable {
-                        id: event.id.clone(),
-                        seq: event.seq,
-                        event_hash: event.event_hash.clone(),
-                    }));
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(Durable {
+                            id: event.id.clone(),
+                            seq: event.seq,
+                            event_hash: event.event_hash.clone(),
+                        }));
+                    }
                     // No live consumer is not an error.
                     let _ = self.committed.send(Arc::new(event));
                 }
@@ -462,7 +489,7 @@ impl Writer {
                 self.metrics.write_failures.inc_by(acks.len() as u64);
                 tracing::error!(error = %e, events = acks.len(), "audit write failed");
                 let reason = e.to_string();
-                for ack in acks {
+                for ack in acks.into_iter().flatten() {
                     let _ = ack.send(Err(AuditError::Write(reason.clone())));
                 }
             }

@@ -1,0 +1,106 @@
+//! Outcome events held for the next write-ahead commit (`audit.hold_outcomes_ms`): they share that commit, stay in
+//! chain order, are committed alone once the hold ends, and are never lost at close.
+
+use std::time::Duration;
+
+use super::*;
+
+fn holding(db: &TestDb, chain_id: &str, hold_ms: u64) -> AuditSettings {
+    AuditSettings {
+        hold_outcomes_ms: hold_ms,
+        ..settings(db, chain_id)
+    }
+}
+
+async fn stored(log: &AuditLog) -> Vec<AuditEvent> {
+    all_events(log.store()).await
+}
+
+on_both!(an_outcome_rides_with_the_next_append);
+async fn an_outcome_rides_with_the_next_append(db: TestDb) {
+    let metrics = AuditMetrics::unregistered();
+    // A hold far longer than the test: only the next append can commit the held event.
+    let log = AuditLog::open(&holding(&db, "ride", 60_000), metrics.clone())
+        .await
+        .unwrap();
+    log.enqueue(draft("a1", "outcome", "allow")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        metrics.write_duration.get_sample_count(),
+        0,
+        "an event nobody waits for is held"
+    );
+    assert!(stored(&log).await.is_empty());
+
+    let acked = log.append(draft("a2", "decision", "allow")).await.unwrap();
+    assert_eq!(
+        metrics.write_duration.get_sample_count(),
+        1,
+        "one commit carries the held event and the waited one"
+    );
+    // Chain order is queue order: the held event first.
+    assert_eq!(acked.seq(), 2);
+    let events = stored(&log).await;
+    let tools: Vec<_> = events.iter().map(|e| e.tool_name.clone()).collect();
+    assert_eq!(
+        tools,
+        vec![Some("outcome".to_owned()), Some("decision".to_owned())]
+    );
+    assert!(verify(&events).chain_intact);
+    log.close().await;
+}
+
+on_both!(a_lone_outcome_is_committed_when_the_hold_ends);
+async fn a_lone_outcome_is_committed_when_the_hold_ends(db: TestDb) {
+    let metrics = AuditMetrics::unregistered();
+    let log = AuditLog::open(&holding(&db, "lone", 20), metrics.clone())
+        .await
+        .unwrap();
+    log.enqueue(draft("a1", "outcome", "allow")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored(&log).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a held event is committed without any other traffic"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metrics.write_duration.get_sample_count(), 1);
+    log.close().await;
+}
+
+on_both!(close_commits_held_outcomes);
+async fn close_commits_held_outcomes(db: TestDb) {
+    let log = open_with(&holding(&db, "close", 60_000)).await;
+    for i in 0..3 {
+        log.enqueue(draft("a1", &format!("outcome-{i}"), "allow"))
+            .await
+            .unwrap();
+    }
+    log.close().await;
+    let events = stored(&log).await;
+    assert_eq!(events.len(), 3, "close commits what it held");
+    assert!(verify(&events).chain_intact);
+}
+
+on_both!(without_a_hold_each_batch_commits_at_once);
+async fn without_a_hold_each_batch_commits_at_once(db: TestDb) {
+    let metrics = AuditMetrics::unregistered();
+    let log = AuditLog::open(&holding(&db, "nohold", 0), metrics.clone())
+        .await
+        .unwrap();
+    log.enqueue(draft("a1", "outcome", "allow")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.write_duration.get_sample_count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(stored(&log).await.len(), 1);
+    log.close().await;
+}
+
+async fn open_with(settings: &AuditSettings) -> AuditLog {
+    AuditLog::open(settings, AuditMetrics::unregistered())
+        .await
+        .unwrap()
+}
