@@ -7,6 +7,7 @@
 //! - [`sink`]: a tiny OTLP/HTTP sink for the tracing-export run.
 //! - [`procs`]: child processes (mock upstream, the real `toolgate` binary), readiness, resident size, CPU time.
 //! - [`nginx`]: nginx as a bare reverse-proxy hop, the reference for what one plain HTTP hop costs.
+//! - [`e2e`]: one toolgate instance measured against direct and nginx, both MCP flows, CPU per call; the steady run.
 //! - [`storage`]: bytes per stored event of an SQLite audit database (`dbstat`).
 //! - [`inproc`]: engine per-call percentiles, audit writer and verify throughput.
 //! - [`report`]: the machine description and the generated sections of `BENCHMARKS.md`.
@@ -14,6 +15,7 @@
 //! The engine's criterion benchmarks are in `benches/engine.rs`; `make bench` runs them, then
 //! `toolgate-bench`, which runs everything else and writes `BENCHMARKS.md`.
 
+pub mod e2e;
 pub mod fixtures;
 pub mod inproc;
 pub mod load;
