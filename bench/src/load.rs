@@ -316,7 +316,9 @@ pub async fn open_loop_windows(
                 }
                 let (target, outcome, gate, done) =
                     (target.clone(), outcome.clone(), gate.clone(), done.clone());
-                let slot = window.map(|w| (interval.mul_f64(i as f64).as_nanos() / w.as_nanos().max(1)) as usize);
+                let slot = window.map(|w| {
+                    (interval.mul_f64(i as f64).as_nanos() / w.as_nanos().max(1)) as usize
+                });
                 handle.spawn(async move {
                     let result = match gate.acquire().await {
                         Ok(_permit) => target.call(i).await,

@@ -268,7 +268,15 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
             direct: direct.clone(),
             nginx: nginx_target.clone(),
         };
-        let v = run_variant(MAIN_VARIANT, Flow::Stateless, s, &tokens, &paths, &plan(d.rate)).await?;
+        let v = run_variant(
+            MAIN_VARIANT,
+            Flow::Stateless,
+            s,
+            &tokens,
+            &paths,
+            &plan(d.rate),
+        )
+        .await?;
         results.variants.push(v);
     }
     {
@@ -285,7 +293,15 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
             direct: Arc::new(e2e::target(direct_uri.clone(), &tokens, Flow::Session).await?),
             nginx: None,
         };
-        let v = run_variant(MAIN_VARIANT, Flow::Session, s, &tokens, &paths, &plan(d.session_rate)).await?;
+        let v = run_variant(
+            MAIN_VARIANT,
+            Flow::Session,
+            s,
+            &tokens,
+            &paths,
+            &plan(d.session_rate),
+        )
+        .await?;
         results.variants.push(v);
     }
     let paths = Paths {
@@ -304,7 +320,15 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
             chain_id: "bench-e2e-normal",
             ..base
         };
-        let v = run_variant("sqlite, durability normal", Flow::Stateless, s, &tokens, &paths, &short).await?;
+        let v = run_variant(
+            "sqlite, durability normal",
+            Flow::Stateless,
+            s,
+            &tokens,
+            &paths,
+            &short,
+        )
+        .await?;
         results.variants.push(v);
     }
 
@@ -337,7 +361,15 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
             chain_id: "bench-otlp",
             ..base
         };
-        let mut v = run_variant("sqlite + OTLP export", Flow::Stateless, s, &tokens, &paths, &short).await?;
+        let mut v = run_variant(
+            "sqlite + OTLP export",
+            Flow::Stateless,
+            s,
+            &tokens,
+            &paths,
+            &short,
+        )
+        .await?;
         v.note = format!(
             "traces to a local OTLP/HTTP sink, which received {} export requests ({} bytes)",
             received.requests(),
@@ -358,7 +390,10 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
 
     if args.steady {
         let minutes = args.steady_minutes.max(1) as usize;
-        eprintln!("steady: {STEADY_RATE} calls/s for {minutes} × {:?}", d.steady_window);
+        eprintln!(
+            "steady: {STEADY_RATE} calls/s for {minutes} × {:?}",
+            d.steady_window
+        );
         let dir = tempfile::tempdir()?;
         let url = sqlite_url(dir.path());
         let tg = procs::start_toolgate(&ToolgateSetup {
@@ -368,7 +403,16 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
             ..base
         })?;
         let db = storage::sqlite_path(&url).map(Path::to_path_buf);
-        let mut run = e2e::steady(&tg, &tokens, STEADY_RATE, minutes, d.steady_window, db.as_deref(), &plan(d.rate)).await;
+        let mut run = e2e::steady(
+            &tg,
+            &tokens,
+            STEADY_RATE,
+            minutes,
+            d.steady_window,
+            db.as_deref(),
+            &plan(d.rate),
+        )
+        .await;
         tg.stop();
         if let (Ok(run), Some(db)) = (&mut run, &db) {
             run.db = storage::measure(db).await.ok();

@@ -130,7 +130,11 @@ pub(crate) fn wait_listening(proc: &mut Proc, log: &Path) -> anyhow::Result<()> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("{} did not listen on {} within {START_DEADLINE:?}", proc.name, proc.addr)
+    bail!(
+        "{} did not listen on {} within {START_DEADLINE:?}",
+        proc.name,
+        proc.addr
+    )
 }
 
 /// A free loopback port (bound and released; the child binds it right after).

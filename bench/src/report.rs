@@ -282,7 +282,6 @@ impl Results {
         let _ = writeln!(out, "{END}");
         out
     }
-
 }
 
 /// Replaces the generated section of `path` (or creates the file around it), keeping everything else.

@@ -7,8 +7,8 @@
 //! It does as little as an MCP server can, so that what the benchmark measures is the client, the network
 //! stack and toolgate, not the tool.
 
-use std::convert::Infallible;
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 

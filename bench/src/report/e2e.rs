@@ -19,7 +19,10 @@ impl Results {
                 let _ = writeln!(out, "The nginx hop ({n}) is measured in the stateless `sqlite` variant only, alternated with the other two paths.\n");
             }
             None => {
-                let _ = writeln!(out, "The nginx hop was not measured in this run (see below).\n");
+                let _ = writeln!(
+                    out,
+                    "The nginx hop was not measured in this run (see below).\n"
+                );
             }
         }
         for v in &self.variants {
@@ -135,7 +138,13 @@ impl Results {
             );
         }
         if let Some(db) = &s.db {
-            let _ = writeln!(out, "After stop and checkpoint: {} events, {} bytes, {:.0} bytes per event.", db.events, db.total_bytes, db.bytes_per_event());
+            let _ = writeln!(
+                out,
+                "After stop and checkpoint: {} events, {} bytes, {:.0} bytes per event.",
+                db.events,
+                db.total_bytes,
+                db.bytes_per_event()
+            );
         }
         if let Some(e) = &s.total.first_error {
             let _ = writeln!(out, "\nFirst error seen: `{e}`");

@@ -41,7 +41,10 @@ impl Results {
                 );
             }
             None => {
-                let _ = writeln!(out, "| resident size after the load runs | ≤ 35 MiB | not measured | |");
+                let _ = writeln!(
+                    out,
+                    "| resident size after the load runs | ≤ 35 MiB | not measured | |"
+                );
             }
         }
         match self.decision {
@@ -177,7 +180,13 @@ impl Results {
             }
             let ratio =
                 v.saturation_proxied.throughput() / v.saturation_direct.throughput().max(1e-9);
-            let _ = writeln!(out, "| saturation throughput, toolgate / direct, {} | ≥ 40 % | {:.1} % | {} |", v.label(), ratio * 100.0, verdict(ratio >= 0.4));
+            let _ = writeln!(
+                out,
+                "| saturation throughput, toolgate / direct, {} | ≥ 40 % | {:.1} % | {} |",
+                v.label(),
+                ratio * 100.0,
+                verdict(ratio >= 0.4)
+            );
         }
         if let Some(w) = self
             .writers
@@ -216,7 +225,11 @@ impl Results {
 /// p50 and p99 at 1 000 calls/s, toolgate − direct.
 fn latency_goals(out: &mut String, v: &Variant) {
     let Some(s) = v.step(GOAL_RATE) else {
-        let _ = writeln!(out, "| latency at {GOAL_RATE} calls/s, {} | | not measured | |", v.label());
+        let _ = writeln!(
+            out,
+            "| latency at {GOAL_RATE} calls/s, {} | | not measured | |",
+            v.label()
+        );
         return;
     };
     for (q, name, limit) in [(0.5, "p50", 0.35), (0.99, "p99", 0.45)] {
