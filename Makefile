@@ -1,7 +1,7 @@
 # toolgate: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build policy-test bench fmt lint clean stack
+.PHONY: run test build policy-test bench bench-steady fmt lint clean stack
 
 ## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
 run:
@@ -25,12 +25,22 @@ stack:
 build:
 	$(CARGO) build --release -p toolgate
 
-## Benchmarks (release): engine micro-benchmarks (criterion), then end to end direct vs through toolgate, audit
-## writer, verify and memory; writes BENCHMARKS.md. PostgreSQL runs need TOOLGATE_TEST_POSTGRES_URL.
+## Benchmarks (release): engine micro-benchmarks (criterion), then end to end direct vs an nginx hop vs through
+## toolgate (stateless and session flows), audit writer, verify, storage and memory; writes BENCHMARKS.md.
+## Installs nginx if missing (scripts/install-bench-deps.sh). PostgreSQL runs need TOOLGATE_TEST_POSTGRES_URL.
 bench:
+	./scripts/install-bench-deps.sh
 	$(CARGO) build --release -p toolgate -p toolgate-bench
 	$(CARGO) bench -p toolgate-bench --bench engine -- --noplot
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --criterion-dir target/criterion --out BENCHMARKS.md
+
+## The same plus the steady run: toolgate at 2 000 calls/s for STEADY_MINUTES (default 10) minutes.
+STEADY_MINUTES ?= 10
+bench-steady:
+	./scripts/install-bench-deps.sh
+	$(CARGO) build --release -p toolgate -p toolgate-bench
+	$(CARGO) bench -p toolgate-bench --bench engine -- --noplot
+	./target/release/toolgate-bench --toolgate ./target/release/toolgate --criterion-dir target/criterion --out BENCHMARKS.md --steady --steady-minutes $(STEADY_MINUTES)
 
 fmt:
 	$(CARGO) fmt --all

@@ -5,17 +5,23 @@
 //! - [`upstream`]: the fast mock MCP upstream (the `mock-upstream` binary).
 //! - [`load`]: the load generator (open loop at a fixed rate, closed loop for saturation; the `loadgen` binary).
 //! - [`sink`]: a tiny OTLP/HTTP sink for the tracing-export run.
-//! - [`procs`]: child processes (mock upstream, the real `toolgate` binary), readiness, resident size.
+//! - [`procs`]: child processes (mock upstream, the real `toolgate` binary), readiness, resident size, CPU time.
+//! - [`nginx`]: nginx as a bare reverse-proxy hop, the reference for what one plain HTTP hop costs.
+//! - [`e2e`]: one toolgate instance measured against direct and nginx, both MCP flows, CPU per call; the steady run.
+//! - [`storage`]: bytes per stored event of an SQLite audit database (`dbstat`).
 //! - [`inproc`]: engine per-call percentiles, audit writer and verify throughput.
 //! - [`report`]: the machine description and the generated sections of `BENCHMARKS.md`.
 //!
 //! The engine's criterion benchmarks are in `benches/engine.rs`; `make bench` runs them, then
 //! `toolgate-bench`, which runs everything else and writes `BENCHMARKS.md`.
 
+pub mod e2e;
 pub mod fixtures;
 pub mod inproc;
 pub mod load;
+pub mod nginx;
 pub mod procs;
 pub mod report;
 pub mod sink;
+pub mod storage;
 pub mod upstream;

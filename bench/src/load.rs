@@ -1,6 +1,10 @@
 //! The load generator: MCP `tools/call` over streamable HTTP with a JWT, open loop at a fixed rate or closed loop
 //! at a fixed concurrency, latencies in an HdrHistogram.
 //!
+//! Two flows: stateless-era (`2026-07-28`, protocol version in `_meta`, no session) and 2025-era sessions
+//! ([`Target::open_sessions`]: `initialize` + `notifications/initialized` once per session, then every call
+//! carries `Mcp-Session-Id` and `MCP-Protocol-Version: 2025-11-25`).
+//!
 //! Open loop avoids coordinated omission: request `i` is due at `start + i / rate`, a dedicated thread sends it
 //! then whether or not earlier ones have answered, and its latency is measured from that intended time. A slow
 //! answer therefore costs every request queued behind it, as it would cost real agents; the scheduler's own
@@ -40,18 +44,27 @@ pub enum CallError {
     NoSession,
 }
 
+/// The 2025-era protocol version the session flow negotiates and then sends on every call.
+pub const SESSION_PROTOCOL_VERSION: &str = "2025-11-25";
+
 /// An MCP endpoint and the agents calling it.
 pub struct Target {
     http: Client<HttpConnector, Full<Bytes>>,
     uri: Uri,
     /// `Bearer <jwt>` of each simulated agent; call `i` uses agent `i % len`.
     bearers: Vec<HeaderValue>,
+    /// Session flow only: open sessions, call `i` uses session `i % len`. Session `k` was opened by agent
+    /// `k % agents` (a session is bound to its agent), and `len` is a multiple of the agents, so call `i` still
+    /// goes out as agent `i % agents`.
+    sessions: Vec<HeaderValue>,
 }
 
 /// Latencies and counts of one run.
 pub struct Outcome {
     /// Microseconds from the intended send time (open loop) or the send (closed loop) to the full answer.
     pub latency: Histogram<u64>,
+    /// Open loop with windows only ([`open_loop_windows`]): the latencies of the calls due in each window.
+    pub windows: Vec<Histogram<u64>>,
     /// Open loop only: microseconds the scheduler sent each request after its intended time.
     pub lag: Histogram<u64>,
     pub ok: u64,
@@ -65,6 +78,7 @@ impl Outcome {
     fn new() -> Outcome {
         Outcome {
             latency: histogram(),
+            windows: Vec::new(),
             lag: histogram(),
             ok: 0,
             errors: 0,
@@ -82,6 +96,11 @@ impl Outcome {
                 self.first_error.get_or_insert_with(|| e.to_string());
             }
         }
+    }
+
+    /// Calls answered or failed.
+    pub fn calls(&self) -> u64 {
+        self.ok + self.errors
     }
 
     /// Successful calls per second.
@@ -111,7 +130,34 @@ impl Target {
             .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
             .collect::<Result<Vec<_>, _>>()?;
         anyhow::ensure!(!bearers.is_empty(), "at least one agent token is needed");
-        Ok(Target { http, uri, bearers })
+        Ok(Target {
+            http,
+            uri,
+            bearers,
+            sessions: Vec::new(),
+        })
+    }
+
+    /// Switches to the session flow: opens `n` sessions (rounded up to a multiple of the agents), 16 at a time,
+    /// each by its own agent, and sends every later call in one of them.
+    pub async fn open_sessions(mut self, n: usize) -> anyhow::Result<Target> {
+        let agents = self.bearers.len();
+        let n = n.div_ceil(agents) * agents;
+        let mut sessions = Vec::with_capacity(n);
+        for k in 0..n as u64 {
+            let sid = self
+                .initialize(k)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening session {k}: {e}"))?;
+            sessions.push(HeaderValue::from_str(&sid)?);
+        }
+        self.sessions = sessions;
+        Ok(self)
+    }
+
+    /// Whether calls go out in sessions (2025-era) rather than stateless (2026-07-28).
+    pub fn in_sessions(&self) -> bool {
+        !self.sessions.is_empty()
     }
 
     fn request(&self, i: u64, body: String, session: Option<&str>) -> Request<Full<Bytes>> {
@@ -132,15 +178,33 @@ impl Target {
         req
     }
 
-    /// One stateless-era (2026-07-28, `_meta`) `tools/call` of `echo`; Ok when the answer is a JSON-RPC result.
+    /// One `tools/call` of `echo`; Ok when the answer is a JSON-RPC result. Stateless-era (2026-07-28, `_meta`)
+    /// unless sessions are open, then 2025-era in session `i % sessions`.
     pub async fn call(&self, i: u64) -> Result<(), CallError> {
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
-        );
+        let mut req = if self.sessions.is_empty() {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+            );
+            self.request(i, body, None)
+        } else {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}}}}}}"#
+            );
+            let session = &self.sessions[(i % self.sessions.len() as u64) as usize];
+            let mut req = self.request(i, body, None);
+            req.headers_mut().insert("mcp-session-id", session.clone());
+            req
+        };
+        if self.in_sessions() {
+            req.headers_mut().insert(
+                "mcp-protocol-version",
+                HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
+            );
+        }
         let send = async {
             let resp = self
                 .http
-                .request(self.request(i, body, None))
+                .request(req)
                 .await
                 .map_err(|e| CallError::Transport(e.to_string()))?;
             let status = resp.status();
@@ -166,7 +230,7 @@ impl Target {
     /// A 2025-era `initialize` (then `notifications/initialized`), as agent `i`; returns the session id.
     pub async fn initialize(&self, i: u64) -> Result<String, CallError> {
         let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{i},"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"toolgate-bench","version":"0"}}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"initialize","params":{{"protocolVersion":"{SESSION_PROTOCOL_VERSION}","capabilities":{{}},"clientInfo":{{"name":"toolgate-bench","version":"0"}}}}}}"#
         );
         let resp = self
             .http
@@ -185,9 +249,14 @@ impl Target {
         }
         let sid = sid.ok_or(CallError::NoSession)?;
         let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
+        let mut req = self.request(i, note, Some(&sid));
+        req.headers_mut().insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
+        );
         let resp = self
             .http
-            .request(self.request(i, note, Some(&sid)))
+            .request(req)
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let status = resp.status();
@@ -205,19 +274,36 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Open loop: `rate` calls per second for `duration`, each timed from its intended send time.
 pub async fn open_loop(target: Arc<Target>, rate: u32, duration: Duration) -> Outcome {
+    open_loop_windows(target, rate, duration, None).await
+}
+
+/// [`open_loop`], also keeping the latencies of the calls due in each `window` (the steady run's minutes) apart.
+pub async fn open_loop_windows(
+    target: Arc<Target>,
+    rate: u32,
+    duration: Duration,
+    window: Option<Duration>,
+) -> Outcome {
     let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let handle = tokio::runtime::Handle::current();
-    let outcome = Arc::new(Mutex::new(Outcome::new()));
+    let mut initial = Outcome::new();
+    if let Some(w) = window {
+        let n = duration.as_nanos().div_ceil(w.as_nanos().max(1)) as usize;
+        initial.windows = (0..n.max(1)).map(|_| histogram()).collect();
+    }
+    let outcome = Arc::new(Mutex::new(initial));
     let gate = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let start = Instant::now() + Duration::from_millis(20);
+    // Every task holds a clone of `done`; the receiver sees the channel close once the scheduler and all tasks
+    // have dropped theirs. Keeping no JoinHandle per call keeps a ten-minute run's memory flat.
+    let (done, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
 
     // The scheduler is a plain thread: tokio's timer has millisecond granularity, which at 5 000 calls/s
     // would send requests in bursts of five and count the burst as latency.
     let scheduler = {
         let outcome = outcome.clone();
         std::thread::spawn(move || {
-            let mut tasks = Vec::with_capacity(total as usize);
             for i in 0..total {
                 let due = start + interval.mul_f64(i as f64);
                 let now = Instant::now();
@@ -228,29 +314,32 @@ pub async fn open_loop(target: Arc<Target>, rate: u32, duration: Duration) -> Ou
                 if let Ok(mut o) = outcome.lock() {
                     o.lag.saturating_record(lag.max(1));
                 }
-                let (target, outcome, gate) = (target.clone(), outcome.clone(), gate.clone());
-                tasks.push(handle.spawn(async move {
+                let (target, outcome, gate, done) =
+                    (target.clone(), outcome.clone(), gate.clone(), done.clone());
+                let slot = window.map(|w| {
+                    (interval.mul_f64(i as f64).as_nanos() / w.as_nanos().max(1)) as usize
+                });
+                handle.spawn(async move {
                     let result = match gate.acquire().await {
                         Ok(_permit) => target.call(i).await,
                         Err(_) => Err(CallError::Transport("gate closed".into())),
                     };
                     let micros = due.elapsed().as_micros() as u64;
                     if let Ok(mut o) = outcome.lock() {
+                        if let Some(h) = slot.and_then(|k| o.windows.get_mut(k)) {
+                            h.saturating_record(micros.max(1));
+                        }
                         o.record(micros, result);
                     }
-                }));
+                    // The Arc first: once the last `done` is gone the caller unwraps it.
+                    drop(outcome);
+                    drop(done);
+                });
             }
-            tasks
         })
     };
-    let tasks = tokio::task::spawn_blocking(move || scheduler.join())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    for task in tasks {
-        let _ = task.await;
-    }
+    let _ = tokio::task::spawn_blocking(move || scheduler.join()).await;
+    let _ = all_done.recv().await;
     let elapsed = start.elapsed();
     let mut outcome = match Arc::try_unwrap(outcome) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
@@ -294,4 +383,22 @@ pub async fn closed_loop(target: Arc<Target>, concurrency: usize, duration: Dura
     }
     total.elapsed = start.elapsed();
     total
+}
+
+/// Which era of MCP the calls of a run speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// 2026-07-28: no session, the protocol version in each call's `_meta`.
+    Stateless,
+    /// 2025-11-25: `initialize` once per session, then `Mcp-Session-Id` on every call.
+    Session,
+}
+
+impl Flow {
+    pub fn label(self) -> &'static str {
+        match self {
+            Flow::Stateless => "stateless, 2026-07-28",
+            Flow::Session => "sessions, 2025-11-25",
+        }
+    }
 }

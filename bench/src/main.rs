@@ -1,5 +1,7 @@
 //! `toolgate-bench`: runs every benchmark except criterion's (engine percentiles, audit writer and verify,
-//! memory, end to end direct vs through the real `toolgate` binary) and writes the figures into BENCHMARKS.md.
+//! memory, end to end direct vs an nginx hop vs through the real `toolgate` binary in both MCP flows, toolgate's
+//! CPU per call, bytes per stored event, and with `--steady` a long run at one rate) and writes the figures into
+//! BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,12 +11,13 @@ use anyhow::Context;
 use clap::Parser;
 use toolgate::audit::Durability;
 use toolgate::auth::{mint_hs256, AuthSettings};
+use toolgate_bench::e2e::{self, Paths, Plan};
 use toolgate_bench::fixtures::policy_dir;
 use toolgate_bench::inproc::{self, PgScratch};
-use toolgate_bench::load::{closed_loop, open_loop, Target};
-use toolgate_bench::procs::{self, Proc, ToolgateSetup};
-use toolgate_bench::report::{self, Machine, RateStep, Results, Variant};
-use toolgate_bench::sink;
+use toolgate_bench::load::{Flow, Target};
+use toolgate_bench::procs::{self, ToolgateSetup};
+use toolgate_bench::report::{self, Machine, Results, Variant, MAIN_VARIANT};
+use toolgate_bench::{nginx, sink, storage};
 
 #[derive(Parser)]
 #[command(about = "toolgate's end-to-end, audit and memory benchmarks; writes BENCHMARKS.md")]
@@ -30,10 +33,18 @@ struct Args {
     /// Short phases, to check the harness (figures indicative only).
     #[arg(long)]
     quick: bool,
+    /// Also run the steady variant: `sqlite` (stateless) at 2 000 calls/s for --steady-minutes minutes (in
+    /// --quick mode, windows of 10 s instead of minutes).
+    #[arg(long)]
+    steady: bool,
+    #[arg(long, default_value_t = 10)]
+    steady_minutes: u32,
 }
 
-/// The fixed rates of the issue, calls per second.
-const RATES: [u32; 3] = [500, 2000, 5000];
+/// The fixed rates of the performance issue (its goals are stated at 1 000 and 2 000), calls per second.
+const RATES: [u32; 3] = [1000, 2000, 5000];
+/// The steady run's rate.
+const STEADY_RATE: u32 = 2000;
 /// Concurrent callers of the saturation (closed-loop) runs: enough to keep two cores busy.
 const SATURATION_CONCURRENCY: usize = 32;
 /// Open sessions for the memory measurement.
@@ -41,12 +52,17 @@ const SESSIONS: u64 = 1000;
 /// Simulated agents (distinct tokens) in the end-to-end runs.
 const AGENTS: usize = 4;
 
+/// Phase lengths. The main variant (`sqlite`, stateless, with the nginx hop) gets the longest phases, the
+/// session flow of the same configuration shorter ones, the other variants the shortest: together about the
+/// eight minutes of the run before the nginx hop and the session flow were added.
 struct Durations {
     rate: Duration,
+    session_rate: Duration,
     variant_rate: Duration,
     saturation: Duration,
     warmup: Duration,
     writer: Duration,
+    steady_window: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,18 +70,22 @@ fn main() -> anyhow::Result<()> {
     let d = if args.quick {
         Durations {
             rate: Duration::from_secs(2),
+            session_rate: Duration::from_secs(1),
             variant_rate: Duration::from_secs(1),
             saturation: Duration::from_secs(2),
             warmup: Duration::from_millis(500),
             writer: Duration::from_secs(1),
+            steady_window: Duration::from_secs(10),
         }
     } else {
         Durations {
-            rate: Duration::from_secs(10),
-            variant_rate: Duration::from_secs(5),
-            saturation: Duration::from_secs(5),
+            rate: Duration::from_secs(8),
+            session_rate: Duration::from_secs(5),
+            variant_rate: Duration::from_secs(3),
+            saturation: Duration::from_secs(4),
             warmup: Duration::from_secs(2),
             writer: Duration::from_secs(3),
+            steady_window: Duration::from_secs(60),
         }
     };
     let started = Instant::now();
@@ -97,10 +117,13 @@ fn main() -> anyhow::Result<()> {
         rss_sessions_kib: 0,
         sessions_opened: 0,
         variants: Vec::new(),
+        nginx: None,
+        steady: None,
         skipped,
         settings: format!(
-            "rates {RATES:?} calls/s for {:?} each (variants {:?}), saturation {SATURATION_CONCURRENCY} callers for {:?}, {AGENTS} agents, toolgate logs to a file",
-            d.rate, d.variant_rate, d.saturation
+            "rates {RATES:?} calls/s for {:?} per path (`sqlite` session flow {:?}, other variants {:?}), saturation {SATURATION_CONCURRENCY} callers for {:?}, {AGENTS} agents, {} sessions per target in the session flow, toolgate logs to a file{}",
+            d.rate, d.session_rate, d.variant_rate, d.saturation, e2e::SESSIONS_PER_TARGET,
+            if args.steady { format!(", steady run {STEADY_RATE} calls/s for {} × {:?}", args.steady_minutes, d.steady_window) } else { String::new() }
         ),
     };
     runtime.block_on(run(&args, &d, &mut results))?;
@@ -183,16 +206,54 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         })?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         results.rss_idle_kib = tg.memory_kib()?.0;
-        let target = Arc::new(Target::new(mcp_uri(&tg)?, &tokens)?);
+        let target = Arc::new(Target::new(e2e::mcp_uri(&tg)?, &tokens)?);
         results.sessions_opened = open_sessions(&target, SESSIONS).await?;
         results.rss_sessions_kib = tg.memory_kib()?.0;
         tg.stop();
     }
 
-    let direct = Arc::new(Target::new(
-        format!("http://{}/mcp", upstream.addr).parse()?,
-        &tokens,
-    )?);
+    let plan = |rate_duration| Plan {
+        rates: RATES.to_vec(),
+        rate_duration,
+        saturation: d.saturation,
+        concurrency: SATURATION_CONCURRENCY,
+        warmup: d.warmup,
+        clock_ticks: procs::clock_ticks_per_sec(),
+    };
+    let direct_uri: hyper::Uri = format!("http://{}/mcp", upstream.addr).parse()?;
+    let direct = Arc::new(Target::new(direct_uri.clone(), &tokens)?);
+
+    // The bare reverse-proxy hop, in front of the same mock, for the main variant.
+    let nginx_dir = tempfile::tempdir()?;
+    let nginx_proc = match nginx::find() {
+        Some(binary) => match nginx::start(&binary, nginx_dir.path(), upstream.addr) {
+            Ok(p) => {
+                results.nginx = Some(format!(
+                    "{}, `worker_processes {}` = one per CPU like toolgate's runtime, keep-alive to the upstream, `access_log off`",
+                    nginx::version(&binary),
+                    nginx::WORKER_PROCESSES
+                ));
+                Some(p)
+            }
+            Err(e) => {
+                results
+                    .skipped
+                    .push(format!("nginx hop: nginx did not start: {e:#}"));
+                None
+            }
+        },
+        None => {
+            results.skipped.push("nginx hop: nginx is not installed (`scripts/install-bench-deps.sh` installs it; `make bench` runs it)".into());
+            None
+        }
+    };
+    let nginx_target = match &nginx_proc {
+        Some(p) => Some(Arc::new(Target::new(
+            format!("http://{}/mcp", p.addr).parse()?,
+            &tokens,
+        )?)),
+        None => None,
+    };
 
     {
         let dir = tempfile::tempdir()?;
@@ -203,10 +264,51 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
             chain_id: "bench-e2e",
             ..base
         };
-        results
-            .variants
-            .push(run_variant("sqlite", s, &direct, &tokens, d.rate, d).await?);
+        let paths = Paths {
+            direct: direct.clone(),
+            nginx: nginx_target.clone(),
+        };
+        let v = run_variant(
+            MAIN_VARIANT,
+            Flow::Stateless,
+            s,
+            &tokens,
+            &paths,
+            &plan(d.rate),
+        )
+        .await?;
+        results.variants.push(v);
     }
+    {
+        // The same configuration in the 2025-era session flow, direct calls in sessions of the mock too.
+        let dir = tempfile::tempdir()?;
+        let url = sqlite_url(dir.path());
+        let s = ToolgateSetup {
+            dir: dir.path(),
+            database_url: &url,
+            chain_id: "bench-e2e-session",
+            ..base
+        };
+        let paths = Paths {
+            direct: Arc::new(e2e::target(direct_uri.clone(), &tokens, Flow::Session).await?),
+            nginx: None,
+        };
+        let v = run_variant(
+            MAIN_VARIANT,
+            Flow::Session,
+            s,
+            &tokens,
+            &paths,
+            &plan(d.session_rate),
+        )
+        .await?;
+        results.variants.push(v);
+    }
+    let paths = Paths {
+        direct: direct.clone(),
+        nginx: None,
+    };
+    let short = plan(d.variant_rate);
     {
         // The same without an fsync per commit: how much of the overhead is the disk's.
         let dir = tempfile::tempdir()?;
@@ -220,11 +322,11 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         };
         let v = run_variant(
             "sqlite, durability normal",
+            Flow::Stateless,
             s,
-            &direct,
             &tokens,
-            d.variant_rate,
-            d,
+            &paths,
+            &short,
         )
         .await?;
         results.variants.push(v);
@@ -240,7 +342,7 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
             chain_id: &chain,
             ..base
         };
-        let outcome = run_variant("postgresql", s, &direct, &tokens, d.variant_rate, d).await;
+        let outcome = run_variant("postgresql", Flow::Stateless, s, &tokens, &paths, &short).await;
         pg.drop_now().await?;
         results.variants.push(outcome?);
     }
@@ -261,11 +363,11 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         };
         let mut v = run_variant(
             "sqlite + OTLP export",
+            Flow::Stateless,
             s,
-            &direct,
             &tokens,
-            d.variant_rate,
-            d,
+            &paths,
+            &short,
         )
         .await?;
         v.note = format!(
@@ -281,6 +383,41 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         sink_task.abort();
     } else {
         results.skipped.push("tracing export (`telemetry.otlp_endpoint`): pending, the traces feature has not landed (no OpenTelemetry exporter in Cargo.lock)".into());
+    }
+    if let Some(p) = nginx_proc {
+        p.stop();
+    }
+
+    if args.steady {
+        let minutes = args.steady_minutes.max(1) as usize;
+        eprintln!(
+            "steady: {STEADY_RATE} calls/s for {minutes} × {:?}",
+            d.steady_window
+        );
+        let dir = tempfile::tempdir()?;
+        let url = sqlite_url(dir.path());
+        let tg = procs::start_toolgate(&ToolgateSetup {
+            dir: dir.path(),
+            database_url: &url,
+            chain_id: "bench-steady",
+            ..base
+        })?;
+        let db = storage::sqlite_path(&url).map(Path::to_path_buf);
+        let mut run = e2e::steady(
+            &tg,
+            &tokens,
+            STEADY_RATE,
+            minutes,
+            d.steady_window,
+            db.as_deref(),
+            &plan(d.rate),
+        )
+        .await;
+        tg.stop();
+        if let (Ok(run), Some(db)) = (&mut run, &db) {
+            run.db = storage::measure(db).await.ok();
+        }
+        results.steady = Some(run?);
     }
     upstream.stop();
     Ok(())
@@ -316,10 +453,6 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("audit.db").display())
 }
 
-fn mcp_uri(tg: &Proc) -> anyhow::Result<hyper::Uri> {
-    Ok(format!("http://{}/mcp/bench", tg.addr).parse()?)
-}
-
 /// Opens `n` 2025-era sessions (16 at a time) and keeps them: nothing ends them before the measurement.
 async fn open_sessions(target: &Arc<Target>, n: u64) -> anyhow::Result<u64> {
     let mut opened = 0;
@@ -348,63 +481,26 @@ async fn open_sessions(target: &Arc<Target>, n: u64) -> anyhow::Result<u64> {
     Ok(opened)
 }
 
-/// Starts toolgate as `setup` says, measures it as [`variant`] does and stops it.
+/// Starts toolgate as `setup` says, measures it as [`e2e::measure`] does, stops it and, for SQLite, measures
+/// what its database holds.
 async fn run_variant(
     name: &str,
+    flow: Flow,
     setup: ToolgateSetup<'_>,
-    direct: &Arc<Target>,
     tokens: &[String],
-    rate_duration: Duration,
-    d: &Durations,
+    paths: &Paths,
+    plan: &Plan,
 ) -> anyhow::Result<Variant> {
-    eprintln!("end to end: {name}");
+    eprintln!("end to end: {name} ({})", flow.label());
     let tg = procs::start_toolgate(&setup)?;
-    let v = variant(name, &tg, direct, tokens, rate_duration, d).await;
+    let v = e2e::measure(name, flow, &tg, tokens, paths, plan).await;
     tg.stop();
-    v
-}
-
-/// The fixed rates (direct and through toolgate, interleaved so drift in the machine's load hits both) and the
-/// saturation throughput of each, for one toolgate instance.
-async fn variant(
-    name: &str,
-    tg: &Proc,
-    direct: &Arc<Target>,
-    tokens: &[String],
-    rate_duration: Duration,
-    d: &Durations,
-) -> anyhow::Result<Variant> {
-    let proxied = Arc::new(Target::new(mcp_uri(tg)?, tokens)?);
-    // Warm connections, caches (token cache, evaluators per worker) and the SQLite page cache.
-    for target in [direct, &proxied] {
-        let warm = closed_loop(target.clone(), 8, d.warmup).await;
-        anyhow::ensure!(
-            warm.ok > 0,
-            "{name}: warm-up got no successful call: {}",
-            warm.first_error.unwrap_or_default()
-        );
+    let mut v = v?;
+    if let Some(db) = storage::sqlite_path(setup.database_url) {
+        match storage::measure(db).await {
+            Ok(size) => v.db = Some(size),
+            Err(e) => v.note = format!("audit storage not measured: {e:#}"),
+        }
     }
-    let mut steps = Vec::new();
-    for rate in RATES {
-        eprintln!("  {name}: {rate} calls/s");
-        let direct_outcome = open_loop(direct.clone(), rate, rate_duration).await;
-        let proxied_outcome = open_loop(proxied.clone(), rate, rate_duration).await;
-        steps.push(RateStep {
-            rate,
-            direct: direct_outcome,
-            proxied: proxied_outcome,
-        });
-    }
-    eprintln!("  {name}: saturation");
-    let saturation_direct = closed_loop(direct.clone(), SATURATION_CONCURRENCY, d.saturation).await;
-    let saturation_proxied =
-        closed_loop(proxied.clone(), SATURATION_CONCURRENCY, d.saturation).await;
-    Ok(Variant {
-        name: name.to_owned(),
-        steps,
-        saturation_direct,
-        saturation_proxied,
-        rss_kib: tg.memory_kib()?,
-        note: String::new(),
-    })
+    Ok(v)
 }

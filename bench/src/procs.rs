@@ -1,5 +1,6 @@
-//! Child processes of a benchmark run: the mock upstream and the real `toolgate` release binary, each on a
-//! loopback port, started, polled until ready (with a deadline) and stopped by their own pid.
+//! Child processes of a benchmark run: the mock upstream and the real `toolgate` release binary (nginx is in
+//! [`crate::nginx`]), each on a loopback port, started, polled until ready (with a deadline) and stopped by their
+//! own pid. Also what the run reads of them from `/proc`: resident size and CPU time.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -23,8 +24,17 @@ pub struct Proc {
 }
 
 impl Proc {
+    pub(crate) fn new(child: Child, addr: SocketAddr, name: &'static str) -> Proc {
+        Proc { child, addr, name }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// CPU time the process (all its threads) has used so far, in clock ticks; see [`cpu_ticks`].
+    pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        cpu_ticks(self.pid()).with_context(|| format!("CPU time of {}", self.name))
     }
 
     /// Resident set size now and at its peak, in KiB, from `/proc/PID/status`.
@@ -72,6 +82,59 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// CPU time process `pid` (all its threads) has used so far, in clock ticks: `utime + stime` of
+/// `/proc/PID/stat`. Divide by [`clock_ticks_per_sec`].
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after its `)`.
+    // There, field 3 (state) is index 0, so utime (14) and stime (15) are indexes 11 and 12.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("no `)` in /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields
+            .get(i)
+            .context("/proc/PID/stat is too short")?
+            .parse()?)
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// `sysconf(_SC_CLK_TCK)` through `getconf CLK_TCK` (no libc binding needed for one number); 100, Linux's
+/// value for decades, if getconf is missing.
+pub fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// Polls until something accepts TCP connections on `addr`, failing early if the child exits.
+pub(crate) fn wait_listening(proc: &mut Proc, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_DEADLINE;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("{} exited ({status}) at start:\n{tail}", proc.name);
+        }
+        if std::net::TcpStream::connect_timeout(&proc.addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "{} did not listen on {} within {START_DEADLINE:?}",
+        proc.name,
+        proc.addr
+    )
 }
 
 /// A free loopback port (bound and released; the child binds it right after).

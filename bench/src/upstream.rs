@@ -1,11 +1,16 @@
 //! The fast mock MCP upstream: streamable HTTP (JSON answers), both protocol eras, `tools/call` answered at once.
 //!
+//! 2025-era sessions are real enough for the session flow to be honest: `initialize` issues an `Mcp-Session-Id`,
+//! a request carrying an id never issued (or ended by `DELETE`) gets 404 as the spec says, so a proxy that lost
+//! or rewrote the session would show up as errors. Requests without the header are the stateless era.
+//!
 //! It does as little as an MCP server can, so that what the benchmark measures is the client, the network
 //! stack and toolgate, not the tool.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -22,6 +27,26 @@ use tokio::net::TcpListener;
 pub struct Counters {
     pub tool_calls: AtomicU64,
     pub sessions: AtomicU64,
+    /// Session ids issued and not ended. A read lock per session request: cheap next to the HTTP work.
+    open: RwLock<HashSet<String>>,
+}
+
+impl Counters {
+    fn is_open(&self, sid: &str) -> bool {
+        self.open
+            .read()
+            .map(|s| s.contains(sid))
+            .unwrap_or_else(|p| p.into_inner().contains(sid))
+    }
+
+    fn set_open(&self, sid: &str, open: bool) {
+        let mut set = self.open.write().unwrap_or_else(|p| p.into_inner());
+        if open {
+            set.insert(sid.to_owned());
+        } else {
+            set.remove(sid);
+        }
+    }
 }
 
 /// Serves MCP on `listener` until the process ends. One task per connection, HTTP/1.1 keep-alive.
@@ -46,7 +71,20 @@ async fn answer(
     req: Request<Incoming>,
     counters: Arc<Counters>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let sid = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(sid) = &sid {
+        if !counters.is_open(sid) {
+            return Ok(status(StatusCode::NOT_FOUND));
+        }
+    }
     if req.method() == Method::DELETE {
+        if let Some(sid) = &sid {
+            counters.set_open(sid, false);
+        }
         return Ok(status(StatusCode::OK));
     }
     if req.method() != Method::POST {
@@ -71,7 +109,9 @@ async fn answer(
         }
         "initialize" => {
             let n = counters.sessions.fetch_add(1, Ordering::Relaxed);
-            session = Some(format!("bench-{n:016x}"));
+            let sid = format!("bench-{n:016x}");
+            counters.set_open(&sid, true);
+            session = Some(sid);
             let version = message["params"]["protocolVersion"]
                 .as_str()
                 .unwrap_or("2025-11-25")
