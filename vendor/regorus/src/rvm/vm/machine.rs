@@ -59,6 +59,15 @@ pub struct RegoVM {
     /// Rule execution cache: rule_index -> (computed: bool, result: Value)
     pub(super) rule_cache: Vec<(bool, Value)>,
 
+    /// toolgate patch: whether values of static rules are kept across evaluations (see `static_rules`).
+    pub(super) cache_static_rules: bool,
+
+    /// toolgate patch: per rule, whether it is static (filled when `cache_static_rules` is on).
+    pub(super) static_rules: Vec<bool>,
+
+    /// toolgate patch: values of static rules from earlier evaluations.
+    pub(super) static_rule_values: Vec<Option<Value>>,
+
     /// Global data object
     pub(super) data: Value,
 
@@ -243,6 +252,9 @@ impl RegoVM {
             program: Arc::new(Program::default()),
             compiled_policy: None,
             rule_cache: Vec::new(),
+            cache_static_rules: false,
+            static_rules: Vec::new(),
+            static_rule_values: Vec::new(),
             data: Value::Null,
             input: Value::Null,
             context: Value::Undefined,
@@ -336,6 +348,9 @@ impl RegoVM {
 
         // Cache the metadata as a Value for LoadMetadata instructions
         self.metadata_value = program.metadata.to_value();
+
+        // toolgate patch: values kept from the previous program do not apply to this one.
+        self.set_cache_static_rules(self.cache_static_rules);
     }
 
     /// Set the compiled policy for default rule evaluation
@@ -364,6 +379,7 @@ impl RegoVM {
         self.program.check_rule_data_conflicts(&data)?;
 
         self.data = data;
+        self.forget_static_rules();
         Ok(())
     }
 
@@ -418,8 +434,10 @@ impl RegoVM {
     }
 
     /// Configure whether builtin operations should raise errors strictly
-    pub const fn set_strict_builtin_errors(&mut self, strict: bool) {
+    pub fn set_strict_builtin_errors(&mut self, strict: bool) {
         self.strict_builtin_errors = strict;
+        // toolgate patch: a kept rule value may depend on how builtin errors were treated.
+        self.forget_static_rules();
     }
 
     /// Returns whether builtin operations raise errors strictly
@@ -1016,7 +1034,7 @@ impl RegoVM {
     pub(super) fn get_register(&self, index: u8) -> Result<&Value> {
         self.registers
             .get(usize::from(index))
-            .ok_or(VmError::RegisterIndexOutOfBounds {
+            .ok_or_else(|| VmError::RegisterIndexOutOfBounds {
                 index,
                 pc: self.pc,
                 register_count: self.registers.len(),
@@ -1031,7 +1049,7 @@ impl RegoVM {
     pub(super) fn take_register(&mut self, index: u8) -> Result<Value> {
         let register_count = self.registers.len();
 
-        let slot = self.registers.get_mut(usize::from(index)).ok_or(
+        let slot = self.registers.get_mut(usize::from(index)).ok_or_else(|| 
             VmError::RegisterIndexOutOfBounds {
                 index,
                 pc: self.pc,
@@ -1046,7 +1064,7 @@ impl RegoVM {
     pub(super) fn set_register(&mut self, index: u8, value: Value) -> Result<()> {
         let register_count = self.registers.len();
 
-        let slot = self.registers.get_mut(usize::from(index)).ok_or(
+        let slot = self.registers.get_mut(usize::from(index)).ok_or_else(|| 
             VmError::RegisterIndexOutOfBounds {
                 index,
                 pc: self.pc,
@@ -1124,7 +1142,7 @@ impl RegoVM {
             });
         }
         // SAFETY: we just ensured it's Some above
-        self.dummy_span.as_ref().ok_or(VmError::Internal {
+        self.dummy_span.as_ref().ok_or_else(|| VmError::Internal {
             message: String::from("dummy span not initialized"),
             pc: self.pc,
         })

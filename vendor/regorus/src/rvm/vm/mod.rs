@@ -13,6 +13,7 @@ mod loops;
 mod machine;
 mod rules;
 mod state;
+mod static_rules;
 mod virtual_data;
 
 pub use context::{CallRuleContext, IterationState, LoopContext};
