@@ -334,6 +334,23 @@ impl<'a> Compiler<'a> {
         let import_key =
             append_path_component(&self.current_package, root).map_err(CompilerError::from)?;
         if let Some(import_expr) = self.policy.inner.imports.get(&import_key) {
+            // toolgate patch: `alias.x.y` under `import data.a.b as alias` is compiled as `data.a.b.x.y`,
+            // so that a rule it names is called directly (`CallRule`). Compiling the import on its own
+            // built the whole package `data.a.b` as a virtual document, evaluating every rule in it,
+            // only to index one field out of it: the same value at many times the cost.
+            if !chain.components.is_empty() {
+                if let Ok(import_chain) = parse_reference_chain(import_expr) {
+                    if matches!(import_chain.root, ReferenceRoot::Variable(ref r) if r == "data") {
+                        let mut components = import_chain.components;
+                        components.extend(chain.components.iter().cloned());
+                        let full_chain = ReferenceChain {
+                            root: ReferenceRoot::Variable("data".to_string()),
+                            components,
+                        };
+                        return self.compile_data_chain(&full_chain, span);
+                    }
+                }
+            }
             let import_reg =
                 self.compile_rego_expr_with_span(import_expr, import_expr.span(), false)?;
             if chain.components.is_empty() {
