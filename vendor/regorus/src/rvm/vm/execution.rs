@@ -30,13 +30,13 @@ impl RegoVM {
         crate::utils::limits::without_memory_budget_scope(|| {
             Self::ensure_memory_budget_execution_mode()?;
             let (entry_point_name, entry_point_pc) = {
-                let (name, &pc) = self.program.entry_points.get_index(index).ok_or_else(|| 
+                let (name, &pc) = self.program.entry_points.get_index(index).ok_or_else(|| {
                     VmError::InvalidEntryPointIndex {
                         index,
                         max_index: self.program.entry_points.len().saturating_sub(1),
                         pc: self.pc,
-                    },
-                )?;
+                    }
+                })?;
                 (name.clone(), pc)
             };
 
@@ -159,12 +159,12 @@ impl RegoVM {
 
             self.execution_timer_tick(1)?;
             self.executed_instructions = self.executed_instructions.saturating_add(1);
-            let instruction = program.instructions.get(self.pc).cloned().ok_or_else(|| 
+            let instruction = program.instructions.get(self.pc).cloned().ok_or_else(|| {
                 VmError::ProgramCounterOutOfBounds {
                     pc: self.pc,
                     instruction_count: program.instructions.len(),
-                },
-            )?;
+                }
+            })?;
 
             match self.execute_instruction(&program, instruction)? {
                 InstructionOutcome::Continue => {
@@ -440,13 +440,13 @@ impl RegoVM {
             });
 
             if should_finalize_rule {
-                let frame = self
-                    .execution_stack
-                    .pop()
-                    .ok_or_else(|| VmError::MissingExecutionFrame {
-                        context: "finalizing rule",
-                        pc: self.pc,
-                    })?;
+                let frame =
+                    self.execution_stack
+                        .pop()
+                        .ok_or_else(|| VmError::MissingExecutionFrame {
+                            context: "finalizing rule",
+                            pc: self.pc,
+                        })?;
                 self.finalize_rule_execution_frame(frame, last_result)?;
                 if self.execution_stack.is_empty() {
                     break;
@@ -455,13 +455,13 @@ impl RegoVM {
             }
 
             let frame_pc = {
-                let frame = self
-                    .execution_stack
-                    .last()
-                    .ok_or_else(|| VmError::MissingExecutionFrame {
-                        context: "determining pc",
-                        pc: self.pc,
-                    })?;
+                let frame =
+                    self.execution_stack
+                        .last()
+                        .ok_or_else(|| VmError::MissingExecutionFrame {
+                            context: "determining pc",
+                            pc: self.pc,
+                        })?;
                 frame.pc
             };
 
@@ -479,13 +479,13 @@ impl RegoVM {
             }
 
             if frame_pc >= program.instructions.len() {
-                let frame = self
-                    .execution_stack
-                    .pop()
-                    .ok_or_else(|| VmError::MissingExecutionFrame {
-                        context: "finalizing out-of-range pc",
-                        pc: self.pc,
-                    })?;
+                let frame =
+                    self.execution_stack
+                        .pop()
+                        .ok_or_else(|| VmError::MissingExecutionFrame {
+                            context: "finalizing out-of-range pc",
+                            pc: self.pc,
+                        })?;
                 self.finalize_rule_execution_frame(frame, last_result)?;
                 if self.execution_stack.is_empty() {
                     break;
@@ -513,12 +513,12 @@ impl RegoVM {
                 self.execution_state = ExecutionState::Error { error: err.clone() };
                 return Err(err);
             }
-            let instruction = program.instructions.get(self.pc).cloned().ok_or_else(|| 
+            let instruction = program.instructions.get(self.pc).cloned().ok_or_else(|| {
                 VmError::ProgramCounterOutOfBounds {
                     pc: self.pc,
                     instruction_count: program.instructions.len(),
-                },
-            )?;
+                }
+            })?;
             if let Some(frame_info) = self.execution_stack.last() {
                 if let FrameKind::Comprehension { ref context, .. } = frame_info.kind {
                     if context.iteration_state.is_none()
@@ -526,13 +526,12 @@ impl RegoVM {
                         && !matches!(instruction, Instruction::ComprehensionEnd { .. })
                     {
                         let resume_pc = frame_pc;
-                        let _completed =
-                            self.execution_stack
-                                .pop()
-                                .ok_or_else(|| VmError::MissingExecutionFrame {
-                                    context: "unwinding comprehension",
-                                    pc: self.pc,
-                                })?;
+                        let _completed = self.execution_stack.pop().ok_or_else(|| {
+                            VmError::MissingExecutionFrame {
+                                context: "unwinding comprehension",
+                                pc: self.pc,
+                            }
+                        })?;
                         if let Some(parent) = self.execution_stack.last_mut() {
                             parent.pc = resume_pc;
                             self.frame_pc_overridden = true;

@@ -213,7 +213,8 @@ impl RegoVM {
 
     /// Keeps the value a rule just got when the rule is static.
     pub(super) fn keep_static_rule(&mut self, rule_index: usize, value: &Value) {
-        if !self.cache_static_rules || !self.static_rules.get(rule_index).copied().unwrap_or(false) {
+        if !self.cache_static_rules || !self.static_rules.get(rule_index).copied().unwrap_or(false)
+        {
             return;
         }
         if let Some(slot) = self.static_rule_values.get_mut(rule_index) {
