@@ -23,6 +23,8 @@ mod results;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vm_patch_tests;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -337,6 +339,9 @@ impl PolicySet {
         // Without this the VM turns a failing builtin into undefined, so `not f(x)` on a bad argument would
         // succeed; strict, the error fails the whole rule body instead (the VM does not surface it).
         vm.set_strict_builtin_errors(true);
+        // Rules that read neither the input nor a clock (the library's config-derived sets and tables)
+        // are evaluated once per evaluator instead of once per request (vendored regorus patch).
+        vm.set_cache_static_rules(true);
         // Only a program that calls a toolgate builtin needs to suspend; the others keep the cheaper mode.
         if self.inner.program.has_host_await() {
             vm.set_execution_mode(ExecutionMode::Suspendable);

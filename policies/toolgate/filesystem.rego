@@ -28,10 +28,17 @@ mode := input.tool.action if {
 
 # A path is under a directory when it is the directory or below it: /workspace2 is not under /workspace.
 # Compared with a trailing slash on both sides, which also makes "/" a prefix of every path.
+#
+# The directories with their slash depend on data only, so the VM computes them once per evaluator, not
+# once per request (see "Performance" in docs/policies.md); each path is then matched against all of
+# them in one builtin call.
+system_prefixes := {concat("", [trim_right(dir, "/"), "/"]) | some dir in cfg.system_paths}
+
+root_prefixes := {concat("", [trim_right(root, "/"), "/"]) | some root in cfg.roots}
+
 system := {p |
 	some p in paths
-	some dir in cfg.system_paths
-	startswith(concat("", [p, "/"]), concat("", [trim_right(dir, "/"), "/"]))
+	strings.any_prefix_match(concat("", [p, "/"]), system_prefixes)
 }
 
 secret := {p |
@@ -42,8 +49,7 @@ secret := {p |
 
 rooted := {p |
 	some p in paths
-	some root in cfg.roots
-	startswith(concat("", [p, "/"]), concat("", [trim_right(root, "/"), "/"]))
+	strings.any_prefix_match(concat("", [p, "/"]), root_prefixes)
 }
 
 permitted := (rooted - system) - secret
