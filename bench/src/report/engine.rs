@@ -59,22 +59,14 @@ impl Results {
                 }
             }
         }
-        if let Some(d) = self.decision {
-            let _ = writeln!(
-                out,
-                "| decision, timed one call at a time (p50 / p99 / p99.9) | {} / {} / {} | |",
-                us(d.p50 as f64),
-                us(d.p99 as f64),
-                us(d.p999 as f64)
-            );
+        if let Some(d) = &self.decision {
+            percentile_row(out, "decision, timed one call at a time", d, "");
         }
-        let d = self.dlp_4k;
-        let _ = writeln!(
+        percentile_row(
             out,
-            "| DLP 4 KB clean, timed one call at a time (p50 / p99 / p99.9) | {} / {} / {} | |\n",
-            us(d.p50 as f64),
-            us(d.p99 as f64),
-            us(d.p999 as f64)
+            "DLP 4 KB clean, timed one call at a time",
+            &self.dlp_4k,
+            "\n",
         );
     }
 
@@ -102,4 +94,15 @@ impl Results {
         }
         let _ = writeln!(out);
     }
+}
+
+/// One `| what (p50 / p99 / p99.9) | … | |` row of per-call percentiles, then `end`.
+fn percentile_row(out: &mut String, what: &str, p: &crate::inproc::Percentiles, end: &str) {
+    let _ = writeln!(
+        out,
+        "| {what} (p50 / p99 / p99.9) | {} / {} / {} | |{end}",
+        us(p.p50 as f64),
+        us(p.p99 as f64),
+        us(p.p999 as f64)
+    );
 }

@@ -71,7 +71,9 @@ async fn a_lone_outcome_is_committed_when_the_hold_ends(db: TestDb) {
 
 on_both!(close_commits_held_outcomes);
 async fn close_commits_held_outcomes(db: TestDb) {
-    let log = open_with(&holding(&db, "close", 60_000)).await;
+    let log = AuditLog::open(&holding(&db, "close", 60_000), AuditMetrics::unregistered())
+        .await
+        .unwrap();
     for i in 0..3 {
         log.enqueue(draft("a1", &format!("outcome-{i}"), "allow"))
             .await
@@ -97,10 +99,4 @@ async fn without_a_hold_each_batch_commits_at_once(db: TestDb) {
     }
     assert_eq!(stored(&log).await.len(), 1);
     log.close().await;
-}
-
-async fn open_with(settings: &AuditSettings) -> AuditLog {
-    AuditLog::open(settings, AuditMetrics::unregistered())
-        .await
-        .unwrap()
 }
