@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start, token, upstream, Agent, Options};
+use common::{start, token, upstream, with_http_upstream, Agent, Options};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -223,21 +223,9 @@ async fn stdio_upstream_stateless_2026_era() {
     proxy.stop().await;
 }
 
-async fn with_http_upstream(state: upstream::State) -> (common::Proxy, upstream::MockUpstream) {
-    let mock = upstream::start(state).await;
-    let extra = format!("[[upstream]]\nname = \"web\"\nurl = \"http://{}/mcp\"\ntimeout_seconds = 2\nworkdir = \"/workspace\"\n", mock.addr);
-    let proxy = start(Options {
-        extra_toml: extra,
-        demo: false,
-        ..Default::default()
-    })
-    .await;
-    (proxy, mock)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_upstream_passthrough_sessions_and_filtering() {
-    let (proxy, mock) = with_http_upstream(upstream::State::default()).await;
+    let (proxy, mock) = with_http_upstream(upstream::State::default(), None).await;
     let mut agent = Agent::new(&proxy, "web", token("agent-h", &[]));
     agent.initialize().await;
     assert_eq!(
@@ -296,11 +284,14 @@ async fn http_upstream_passthrough_sessions_and_filtering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_upstream_sse_streams_unbuffered_and_discover_400_passes_through() {
-    let (proxy, mock) = with_http_upstream(upstream::State {
-        sse: true,
-        legacy_only: true,
-        ..Default::default()
-    })
+    let (proxy, mock) = with_http_upstream(
+        upstream::State {
+            sse: true,
+            legacy_only: true,
+            ..Default::default()
+        },
+        None,
+    )
     .await;
     let mut agent = Agent::new(&proxy, "web", token("agent-sse", &[]));
     // A 2025-era server answers server/discover with 400; clients use that to fall back, so it passes through.
@@ -450,7 +441,7 @@ async fn https_upstream_is_trusted_only_with_its_ca() {
 /// `Mcp-Name` (found with the Python and TypeScript SDKs in `sdk_clients.rs`). The agent's token still is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_upstream_receives_sep2243_routing_and_param_headers() {
-    let (proxy, mock) = with_http_upstream(upstream::State::default()).await;
+    let (proxy, mock) = with_http_upstream(upstream::State::default(), None).await;
     let auth = format!("Bearer {}", token("agent-p", &[]));
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "echo", "arguments": { "text": "hi", "region": "eu" }, "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } });
     let answer = common::send(
@@ -500,7 +491,7 @@ async fn http_upstream_receives_sep2243_routing_and_param_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_agents_session_cannot_be_taken_over_by_initialize() {
-    let (proxy, mock) = with_http_upstream(upstream::State::default()).await;
+    let (proxy, mock) = with_http_upstream(upstream::State::default(), None).await;
     let mut alice = Agent::new(&proxy, "web", token("alice", &[]));
     alice.initialize().await;
     let mut mallory = Agent::new(&proxy, "web", token("mallory", &[]));

@@ -8,29 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::upstream::{self, FAKE_AWS_KEY};
-use common::{audit_events, eventually, start, token, Agent, Options, ADMIN};
+use common::{audit_events, eventually, token, with_http_upstream, Agent, ADMIN};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
-
-async fn with_http_upstream(
-    state: upstream::State,
-    policy_dir: Option<std::path::PathBuf>,
-) -> (common::Proxy, upstream::MockUpstream) {
-    let mock = upstream::start(state).await;
-    let extra = format!(
-        "[[upstream]]\nname = \"web\"\nurl = \"http://{}/mcp\"\ntimeout_seconds = 5\nworkdir = \"/workspace\"\n",
-        mock.addr
-    );
-    let proxy = start(Options {
-        extra_toml: extra,
-        demo: false,
-        policy_dir,
-        ..Default::default()
-    })
-    .await;
-    (proxy, mock)
-}
 
 fn received(mock: &upstream::MockUpstream, method: &str) -> Vec<Value> {
     mock.state

@@ -5,22 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::upstream::{self, FAKE_AWS_KEY};
-use common::{audit_events, eventually, start, token, Agent, Options};
+use common::{audit_events, eventually, token, Agent};
 use serde_json::{json, Value};
 
 async fn proxy() -> (common::Proxy, upstream::MockUpstream) {
-    let mock = upstream::start(upstream::State::default()).await;
-    let extra = format!(
-        "[[upstream]]\nname = \"web\"\nurl = \"http://{}/mcp\"\ntimeout_seconds = 5\nworkdir = \"/workspace\"\n",
-        mock.addr
-    );
-    let proxy = start(Options {
-        extra_toml: extra,
-        demo: false,
-        ..Default::default()
-    })
-    .await;
-    (proxy, mock)
+    common::with_http_upstream(upstream::State::default(), None).await
 }
 
 async fn outcome_with_error(proxy: &common::Proxy, needle: &str) -> Value {

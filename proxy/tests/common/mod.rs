@@ -79,6 +79,27 @@ impl Default for Options {
     }
 }
 
+/// toolgate in front of the mock streamable-HTTP upstream, as upstream `web` (workdir `/workspace`, timeout 5 s),
+/// without the demo child; the shipped policies unless `policy_dir` says otherwise.
+pub async fn with_http_upstream(
+    state: upstream::State,
+    policy_dir: Option<PathBuf>,
+) -> (Proxy, upstream::MockUpstream) {
+    let mock = upstream::start(state).await;
+    let extra = format!(
+        "[[upstream]]\nname = \"web\"\nurl = \"http://{}/mcp\"\ntimeout_seconds = 5\nworkdir = \"/workspace\"\n",
+        mock.addr
+    );
+    let proxy = start(Options {
+        extra_toml: extra,
+        demo: false,
+        policy_dir,
+        ..Default::default()
+    })
+    .await;
+    (proxy, mock)
+}
+
 pub async fn start(opts: Options) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let db = opts
