@@ -1,0 +1,7 @@
+//! The hostile-input suite: toolgate attacked the way an agent holding a valid token would attack it, through the
+//! real server on a loopback port with the shipped policies. One module per class of attack, covering both the
+//! bypasses that were found and fixed (each a regression test) and the attacks that already held, so that none
+//! of them can come back unnoticed.
+
+#[path = "../common/mod.rs"]
+mod common;
