@@ -1,7 +1,7 @@
 # toolgate: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build policy-test bench bench-steady fmt lint clean stack
+.PHONY: run test build policy-test bench bench-steady bench-soak fmt lint clean stack
 
 ## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
 run:
@@ -41,6 +41,14 @@ bench-steady:
 	$(CARGO) build --release -p toolgate -p toolgate-bench
 	$(CARGO) bench -p toolgate-bench --bench engine -- --noplot
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --criterion-dir target/criterion --out BENCHMARKS.md --steady --steady-minutes $(STEADY_MINUTES)
+
+## The soak: toolgate at SOAK_RATE (default 1 000) calls/s for SOAK_MINUTES (default 30) minutes while agents open
+## and close sessions; resident memory and open descriptors per minute (its own section of BENCHMARKS.md).
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 1000
+bench-soak:
+	$(CARGO) build --release -p toolgate -p toolgate-bench
+	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --soak --soak-minutes $(SOAK_MINUTES) --soak-rate $(SOAK_RATE)
 
 fmt:
 	$(CARGO) fmt --all

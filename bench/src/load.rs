@@ -181,26 +181,34 @@ impl Target {
     /// One `tools/call` of `echo`; Ok when the answer is a JSON-RPC result. Stateless-era (2026-07-28, `_meta`)
     /// unless sessions are open, then 2025-era in session `i % sessions`.
     pub async fn call(&self, i: u64) -> Result<(), CallError> {
-        let mut req = if self.sessions.is_empty() {
-            let body = format!(
-                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
-            );
-            self.request(i, body, None)
-        } else {
-            let body = format!(
-                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}}}}}}"#
-            );
-            let session = &self.sessions[(i % self.sessions.len() as u64) as usize];
-            let mut req = self.request(i, body, None);
-            req.headers_mut().insert("mcp-session-id", session.clone());
-            req
+        let session = (!self.sessions.is_empty())
+            .then(|| &self.sessions[(i % self.sessions.len() as u64) as usize]);
+        self.call_in(i, session).await
+    }
+
+    /// One `tools/call` of `echo` as agent `i % agents`: in `session` (2025-era), or stateless without one.
+    pub async fn call_in(&self, i: u64, session: Option<&HeaderValue>) -> Result<(), CallError> {
+        let req = match session {
+            None => {
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+                );
+                self.request(i, body, None)
+            }
+            Some(session) => {
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}}}}}}"#
+                );
+                let mut req = self.request(i, body, None);
+                let headers = req.headers_mut();
+                headers.insert("mcp-session-id", session.clone());
+                headers.insert(
+                    "mcp-protocol-version",
+                    HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
+                );
+                req
+            }
         };
-        if self.in_sessions() {
-            req.headers_mut().insert(
-                "mcp-protocol-version",
-                HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
-            );
-        }
         let send = async {
             let resp = self
                 .http
@@ -265,6 +273,29 @@ impl Target {
             return Err(CallError::Status(status));
         }
         Ok(sid)
+    }
+
+    /// Ends a 2025-era session as agent `i` (`DELETE` with its `Mcp-Session-Id`), as a well-behaved agent does.
+    pub async fn close_session(&self, i: u64, session: &HeaderValue) -> Result<(), CallError> {
+        let mut req = self.request(i, String::new(), None);
+        *req.method_mut() = hyper::Method::DELETE;
+        let headers = req.headers_mut();
+        headers.insert("mcp-session-id", session.clone());
+        headers.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
+        );
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let _ = resp.into_body().collect().await;
+        if !status.is_success() {
+            return Err(CallError::Status(status));
+        }
+        Ok(())
     }
 }
 

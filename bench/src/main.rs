@@ -39,6 +39,14 @@ struct Args {
     steady: bool,
     #[arg(long, default_value_t = 10)]
     steady_minutes: u32,
+    /// Run only the soak instead (`make bench-soak`): toolgate at --soak-rate calls/s for --soak-minutes
+    /// minutes (in --quick mode, windows of 10 s) while agents open and close sessions; writes its own section.
+    #[arg(long)]
+    soak: bool,
+    #[arg(long, default_value_t = 30)]
+    soak_minutes: u32,
+    #[arg(long, default_value_t = 1000)]
+    soak_rate: u32,
 }
 
 /// The fixed rates of the performance issue (its goals are stated at 1 000 and 2 000), calls per second.
@@ -89,6 +97,9 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let started = Instant::now();
+    if args.soak {
+        return soak(&args, started);
+    }
     let machine = Machine::probe();
     let mut skipped = Vec::new();
 
@@ -420,6 +431,71 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         results.steady = Some(run?);
     }
     upstream.stop();
+    Ok(())
+}
+
+/// The soak run alone: its own toolgate, its own section of the report.
+fn soak(args: &Args, started: Instant) -> anyhow::Result<()> {
+    let window = if args.quick {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(60)
+    };
+    let mut machine = Machine::probe();
+    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let run = runtime.block_on(async {
+        let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
+        let policies = std::fs::canonicalize(policy_dir())?;
+        let dir = tempfile::tempdir()?;
+        let url = sqlite_url(dir.path());
+        let tg = procs::start_toolgate(&ToolgateSetup {
+            binary: &toolgate,
+            dir: dir.path(),
+            policy_dir: &policies,
+            upstream: upstream.addr,
+            database_url: &url,
+            chain_id: "bench-soak",
+            otlp_endpoint: None,
+            durability: None,
+        })?;
+        eprintln!(
+            "soak: {} calls/s for {} × {window:?}",
+            args.soak_rate, args.soak_minutes
+        );
+        let run = toolgate_bench::soak::soak(
+            &tg,
+            &tokens()?,
+            args.soak_rate,
+            args.soak_minutes.max(1) as usize,
+            window,
+        )
+        .await;
+        tg.stop();
+        upstream.stop();
+        run
+    })?;
+    machine.load_after = report::loadavg();
+    let section = report::soak::render(&machine, &run, args.quick);
+    report::write_between(
+        &args.out,
+        report::soak::SOAK_BEGIN,
+        report::soak::SOAK_END,
+        &section,
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote the soak section of {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
