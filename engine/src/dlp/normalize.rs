@@ -187,8 +187,11 @@ pub(super) fn is_invisible(c: char) -> bool {
     )
 }
 
+/// Where each byte of a decoded string came from in the original.
+type Origin = Vec<(u32, u32)>;
+
 /// `s` with `%XX` decoded once, the origin of each decoded byte when anything was decoded, and whether it was.
-fn percent_decode(s: &str) -> (std::borrow::Cow<'_, str>, Option<Vec<(u32, u32)>>, bool) {
+fn percent_decode(s: &str) -> (std::borrow::Cow<'_, str>, Option<Origin>, bool) {
     let b = s.as_bytes();
     let escape = |i: usize| {
         b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
@@ -210,7 +213,7 @@ fn percent_decode(s: &str) -> (std::borrow::Cow<'_, str>, Option<Vec<(u32, u32)>
     (std::borrow::Cow::Borrowed(s), None, false)
 }
 
-fn decode_escapes(b: &[u8], ascii_only: bool) -> (Vec<u8>, Vec<(u32, u32)>) {
+fn decode_escapes(b: &[u8], ascii_only: bool) -> (Vec<u8>, Origin) {
     let mut out = Vec::with_capacity(b.len());
     let mut origin = Vec::with_capacity(b.len());
     let mut i = 0;
