@@ -7,13 +7,16 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use serde_json::{json, Value};
 use toolgate_bench::fixtures::{audit_draft, dlp_arguments, policy_dir, sealed_chain, TypicalCall};
 use toolgate_engine::canonical::input_hash;
 use toolgate_engine::chain::{ChainHead, Verifier};
 use toolgate_engine::dlp::Scanner;
 use toolgate_engine::injection;
 use toolgate_engine::policy::PolicySet;
+
+#[path = "../../engine/benches/common/result_4k.rs"]
+mod result_4k;
+use result_4k::mcp_result_4k;
 
 fn policy(c: &mut Criterion) {
     let set = PolicySet::load(&policy_dir()).expect("the shipped policies load");
@@ -113,55 +116,6 @@ fn dlp(c: &mut Criterion) {
         b.iter(|| injection::markers(&clean))
     });
     group.finish();
-}
-
-/// A realistic ~4 KB `tools/call` result: a text block of prose and a `structuredContent` object, as a
-/// search or issue-tracker tool returns; with `secrets`, an AWS key id in the prose and an e-mail address
-/// in the structured part.
-fn mcp_result_4k(secrets: bool) -> Value {
-    let prose = "The deployment pipeline ran for 14 minutes and finished at 09:42 UTC. Three services were \
-rolled out: billing-api (v2.31.0), ledger-worker (v1.8.4) and the notification gateway. Error rates stayed \
-below 0.2% during the rollout, and p99 latency for /v1/invoices moved from 182 ms to 176 ms. The canary in \
-eu-west-1 was promoted after 10 minutes without alerts. One migration (2026_11_20_add_invoice_index) took \
-41 seconds on the primary; replicas caught up within 3 seconds. Follow-ups: see issue #4512 for the flaky \
-integration test in ledger-worker, and PR #4530, which raises the connection pool from 20 to 32. ";
-    let mut text = String::new();
-    if secrets {
-        text.push_str("Credentials used: AKIAIOSFODNN7EXAMPLE (rotated after the run). ");
-    }
-    while text.len() < 3000 {
-        text.push_str(prose);
-    }
-    text.truncate(3000);
-    let owner = if secrets {
-        "alice.smith@example.com"
-    } else {
-        "alice.smith"
-    };
-    let issues: Vec<Value> = (0..6)
-        .map(|i| {
-            json!({
-                "id": 4512 + i,
-                "title": format!("Flaky integration test in ledger-worker, shard {i}"),
-                "state": if i % 2 == 0 { "open" } else { "closed" },
-                "labels": ["ci", "ledger"],
-                "updated_at": "2026-11-22T20:15:00Z"
-            })
-        })
-        .collect();
-    json!({
-        "content": [{"type": "text", "text": text}],
-        "structuredContent": {
-            "pipeline": {"id": 88231, "status": "succeeded", "duration_seconds": 842, "owner": owner},
-            "services": [
-                {"name": "billing-api", "version": "2.31.0", "replicas": 6},
-                {"name": "ledger-worker", "version": "1.8.4", "replicas": 4},
-                {"name": "notification-gateway", "version": "0.19.2", "replicas": 2}
-            ],
-            "issues": issues
-        },
-        "isError": false
-    })
 }
 
 fn chain(c: &mut Criterion) {

@@ -154,10 +154,10 @@ async fn judged(
         crate::telemetry::traces::annotate(&[("gen_ai.tool.name", name)]);
     }
 
-    // dlp: findings over the whole params (arguments, _meta, prompt arguments, sampling messages); the values
-    // never leave the scanner.
+    // dlp: findings over the whole message (arguments, _meta, any other member of params, the id and the
+    // method name); the values never leave the scanner.
     let findings = crate::telemetry::stage(&app.metrics, Stage::Dlp)
-        .in_scope(|| stages::dlp(app, caller, params.unwrap_or(&Value::Null)));
+        .in_scope(|| stages::dlp(app, caller, &message.value));
 
     // policy: the Rego decision on an input built straight from the parsed request.
     let input = PolicyInput {

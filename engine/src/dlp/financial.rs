@@ -86,8 +86,8 @@ pub(super) fn digit_run(b: &[u8], i: usize) -> usize {
     b[i..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
-/// A payment card number starting at `i`: 13-19 digits, contiguous or in groups separated by single spaces
-/// or dashes (first group of 4, the others 3-6 digits), Luhn-valid, with a known issuer prefix and length.
+/// A payment card number starting at `i`: 13-19 digits, contiguous or in groups separated by single spaces,
+/// dashes, dots or slashes, one kind per number (first group of 4, the others 3-6 digits), Luhn-valid, with a known issuer prefix and length.
 pub(super) fn card_at(b: &[u8], i: usize) -> Option<usize> {
     if !number_starts_at(b, i) {
         return None;
@@ -95,7 +95,7 @@ pub(super) fn card_at(b: &[u8], i: usize) -> Option<usize> {
     let first = digit_run(b, i);
     let mut digits = [0u8; 19];
     let grouped = first == 4
-        && matches!(b.get(i + 4), Some(b' ' | b'-'))
+        && matches!(b.get(i + 4), Some(b' ' | b'-' | b'.' | b'/'))
         && b.get(i + 5).is_some_and(u8::is_ascii_digit);
     if !grouped {
         if !(13..=19).contains(&first) || !number_ends_at(b, i + first) {
@@ -173,6 +173,22 @@ pub(super) fn known_issuer(d: &[u8]) -> bool {
 
 pub(super) fn is_card(digits: &[u8]) -> bool {
     known_issuer(digits) && luhn_valid(digits)
+}
+
+/// The digits a JSON number would show as a card: an integer, negative or not, or a float with no
+/// fractional part (`4111111111111111.0`, `4.111111111111111e15`), which a reader turns back into the same
+/// digits.
+pub(super) fn card_candidate(n: &serde_json::Number) -> Option<u64> {
+    if let Some(u) = n.as_u64() {
+        return Some(u);
+    }
+    if let Some(i) = n.as_i64() {
+        return Some(i.unsigned_abs());
+    }
+    let f = n.as_f64()?.abs();
+    // 1e12..1e20 holds every 13- to 19-digit number; beyond 2^53 a float no longer holds each integer,
+    // but the digits it prints are the ones a reader sees.
+    (f.fract() == 0.0 && (1e12..1e20).contains(&f)).then_some(f as u64)
 }
 
 pub(super) fn scan_number(u: u64, tally: &mut Tally) {

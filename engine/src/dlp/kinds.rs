@@ -75,7 +75,7 @@ impl Kind {
 }
 
 /// Counts per detector for the value being scanned; turned into findings once the value is done.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Tally {
     counts: [u32; KIND_COUNT],
     severity: [Option<Severity>; KIND_COUNT],
@@ -92,6 +92,27 @@ impl Tally {
 
     pub(super) fn hit(&mut self, kind: Kind) {
         self.add(kind, kind.severity());
+    }
+
+    /// The severity counted for `kind` (its own when it was not counted).
+    pub(super) fn severity_of(&self, kind: Kind) -> Severity {
+        self.severity[kind as usize].unwrap_or(kind.severity())
+    }
+
+    /// Folds in what a second pass over the same text (its normalised view) `seen`: per detector, the
+    /// larger of the two passes' counts (what both saw is counted once), and the worse severity.
+    /// `before` is this tally as it was before the first pass.
+    pub(super) fn add_unseen(&mut self, before: &Tally, seen: &Tally) {
+        for i in 0..KIND_COUNT {
+            if seen.counts[i] == 0 {
+                continue;
+            }
+            let first = self.counts[i] - before.counts[i];
+            if seen.counts[i] > first {
+                self.counts[i] = before.counts[i].saturating_add(seen.counts[i]);
+            }
+            self.severity[i] = self.severity[i].max(seen.severity[i]);
+        }
     }
 
     pub(super) fn count(&self, kind: Kind) -> u32 {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::financial::scan_number;
+use super::financial::{card_candidate, scan_number};
 use super::kinds::{Kind, Tally};
 use super::text::{Claims, Role};
 use super::{push_escaped, push_index, sort_findings, Finding, Scanner, REDACTED_SEGMENT};
@@ -97,7 +97,7 @@ pub(super) fn redact(scanner: &Scanner, root: &mut Value) -> Vec<Finding> {
         let before = tally.total();
         // Card numbers sent as JSON numbers are found by the scan too; a redacted one becomes a string.
         if let Value::Number(n) = &*frame.value {
-            if let Some(u) = n.as_u64() {
+            if let Some(u) = card_candidate(n) {
                 scan_number(u, &mut tally);
                 if tally.total() > before {
                     *frame.value = Value::String(marker(Kind::CreditCard));

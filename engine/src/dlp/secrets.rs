@@ -4,10 +4,11 @@
 use serde::Deserialize;
 
 use super::generic::normalize_name;
+use super::keys::pem_block;
 use super::kinds::{Kind, Tally};
 use super::redact::is_marker_name;
 use super::text::contains;
-use super::text::{overlaps, Claims, BASE64, CLASS};
+use super::text::{overlaps, overlaps_found, Claims, BASE64, CLASS};
 use super::{Scanner, Severity};
 
 /// Secrets with a fixed, literal prefix. One regex for all of them lets the regex crate's literal prefilter
@@ -25,69 +26,111 @@ pub(super) const PREFIXED_PATTERN: &str = concat!(
 );
 
 impl Scanner {
-    pub(super) fn scan_prefixed(&self, s: &str, tally: &mut Tally, claims: &mut Claims) {
-        let b = s.as_bytes();
-        for m in self.prefixed.find_iter(s) {
+    pub(super) fn scan_prefixed(&self, b: &[u8], tally: &mut Tally, claims: &mut Claims) {
+        for m in self.prefixed.find_iter(b) {
             let (start, end) = (m.start(), m.end());
-            // Inside a certificate or key block already handled: its base64 may contain `AKIA`, `eyJ`, ...
-            if overlaps(claims, start, end) {
+            // Inside a key block already reported. A certificate's body (claimed as public) is still looked
+            // at: an armour line is no reason to trust what it wraps, and the rules below are too strict to
+            // fire on base64 by chance.
+            if overlaps_found(claims, start, end) {
                 continue;
             }
             let token = &b[start..end];
             let before = if start == 0 { None } else { Some(b[start - 1]) };
             let after = b.get(end).copied();
-            let bounded = !before.is_some_and(|c| c.is_ascii_alphanumeric())
-                && !after.is_some_and(|c| c.is_ascii_alphanumeric());
-            let found = match token[0] {
-                b'A' if token.starts_with(b"AIza") => (bounded
-                    && token.len() == 4 + 35
-                    && !before.is_some_and(|c| c == b'_' || c == b'-'))
-                .then_some((Kind::GoogleApiKey, Kind::GoogleApiKey.severity(), end)),
-                b'A' => (bounded && token.len() == 4 + 16).then_some((
-                    Kind::AwsAccessKey,
-                    Severity::Critical,
-                    end,
-                )),
-                b'g' if token.starts_with(b"github_pat_") => (bounded && token.len() >= 11 + 40)
-                    .then_some((Kind::GithubToken, Severity::Critical, end)),
-                b'g' => (bounded && token.len() >= 4 + 36).then_some((
-                    Kind::GithubToken,
-                    Severity::Critical,
-                    end,
-                )),
-                b'x' => {
-                    let tail = &token[5..];
-                    (bounded
-                        && tail.len() >= 10
-                        && tail.contains(&b'-')
-                        && tail.iter().any(u8::is_ascii_digit))
-                    .then_some((Kind::SlackToken, Severity::Critical, end))
-                }
-                b'p' => {
-                    // A Stripe publishable key is public by design; claim it so it is not a random token.
-                    claims.public(start, end);
-                    None
-                }
-                b'r' | b's' => {
-                    // A test-mode key cannot move money, but it still opens the account's test data.
-                    let severity = if &token[3..7] == b"test" {
-                        Severity::Medium
-                    } else {
-                        Severity::Critical
-                    };
-                    (bounded && token.len() >= 8 + 16).then_some((Kind::StripeKey, severity, end))
-                }
-                b'e' => jwt_end(b, start, end).map(|e| (Kind::Jwt, Severity::High, e)),
-                b'-' => pem_block(b, start, end, claims)
-                    .map(|block_end| (Kind::PrivateKey, Severity::Critical, block_end)),
-                _ => None,
-            };
-            if let Some((kind, severity, claim_end)) = found {
+            // A token glued to a word before it (`tokenghp_…`) is still a token when its literal prefix is
+            // distinctive; where the prefix is short, a glued one must also look machine-made (hold a digit).
+            let glued = before.is_some_and(|c| c.is_ascii_alphanumeric());
+            let after_alnum = after.is_some_and(|c| c.is_ascii_alphanumeric());
+            let has_digit = |from: usize| token[from..].iter().any(u8::is_ascii_digit);
+            let found =
+                match token[0] {
+                    b'A' if token.starts_with(b"AIza") => (token.len() == 4 + 35
+                        && !after_alnum
+                        && !before.is_some_and(|c| c == b'_' || c == b'-')
+                        && (!glued || has_digit(4)))
+                    .then_some((
+                        Kind::GoogleApiKey,
+                        Kind::GoogleApiKey.severity(),
+                        start,
+                        end,
+                    )),
+                    b'A' => aws_key_id(token).map(|(from, to)| {
+                        (
+                            Kind::AwsAccessKey,
+                            Severity::Critical,
+                            start + from,
+                            start + to,
+                        )
+                    }),
+                    b'g' if token.starts_with(b"github_pat_") => (token.len() >= 11 + 40)
+                        .then_some((Kind::GithubToken, Severity::Critical, start, end)),
+                    b'g' => (token.len() >= 4 + 36 && (!glued || has_digit(4))).then_some((
+                        Kind::GithubToken,
+                        Severity::Critical,
+                        start,
+                        end,
+                    )),
+                    b'x' => {
+                        let tail = &token[5..];
+                        (tail.len() >= 10
+                            && tail.contains(&b'-')
+                            && tail.iter().any(u8::is_ascii_digit))
+                        .then_some((Kind::SlackToken, Severity::Critical, start, end))
+                    }
+                    b'p' => {
+                        // A Stripe publishable key is public by design; claim it so it is not a random token.
+                        claims.public(start, end);
+                        None
+                    }
+                    b'r' | b's' => {
+                        // A test-mode key cannot move money, but it still opens the account's test data.
+                        let severity = if &token[3..7] == b"test" {
+                            Severity::Medium
+                        } else {
+                            Severity::Critical
+                        };
+                        (token.len() >= 8 + 16).then_some((Kind::StripeKey, severity, start, end))
+                    }
+                    b'e' => jwt_end(b, start, end).map(|e| (Kind::Jwt, Severity::High, start, e)),
+                    b'-' => pem_block(b, start, end, claims)
+                        .map(|block_end| (Kind::PrivateKey, Severity::Critical, start, block_end)),
+                    _ => None,
+                };
+            if let Some((kind, severity, claim_start, claim_end)) = found {
                 tally.add(kind, severity);
-                claims.found(start, claim_end, kind);
+                claims.found(claim_start, claim_end, kind);
             }
         }
     }
+}
+
+/// An AWS access key id in a run of capitals and digits starting with `AKIA`/`ASIA`: the run itself when it
+/// is 20 long, wherever it is glued (`tokenAKIA…`, `AKIA…key`); or, glued to more capitals, one whose 16
+/// characters after the prefix are base32 (the alphabet of key ids) with a digit among them: at the run's
+/// end (`KEYAKIA…`) or its start (`AKIA…END`). The range of the key id within the run.
+fn aws_key_id(run: &[u8]) -> Option<(usize, usize)> {
+    let n = run.len();
+    if n == 20 {
+        return Some((0, 20));
+    }
+    if n < 20 {
+        return None;
+    }
+    let base32 = |id: &[u8]| {
+        id[4..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(c))
+            && id[4..].iter().any(u8::is_ascii_digit)
+    };
+    let prefixed = |id: &[u8]| id.starts_with(b"AKIA") || id.starts_with(b"ASIA");
+    let tail = &run[n - 20..];
+    if prefixed(tail) && base32(tail) {
+        return Some((n - 20, n));
+    }
+    (0..=n - 20)
+        .find(|&p| prefixed(&run[p..]) && base32(&run[p..p + 20]))
+        .map(|p| (p, p + 20))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -103,7 +146,8 @@ pub(super) struct JwtHeader {
 /// The end of a JWT (or 5-segment JWE) starting at `start`, if its header decodes to a JSON object with `alg`.
 pub(super) fn jwt_end(b: &[u8], start: usize, mut end: usize) -> Option<usize> {
     let b64url = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-    if start > 0 && (b64url(b[start - 1]) || b[start - 1] == b'.') {
+    // Glued to a word (`tokeneyJ…`) it is still a JWT; after a `.` it is a segment of something else.
+    if start > 0 && matches!(b[start - 1], b'.' | b'-' | b'_') {
         return None;
     }
     while end + 1 < b.len() && b[end] == b'.' && b64url(b[end + 1]) {
@@ -139,51 +183,6 @@ pub(super) fn base64url_decode(s: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// Handles a `-----BEGIN X-----` header at `start..header_end`. A private key with a body is reported (the
-/// returned end covers the block); any other block (certificate, public key) is claimed as not secret, since
-/// its base64 body would otherwise look like random tokens.
-pub(super) fn pem_block(
-    b: &[u8],
-    start: usize,
-    header_end: usize,
-    claims: &mut Claims,
-) -> Option<usize> {
-    let label = &b[start + 11..header_end - 5];
-    let private = label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK");
-    let footer = b[header_end..]
-        .windows(8)
-        .position(|w| w == b"-----END")
-        .map(|p| header_end + p);
-    let body_end = footer.unwrap_or_else(|| {
-        // A truncated key still leaks: its body runs as long as it looks like base64 or line breaks.
-        header_end
-            + b[header_end..]
-                .iter()
-                .position(|&c| !(c.is_ascii_alphanumeric() || b"+/=:,- \t\r\n\\".contains(&c)))
-                .unwrap_or(b.len() - header_end)
-    });
-    let block_end = match footer {
-        Some(f) => {
-            let after = f + 8;
-            b[after..]
-                .windows(5)
-                .position(|w| w == b"-----")
-                .map_or(b.len(), |p| after + p + 5)
-        }
-        None => body_end,
-    };
-    if !private {
-        claims.public(start, block_end);
-        return None;
-    }
-    // A header alone (in documentation, say) is no key; a real one has at least a few lines of base64.
-    let body = b[header_end..body_end]
-        .iter()
-        .filter(|c| c.is_ascii_alphanumeric() || **c == b'+' || **c == b'/')
-        .count();
-    (body >= 40).then_some(block_end)
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 use super::financial::scan_digits;
 use super::generic::{assignment_at, is_nontrivial, name_class, random_in_run};
 use super::identity::scan_at_signs;
+use super::keys::bare_key_at;
 use super::kinds::{Kind, Tally};
+use super::normalize;
 use super::secrets::{aws_in_run, AwsContext};
 use super::Scanner;
 
@@ -56,6 +58,12 @@ impl Claims {
         self.0.iter().any(|c| start < c.end && c.start < end)
     }
 
+    fn overlaps_found(&self, start: usize, end: usize) -> bool {
+        self.0
+            .iter()
+            .any(|c| c.kind.is_some() && start < c.end && c.start < end)
+    }
+
     /// The ranges detectors matched, with their detector, in the order they were found.
     pub(super) fn secrets(&self) -> impl Iterator<Item = (usize, usize, Kind)> + '_ {
         self.0
@@ -65,6 +73,10 @@ impl Claims {
 }
 
 impl Scanner {
+    /// One string: the detectors over its bytes, then over its normalised view (see [`normalize`]) when it
+    /// has one. A detector's count is the larger of the two passes' (what both see is one finding, not
+    /// two); what only the view shows is claimed over the original bytes it came from, so redaction
+    /// replaces those.
     pub(super) fn scan_text(
         &self,
         s: &str,
@@ -73,13 +85,38 @@ impl Scanner {
         tally: &mut Tally,
         claims: &mut Claims,
     ) {
-        let b = s.as_bytes();
         claims.clear();
+        // A key named `pass\u{200B}word` or `pass%77ord` names a password all the same.
+        let key_view = key.and_then(normalize::view);
+        let key = key_view.as_ref().map(|v| v.text.as_str()).or(key);
+        let before = tally.clone();
+        self.scan_bytes(s.as_bytes(), key, role, tally, claims);
+        let Some(view) = normalize::view(s) else {
+            return;
+        };
+        let mut seen = Tally::default();
+        let mut view_claims = Claims::default();
+        self.scan_bytes(view.text.as_bytes(), key, role, &mut seen, &mut view_claims);
+        tally.add_unseen(&before, &seen);
+        for (start, end, kind) in view_claims.secrets() {
+            let (start, end) = view.original(start, end);
+            claims.found(start, end, kind);
+        }
+    }
+
+    fn scan_bytes(
+        &self,
+        b: &[u8],
+        key: Option<&str>,
+        role: Role,
+        tally: &mut Tally,
+        claims: &mut Claims,
+    ) {
         let before = tally.total();
 
         // The shortest prefixed secret (a minimal JWT) is longer than this.
         if b.len() >= 10 {
-            self.scan_prefixed(s, tally, claims);
+            self.scan_prefixed(b, tally, claims);
         }
         let mut generic = 0u32;
         if b.len() >= 5 && b.contains(&b'@') {
@@ -91,9 +128,13 @@ impl Scanner {
             access_key_seen: tally.count(Kind::AwsAccessKey) > 0,
         };
         // A base64-encoded file wrapped in fixed-width lines is data: each of its lines would otherwise pass
-        // for a random token, and no card, name or assignment can hide inside base64 text.
-        if !is_wrapped_base64(b) {
-            scan_runs(b, role, aws, tally, claims, &mut generic);
+        // for a random token, and no card, name or assignment can hide inside base64 text. A private key
+        // body without its armour is the one thing such a file can be that is a secret.
+        if !is_wrapped_base64(b) && !is_encoded_file(b) {
+            scan_runs(self, b, role, aws, tally, claims, &mut generic);
+        } else if let Some(end) = bare_key_at(b, 0) {
+            tally.hit(Kind::PrivateKey);
+            claims.found(0, end, Kind::PrivateKey);
         }
         let specific = tally.total() - before;
 
@@ -117,6 +158,11 @@ pub(super) fn overlaps(claims: &Claims, start: usize, end: usize) -> bool {
     claims.overlaps(start, end)
 }
 
+/// Whether `start..end` overlaps a range a detector matched (public material does not count).
+pub(super) fn overlaps_found(claims: &Claims, start: usize, end: usize) -> bool {
+    claims.overlaps_found(start, end)
+}
+
 pub(super) fn is_alnum(c: Option<u8>) -> bool {
     c.is_some_and(|c| c.is_ascii_alphanumeric())
 }
@@ -138,6 +184,7 @@ pub(super) const TOKEN: u8 = 1;
 pub(super) const BASE64: u8 = 2;
 pub(super) const DIGIT: u8 = 4;
 pub(super) const EQUALS: u8 = 8;
+pub(super) const DASH: u8 = 16;
 
 /// Byte classes for the tokenizer: token bytes are base64 and base64url characters plus `=`.
 pub(super) const CLASS: [u8; 256] = {
@@ -151,8 +198,10 @@ pub(super) const CLASS: [u8; 256] = {
             TOKEN | BASE64
         } else if c == b'=' {
             TOKEN | EQUALS
-        } else if c == b'_' || c == b'-' {
+        } else if c == b'_' {
             TOKEN
+        } else if c == b'-' {
+            TOKEN | DASH
         } else {
             0
         };
@@ -166,6 +215,7 @@ pub(super) const CLASS: [u8; 256] = {
 /// `=` or a `:` before it -> assignments; 20+ bytes -> AWS secrets and random tokens). Prose is mostly runs
 /// of a few letters, which cost one table lookup per byte.
 pub(super) fn scan_runs(
+    scanner: &Scanner,
     b: &[u8],
     role: Role,
     aws: AwsContext<'_>,
@@ -206,12 +256,94 @@ pub(super) fn scan_runs(
             }
         }
         if end - start >= 20 {
+            if end - start >= 32 {
+                bare_key_in_run(b, start, tally, claims);
+            }
+            if seen & DASH != 0 {
+                scanner.scan_dashed(b, start, end, tally, claims);
+            }
             if end - start >= 40 {
                 aws_in_run(b, start, end, aws, tally, claims);
             }
             random_in_run(b, start, end, claims, generic);
         }
     }
+}
+
+/// A private key body without armour at the start of the run (after a written line break, `\n` in JSON
+/// held in a string, whose `n` the run starts with).
+fn bare_key_in_run(b: &[u8], start: usize, tally: &mut Tally, claims: &mut Claims) {
+    let start = if start > 0 && b[start - 1] == b'\\' && matches!(b[start], b'n' | b'r') {
+        start + 1
+    } else {
+        start
+    };
+    if let Some(end) = bare_key_at(b, start) {
+        if !claims.overlaps(start, end) {
+            tally.hit(Kind::PrivateKey);
+            claims.found(start, end, Kind::PrivateKey);
+        }
+    }
+}
+
+impl Scanner {
+    /// Prefixed secrets written with dashes inside (`AKIA-IOSF-ODNN-7EXA-MPLE`): the run without its dashes
+    /// goes through the prefixed detectors, and what they find is claimed over the dashed original. Only
+    /// what the run holds beyond what was already found counts (a Slack token's own dashes change nothing).
+    fn scan_dashed(
+        &self,
+        b: &[u8],
+        start: usize,
+        end: usize,
+        tally: &mut Tally,
+        claims: &mut Claims,
+    ) {
+        let dashes = b[start..end].iter().filter(|&&c| c == b'-').count();
+        if end - start - dashes < 20 {
+            return;
+        }
+        let mut squeezed = Vec::with_capacity(end - start);
+        let mut origin = Vec::with_capacity(end - start);
+        for (i, &c) in b[start..end].iter().enumerate() {
+            if c != b'-' {
+                squeezed.push(c);
+                origin.push(start + i);
+            }
+        }
+        if squeezed.len() < 20 {
+            return;
+        }
+        let mut seen = Tally::default();
+        let mut found = Claims::default();
+        self.scan_prefixed(&squeezed, &mut seen, &mut found);
+        for (s, e, kind) in found.secrets() {
+            let (s, e) = (origin[s], origin[e - 1] + 1);
+            if !claims.overlaps_found(s, e) {
+                tally.add(kind, seen.severity_of(kind));
+                claims.found(s, e, kind);
+            }
+        }
+    }
+}
+
+/// Base64 of common binary file formats, as their first bytes encode (PNG, JPEG, GIF, PDF, ZIP, gzip, WebP).
+const FILE_MAGIC: [&[u8]; 7] = [
+    b"iVBORw0KGgo",
+    b"/9j/",
+    b"R0lGOD",
+    b"JVBERi0",
+    b"UEsDB",
+    b"H4sI",
+    b"UklGR",
+];
+
+/// Whether the text is nothing but the base64 of a binary file (an image an MCP result carries, say): data,
+/// whose pieces would otherwise pass for random tokens, like a wrapped base64 file's lines.
+fn is_encoded_file(b: &[u8]) -> bool {
+    b.len() >= 64
+        && FILE_MAGIC.iter().any(|m| b.starts_with(m))
+        && b.iter()
+            .all(|&c| CLASS[usize::from(c)] & BASE64 != 0 || matches!(c, b'=' | b'\n' | b'\r'))
 }
 
 /// Whether the text is base64 wrapped at a fixed width of 60-120 columns (MIME, PEM-like bodies): at least

@@ -33,6 +33,9 @@ pub(super) async fn answer(
     headers: &HeaderMap,
     raw: Bytes,
 ) -> Result<Response<Body>, Refusal> {
+    // A list request's params (a cursor, `_meta`) reach the upstream too: scanned, and a critical finding
+    // refuses the request like plumbing's.
+    super::plumbing::screen_list(app, caller, message).await?;
     let id = message.id().cloned();
     let forwarded = forward::unjudged(app, caller, proof, headers, raw, message)
         .await

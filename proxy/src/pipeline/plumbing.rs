@@ -89,20 +89,35 @@ async fn send(
     }
 }
 
-/// dlp over the params (or the answer's result), then the plumbing decision: a critical finding refuses the
-/// message whatever the policy says; otherwise `plumbing_decision` (allow when the policy has none).
+/// dlp over the whole message (params, or the answer's result or error, and every other member), then the
+/// plumbing decision: a critical finding refuses the message whatever the policy says; otherwise
+/// `plumbing_decision` (allow when the policy has none).
 pub(super) async fn screen(
     app: &App,
     caller: &Caller<'_>,
     message: &Message,
 ) -> Result<(), Refusal> {
-    let scanned = message
-        .params()
-        .or_else(|| message.value.get("result"))
-        .or_else(|| message.value.get("error"))
-        .unwrap_or(&Value::Null);
+    screen_with(app, caller, message, true).await
+}
+
+/// A list request's screen: dlp, and a critical finding refuses it. Lists are not plumbing, so
+/// `plumbing_decision` does not judge them (`visible` judges their items).
+pub(super) async fn screen_list(
+    app: &App,
+    caller: &Caller<'_>,
+    message: &Message,
+) -> Result<(), Refusal> {
+    screen_with(app, caller, message, false).await
+}
+
+async fn screen_with(
+    app: &App,
+    caller: &Caller<'_>,
+    message: &Message,
+    plumbing_decision: bool,
+) -> Result<(), Refusal> {
     let findings = crate::telemetry::stage(&app.metrics, Stage::Dlp)
-        .in_scope(|| super::stages::dlp(app, caller, scanned));
+        .in_scope(|| super::stages::dlp(app, caller, &message.value));
     let method = message.method().unwrap_or("response");
     let decision =
         if let Some(critical) = findings.iter().find(|f| f.severity == Severity::Critical) {
@@ -110,6 +125,8 @@ pub(super) async fn screen(
                 "the message carries {} at {}",
                 critical.kind, critical.path
             ))
+        } else if !plumbing_decision {
+            return Ok(());
         } else {
             let base = InputBase::new(
                 caller,

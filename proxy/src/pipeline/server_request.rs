@@ -90,7 +90,7 @@ impl ServerRequests {
         let calls = caller.session.as_ref().map(|s| s.calls()).unwrap_or(0);
         let base = InputBase::new(&caller, method, calls);
         let findings = crate::telemetry::stage(&app.metrics, Stage::Dlp)
-            .in_scope(|| super::stages::dlp(app, &caller, params.unwrap_or(&Value::Null)));
+            .in_scope(|| super::stages::dlp(app, &caller, message));
         let input = super::PolicyInput {
             params,
             ..base.input(&findings)

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::header::{HeaderMap, AUTHORIZATION};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use toolgate_engine::chain::EventDraft;
-use toolgate_engine::dlp::Finding;
+use toolgate_engine::dlp::{Finding, Scanner};
 use toolgate_engine::policy::Decision;
 
 use super::refusal::Refusal;
@@ -118,13 +118,52 @@ pub fn protocol_version(
         })
 }
 
-/// dlp: findings over a message's params, counted and logged by type (never by value).
-pub(super) fn dlp(app: &App, caller: &Caller<'_>, params: &Value) -> Vec<Finding> {
-    let findings = app.scanner.scan(params);
+/// dlp: findings over the whole message, counted and logged by type (never by value). Whatever toolgate
+/// forwards has been scanned: see [`scan_message`].
+pub(super) fn dlp(app: &App, caller: &Caller<'_>, message: &Value) -> Vec<Finding> {
+    let findings = scan_message(&app.scanner, message);
     count_findings(app, &findings);
     if !findings.is_empty() {
         let types: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
         tracing::info!(agent = %caller.identity.id, findings = ?types, "DLP findings");
+    }
+    findings
+}
+
+/// Findings over every member of a JSON-RPC message, since every member reaches the upstream (the raw bytes
+/// are forwarded). The body (`params`; an answer's `result`, or its `error` when it has no result) is
+/// reported at JSON pointers into it, as the contract says. Every other member (the `id` when it is a
+/// string, the method name, an answer's `error` beside its `result`, members JSON-RPC does not define) is
+/// reported at `~` and the pointer into the message (`~/id`, `~/method`): no pointer into the body starts
+/// with `~`, so the two cannot be confused, and a member whose name is itself a finding is `~/~redacted`.
+///
+/// Unknown members are scanned rather than refused: JSON-RPC 2.0 does not forbid them, and once scanned
+/// they carry nothing a member of `params` could not; what reaches the upstream unscanned is what matters.
+pub fn scan_message(scanner: &Scanner, message: &Value) -> Vec<Finding> {
+    let Some(members) = message.as_object() else {
+        return scanner.scan(message);
+    };
+    let body = if members.contains_key("method") || members.contains_key("params") {
+        "params"
+    } else if members.contains_key("result") {
+        "result"
+    } else {
+        "error"
+    };
+    let mut findings = members
+        .get(body)
+        .map(|b| scanner.scan(b))
+        .unwrap_or_default();
+    for (name, value) in members {
+        if name == body {
+            continue;
+        }
+        // Scanned as a one-member object, so the member's name is judged too and never written out.
+        let member = Value::Object(Map::from_iter([(name.clone(), value.clone())]));
+        findings.extend(scanner.scan(&member).into_iter().map(|mut f| {
+            f.path.insert(0, '~');
+            f
+        }));
     }
     findings
 }

@@ -4,8 +4,8 @@ use serde_json::{json, Value};
 
 use super::super::kinds::Kind;
 use super::super::tests::{
-    assert_redaction_agrees, private_key_block, AWS_KEY_ID, AWS_SECRET, GITHUB, JWT, RANDOM, SLACK,
-    STRIPE_LIVE,
+    assert_redaction_agrees, private_key_block, AWS_KEY_ID, AWS_SECRET, CERTIFICATE, GITHUB, JWT,
+    RANDOM, SLACK, STRIPE_LIVE,
 };
 use super::marker;
 use crate::dlp::{Finding, Scanner};
@@ -51,7 +51,7 @@ fn a_private_key_block_is_replaced_whole() {
     let (out, _) = redact(&json!({ "file": format!("key:\n{pem}\ndone") }));
     assert_eq!(out, json!({"file": "key:\n[REDACTED:private_key]\ndone"}));
     // A certificate is public: left as it is.
-    let cert = pem.replace("RSA PRIVATE KEY", "CERTIFICATE");
+    let cert = CERTIFICATE;
     let (out, found) = redact(&json!({ "file": cert }));
     assert!(found.is_empty());
     assert_eq!(out, json!({ "file": cert }));
@@ -277,6 +277,14 @@ fn generated_mixtures_redact_like_they_scan() {
         "@",
         "é",
         "word",
+        "\u{200B}",
+        "\u{FEFF}",
+        "%41",
+        "%",
+        "ＡＫＩＡ",
+        "４１１１",
+        "AKIA-IOSF",
+        "4111.1111.1111.1111",
     ];
     let keys = [
         "text",
