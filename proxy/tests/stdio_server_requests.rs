@@ -236,16 +236,19 @@ async fn allowed_sampling_reaches_the_agent_in_flight_and_its_answer_the_child_i
         );
         // The agent sees toolgate's id, not the child's.
         assert!(request["id"].is_u64(), "{request}");
-        let posted = agent.post(&sampling_answer(&request["id"], "four")).await;
+        let said = format!("four ({era})");
+        let posted = agent.post(&sampling_answer(&request["id"], &said)).await;
         assert_eq!(posted.status, StatusCode::ACCEPTED, "{posted:?}");
         let (answer, seen) = call.answer(7).await;
         assert!(seen.is_empty(), "{seen:?}");
-        assert_eq!(text_of(&answer), "answered: four", "{era}: {answer}");
+        assert_eq!(text_of(&answer), format!("answered: {said}"), "{answer}");
 
         // The child got the answer under its own id.
         let child_saw: Vec<Value> = received(&log)
             .into_iter()
-            .filter(|m| m.get("method").is_none() && m["result"]["content"]["text"] == "four")
+            .filter(|m| {
+                m.get("method").is_none() && m["result"]["content"]["text"] == said.as_str()
+            })
             .collect();
         assert_eq!(child_saw.len(), 1, "{child_saw:?}");
         assert!(child_saw[0]["id"].as_str().unwrap().starts_with("ask-"));
