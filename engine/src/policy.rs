@@ -141,6 +141,16 @@ impl Decision {
         }
     }
 
+    /// toolgate itself refused a message no policy is asked about (a request of an upstream's it cannot route to
+    /// one agent, an agent's answer to a request it was never given): always a deny.
+    pub fn routing_refused(policy_id: &str, reason: String) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            policy_id: policy_id.to_string(),
+            reason,
+        }
+    }
+
     /// Protocol plumbing no policy rule refused.
     fn plumbing_allowed() -> Decision {
         Decision {

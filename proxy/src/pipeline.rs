@@ -25,6 +25,7 @@ pub mod route;
 mod server_request;
 pub mod sessions;
 pub mod stages;
+mod stdio_stream;
 mod subject;
 
 use std::sync::Arc;
@@ -224,7 +225,20 @@ async fn judged(
     };
     let mut outcome = record.outcome_draft(&decision, &durable);
     match forwarded {
-        Ok(Forwarded::Json(mut answer)) => {
+        Ok(forward::Answered::Streaming(stream)) => {
+            // A stdio child asked the agent something before answering: the rest streams.
+            let reply = stdio_stream::StdioReply {
+                server: server_request::ServerRequests::of(app, caller, headers),
+                judge,
+                outcome: result::PendingOutcome {
+                    draft: outcome,
+                    started,
+                },
+                request_id: id.cloned(),
+            };
+            Ok(stdio_stream::respond(app.clone(), reply, stream))
+        }
+        Ok(forward::Answered::Now(Forwarded::Json(mut answer))) => {
             count_upstream(app, caller.upstream_name, StatusCode::OK);
             server_request::judge_input_required(app, caller, headers, &mut answer).await;
             let judgement = crate::telemetry::stage(&app.metrics, Stage::Result)
@@ -244,7 +258,7 @@ async fn judged(
             }
             Ok(jsonrpc_reply(StatusCode::OK, answer))
         }
-        Ok(Forwarded::Http(resp)) => {
+        Ok(forward::Answered::Now(Forwarded::Http(resp))) => {
             count_upstream(app, caller.upstream_name, resp.status());
             // Judged whatever the status: an error answer can carry a secret as well as a result can.
             if resp.status().is_success() && is_sse(resp.headers()) {

@@ -6,7 +6,6 @@
 //! the MCP handshake itself, and when the child dies it fails in-flight requests and restarts it with
 //! exponential back-off.
 
-use std::collections::HashMap;
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +16,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
+
+use exchange::{ClosedCheck, Pending};
+pub use exchange::{Exchange, Inbound, Owner, Requester, Unroutable, UnroutableReason};
+use route::Router;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -53,6 +56,8 @@ pub enum StdioError {
     Closed,
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    #[error("no request of the upstream awaits this answer from this agent")]
+    NotAwaited,
 }
 
 /// One stdio MCP server process shared by every agent routed to it.
@@ -92,12 +97,24 @@ impl StdioUpstream {
     }
 
     /// Sends one JSON-RPC request (number or string id) under a fresh upstream id, waits up to
-    /// `timeout` for the matching response and returns it with the original id restored.
-    pub async fn request(
+    /// `timeout` for the matching response and returns it with the original id restored. No request of the
+    /// child's is routed to it.
+    pub async fn request(&self, message: Value, timeout: Duration) -> Result<Value, StdioError> {
+        self.exchange(message, None, timeout)
+            .await?
+            .response()
+            .await
+    }
+
+    /// Sends one JSON-RPC request (number or string id) under a fresh upstream id on behalf of `requester`,
+    /// and returns its exchange: the child's requests routed to that agent while it is in flight, then the
+    /// answer with the original id restored (see [`Exchange::next`] for the timeout).
+    pub async fn exchange(
         &self,
         mut message: Value,
+        requester: Option<Requester>,
         timeout: Duration,
-    ) -> Result<Value, StdioError> {
+    ) -> Result<Exchange, StdioError> {
         let object = message
             .as_object_mut()
             .ok_or_else(|| protocol("a request must be a JSON object"))?;
@@ -110,21 +127,30 @@ impl StdioUpstream {
             _ => return Err(protocol("a request needs a number or string id")),
         };
         let link = self.shared.current_link()?;
-        let mut response =
-            match tokio::time::timeout(timeout, link.call(upstream_id, &message)).await {
-                Err(_) => {
-                    tracing::debug!(upstream = %self.shared.name, upstream_id, "request timed out");
-                    return Err(StdioError::Timeout);
-                }
-                Ok(Err(StdioError::Unavailable)) if self.shared.is_closed() => {
-                    return Err(StdioError::Closed)
-                }
-                Ok(outcome) => outcome?,
-            };
-        if let Some(object) = response.as_object_mut() {
-            object.insert("id".to_owned(), original_id);
+        let shared = self.shared.clone();
+        let start = ExchangeStart {
+            requester,
+            original_id,
+            timeout,
+            closed: Arc::new(move || shared.is_closed()),
+        };
+        match tokio::time::timeout(timeout, link.exchange(upstream_id, &message, start)).await {
+            Err(_) => {
+                tracing::debug!(upstream = %self.shared.name, upstream_id, "request timed out");
+                Err(StdioError::Timeout)
+            }
+            Ok(Err(StdioError::Unavailable)) if self.shared.is_closed() => Err(StdioError::Closed),
+            Ok(outcome) => outcome,
         }
-        Ok(response)
+    }
+
+    /// Writes an answer to a request of the child's back with the child's own id: the agent's, or toolgate's
+    /// refusal in its place. Only an id delivered to `owner` and not yet answered is accepted
+    /// ([`StdioError::NotAwaited`] otherwise, whoever else it was delivered to).
+    pub async fn answer(&self, owner: &Owner, answer: Value) -> Result<(), StdioError> {
+        let link = self.shared.current_link()?;
+        let line = link.pending.answer(owner, answer)?;
+        link.send_line(line).await
     }
 
     /// Sends a notification (no id, no answer).
@@ -247,24 +273,36 @@ struct Link {
 }
 
 impl Link {
-    /// Sends a request already carrying `id` and waits for its answer. Cancelling the future
-    /// forgets the pending entry, so a late answer is dropped by the reader.
-    async fn call(&self, id: u64, message: &Value) -> Result<Value, StdioError> {
+    /// Sends a request already carrying `id` (the agent's `original_id` set aside) and returns its exchange.
+    async fn exchange(
+        &self,
+        id: u64,
+        message: &Value,
+        start: ExchangeStart,
+    ) -> Result<Exchange, StdioError> {
         let line = encode(message)?;
-        let answer = self.pending.register(id)?;
-        let _forget = ForgetOnDrop {
-            pending: &self.pending,
+        let registered = self.pending.register(id, start.requester)?;
+        // Built before sending, so a failed or cancelled send forgets the entry.
+        let exchange = Exchange::new(
+            registered,
+            self.pending.clone(),
             id,
-        };
+            start.original_id,
+            start.timeout,
+            start.closed,
+        );
         self.writer
             .send(line)
             .await
             .map_err(|_| StdioError::Unavailable)?;
-        answer.await.map_err(|_| StdioError::Unavailable)
+        Ok(exchange)
     }
 
     async fn send(&self, message: &Value) -> Result<(), StdioError> {
-        let line = encode(message)?;
+        self.send_line(encode(message)?).await
+    }
+
+    async fn send_line(&self, line: Vec<u8>) -> Result<(), StdioError> {
         self.writer
             .send_timeout(line, NOTIFY_WAIT)
             .await
@@ -275,64 +313,12 @@ impl Link {
     }
 }
 
-/// Requests waiting for an answer, by upstream id. Closing drops every sender, which wakes each
-/// waiter with an error (the child is gone) and refuses new entries.
-#[derive(Default)]
-struct Pending {
-    state: Mutex<PendingState>,
-}
-
-#[derive(Default)]
-struct PendingState {
-    closed: bool,
-    waiting: HashMap<u64, oneshot::Sender<Value>>,
-}
-
-impl Pending {
-    fn register(&self, id: u64) -> Result<oneshot::Receiver<Value>, StdioError> {
-        let mut state = lock(&self.state);
-        if state.closed {
-            return Err(StdioError::Unavailable);
-        }
-        let (tx, rx) = oneshot::channel();
-        state.waiting.insert(id, tx);
-        Ok(rx)
-    }
-
-    /// Hands a response to its waiter; false when nobody waits for it (late or unknown).
-    fn complete(&self, id: u64, response: Value) -> bool {
-        let waiter = lock(&self.state).waiting.remove(&id);
-        waiter.is_some_and(|tx| tx.send(response).is_ok())
-    }
-
-    fn forget(&self, id: u64) {
-        lock(&self.state).waiting.remove(&id);
-    }
-
-    fn close(&self) {
-        let waiting = {
-            let mut state = lock(&self.state);
-            state.closed = true;
-            std::mem::take(&mut state.waiting)
-        };
-        drop(waiting);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        lock(&self.state).waiting.len()
-    }
-}
-
-struct ForgetOnDrop<'a> {
-    pending: &'a Pending,
-    id: u64,
-}
-
-impl Drop for ForgetOnDrop<'_> {
-    fn drop(&mut self) {
-        self.pending.forget(self.id);
-    }
+/// What an exchange is opened with besides its message.
+struct ExchangeStart {
+    requester: Option<Requester>,
+    original_id: Value,
+    timeout: Duration,
+    closed: ClosedCheck,
 }
 
 /// How to start the child. Deliberately not `Debug`: arguments and env values may hold secrets.
@@ -443,15 +429,16 @@ async fn run_child(
         pending: Arc::new(Pending::default()),
     });
     // Read inline rather than in a task, so the stdout closing is one more event to wait on.
-    let reading = read_stdout(
-        BufReader::new(stdout),
-        link.pending.clone(),
+    let router = Router {
+        shared,
+        pending: link.pending.clone(),
         writer,
-        shared.name.clone(),
-    );
+        answer_within: spec.timeout,
+    };
+    let reading = read_stdout(BufReader::new(stdout), router);
     tokio::pin!(reading);
 
-    let handshake = tokio::time::timeout(spec.timeout, handshake(shared, &link));
+    let handshake = tokio::time::timeout(spec.timeout, handshake(shared, spec, &link));
     let handshaken = tokio::select! {
         outcome = handshake => outcome.unwrap_or(Err(StdioError::Timeout)),
         () = &mut reading => Err(protocol("the child closed stdout during the MCP handshake")),
@@ -498,7 +485,7 @@ async fn run_child(
 }
 
 /// Our own initialize and notifications/initialized; returns the child's initialize result.
-async fn handshake(shared: &Shared, link: &Link) -> Result<Value, StdioError> {
+async fn handshake(shared: &Shared, spec: &ChildSpec, link: &Link) -> Result<Value, StdioError> {
     let id = shared.next_id();
     let initialize = json!({
         "jsonrpc": "2.0",
@@ -510,7 +497,17 @@ async fn handshake(shared: &Shared, link: &Link) -> Result<Value, StdioError> {
             "clientInfo": {"name": "toolgate", "version": env!("CARGO_PKG_VERSION")},
         },
     });
-    let response = link.call(id, &initialize).await?;
+    let start = ExchangeStart {
+        requester: None,
+        original_id: Value::from(id),
+        timeout: spec.timeout,
+        closed: Arc::new(|| false),
+    };
+    let response = link
+        .exchange(id, &initialize, start)
+        .await?
+        .response()
+        .await?;
     let result = match (response.get("result"), response.get("error")) {
         (Some(result @ Value::Object(_)), _) => result.clone(),
         (_, Some(error)) => {
@@ -553,12 +550,8 @@ async fn write_lines(mut stdin: ChildStdin, mut queue: mpsc::Receiver<Vec<u8>>, 
     }
 }
 
-async fn read_stdout(
-    mut stdout: BufReader<ChildStdout>,
-    pending: Arc<Pending>,
-    writer: mpsc::Sender<Vec<u8>>,
-    name: Arc<str>,
-) {
+async fn read_stdout(mut stdout: BufReader<ChildStdout>, router: Router<'_>) {
+    let name = router.shared.name.clone();
     let mut line = Vec::new();
     loop {
         match read_line_bounded(&mut stdout, &mut line, MAX_LINE).await {
@@ -566,7 +559,7 @@ async fn read_stdout(
             Ok(LineRead::TooLong) => {
                 tracing::warn!(upstream = %name, max_bytes = MAX_LINE, "skipped an over-long line from the child");
             }
-            Ok(LineRead::Line) => route_line(&line, &pending, &writer, &name),
+            Ok(LineRead::Line) => router.line(&line),
             Err(err) => {
                 tracing::warn!(upstream = %name, error = %err, "reading the child's stdout failed");
                 return;
@@ -646,73 +639,6 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// One stdout line: a response goes to its waiter; anything the child starts itself cannot be
-/// routed to one agent among many, so it is logged (and a request is refused).
-fn route_line(line: &[u8], pending: &Pending, writer: &mpsc::Sender<Vec<u8>>, name: &str) {
-    let line = line.trim_ascii();
-    if line.is_empty() {
-        return;
-    }
-    match serde_json::from_slice::<Value>(line) {
-        Ok(Value::Array(batch)) => {
-            for message in batch {
-                route_message(message, pending, writer, name);
-            }
-        }
-        Ok(message) => route_message(message, pending, writer, name),
-        Err(_) => {
-            tracing::warn!(upstream = %name, line = %preview(line), "ignored a line from the child that is not JSON");
-        }
-    }
-}
-
-fn route_message(message: Value, pending: &Pending, writer: &mpsc::Sender<Vec<u8>>, name: &str) {
-    let Some(object) = message.as_object() else {
-        tracing::warn!(upstream = %name, "ignored a JSON value from the child that is not a JSON-RPC message");
-        return;
-    };
-    if let Some(method) = object.get("method").and_then(Value::as_str) {
-        match object.get("id") {
-            Some(id) if !id.is_null() => {
-                tracing::debug!(upstream = %name, method = %preview(method.as_bytes()), "refused a server-to-client request");
-                let refusal = json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "error": {
-                        "code": -32601,
-                        "message": "Method not found: toolgate does not route server-to-client requests",
-                    },
-                });
-                // try_send, not send: waiting here could deadlock with a child that is blocked
-                // writing to stdout while its stdin is full.
-                if let Ok(line) = encode(&refusal) {
-                    if writer.try_send(line).is_err() {
-                        tracing::warn!(upstream = %name, "could not queue the refusal of a server-to-client request");
-                    }
-                }
-            }
-            _ => {
-                tracing::debug!(upstream = %name, method = %preview(method.as_bytes()), "dropped a server notification");
-            }
-        }
-        return;
-    }
-    if object.contains_key("result") || object.contains_key("error") {
-        match object.get("id").and_then(Value::as_u64) {
-            Some(id) => {
-                if !pending.complete(id, message) {
-                    tracing::debug!(upstream = %name, upstream_id = id, "dropped a late or unknown response");
-                }
-            }
-            None => {
-                tracing::debug!(upstream = %name, "dropped a response whose id toolgate never sent")
-            }
-        }
-        return;
-    }
-    tracing::warn!(upstream = %name, "ignored a JSON-RPC message that is neither request, notification nor response");
-}
-
 fn encode(message: &Value) -> Result<Vec<u8>, StdioError> {
     let mut line = serde_json::to_vec(message)
         .map_err(|err| protocol(&format!("could not encode a message: {err}")))?;
@@ -746,5 +672,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+mod exchange;
+mod route;
 #[cfg(test)]
 mod tests;

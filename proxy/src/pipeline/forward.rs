@@ -16,6 +16,7 @@ use super::Caller;
 use crate::app::App;
 use crate::audit::Durable;
 use crate::mcp::jsonrpc::{self, Message};
+use crate::mcp::stdio::{Exchange, Inbound, Requester};
 use crate::mcp::upstream::Upstream;
 
 /// Proof that the policy allowed a request: only made from a [`Decision`] whose verdict is allow.
@@ -31,6 +32,20 @@ impl<'a> Allowed<'a> {
     pub(super) fn decision(&self) -> &Decision {
         self.0
     }
+}
+
+/// The upstream's answer to a judged request.
+pub(super) enum Answered {
+    Now(Forwarded),
+    /// A stdio child sent a request routed to this agent before its answer: the rest of the exchange (that
+    /// request first) streams to the agent.
+    Streaming(StdioStream),
+}
+
+/// A stdio exchange that carries a request of the child's for the agent.
+pub(super) struct StdioStream {
+    pub first: Value,
+    pub exchange: Exchange,
 }
 
 /// An upstream's answer.
@@ -75,13 +90,13 @@ pub(super) async fn judged(
     headers: &HeaderMap,
     raw: Bytes,
     message: &Message,
-) -> Result<Forwarded, ForwardError> {
+) -> Result<Answered, ForwardError> {
     tracing::debug!(
         policy_id = allowed.decision().policy_id(),
         audit_seq = durable.seq(),
         "forwarding an allowed request"
     );
-    send(app, caller, headers, raw, message).await
+    send(app, caller, headers, raw, message, true).await
 }
 
 /// Sends a message the contract forwards without a decision.
@@ -93,22 +108,30 @@ pub(super) async fn unjudged(
     raw: Bytes,
     message: &Message,
 ) -> Result<Forwarded, ForwardError> {
-    send(app, caller, headers, raw, message).await
+    match send(app, caller, headers, raw, message, false).await? {
+        Answered::Now(forwarded) => Ok(forwarded),
+        // `delivers = false`: the child's requests are never routed to this exchange.
+        Answered::Streaming(_) => Err(ForwardError::Unavailable(
+            "a request of the upstream's reached an exchange that cannot deliver it".into(),
+        )),
+    }
 }
 
 /// The agent's exact bytes over HTTP; the parsed message to a stdio child (which needs its own request ids).
+/// `delivers`: whether the answer may become a stream that carries the child's requests to the agent.
 async fn send(
     app: &App,
     caller: &Caller<'_>,
     headers: &HeaderMap,
     raw: Bytes,
     message: &Message,
-) -> Result<Forwarded, ForwardError> {
+    delivers: bool,
+) -> Result<Answered, ForwardError> {
     use crate::mcp::http::HttpUpstreamError;
     use crate::mcp::stdio::StdioError;
     match caller.upstream {
         Upstream::Http(http) => match http.send(Method::POST, headers, raw).await {
-            Ok(resp) => Ok(Forwarded::Http(resp)),
+            Ok(resp) => Ok(Answered::Now(Forwarded::Http(resp))),
             Err(HttpUpstreamError::Timeout(..)) => {
                 Err(ForwardError::Timeout(caller.upstream_name.to_owned()))
             }
@@ -126,20 +149,33 @@ async fn send(
                 return child
                     .notify(request)
                     .await
-                    .map(|()| Forwarded::Json(Value::Null))
+                    .map(|()| Answered::Now(Forwarded::Json(Value::Null)))
                     .map_err(|e| {
                         ForwardError::Unavailable(format!("{}: {e}", caller.upstream_name))
                     });
             }
-            match child.request(request, timeout).await {
-                Ok(v) => Ok(Forwarded::Json(v)),
-                Err(StdioError::Timeout) => {
-                    Err(ForwardError::Timeout(caller.upstream_name.to_owned()))
+            let stdio_error = |e: StdioError| match e {
+                StdioError::Timeout => ForwardError::Timeout(caller.upstream_name.to_owned()),
+                e => ForwardError::Unavailable(format!("{}: {e}", caller.upstream_name)),
+            };
+            let requester = Requester {
+                owner: super::server_request::owner_of(caller.identity),
+                delivers,
+            };
+            let mut exchange = child
+                .exchange(request, Some(requester), timeout)
+                .await
+                .map_err(stdio_error)?;
+            loop {
+                match exchange.next().await.map_err(stdio_error)? {
+                    Inbound::Response(answer) => return Ok(Answered::Now(Forwarded::Json(answer))),
+                    Inbound::Request(first) => {
+                        return Ok(Answered::Streaming(StdioStream { first, exchange }))
+                    }
+                    Inbound::Unroutable(notice) => {
+                        super::server_request::record_unroutable(app, caller, &notice).await
+                    }
                 }
-                Err(e) => Err(ForwardError::Unavailable(format!(
-                    "{}: {e}",
-                    caller.upstream_name
-                ))),
             }
         }
     }

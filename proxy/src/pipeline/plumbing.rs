@@ -15,6 +15,7 @@ use super::route::Unjudged;
 use super::{accepted, count_upstream, Caller, InputBase};
 use crate::app::App;
 use crate::mcp::jsonrpc::{Kind, Message};
+use crate::mcp::stdio::StdioError;
 use crate::mcp::upstream::Upstream;
 use crate::response::{jsonrpc_reply, Body};
 use crate::telemetry::Stage;
@@ -48,12 +49,32 @@ pub(super) async fn agent_answer(
     raw: Bytes,
 ) -> Result<Response<Body>, Refusal> {
     screen(app, caller, message).await?;
-    // A stdio child's requests to clients are answered by toolgate (a shared child cannot be routed to one
-    // agent), so an agent's answer has nowhere to go.
-    if matches!(caller.upstream, Upstream::Stdio(_)) {
-        return Ok(accepted());
+    let Upstream::Stdio(child) = caller.upstream else {
+        return send(app, caller, proof, message, headers, raw).await;
+    };
+    // A stdio child is shared: the answer goes back under the child's own id, and only if toolgate delivered
+    // that request to this agent (an agent never answers another agent's request).
+    let owner = super::server_request::owner_of(caller.identity);
+    match child.answer(&owner, message.value.clone()).await {
+        Ok(()) => Ok(accepted()),
+        Err(StdioError::NotAwaited | StdioError::Protocol(_)) => {
+            let decision = Decision::routing_refused(
+                "toolgate.server_request.not_awaited",
+                "no request of the upstream awaits this answer from this agent".into(),
+            );
+            let draft = toolgate_engine::chain::EventDraft {
+                policy_id: Some(decision.policy_id().to_owned()),
+                policy_reason: Some(decision.reason().to_owned()),
+                ..super::stages::refused_draft(app, caller, "response")
+            };
+            super::stages::record_refused(app, caller, "response", draft).await;
+            Err(Refusal::Denied { id: None, decision })
+        }
+        Err(e) => Err(Refusal::Upstream {
+            id: None,
+            error: forward::ForwardError::Unavailable(format!("{}: {e}", caller.upstream_name)),
+        }),
     }
-    send(app, caller, proof, message, headers, raw).await
 }
 
 async fn send(

@@ -10,7 +10,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 use toolgate_engine::canonical::input_hash;
 use toolgate_engine::input::Direction;
-use toolgate_engine::policy::Verdict;
+use toolgate_engine::policy::{Decision, Verdict};
 
 use super::record::Record;
 use super::refusal::Refusal;
@@ -18,6 +18,7 @@ use super::{Caller, InputBase};
 use crate::app::App;
 use crate::auth::AgentIdentity;
 use crate::mcp::session::Session;
+use crate::mcp::stdio::{Owner, Unroutable, UnroutableReason};
 use crate::mcp::upstream::Upstream;
 use crate::telemetry::Stage;
 
@@ -184,10 +185,35 @@ impl ServerRequests {
         self.answer_upstream(upstream, refusal).await;
     }
 
+    /// A request of a stdio child's that could not be routed to one agent, told to this agent's stream.
+    pub(super) async fn record_unroutable(&self, notice: &Unroutable) {
+        let Some(upstream) = self.app.upstreams.get(&self.upstream_name) else {
+            return;
+        };
+        let caller = Caller {
+            identity: &self.identity,
+            session: self.session.clone(),
+            upstream_name: &self.upstream_name,
+            upstream,
+            protocol_version: self.protocol_version.clone(),
+            trace_id: self.trace_id.clone(),
+            direction: Direction::ServerToClient,
+        };
+        record_unroutable(&self.app, &caller, notice).await;
+    }
+
     /// Answers a refused server request to the upstream, as the agent would have answered it.
     async fn answer_upstream(&self, upstream: &Upstream, refusal: Refusal) {
-        let Upstream::Http(http) = upstream else {
-            return;
+        let http = match upstream {
+            Upstream::Http(http) => http,
+            Upstream::Stdio(child) => {
+                // Written back under the child's own id, and only for a request delivered to this agent.
+                let owner = owner_of(&self.identity);
+                if let Err(e) = child.answer(&owner, refusal.into_message()).await {
+                    tracing::warn!(upstream = %self.upstream_name, error = %e, "could not answer a refused server request");
+                }
+                return;
+            }
         };
         let response = refusal.into_response();
         let body = match http_body_util::BodyExt::collect(response.into_body()).await {
@@ -221,6 +247,44 @@ pub(super) async fn judge_input_required(
             .input_required(answer)
             .await;
     }
+}
+
+/// The agent identity a stdio child's requests are routed by: tenant and subject (one child serves every agent).
+pub(super) fn owner_of(identity: &AgentIdentity) -> Owner {
+    let key = serde_json::to_string(&(&identity.tenant_id, &identity.id)).unwrap_or_default();
+    Owner::new(&key)
+}
+
+/// A request of a stdio child's that toolgate refused to route (the child got `-31001`): recorded in the name of
+/// an agent that had a request in flight, as a deny with `extra.direction = server_to_client` and `extra.reason`.
+pub(super) async fn record_unroutable(app: &App, caller: &Caller<'_>, notice: &Unroutable) {
+    let caller = Caller {
+        identity: caller.identity,
+        session: caller.session.clone(),
+        upstream_name: caller.upstream_name,
+        upstream: caller.upstream,
+        protocol_version: caller.protocol_version.clone(),
+        trace_id: caller.trace_id.clone(),
+        direction: Direction::ServerToClient,
+    };
+    let decision = unroutable_decision(notice.reason);
+    let mut draft = super::stages::refused_draft(app, &caller, &notice.method);
+    draft.policy_id = Some(decision.policy_id().to_owned());
+    draft.policy_reason = Some(decision.reason().to_owned());
+    if let Value::Object(extra) = &mut draft.extra {
+        extra.insert("direction".into(), json!("server_to_client"));
+        extra.insert("reason".into(), json!(notice.reason.as_str()));
+    }
+    tracing::info!(upstream = caller.upstream_name, agent = %caller.identity.id, reason = notice.reason.as_str(), "a server-to-client request was refused: it could not be routed to one agent");
+    super::stages::record_refused(app, &caller, &notice.method, draft).await;
+}
+
+/// The deny a refused routing is recorded as.
+pub(super) fn unroutable_decision(reason: UnroutableReason) -> Decision {
+    Decision::routing_refused(
+        "toolgate.server_request.unroutable",
+        format!("{}: {}", reason.as_str(), reason.describe()),
+    )
 }
 
 /// The agent's headers an answer in its place may carry: its session and protocol version, never the

@@ -1,7 +1,10 @@
 """A real MCP server built with the official Python SDK (`mcp` 2.x), served over streamable HTTP on 127.0.0.1.
 
-Usage: python_server.py [--sse]
+Usage: python_server.py [--sse | --stdio]
 It binds 127.0.0.1:0, prints one JSON line `{"port": N}` on stdout once it listens, and serves until killed.
+With `--stdio` it speaks MCP on stdin/stdout instead (a stdio upstream, started by toolgate itself), where its
+sampling and elicitation requests travel on stdout while a tool call is open; `/debug/received` does not exist
+then.
 The tests put it behind toolgate as an HTTP upstream, so an SDK client talks to an SDK server through toolgate
 in both eras (the SDK server answers `initialize` with a session and `server/discover` for 2026-07-28).
 By default each POST is answered with one JSON body (`json_response=True`); `--sse` answers with an SSE stream
@@ -235,7 +238,11 @@ class Recording:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sse", action="store_true", help="answer POSTs with SSE streams (needed for sampling)")
+    parser.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout instead of HTTP")
     args = parser.parse_args()
+    if args.stdio:
+        await server.run_stdio_async()
+        return
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

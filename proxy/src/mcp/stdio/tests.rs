@@ -51,6 +51,11 @@ while True:
         send({"jsonrpc": "2.0", "id": "srv-1", "method": "sampling/createMessage", "params": {}})
         reply = json.loads(sys.stdin.readline())
         send({"jsonrpc": "2.0", "id": rid, "result": {"reply": reply}})
+    elif method == "flood":
+        n = message["params"]["n"]
+        for i in range(n):
+            send({"jsonrpc": "2.0", "id": "flood-%d" % i, "method": "roots/list"})
+        send({"jsonrpc": "2.0", "id": rid, "result": {}})
     else:
         send({"jsonrpc": "2.0", "id": rid, "result": {"seen_id": rid, "params": message.get("params")}})
 if os.environ.get("TOOLGATE_STDIO_LINGER"):
@@ -187,7 +192,7 @@ async fn a_crash_fails_in_flight_requests_then_the_child_is_restarted() {
 }
 
 #[tokio::test]
-async fn server_initiated_requests_are_refused_with_method_not_found() {
+async fn a_request_of_the_child_with_no_agent_in_flight_is_refused() {
     let upstream = start_echo().await;
     let response = upstream
         .request(call(json!(1), "ask", json!({})), TIMEOUT)
@@ -195,7 +200,216 @@ async fn server_initiated_requests_are_refused_with_method_not_found() {
         .unwrap();
     let reply = &response["result"]["reply"];
     assert_eq!(reply["id"], "srv-1");
-    assert_eq!(reply["error"]["code"], -32601);
+    assert_eq!(reply["error"]["code"], -31001);
+    assert_eq!(reply["error"]["data"]["reason"], "no_request");
+}
+
+fn requester(owner: &str, delivers: bool) -> Option<Requester> {
+    Some(Requester {
+        owner: Owner::new(owner),
+        delivers,
+    })
+}
+
+async fn next(exchange: &mut Exchange) -> Inbound {
+    tokio::time::timeout(TIMEOUT, exchange.next())
+        .await
+        .expect("the exchange moves on")
+        .unwrap()
+}
+
+fn routed(inbound: Inbound) -> Value {
+    match inbound {
+        Inbound::Request(request) => request,
+        other => panic!("not a routed request: {other:?}"),
+    }
+}
+
+fn answered(inbound: Inbound) -> Value {
+    match inbound {
+        Inbound::Response(response) => response,
+        other => panic!("not the answer: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_request_of_the_child_reaches_the_one_agent_in_flight_and_only_it_may_answer() {
+    let upstream = start_echo().await;
+    let mut exchange = upstream
+        .exchange(
+            call(json!("a-1"), "ask", json!({})),
+            requester("a", true),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let request = routed(next(&mut exchange).await);
+    assert_eq!(request["method"], "sampling/createMessage");
+    // The agent sees toolgate's id, never the child's.
+    let toolgate_id = request["id"].as_u64().expect("a toolgate id");
+    let answer = json!({"jsonrpc": "2.0", "id": toolgate_id, "result": {"text": "hi"}});
+    // Another agent cannot answer it, nor can the agent answer an id it was never given.
+    let stolen = upstream.answer(&Owner::new("b"), answer.clone()).await;
+    assert!(matches!(stolen, Err(StdioError::NotAwaited)), "{stolen:?}");
+    let mut guessed = answer.clone();
+    guessed["id"] = json!(toolgate_id + 1000);
+    let guessed = upstream.answer(&Owner::new("a"), guessed).await;
+    assert!(
+        matches!(guessed, Err(StdioError::NotAwaited)),
+        "{guessed:?}"
+    );
+    upstream
+        .answer(&Owner::new("a"), answer.clone())
+        .await
+        .unwrap();
+    // Answered once.
+    let again = upstream.answer(&Owner::new("a"), answer).await;
+    assert!(matches!(again, Err(StdioError::NotAwaited)), "{again:?}");
+    let response = answered(next(&mut exchange).await);
+    assert_eq!(response["id"], "a-1");
+    assert_eq!(response["result"]["reply"]["id"], "srv-1", "{response}");
+    assert_eq!(response["result"]["reply"]["result"]["text"], "hi");
+    let link = upstream.shared.current_link().unwrap();
+    assert_eq!(link.pending.delivered(), 0);
+}
+
+#[tokio::test]
+async fn a_request_of_the_child_with_two_agents_in_flight_is_refused_and_both_are_told() {
+    let upstream = start_echo().await;
+    let mut holding = upstream
+        .exchange(
+            call(json!(1), "never", json!({})),
+            requester("a", true),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    // The child reads "never" before "ask": both are in flight when the request comes.
+    let mut asking = upstream
+        .exchange(
+            call(json!(2), "ask", json!({})),
+            requester("b", true),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let notice = Unroutable {
+        method: "sampling/createMessage".into(),
+        reason: UnroutableReason::Ambiguous,
+    };
+    match next(&mut asking).await {
+        Inbound::Unroutable(told) => assert_eq!(told, notice),
+        other => panic!("{other:?}"),
+    }
+    let response = answered(next(&mut asking).await);
+    assert_eq!(response["result"]["reply"]["error"]["code"], -31001);
+    assert_eq!(
+        response["result"]["reply"]["error"]["data"]["reason"],
+        "ambiguous"
+    );
+    match next(&mut holding).await {
+        Inbound::Unroutable(told) => assert_eq!(told, notice),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_request_of_the_child_goes_only_to_a_request_that_can_deliver_it() {
+    let upstream = start_echo().await;
+    let mut listing = upstream
+        .exchange(
+            call(json!(1), "ask", json!({})),
+            requester("a", false),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    match next(&mut listing).await {
+        Inbound::Unroutable(told) => assert_eq!(told.reason, UnroutableReason::NoStream),
+        other => panic!("{other:?}"),
+    }
+    let response = answered(next(&mut listing).await);
+    assert_eq!(
+        response["result"]["reply"]["error"]["data"]["reason"],
+        "no_stream"
+    );
+
+    // The same agent with a list and a call in flight: the call carries it.
+    let _list = upstream
+        .exchange(
+            call(json!(2), "never", json!({})),
+            requester("a", false),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let mut calling = upstream
+        .exchange(
+            call(json!(3), "ask", json!({})),
+            requester("a", true),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let request = routed(next(&mut calling).await);
+    let answer =
+        json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -1, "message": "no"}});
+    upstream.answer(&Owner::new("a"), answer).await.unwrap();
+    let response = answered(next(&mut calling).await);
+    assert_eq!(response["result"]["reply"]["error"]["code"], -1);
+}
+
+#[tokio::test]
+async fn an_unanswered_request_of_the_child_is_refused_after_the_timeout_and_its_exchange_waits() {
+    // Long enough for python to start and handshake under load; the answer deadline is the same.
+    let within = Duration::from_millis(1500);
+    let upstream = StdioUpstream::start("echo", &echo_command(), &[], within)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut exchange = upstream
+        .exchange(
+            call(json!(1), "ask", json!({})),
+            requester("a", true),
+            within,
+        )
+        .await
+        .unwrap();
+    let request = routed(next(&mut exchange).await);
+    // The exchange's own clock stops while the agent owes the answer; the child gets -31004 instead.
+    let response = answered(next(&mut exchange).await);
+    assert!(started.elapsed() >= within);
+    assert_eq!(response["result"]["reply"]["id"], "srv-1");
+    assert_eq!(response["result"]["reply"]["error"]["code"], -31004);
+    let late = json!({"jsonrpc": "2.0", "id": request["id"], "result": {}});
+    let late = upstream.answer(&Owner::new("a"), late).await;
+    assert!(matches!(late, Err(StdioError::NotAwaited)), "{late:?}");
+}
+
+#[tokio::test]
+async fn a_child_that_floods_one_exchange_with_requests_is_refused_beyond_the_queue() {
+    let upstream = start_echo().await;
+    let mut exchange = upstream
+        .exchange(
+            call(json!(1), "flood", json!({"n": 40})),
+            requester("a", true),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    // Nobody reads the exchange while the child floods it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut delivered = 0;
+    loop {
+        match next(&mut exchange).await {
+            Inbound::Response(_) => break,
+            Inbound::Request(_) => delivered += 1,
+            Inbound::Unroutable(told) => panic!("{told:?}"),
+        }
+    }
+    assert_eq!(delivered, 16);
+    let link = upstream.shared.current_link().unwrap();
+    assert_eq!(link.pending.delivered(), 16);
 }
 
 #[tokio::test]
