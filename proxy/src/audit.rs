@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`writer`]: [`AuditLog`], the handle callers append through, and the one task that seals, commits and
 //!   acknowledges events in batches (group commit).
+//! - [`stored`]: [`StoredDraft`], the only form the writer seals: every field redacted of what DLP flags and
+//!   capped in size, before hashing.
 //! - [`store`]: [`AuditStore`], the read side and the SQL behind both sides, one implementation generic over
 //!   the sqlx database so SQLite and PostgreSQL run the same statements.
 //! - [`export`]: the CSV, JSON and NDJSON renderings of events.
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod export;
 pub mod stats;
 pub mod store;
+pub mod stored;
 mod timestamp;
 pub mod writer;
 
@@ -26,6 +29,7 @@ mod tests;
 
 pub use export::{ExportFormat, UnknownExportFormat};
 pub use store::{cursor_after, AuditStore, EventFilter, VerifyResult};
+pub use stored::StoredDraft;
 pub use writer::{AuditLog, Durable};
 
 /// How long a commit waits before the database may call it done.

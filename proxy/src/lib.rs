@@ -17,6 +17,8 @@
 //! - [`policy_reload`]: the serving policy set and its hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
+//! - [`redaction`]: what DLP flags redacted and long values capped, for everything written out (audit, logs,
+//!   spans, metric labels).
 //! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, signed checkpoints, verify, export.
 //! - [`telemetry`]: Prometheus metrics, OTLP traces (a span and a metric per stage) and JSON logs.
 //! - [`tools`]: tool definitions pinned against rug pulls (cache and state machine; SQL in the audit store).
@@ -36,6 +38,7 @@ pub mod outbound;
 pub mod pipeline;
 pub mod policy_cli;
 pub mod policy_reload;
+pub mod redaction;
 pub mod response;
 pub mod server;
 pub mod telemetry;

@@ -848,3 +848,4 @@ async fn cli_verify_and_export() {
 
 mod hold;
 mod scale;
+mod stored;

@@ -9,6 +9,7 @@ use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
 
 use super::checkpoint::{Checkpoint, CheckpointKind, Signer, Sink};
 use super::store::AuditStore;
+use super::stored::StoredDraft;
 use super::{timestamp, AuditError, AuditMetrics, AuditSettings};
 
 /// Proof that an event is durable. Only the writer makes one, so code that must not forward an unrecorded
@@ -50,8 +51,9 @@ pub struct AuditLog {
 
 enum Request {
     Append {
-        // Boxed: the queue holds up to `queue_capacity` requests, most of them waiting appends.
-        draft: Box<EventDraft>,
+        // Boxed: the queue holds up to `queue_capacity` requests, most of them waiting appends. Stored, not
+        // raw: the writer seals only what redaction and capping let through.
+        draft: Box<StoredDraft>,
         /// `None` for an enqueued event (nobody waits for its commit): it may be held for the next commit.
         ack: Option<oneshot::Sender<Result<Durable, AuditError>>>,
     },
@@ -182,13 +184,16 @@ impl AuditLog {
 
     /// Resolves once the event is committed (durable).
     ///
+    /// The draft is first made a [`StoredDraft`] here, in the caller's task: what DLP flags is redacted and
+    /// long values are capped (`crate::redaction`), before anything is hashed.
+    ///
     /// The writer stamps `timestamp` (RFC 3339 UTC, microseconds) when the draft's is empty and `id` (UUIDv7)
     /// when empty. If the commit fails, every event of that batch gets `Err` and none of them is recorded.
     pub async fn append(&self, draft: EventDraft) -> Result<Durable, AuditError> {
         let (ack, acked) = oneshot::channel();
         self.requests
             .send(Request::Append {
-                draft: Box::new(draft),
+                draft: Box::new(StoredDraft::new(draft)),
                 ack: Some(ack),
             })
             .await
@@ -208,7 +213,7 @@ impl AuditLog {
     pub async fn enqueue(&self, draft: EventDraft) -> Result<(), AuditError> {
         self.requests
             .send(Request::Append {
-                draft: Box::new(draft),
+                draft: Box::new(StoredDraft::new(draft)),
                 ack: None,
             })
             .await
@@ -280,7 +285,7 @@ struct Writer {
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 type Pending = (
-    Box<EventDraft>,
+    Box<StoredDraft>,
     Option<oneshot::Sender<Result<Durable, AuditError>>>,
 );
 
@@ -444,7 +449,7 @@ impl Writer {
         let mut last_timestamp = self.last_timestamp.clone();
         let mut events = Vec::with_capacity(drafts.len());
         for draft in drafts {
-            let mut draft = *draft;
+            let mut draft = draft.into_draft();
             if draft.id.is_empty() {
                 draft.id = uuid::Uuid::now_v7().to_string();
             }

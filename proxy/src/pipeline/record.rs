@@ -29,6 +29,26 @@ pub(super) struct Record<'a> {
 }
 
 impl Record<'_> {
+    /// The tool name as the audit log stores it: redacted of what DLP flags and capped
+    /// ([`crate::redaction::stored_text`]). For stores beside the audit log (escalations) that must keep the
+    /// same value; the audit writer applies the same rule to every event by itself.
+    pub(super) fn stored_tool_name(&self) -> Option<String> {
+        self.tool_name
+            .map(|v| crate::redaction::stored_text(v.to_owned()))
+    }
+
+    /// The target as the audit log stores it (see [`Record::stored_tool_name`]).
+    pub(super) fn stored_target(&self) -> Option<String> {
+        self.target
+            .map(|v| crate::redaction::stored_text(v.to_owned()))
+    }
+
+    /// The decision's reason as the audit log stores it (see [`Record::stored_tool_name`]): a Rego reason can
+    /// quote the arguments.
+    pub(super) fn stored_reason(&self, decision: &Decision) -> String {
+        crate::redaction::stored_text(decision.reason().to_owned())
+    }
+
     /// The event types of this method: tool calls keep their own names, every other method is `request`/`result`.
     pub(super) fn allowed_type(&self) -> &'static str {
         if self.method == "tools/call" {
@@ -70,14 +90,14 @@ impl Record<'_> {
             agent_id: Some(caller.identity.id.clone()),
             session_id: caller.session.as_ref().map(|s| s.id.clone()),
             tenant_id: caller.identity.tenant_id.clone(),
-            tool_name: self.tool_name.map(str::to_owned),
+            tool_name: self.stored_tool_name(),
             mcp_server: Some(caller.upstream_name.to_owned()),
             action: self.action.map(str::to_owned),
-            target: self.target.map(str::to_owned),
+            target: self.stored_target(),
             input_hash: Some(self.input_hash.clone()),
             policy_result: Some(decision.verdict().as_str().to_owned()),
             policy_id: Some(decision.policy_id().to_owned()),
-            policy_reason: Some(decision.reason().to_owned()),
+            policy_reason: Some(self.stored_reason(decision)),
             behavioral_score: Some("0.0".into()),
             dlp_findings: self.findings_json.clone(),
             dlp_action: Some(dlp_action(self.findings, decision).to_owned()),
@@ -102,7 +122,12 @@ impl Record<'_> {
             )
             .await;
         if let Err(e) = &result {
-            tracing::error!(agent = %self.caller.identity.id, method = self.method, error = %e, "audit write failed");
+            tracing::error!(
+                agent = %crate::redaction::loggable(&self.caller.identity.id),
+                method = crate::telemetry::Metrics::method_label(self.method),
+                error = %e,
+                "audit write failed"
+            );
         }
         result
     }

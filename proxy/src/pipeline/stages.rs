@@ -34,8 +34,10 @@ pub fn jwt(
     });
     match verified {
         Ok(identity) => {
-            tracing::Span::current().record("agent_id", identity.id.as_str());
-            crate::telemetry::traces::annotate(&[("toolgate.agent_id", &identity.id)]);
+            // The request span's `agent_id` is on every log line of the request: never what DLP flags.
+            let agent = crate::redaction::loggable(&identity.id);
+            tracing::Span::current().record("agent_id", &*agent);
+            crate::telemetry::traces::annotate(&[("toolgate.agent_id", &agent)]);
             Ok(identity)
         }
         Err(error) => {
@@ -57,7 +59,7 @@ pub fn jwt(
 /// The kill switch: a disabled agent is refused before anything of its sessions is looked up.
 pub fn not_disabled(app: &App, identity: &AgentIdentity) -> Result<(), Refusal> {
     if app.config.agents.disabled.contains(&identity.id) {
-        tracing::warn!(agent = %identity.id, "disabled agent refused");
+        tracing::warn!(agent = %crate::redaction::loggable(&identity.id), "disabled agent refused");
         return Err(Refusal::AgentDisabled {
             agent_id: identity.id.clone(),
         });
@@ -125,7 +127,11 @@ pub(super) fn dlp(app: &App, caller: &Caller<'_>, message: &Value) -> Vec<Findin
     count_findings(app, &findings);
     if !findings.is_empty() {
         let types: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
-        tracing::info!(agent = %caller.identity.id, findings = ?types, "DLP findings");
+        tracing::info!(
+            agent = %crate::redaction::loggable(&caller.identity.id),
+            findings = ?types,
+            "DLP findings"
+        );
     }
     findings
 }
@@ -190,7 +196,12 @@ pub(super) fn policy(
     let (decision, revision) = app.with_evaluator(|ev| (ev.decide(doc), ev.revision().to_owned()));
     let decision = decision.unwrap_or_else(|e| {
         app.metrics.policy_errors.inc();
-        tracing::error!(agent = %caller.identity.id, method, error = %e, "policy evaluation failed");
+        tracing::error!(
+            agent = %crate::redaction::loggable(&caller.identity.id),
+            method = crate::telemetry::Metrics::method_label(method),
+            error = %crate::redaction::loggable(&e.to_string()),
+            "policy evaluation failed"
+        );
         Decision::from_error(&e)
     });
     app.metrics
@@ -214,14 +225,18 @@ pub(super) fn observe_decision(
         ("toolgate.policy_result", result),
         ("toolgate.policy_id", decision.policy_id()),
     ]);
+    // Every value an agent or a policy shaped is written redacted and capped (`crate::redaction`).
+    fn loggable(v: Option<&str>) -> std::borrow::Cow<'_, str> {
+        crate::redaction::loggable(v.unwrap_or(""))
+    }
     tracing::info!(
-        agent = %caller.identity.id,
+        agent = %crate::redaction::loggable(&caller.identity.id),
         method,
-        tool = subject.name().unwrap_or(""),
-        action = subject.action().unwrap_or(""),
-        target = subject.target().unwrap_or(""),
+        tool = %loggable(subject.name()),
+        action = %loggable(subject.action()),
+        target = %loggable(subject.target()),
         result,
-        policy_id = decision.policy_id(),
+        policy_id = %crate::redaction::loggable(decision.policy_id()),
         "policy decision"
     );
     app.metrics
@@ -232,7 +247,7 @@ pub(super) fn observe_decision(
         app.metrics
             .tool_calls
             .with_label_values(&[
-                app.metrics.agent_label(&caller.identity.id),
+                &app.metrics.agent_label(&caller.identity.id),
                 result,
                 caller.upstream_name,
             ])
@@ -311,6 +326,10 @@ pub(super) async fn record_refused(
         .with_label_values(&[crate::telemetry::Metrics::method_label(method), "deny"])
         .inc();
     if let Err(e) = app.audit.append(draft).await {
-        tracing::error!(agent = %caller.identity.id, error = %e, "audit write failed");
+        tracing::error!(
+            agent = %crate::redaction::loggable(&caller.identity.id),
+            error = %e,
+            "audit write failed"
+        );
     }
 }

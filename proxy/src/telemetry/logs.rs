@@ -4,6 +4,7 @@
 //! inside them, so one grep for a trace id finds every line of a request.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -28,7 +29,7 @@ pub struct LogSettings {
 pub fn init(settings: &LogSettings) {
     let _ = tracing_subscriber::registry()
         .with(filter(settings))
-        .with(JsonLines)
+        .with(JsonLines::stdout())
         .try_init();
 }
 
@@ -47,8 +48,45 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
         .unwrap_or_else(|| EnvFilter::new(default))
 }
 
-/// The layer that writes one JSON object per event to stdout.
-pub struct JsonLines;
+/// The layer that writes one JSON object per event, to stdout unless told otherwise.
+pub struct JsonLines {
+    out: Output,
+}
+
+enum Output {
+    Stdout,
+    /// Shared so that a line is one `write_all` under the lock, as on stdout.
+    Writer(Arc<Mutex<dyn Write + Send>>),
+}
+
+impl JsonLines {
+    /// Lines on stdout (what `serve` writes).
+    pub fn stdout() -> JsonLines {
+        JsonLines {
+            out: Output::Stdout,
+        }
+    }
+
+    /// Lines written to `out` instead: a file, or a buffer someone reads back (the hostile suite reads the
+    /// lines a request left, to prove no secret reached them).
+    pub fn to(out: Arc<Mutex<dyn Write + Send>>) -> JsonLines {
+        JsonLines {
+            out: Output::Writer(out),
+        }
+    }
+
+    fn write(&self, line: &[u8]) {
+        // One write per line so concurrent lines never interleave; a closed output is not worth a panic.
+        match &self.out {
+            Output::Stdout => {
+                let _ = std::io::stdout().lock().write_all(line);
+            }
+            Output::Writer(w) => {
+                let _ = w.lock().unwrap_or_else(|p| p.into_inner()).write_all(line);
+            }
+        }
+    }
+}
 
 /// A span's fields as JSON, kept in the span's extensions.
 struct SpanFields(Map<String, Value>);
@@ -100,8 +138,7 @@ where
         event.record(&mut JsonVisitor(&mut line));
         let mut out = serde_json::to_vec(&line).unwrap_or_default();
         out.push(b'\n');
-        // One write per line so concurrent lines never interleave; a closed stdout is not worth a panic.
-        let _ = std::io::stdout().lock().write_all(&out);
+        self.write(&out);
     }
 }
 

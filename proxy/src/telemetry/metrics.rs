@@ -1,7 +1,7 @@
 //! The Prometheus metrics of the contract, registered once in one registry and rendered for `GET /metrics`.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -36,6 +36,26 @@ const AUDIT_BUCKETS: &[f64] = &[
 /// The label an agent id is folded into once `max_agents` distinct ids have been seen.
 pub const OTHER_AGENT: &str = "other";
 
+/// Most bytes of a label value made by [`label_value`], cap marker included.
+pub const LABEL_LIMIT: usize = 128;
+
+/// A label value made from something outside toolgate's configuration (an agent id from a JWT): what DLP flags
+/// redacted, control characters replaced by U+FFFD (the text exposition escapes only `\`, `"` and line feed;
+/// a raw carriage return or terminal escape would reach every scraper), at most [`LABEL_LIMIT`] bytes
+/// (`crate::redaction::cap`). The one gate for such values.
+pub fn label_value(raw: &str) -> String {
+    let redacted = crate::redaction::redact(raw.to_owned());
+    let printable = if redacted.chars().any(char::is_control) {
+        redacted
+            .chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .collect()
+    } else {
+        redacted
+    };
+    crate::redaction::cap(printable, LABEL_LIMIT)
+}
+
 /// All metrics of the contract. Cheap to share behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
@@ -58,8 +78,10 @@ pub struct Metrics {
     pub tool_definitions: IntGaugeVec,
     /// `stage_duration` resolved once per stage, so timing a stage costs no label lookup.
     stages: Vec<Histogram>,
-    /// Agent ids that have their own label value. A std mutex: held only for a set lookup, never across an await.
-    agents: Mutex<HashSet<String>>,
+    /// Agent ids that have their own label value, each with that value ([`label_value`]), so an id is
+    /// sanitised once. A std mutex: held only for a map lookup, never across an await.
+    agents: Mutex<HashMap<String, Arc<str>>>,
+    other_agent: Arc<str>,
     max_agents: usize,
 }
 
@@ -217,7 +239,8 @@ impl Metrics {
             results,
             tool_definitions,
             stages,
-            agents: Mutex::new(HashSet::new()),
+            agents: Mutex::new(HashMap::new()),
+            other_agent: Arc::from(OTHER_AGENT),
             max_agents,
         }
     }
@@ -264,17 +287,19 @@ impl Metrics {
         }
     }
 
-    /// The label value for `agent_id`: the id itself while fewer than `max_agents` ids have been seen, else `other`.
-    pub fn agent_label<'a>(&self, agent_id: &'a str) -> &'a str {
+    /// The label value for `agent_id`: the id made a safe label value ([`label_value`]) while fewer than
+    /// `max_agents` ids have been seen, else `other`.
+    pub fn agent_label(&self, agent_id: &str) -> Arc<str> {
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        if agents.contains(agent_id) {
-            return agent_id;
+        if let Some(label) = agents.get(agent_id) {
+            return label.clone();
         }
         if agents.len() < self.max_agents {
-            agents.insert(agent_id.to_owned());
-            return agent_id;
+            let label: Arc<str> = Arc::from(label_value(agent_id));
+            agents.insert(agent_id.to_owned(), label.clone());
+            return label;
         }
-        OTHER_AGENT
+        self.other_agent.clone()
     }
 
     /// The Prometheus text exposition of every metric.
@@ -294,10 +319,27 @@ mod tests {
     #[test]
     fn agent_labels_are_capped() {
         let m = Metrics::new(2);
-        assert_eq!(m.agent_label("a"), "a");
-        assert_eq!(m.agent_label("b"), "b");
-        assert_eq!(m.agent_label("c"), OTHER_AGENT);
-        assert_eq!(m.agent_label("a"), "a", "known agents keep their label");
+        assert_eq!(&*m.agent_label("a"), "a");
+        assert_eq!(&*m.agent_label("b"), "b");
+        assert_eq!(&*m.agent_label("c"), OTHER_AGENT);
+        assert_eq!(&*m.agent_label("a"), "a", "known agents keep their label");
+    }
+
+    #[test]
+    fn agent_labels_hold_no_secret_and_no_control_character() {
+        let m = Metrics::new(10);
+        let label = m.agent_label("x\r\n\"} 1\nfake_metric 9\rAKIAIOSFODNN7EXAMPLE\u{1b}");
+        m.tool_calls
+            .with_label_values(&[&label, "allow", "demo"])
+            .inc();
+        let text = m.render();
+        assert!(!text.contains("AKIAIOSFODNN7EXAMPLE"), "{text}");
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("fake_metric")),
+            "a label value cannot start a line of its own: {text}"
+        );
+        assert!(m.agent_label(&"y".repeat(5000)).len() <= LABEL_LIMIT);
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn install(
     // Each layer has its own filter: the log level must not decide which spans are traced.
     let _ = tracing_subscriber::registry()
         .with(exporting)
-        .with(JsonLines.with_filter(super::logs::filter(logs)))
+        .with(JsonLines::stdout().with_filter(super::logs::filter(logs)))
         .try_init();
     Ok(INSTALLED.get_or_init(|| tracing))
 }
@@ -259,11 +259,12 @@ pub fn request_span(
     headers: &HeaderMap,
     fallback: impl FnOnce() -> String,
 ) -> (tracing::Span, String) {
+    // The upstream's name comes from the URL path the agent chose: an unknown one is logged redacted and capped.
     let span = tracing::info_span!(
         "mcp",
         otel.kind = "server",
         trace_id = tracing::field::Empty,
-        upstream = %upstream,
+        upstream = %crate::redaction::loggable(upstream),
         agent_id = tracing::field::Empty,
     );
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
@@ -283,16 +284,20 @@ pub fn request_span(
 
 /// Names the current request span after its MCP method (`tools/call`, `initialize`, …), once it is parsed.
 pub fn name_request(method: &str) {
+    // An agent names the method: an invented one is exported redacted and capped, like any attribute.
+    let method = crate::redaction::loggable(method).into_owned();
     let span = tracing::Span::current();
-    span.context().span().update_name(method.to_owned());
-    span.set_attribute("mcp.method.name", method.to_owned());
+    span.context().span().update_name(method.clone());
+    span.set_attribute("mcp.method.name", method);
 }
 
 /// Sets string attributes on the current span (the request span wherever callers use it, outside a stage).
+/// The one way string attributes are set: each value is redacted of what DLP flags and capped
+/// ([`crate::redaction::loggable`]), since tool names, targets and session ids come from the agent.
 pub fn annotate(attributes: &[(&'static str, &str)]) {
     let span = tracing::Span::current();
     for (key, value) in attributes {
-        span.set_attribute(*key, (*value).to_owned());
+        span.set_attribute(*key, crate::redaction::loggable(value).into_owned());
     }
 }
 

@@ -7,3 +7,4 @@
 mod common;
 
 mod dlp_evasion;
+mod stored;
