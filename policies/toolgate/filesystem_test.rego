@@ -149,11 +149,11 @@ test_a_read_is_allowed_only_when_every_path_is if {
 	d2.policy_id == "toolgate.filesystem.secret_path"
 }
 
-test_a_copy_between_roots_escalates_once_per_path if {
+test_a_copy_between_roots_escalates_once_naming_both_paths if {
 	d := decide(fixtures.call("copy_file", "write", [fixtures.path("/workspace/a"), fixtures.path("/tmp/b")]))
 	d.result == "escalate"
-	d.reason == "writing /tmp/b needs human review"
-	count(data.toolgate.filesystem.escalate) == 2 with input as fixtures.call("copy_file", "write", [fixtures.path("/workspace/a"), fixtures.path("/tmp/b")])
+	d.reason == "writing /tmp/b, /workspace/a needs human review"
+	count(data.toolgate.filesystem.escalate) == 1 with input as fixtures.call("copy_file", "write", [fixtures.path("/workspace/a"), fixtures.path("/tmp/b")])
 }
 
 test_a_path_named_by_a_tool_of_another_action_is_judged_by_where_it_is if {
