@@ -79,13 +79,21 @@ async fn a_decoy_key_folding_to_the_real_one_is_denied_and_audited_with_the_real
     for (tool, arguments, decoy, real, roles) in cases {
         let mut agent = Agent::new(&proxy, "demo", token("decoy", roles));
         let answer = agent.call_stateless(tool, arguments.clone()).await;
+        // Denied: by the ambiguity, or first by the rule the real value breaks (deny rules are reported in
+        // policy_id order).
         let (policy_id, message) = denial(&answer);
-        assert_eq!(
-            policy_id, "toolgate.tools.ambiguous_arguments",
+        assert!(
+            policy_id == "toolgate.tools.ambiguous_arguments"
+                || [
+                    "/etc/passwd",
+                    "/etc/cron.d/job",
+                    "http://169.254.169.254/latest/meta-data/",
+                ]
+                .contains(&real.unwrap_or_default()),
             "{tool} {arguments}: {message}"
         );
         let event = last_denial(&proxy, tool).await;
-        assert_eq!(event["policy_id"], "toolgate.tools.ambiguous_arguments");
+        assert_eq!(event["policy_id"], policy_id.as_str());
         assert_ne!(
             event["target"], decoy,
             "{tool}: the audit never names the decoy"
