@@ -10,6 +10,9 @@
 //! either bound the walk stops and [`ToolClass::truncated`] is set (`tool.targets_truncated` in the
 //! document), which a policy must treat as "not everything could be judged" and deny.
 
+#[cfg(test)]
+mod ambiguity_tests;
+mod differential;
 mod document;
 mod targets;
 #[cfg(test)]
@@ -77,6 +80,9 @@ pub struct Target {
     /// RFC 6901 JSON pointer to the argument that names it ("" = the arguments themselves).
     pub key: String,
     pub value: String,
+    /// A URL that parsers read differently (`http://allowed.example\@evil.example/`): its value is the
+    /// WHATWG reading, which the upstream may not share, so it cannot be judged by its host.
+    pub ambiguous: bool,
 }
 
 /// The action of a tool call and the normalised resources it acts on.
@@ -91,6 +97,10 @@ pub struct ToolClass {
     /// The arguments name more than [`MAX_TARGETS`] resources or nest deeper than [`MAX_DEPTH`]: `targets`
     /// is incomplete.
     pub truncated: bool,
+    /// JSON pointers of argument keys that fold (case, `_`, `-` ignored) to the same name as another key of
+    /// their object and hold another value: `{"PATH": "/workspace/a", "path": "/etc/passwd"}`. The upstream
+    /// reads one of them; which one toolgate cannot know, so the call cannot be judged as it will run.
+    pub ambiguous_keys: Vec<String>,
 }
 
 // Ordered from most to least dangerous: a name with several action words ("read_and_delete",
@@ -142,7 +152,8 @@ const ACTION_WORDS: &[(Action, &[&str])] = &[
 /// `target` is picked by the action: the first path (else URL) of a read, write or delete, the command
 /// (else path) of an execute, the URL (else path) of a network action, the address (else URL) of a send.
 /// Values named by their key come before values that only look like a path or URL, so a `content` that
-/// starts with `/` cannot stand in for a write's `path`.
+/// starts with `/` cannot stand in for a write's `path`; and values named by a conventionally written key
+/// (`path`) before those named by a variant (`PATH`), which the upstream most likely ignores.
 pub fn classify(tool_name: &str, arguments: &serde_json::Value, workdir: &str) -> ToolClass {
     let words = name_words(tool_name);
     let mut action = ACTION_WORDS
@@ -175,6 +186,7 @@ pub fn classify(tool_name: &str, arguments: &serde_json::Value, workdir: &str) -
         target,
         targets: found.targets,
         truncated: found.truncated,
+        ambiguous_keys: found.ambiguous_keys,
     }
 }
 

@@ -32,19 +32,26 @@ mode := input.tool.action if {
 # The directories with their slash depend on data only, so the VM computes them once per evaluator, not
 # once per request (see "Performance" in docs/policies.md); each path is then matched against all of
 # them in one builtin call.
-system_prefixes := {concat("", [trim_right(dir, "/"), "/"]) | some dir in cfg.system_paths}
+#
+# System paths and credentials directories are compared case-insensitively: on a case-insensitive
+# filesystem (macOS, Windows, many upstreams' own stores) `/ETC/passwd` and `~/.SSH/id_rsa` are the files the
+# lists protect. Roots stay case-sensitive: a path that differs from a root only in case is outside it, and
+# denied.
+system_prefixes := {concat("", [trim_right(lower(dir), "/"), "/"]) | some dir in cfg.system_paths}
+
+secret_segments := {lower(segment) | some segment in cfg.secret_segments}
 
 root_prefixes := {concat("", [trim_right(root, "/"), "/"]) | some root in cfg.roots}
 
 system := {p |
 	some p in paths
-	strings.any_prefix_match(concat("", [p, "/"]), system_prefixes)
+	strings.any_prefix_match(concat("", [lower(p), "/"]), system_prefixes)
 }
 
 secret := {p |
 	some p in paths
-	some segment in split(p, "/")
-	segment in cfg.secret_segments
+	some segment in split(lower(p), "/")
+	segment in secret_segments
 }
 
 rooted := {p |
@@ -101,18 +108,19 @@ allow contains {
 	some p in permitted
 }
 
+# One escalation naming every path: the reviewer approves the call, not the first path of it.
 escalate contains {
 	"policy_id": "toolgate.filesystem.write_review",
-	"reason": sprintf("writing %s needs human review", [p]),
+	"reason": sprintf("writing %s needs human review", [concat(", ", sort(permitted))]),
 } if {
 	mode == "write"
-	some p in permitted
+	count(permitted) > 0
 }
 
 escalate contains {
 	"policy_id": "toolgate.filesystem.delete_review",
-	"reason": sprintf("deleting %s needs human review", [p]),
+	"reason": sprintf("deleting %s needs human review", [concat(", ", sort(permitted))]),
 } if {
 	mode == "delete"
-	some p in permitted
+	count(permitted) > 0
 }

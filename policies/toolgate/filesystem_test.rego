@@ -54,6 +54,42 @@ test_a_credentials_directory_is_denied_even_under_a_root if {
 	d.reason == "/home/dev/.ssh/id_ed25519 is inside a credentials directory"
 }
 
+test_credentials_directories_are_matched_whatever_their_case if {
+	# a case-insensitive filesystem opens ~/.ssh for ~/.SSH
+	every p in ["/home/dev/.SSH/id_ed25519", "/home/dev/.Ssh/config", "/workspace/.AWS/credentials", "/tmp/.GnuPG/secring.gpg"] {
+		d := decide(fs_call("read", p))
+		d.policy_id == "toolgate.filesystem.secret_path"
+	}
+}
+
+test_system_paths_are_matched_whatever_their_case if {
+	every p in ["/ETC/passwd", "/Etc/shadow", "/PROC/self/environ", "/Var/Run/docker.sock"] {
+		decide(fs_call("read", p)).policy_id == "toolgate.filesystem.system_path"
+	}
+}
+
+test_lists_written_in_another_case_still_match if {
+	d := data.toolgate.decision with input as fs_call("read", "/home/dev/.ssh/id_rsa")
+		with data.toolgate_config.filesystem.secret_segments as [".SSH"]
+	d.policy_id == "toolgate.filesystem.secret_path"
+	d2 := data.toolgate.decision with input as fs_call("read", "/etc/passwd")
+		with data.toolgate_config.filesystem.system_paths as ["/ETC"]
+	d2.policy_id == "toolgate.filesystem.system_path"
+}
+
+test_a_root_differing_only_in_case_is_not_the_root if {
+	decide(fs_call("read", "/Workspace/a")).policy_id == "toolgate.filesystem.outside_roots"
+}
+
+test_a_review_names_every_path if {
+	doc := fixtures.call("move_file", "write", [fixtures.path("/workspace/a"), fixtures.path("/workspace/.bashrc")])
+	d := decide(doc)
+	d.policy_id == "toolgate.filesystem.write_review"
+	d.reason == "writing /workspace/.bashrc, /workspace/a needs human review"
+	d2 := decide(fixtures.call("rm", "delete", [fixtures.path("/tmp/x"), fixtures.path("/tmp/y")]))
+	d2.reason == "deleting /tmp/x, /tmp/y needs human review"
+}
+
 test_a_name_that_merely_starts_like_a_credentials_directory_is_not_one if {
 	decide(fs_call("read", "/home/dev/.sshrc")).result == "allow"
 }
@@ -113,11 +149,11 @@ test_a_read_is_allowed_only_when_every_path_is if {
 	d2.policy_id == "toolgate.filesystem.secret_path"
 }
 
-test_a_copy_between_roots_escalates_once_per_path if {
+test_a_copy_between_roots_escalates_once_naming_both_paths if {
 	d := decide(fixtures.call("copy_file", "write", [fixtures.path("/workspace/a"), fixtures.path("/tmp/b")]))
 	d.result == "escalate"
-	d.reason == "writing /tmp/b needs human review"
-	count(data.toolgate.filesystem.escalate) == 2 with input as fixtures.call("copy_file", "write", [fixtures.path("/workspace/a"), fixtures.path("/tmp/b")])
+	d.reason == "writing /tmp/b, /workspace/a needs human review"
+	count(data.toolgate.filesystem.escalate) == 1 with input as fixtures.call("copy_file", "write", [fixtures.path("/workspace/a"), fixtures.path("/tmp/b")])
 }
 
 test_a_path_named_by_a_tool_of_another_action_is_judged_by_where_it_is if {

@@ -21,6 +21,9 @@ path(value) := {"kind": "path", "key": "/path", "value": value}
 
 url(value) := {"kind": "url", "key": "/url", "value": value}
 
+# A URL the engine marks as read differently by URL parsers (its value is the WHATWG reading).
+ambiguous_url(value) := {"kind": "url", "key": "/url", "value": value, "ambiguous": true}
+
 command(value) := {"kind": "command", "key": "/command", "value": value}
 
 address(value) := {"kind": "address", "key": "/to", "value": value}
@@ -39,8 +42,12 @@ call(name, action, targets) := object.union(base, {"tool": {
 	"target": first_value(targets),
 	"targets": targets,
 	"targets_truncated": false,
+	"ambiguous_keys": [],
 	"definition": pinned,
 }})
+
+# Keys the engine found folding to the same name as another key of their object, with another value.
+with_ambiguous_keys(doc, pointers) := object.union(doc, {"tool": {"ambiguous_keys": pointers}})
 
 # A tools/call as an engine without the targets list describes it: one `target`, no `targets`.
 single_target_call(name, action, target) := object.union(base, {"tool": {

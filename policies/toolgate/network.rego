@@ -9,10 +9,20 @@ import data.toolgate.tools
 
 cfg := data.toolgate_config.network
 
-urls := {t.value | some t in tools.targets; t.kind == "url"} if {
+# A URL the engine marks ambiguous (parsers read it as different hosts) is denied on its own and not judged
+# by the host the engine read: the upstream may fetch another.
+ambiguous_urls := {t.value | some t in tools.targets; t.kind == "url"; t.ambiguous == true} if {
 	is_object(input.tool)
 } else := {resources.url} if {
 	resources.url
+	input.resource.ambiguous == true
+} else := set()
+
+urls := {t.value | some t in tools.targets; t.kind == "url"; not t.ambiguous == true} if {
+	is_object(input.tool)
+} else := {resources.url} if {
+	resources.url
+	not input.resource.ambiguous == true
 } else := set()
 
 addresses := {t.value | some t in tools.targets; t.kind == "address"; t.value != ""}
@@ -98,13 +108,23 @@ deny contains {
 } if {
 	input.tool.action == "network"
 	count(urls) == 0
+	count(ambiguous_urls) == 0
 }
 
+# The reason does not quote the URL: its userinfo may hold a credential.
+deny contains {
+	"policy_id": "toolgate.network.ambiguous_url",
+	"reason": sprintf("%s names a URL that URL parsers read as different hosts (a backslash, whitespace, a second @ or an encoded host)", [subject]),
+} if {
+	count(ambiguous_urls) > 0
+}
+
+# One escalation naming every recipient: the reviewer approves the message, not the first address of it.
 escalate contains {
 	"policy_id": "toolgate.network.send_review",
-	"reason": sprintf("sending to %s needs human review", [address]),
+	"reason": sprintf("sending to %s needs human review", [concat(", ", sort(addresses))]),
 } if {
-	some address in addresses
+	count(addresses) > 0
 }
 
 escalate contains {

@@ -93,9 +93,31 @@ test_sending_escalates_and_names_the_recipient if {
 	d.reason == "sending to ops@example.com needs human review"
 }
 
-test_every_recipient_is_reviewed if {
-	doc := fixtures.call("send_email", "send", [fixtures.address("a@example.com"), fixtures.address("b@example.com")])
-	count(data.toolgate.network.escalate) == 2 with input as doc
+test_every_recipient_is_named_to_the_reviewer if {
+	doc := fixtures.call("send_email", "send", [fixtures.address("boss@example.com"), fixtures.address("outsider@evil.net")])
+	d := decide(doc)
+	d.policy_id == "toolgate.network.send_review"
+	d.reason == "sending to boss@example.com, outsider@evil.net needs human review"
+	count(data.toolgate.network.escalate) == 1 with input as doc
+}
+
+test_a_url_parsers_disagree_on_is_denied_whatever_host_the_engine_read if {
+	# http://docs.rs\@evil.net/ as the engine reads it: docs.rs, on the allow-list
+	d := decide(net_call([fixtures.ambiguous_url("http://docs.rs/@evil.net/")]))
+	d.result == "deny"
+	d.policy_id == "toolgate.network.ambiguous_url"
+	d.reason == "fetch_url names a URL that URL parsers read as different hosts (a backslash, whitespace, a second @ or an encoded host)"
+	count(data.toolgate.network.allow) == 0 with input as net_call([fixtures.ambiguous_url("http://docs.rs/@evil.net/")])
+}
+
+test_an_ambiguous_url_beside_a_good_one_is_still_denied if {
+	d := decide(net_call([fixtures.url("https://docs.rs/a"), fixtures.ambiguous_url("http://docs.rs/@evil.net/")]))
+	d.policy_id == "toolgate.network.ambiguous_url"
+}
+
+test_a_url_marked_not_ambiguous_is_judged_by_its_host if {
+	d := decide(net_call([object.union(fixtures.url("https://docs.rs/a"), {"ambiguous": false})]))
+	d.policy_id == "toolgate.network.allowed_host"
 }
 
 test_sending_without_a_recipient_still_escalates if {
@@ -120,4 +142,15 @@ test_a_message_to_a_webhook_is_denied_when_its_host_is_not_allowed if {
 test_rule_sets_are_only_about_urls_and_addresses if {
 	count(data.toolgate.network.deny) == 0 with input as fixtures.call("read_file", "read", [fixtures.path("/etc/passwd")])
 	count(data.toolgate.network.escalate) == 0 with input as fixtures.call("write_file", "write", [fixtures.path("/workspace/a")])
+}
+
+test_a_resource_uri_parsers_disagree_on_is_denied if {
+	uri := "http://docs.rs\\@evil.net/"
+	doc := fixtures.resource_request("resources/read", uri, "http://docs.rs/@evil.net/")
+	d := decide(object.union(doc, {"resource": {"ambiguous": true}}))
+	d.result == "deny"
+	d.policy_id == "toolgate.network.ambiguous_url"
+	d.reason == "the resource names a URL that URL parsers read as different hosts (a backslash, whitespace, a second @ or an encoded host)"
+	plain := decide(object.union(fixtures.resource_request("resources/read", "https://docs.rs/x", "https://docs.rs/x"), {"resource": {"ambiguous": false}}))
+	plain.policy_id == "toolgate.network.allowed_host"
 }

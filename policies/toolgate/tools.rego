@@ -90,6 +90,16 @@ deny contains {
 	input.tool.targets_truncated == true
 }
 
+# Two keys of one object that the engine folds to one name (`PATH` and `path`) with different values: the
+# upstream reads one of them, and which one toolgate cannot tell, so no target can be trusted to be the one
+# acted on (nor shown to a reviewer or audited as such). The reason does not quote the keys or values.
+deny contains {
+	"policy_id": "toolgate.tools.ambiguous_arguments",
+	"reason": sprintf("%s names an argument twice, under keys that differ only in case, `_` or `-`, with different values", [input.tool.name]),
+} if {
+	count(input.tool.ambiguous_keys) > 0
+}
+
 deny contains {
 	"policy_id": "toolgate.tools.unknown_target",
 	"reason": sprintf("%s names a target of kind %s, which no rule judges", [input.tool.name, kind]),

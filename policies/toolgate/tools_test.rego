@@ -16,6 +16,19 @@ test_a_pinned_tool_is_judged_on_its_arguments if {
 	decide(read_call).policy_id == "toolgate.filesystem.read"
 }
 
+test_arguments_named_twice_under_folded_keys_are_denied if {
+	# {"PATH": "/workspace/a", "path": "/etc/passwd"}: the decoy judged, the other read
+	d := decide(fixtures.with_ambiguous_keys(read_call, ["/path"]))
+	d.result == "deny"
+	d.policy_id == "toolgate.tools.ambiguous_arguments"
+	d.reason == "read_file names an argument twice, under keys that differ only in case, `_` or `-`, with different values"
+}
+
+test_no_ambiguous_keys_is_no_denial if {
+	count(data.toolgate.tools.deny) == 0 with input as read_call
+	count(data.toolgate.tools.deny) == 0 with input as fixtures.single_target_call("read_file", "read", "/workspace/a")
+}
+
 test_a_changed_definition_is_denied_and_hidden if {
 	changed := definition("9a9a", "changed", [])
 	d := decide(fixtures.with_definition(read_call, changed))

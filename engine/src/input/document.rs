@@ -161,6 +161,13 @@ pub struct PolicyInput<'a> {
     pub now: &'a str,
 }
 
+impl ResourceInput<'_> {
+    /// The URI is one URL parsers read as different hosts (see [`super::differential`]).
+    pub fn ambiguous(&self) -> bool {
+        super::differential::parsers_disagree(self.uri)
+    }
+}
+
 impl ResponseInput<'_> {
     /// `input.response` alone: the result stage judges each answer against the request's document with this
     /// member set, rather than building the whole document again per answer (an SSE stream has many).
@@ -219,6 +226,7 @@ impl PolicyInput<'_> {
                     object([
                         ("uri", Value::from(r.uri)),
                         ("target", Value::from(r.target)),
+                        ("ambiguous", Value::from(r.ambiguous())),
                     ])
                 }),
             ),
@@ -277,7 +285,7 @@ impl PolicyInput<'_> {
                 "protocol_version": request.protocol_version,
             },
             "tool": self.tool.as_ref().map(tool_json),
-            "resource": self.resource.map(|r| json!({"uri": r.uri, "target": r.target})),
+            "resource": self.resource.map(|r| json!({"uri": r.uri, "target": r.target, "ambiguous": r.ambiguous()})),
             "prompt": self.prompt.map(|p| json!({"name": p.name, "arguments": p.arguments})),
             "params": self.params,
             "dlp": {"findings": findings_json(self.findings)},
@@ -312,6 +320,10 @@ fn tool_value(tool: &ToolInput<'_>) -> Value {
         ),
         ("targets_truncated", Value::from(class.truncated)),
         (
+            "ambiguous_keys",
+            strings(class.ambiguous_keys.iter().map(String::as_str)),
+        ),
+        (
             "definition",
             tool.definition.map_or(Value::Null, |d| {
                 object([
@@ -329,7 +341,9 @@ fn tool_json(tool: &ToolInput<'_>) -> serde_json::Value {
     let targets: Vec<serde_json::Value> = class
         .targets
         .iter()
-        .map(|t| json!({"kind": t.kind.as_str(), "key": t.key, "value": t.value}))
+        .map(|t| {
+            json!({"kind": t.kind.as_str(), "key": t.key, "value": t.value, "ambiguous": t.ambiguous})
+        })
         .collect();
     json!({
         "name": tool.name,
@@ -338,6 +352,7 @@ fn tool_json(tool: &ToolInput<'_>) -> serde_json::Value {
         "target": class.target,
         "targets": targets,
         "targets_truncated": class.truncated,
+        "ambiguous_keys": class.ambiguous_keys,
         "definition": tool.definition.map(|d| json!({
             "hash": d.hash,
             "status": d.status.as_str(),
@@ -351,6 +366,7 @@ fn target_value(target: &Target) -> Value {
         ("kind", Value::from(target.kind.as_str())),
         ("key", Value::from(target.key.as_str())),
         ("value", Value::from(target.value.as_str())),
+        ("ambiguous", Value::from(target.ambiguous)),
     ])
 }
 

@@ -9,10 +9,22 @@
 //!   a target too, whatever its key, so an argument name toolgate has never seen cannot hide a resource.
 //!
 //! Values are normalised (paths absolute against the working directory, `file:` URIs as the path they
-//! name, URLs through [`normalise_url`]); the same kind and value is listed once, under its first key.
+//! name, URLs through [`normalise_url`]); the same kind and value is listed once, under its first key. A URL
+//! that parsers read differently is marked [`Target::ambiguous`] (see [`super::differential`]).
+//!
+//! Because keys are folded, `{"PATH": "/workspace/a", "path": "/etc/passwd"}` names two paths for one
+//! argument, of which the upstream reads only `path`. Both are listed, and the walk also records every
+//! key that folds to the same name as another key of its object but holds a different value
+//! ([`Found::ambiguous_keys`]): such a call cannot be shown to a reviewer or audited as what the upstream
+//! will do, so the policy denies it. Among named targets, a key written the conventional way (starting
+//! with a lower-case letter: `path`, `file_path`, `filePath`) is preferred for `tool.target` over one
+//! written otherwise (`PATH`, `Path`).
 
-use serde_json::Value;
+use std::collections::hash_map::{Entry, HashMap};
 
+use serde_json::{Map, Value};
+
+use super::differential::parsers_disagree;
 use super::{normalise_path, normalise_url, Target, TargetKind};
 
 /// At most this many targets are listed; a call naming more is marked truncated.
@@ -115,12 +127,28 @@ const ADDRESS_KEYS: &[&str] = &[
     "hosts",
 ];
 
+/// How a target came to be listed; the higher, the better it stands for what the upstream acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Naming {
+    /// Only shaped like a path or URL.
+    Shaped,
+    /// Named by a key written unconventionally (`PATH`, `Path`, `_path`).
+    Folded,
+    /// Named by a key starting with a lower-case letter (`path`, `file_path`, `filePath`).
+    Conventional,
+}
+
 /// The targets of one call's arguments, and which of them a key named.
 pub(super) struct Found<'w> {
     pub targets: Vec<Target>,
-    /// Parallel to `targets`: named by its key (not only shaped like a path or URL).
-    named: Vec<bool>,
+    /// Parallel to `targets`.
+    naming: Vec<Naming>,
+    /// JSON pointers of keys that fold to the same name as an earlier key of their object and hold another
+    /// value; at most [`MAX_TARGETS`] are listed (one is enough to deny).
+    pub ambiguous_keys: Vec<String>,
     pub truncated: bool,
+    /// The nearest key above the value being walked starts with a lower-case letter.
+    key_conventional: bool,
     /// `MAX_TARGETS` reached: nothing more can be listed, so the walk stops.
     full: bool,
     workdir: &'w str,
@@ -128,12 +156,16 @@ pub(super) struct Found<'w> {
 }
 
 impl Found<'_> {
-    /// The first target of `kind` that a key named.
+    /// The first target of `kind` that a key named, one named by a conventionally written key first.
     pub fn first_named(&self, kind: TargetKind) -> Option<&Target> {
-        self.targets
-            .iter()
-            .zip(&self.named)
-            .find(|(t, named)| **named && t.kind == kind)
+        [Naming::Conventional, Naming::Folded]
+            .into_iter()
+            .find_map(|wanted| {
+                self.targets
+                    .iter()
+                    .zip(&self.naming)
+                    .find(|(t, naming)| **naming == wanted && t.kind == kind)
+            })
             .map(|(t, _)| t)
     }
 
@@ -162,13 +194,19 @@ impl Found<'_> {
             Value::String(s) => match inherited {
                 Some(kind) => self.named(kind, s),
                 None => {
-                    self.shaped(s, false);
+                    self.shaped(s, Naming::Shaped);
                 }
             },
             Value::Array(items) => {
                 if inherited == Some(TargetKind::Command) {
                     let argv: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
-                    self.push(TargetKind::Command, argv.join(" ").trim().to_string(), true);
+                    let naming = self.key_naming();
+                    self.push(
+                        TargetKind::Command,
+                        argv.join(" ").trim().to_string(),
+                        naming,
+                        false,
+                    );
                 }
                 // Array items keep the kind of the key above them (a list of paths is paths), except argv
                 // items: they are words of one command, judged by their shape like any other string.
@@ -182,15 +220,43 @@ impl Found<'_> {
                 }
             }
             Value::Object(members) => {
+                self.find_ambiguous_keys(members);
+                let outer = self.key_conventional;
                 for (key, item) in members {
                     let len = self.pointer.len();
                     self.pointer.push('/');
                     push_escaped(&mut self.pointer, key);
+                    self.key_conventional = key.chars().next().is_some_and(char::is_lowercase);
                     self.visit(item, depth + 1, key_kind(key));
                     self.pointer.truncate(len);
                 }
+                self.key_conventional = outer;
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// Records the keys of `members` that fold to the same name as an earlier key but hold another value:
+    /// the classifier would judge both under one name, the upstream reads only the one it knows.
+    fn find_ambiguous_keys(&mut self, members: &Map<String, Value>) {
+        if members.len() < 2 {
+            return;
+        }
+        let mut first: HashMap<String, &Value> = HashMap::with_capacity(members.len());
+        for (key, value) in members {
+            match first.entry(fold_key(key)) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(earlier) => {
+                    if *earlier.get() != value && self.ambiguous_keys.len() < MAX_TARGETS {
+                        let mut pointer = self.pointer.clone();
+                        pointer.push('/');
+                        push_escaped(&mut pointer, key);
+                        self.ambiguous_keys.push(pointer);
+                    }
+                }
+            }
         }
     }
 
@@ -200,63 +266,79 @@ impl Found<'_> {
         if s.is_empty() {
             return;
         }
+        let naming = self.key_naming();
         match kind {
             TargetKind::Path => {
                 if let Some(path) = file_uri_path(s) {
                     let value = normalise_path(&path, self.workdir);
-                    self.push(TargetKind::Path, value, true);
-                } else if looks_like_url(s) {
-                    self.push(TargetKind::Url, normalise_url(s), true);
+                    self.push(TargetKind::Path, value, naming, false);
+                } else if has_url_scheme(s) {
+                    // With whitespace too: a fetching upstream may strip it, so it is judged as a URL.
+                    self.url(s, naming);
                 } else if looks_like_email(s) {
                     // `from`, `source`: a sender, not a file.
-                    self.push(TargetKind::Address, s.to_string(), true);
+                    self.push(TargetKind::Address, s.to_string(), naming, false);
                 } else {
                     let value = normalise_path(s, self.workdir);
-                    self.push(TargetKind::Path, value, true);
+                    self.push(TargetKind::Path, value, naming, false);
                 }
             }
             TargetKind::Url => {
-                self.push(TargetKind::Url, normalise_url(s), true);
+                self.url(s, naming);
                 // Fetching a file: URL reads a local file: judge it as the path too.
                 if let Some(path) = file_uri_path(s) {
                     let value = normalise_path(&path, self.workdir);
-                    self.push(TargetKind::Path, value, true);
+                    self.push(TargetKind::Path, value, naming, false);
                 }
             }
-            TargetKind::Command => self.push(TargetKind::Command, s.to_string(), true),
+            TargetKind::Command => self.push(TargetKind::Command, s.to_string(), naming, false),
             TargetKind::Address => {
                 // `to` of a move is a path: no e-mail address or host starts with `/` or a scheme...
-                if self.shaped(s, true) {
+                if self.shaped(s, naming) {
                     return;
                 }
-                self.push(TargetKind::Address, s.to_string(), true);
+                self.push(TargetKind::Address, s.to_string(), naming, false);
                 // ...and one with a `/` that is no e-mail address may be a relative path: judged as both.
                 if s.contains('/') && !looks_like_email(s) {
                     let value = normalise_path(s, self.workdir);
-                    self.push(TargetKind::Path, value, true);
+                    self.push(TargetKind::Path, value, naming, false);
                 }
             }
         }
     }
 
+    /// How the nearest key above the walk is written (array items stand under their array's key).
+    fn key_naming(&self) -> Naming {
+        if self.key_conventional {
+            Naming::Conventional
+        } else {
+            Naming::Folded
+        }
+    }
+
     /// A string judged by its shape alone; false when it looks like neither a URL nor an absolute path.
-    fn shaped(&mut self, raw: &str, named: bool) -> bool {
+    fn shaped(&mut self, raw: &str, naming: Naming) -> bool {
         let s = raw.trim();
         if let Some(path) = file_uri_path(s) {
             let value = normalise_path(&path, self.workdir);
-            self.push(TargetKind::Path, value, named);
+            self.push(TargetKind::Path, value, naming, false);
         } else if looks_like_url(s) {
-            self.push(TargetKind::Url, normalise_url(s), named);
+            self.url(s, naming);
         } else if looks_like_absolute_path(s) {
             let value = normalise_path(s, self.workdir);
-            self.push(TargetKind::Path, value, named);
+            self.push(TargetKind::Path, value, naming, false);
         } else {
             return false;
         }
         true
     }
 
-    fn push(&mut self, kind: TargetKind, value: String, named: bool) {
+    fn url(&mut self, s: &str, naming: Naming) {
+        let ambiguous = parsers_disagree(s);
+        self.push(TargetKind::Url, normalise_url(s), naming, ambiguous);
+    }
+
+    fn push(&mut self, kind: TargetKind, value: String, naming: Naming, ambiguous: bool) {
         if value.is_empty() {
             return;
         }
@@ -265,8 +347,10 @@ impl Found<'_> {
             .iter()
             .position(|t| t.kind == kind && t.value == value)
         {
-            // Listed once under its first key, but a key naming it anywhere makes it a named target.
-            self.named[i] |= named;
+            // Listed once under its first key, but a key naming it anywhere makes it a named target, and
+            // one ambiguous spelling makes the URL ambiguous.
+            self.naming[i] = self.naming[i].max(naming);
+            self.targets[i].ambiguous |= ambiguous;
             return;
         }
         if self.targets.len() == MAX_TARGETS {
@@ -278,8 +362,9 @@ impl Found<'_> {
             kind,
             key: self.pointer.clone(),
             value,
+            ambiguous,
         });
-        self.named.push(named);
+        self.naming.push(naming);
     }
 }
 
@@ -287,8 +372,10 @@ impl Found<'_> {
 pub(super) fn collect<'w>(arguments: &Value, workdir: &'w str) -> Found<'w> {
     let mut found = Found {
         targets: Vec::new(),
-        named: Vec::new(),
+        naming: Vec::new(),
+        ambiguous_keys: Vec::new(),
         truncated: false,
+        key_conventional: false,
         full: false,
         workdir,
         pointer: String::new(),
@@ -333,7 +420,12 @@ fn push_escaped(pointer: &mut String, key: &str) {
 
 /// `scheme://rest` with an RFC 3986 scheme and no whitespace or control character.
 fn looks_like_url(s: &str) -> bool {
-    if s.len() > MAX_URL_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    has_url_scheme(s) && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// `scheme://rest` with an RFC 3986 scheme, whatever the rest holds.
+fn has_url_scheme(s: &str) -> bool {
+    if s.len() > MAX_URL_LEN {
         return false;
     }
     let Some((scheme, rest)) = s.split_once("://") else {

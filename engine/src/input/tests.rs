@@ -532,10 +532,11 @@ fn to_value_and_to_json_build_the_same_document() {
             "action": "write",
             "target": "/workspace/out/r.pdf",
             "targets": [
-                {"kind": "path", "key": "/destination", "value": "/workspace/out/r.pdf"},
-                {"kind": "path", "key": "/source", "value": "/home/projects/report.pdf"},
+                {"kind": "path", "key": "/destination", "value": "/workspace/out/r.pdf", "ambiguous": false},
+                {"kind": "path", "key": "/source", "value": "/home/projects/report.pdf", "ambiguous": false},
             ],
             "targets_truncated": false,
+            "ambiguous_keys": [],
             "definition": {"hash": "cd".repeat(32), "status": "pinned", "poisoning": ["hidden_instruction"]},
         })
     );
@@ -640,7 +641,7 @@ fn resource_prompt_server_request_and_result_documents() {
     let doc = same_document(&base);
     assert_eq!(
         doc["resource"],
-        json!({"uri": "file:///workspace/../etc/passwd", "target": "/etc/passwd"})
+        json!({"uri": "file:///workspace/../etc/passwd", "target": "/etc/passwd", "ambiguous": false})
     );
     assert_eq!(doc["tool"], json!(null));
     assert_eq!(

@@ -1,4 +1,8 @@
-//! JSON-RPC 2.0 as MCP uses it: one message per body, parsed once; the error codes toolgate answers with.
+//! JSON-RPC 2.0 as MCP uses it: one message per body, its structure checked in one linear pass, then parsed;
+//! the error codes toolgate answers with.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Value};
@@ -50,13 +54,24 @@ pub enum RpcError {
     Invalid(&'static str),
     #[error("invalid request: duplicate key {0:?}: keys must be unique")]
     DuplicateKey(String),
+    #[error("invalid request: the message nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("invalid request: the message has more than {MAX_KEYS} object keys")]
+    TooManyKeys,
+    #[error("invalid request: an object key is longer than {MAX_KEY_BYTES} bytes")]
+    KeyTooLong,
 }
 
 impl RpcError {
     pub fn code(&self) -> i64 {
         match self {
             RpcError::Parse(_) => PARSE_ERROR,
-            RpcError::Batch | RpcError::Invalid(_) | RpcError::DuplicateKey(_) => INVALID_REQUEST,
+            RpcError::Batch
+            | RpcError::Invalid(_)
+            | RpcError::DuplicateKey(_)
+            | RpcError::TooDeep
+            | RpcError::TooManyKeys
+            | RpcError::KeyTooLong => INVALID_REQUEST,
         }
     }
 }
@@ -69,6 +84,12 @@ impl Message {
         if first == Some(&b'[') {
             return Err(RpcError::Batch);
         }
+        // serde_json keeps the last of duplicate keys; another parser upstream may keep the first. Every message
+        // is checked, not only tools/call: `{"method":"tools/call", …, "method":"ping"}` would be judged as a
+        // ping here and run as a tool call by a first-wins upstream; a tools/call's name or arguments could
+        // likewise mean one tool to toolgate and another to the upstream. Checked before the document is
+        // built, so a body past the limits costs one linear walk and nothing more.
+        check_structure(body)?;
         let value: Value =
             serde_json::from_slice(body).map_err(|e| RpcError::Parse(e.to_string()))?;
         let obj = value
@@ -99,11 +120,6 @@ impl Message {
                 ))
             }
         };
-        // serde_json keeps the last of duplicate keys; another parser upstream may keep the first. Every message
-        // is checked, not only tools/call: `{"method":"tools/call", …, "method":"ping"}` would be judged as a
-        // ping here and run as a tool call by a first-wins upstream; a tools/call's name or arguments could
-        // likewise mean one tool to toolgate and another to the upstream.
-        reject_duplicate_keys(body)?;
         Ok(Message { kind, value })
     }
 
@@ -153,32 +169,81 @@ pub fn result_response(id: &Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
-fn reject_duplicate_keys(body: &[u8]) -> Result<(), RpcError> {
+/// The structure every message must fit (docs/mcp.md, "Structure limits"): generous for any MCP traffic, tight enough
+/// that one body cannot cost more than a linear walk. Nesting matches the classifier's `MAX_DEPTH`, so the
+/// arguments of a call that passes here are never too deep to judge.
+pub const MAX_DEPTH: usize = 64;
+/// Object keys in the whole message (each object's keys count towards it).
+pub const MAX_KEYS: usize = 100_000;
+/// Bytes of one object key (a key is a name; PATH_MAX on Linux is 4096).
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// Walks the message once, in time linear in its size: each object's keys go into a hash set (a repeated key
+/// is refused) and the walk stops at the first limit crossed.
+fn check_structure(body: &[u8]) -> Result<(), RpcError> {
+    let mut budget = Budget {
+        keys: 0,
+        exceeded: None,
+    };
     let mut de = serde_json::Deserializer::from_slice(body);
-    NoDuplicates.deserialize(&mut de).map_err(|e| {
-        let msg = e.to_string();
-        match msg.strip_prefix(DUP_PREFIX) {
-            Some(rest) => {
-                RpcError::DuplicateKey(rest.split(" at line").next().unwrap_or(rest).to_owned())
-            }
-            None => RpcError::Parse(msg),
-        }
-    })
+    let walked = Walk {
+        depth: 0,
+        budget: &mut budget,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match (walked, budget.exceeded) {
+        (_, Some(refusal)) => Err(refusal),
+        (Ok(()), None) => Ok(()),
+        (Err(e), None) => Err(RpcError::Parse(e.to_string())),
+    }
 }
 
-const DUP_PREFIX: &str = "duplicate key ";
+/// What the walk has counted so far, and the refusal that stopped it.
+struct Budget {
+    keys: usize,
+    exceeded: Option<RpcError>,
+}
 
-/// Walks a JSON document and fails on the first object with a repeated key.
-struct NoDuplicates;
+impl Budget {
+    /// Records why the walk stops; the deserializer error that carries the stop is then ignored.
+    fn refuse<E: serde::de::Error>(&mut self, refusal: RpcError) -> E {
+        let error = E::custom(&refusal);
+        self.exceeded = Some(refusal);
+        error
+    }
+}
 
-impl<'de> DeserializeSeed<'de> for NoDuplicates {
+/// One value of the walk, `depth` containers below the message.
+struct Walk<'b> {
+    depth: usize,
+    budget: &'b mut Budget,
+}
+
+impl Walk<'_> {
+    fn child(&mut self) -> Walk<'_> {
+        Walk {
+            depth: self.depth + 1,
+            budget: self.budget,
+        }
+    }
+
+    fn enter<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.budget.refuse(RpcError::TooDeep));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for NoDuplicates {
+impl<'de> Visitor<'de> for Walk<'_> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
@@ -201,18 +266,27 @@ impl<'de> Visitor<'de> for NoDuplicates {
     fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(NoDuplicates)?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.enter::<A::Error>()?;
+        while seq.next_element_seed(self.child())?.is_some() {}
         Ok(())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if keys.iter().any(|k| *k == key) {
-                return Err(serde::de::Error::custom(format!("{DUP_PREFIX}{key}")));
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.enter::<A::Error>()?;
+        let mut keys: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            self.budget.keys += 1;
+            if self.budget.keys > MAX_KEYS {
+                return Err(self.budget.refuse(RpcError::TooManyKeys));
             }
-            keys.push(key.into_owned());
-            map.next_value_seed(NoDuplicates)?;
+            if key.len() > MAX_KEY_BYTES {
+                return Err(self.budget.refuse(RpcError::KeyTooLong));
+            }
+            if keys.contains(&key) {
+                return Err(self.budget.refuse(RpcError::DuplicateKey(key.into_owned())));
+            }
+            keys.insert(key);
+            map.next_value_seed(self.child())?;
         }
         Ok(())
     }
@@ -292,6 +366,92 @@ mod tests {
             Message::parse(fine).is_ok(),
             "the same key in different objects is fine"
         );
+    }
+
+    /// A tools/call whose arguments hold `keys` distinct keys in one object.
+    fn wide(keys: usize) -> Vec<u8> {
+        let mut body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"#
+                .to_vec();
+        for i in 0..keys {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(format!(r#""k{i}":0"#).as_bytes());
+        }
+        body.extend_from_slice(b"}}}");
+        body
+    }
+
+    /// A message `levels` containers deep: the message, its params, then nested arrays.
+    fn deep(levels: usize) -> Vec<u8> {
+        let arrays = levels - 2;
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"a":{}{}}}}}"#,
+            "[".repeat(arrays),
+            "]".repeat(arrays)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn many_distinct_keys_pass_and_too_many_are_refused() {
+        // 60,000 keys took seconds with the quadratic duplicate check; a hash set makes it one pass.
+        let m = Message::parse(&wide(60_000)).unwrap();
+        assert_eq!(
+            m.params().unwrap()["arguments"].as_object().unwrap().len(),
+            60_000
+        );
+        // The envelope's own keys count too (jsonrpc, id, method, params, name, arguments).
+        assert!(Message::parse(&wide(MAX_KEYS - 6)).is_ok());
+        assert_eq!(
+            Message::parse(&wide(MAX_KEYS - 5)).unwrap_err(),
+            RpcError::TooManyKeys
+        );
+        let refused = Message::parse(&wide(200_000)).unwrap_err();
+        assert_eq!(refused, RpcError::TooManyKeys);
+        assert_eq!(refused.code(), INVALID_REQUEST);
+        // A repeated key is still found among many.
+        let mut body = wide(50_000);
+        let end = body.len() - 3;
+        body.splice(end..end, br#","k49999":1"#.iter().copied());
+        assert_eq!(
+            Message::parse(&body).unwrap_err(),
+            RpcError::DuplicateKey("k49999".into())
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        assert!(Message::parse(&deep(MAX_DEPTH)).is_ok());
+        let refused = Message::parse(&deep(MAX_DEPTH + 1)).unwrap_err();
+        assert_eq!(refused, RpcError::TooDeep);
+        assert_eq!(refused.code(), INVALID_REQUEST);
+        // Far past serde_json's own recursion limit (128): still our refusal, not a parse error.
+        assert_eq!(
+            Message::parse(&deep(10_000)).unwrap_err(),
+            RpcError::TooDeep
+        );
+    }
+
+    #[test]
+    fn long_keys_are_refused() {
+        let key = "k".repeat(MAX_KEY_BYTES);
+        let fits = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"{key}":1}}}}"#);
+        assert!(Message::parse(fits.as_bytes()).is_ok());
+        let long = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"{key}k":1}}}}"#);
+        assert_eq!(
+            Message::parse(long.as_bytes()).unwrap_err(),
+            RpcError::KeyTooLong
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_are_a_parse_error() {
+        assert!(matches!(
+            Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x"} x"#).unwrap_err(),
+            RpcError::Parse(_)
+        ));
     }
 
     #[test]

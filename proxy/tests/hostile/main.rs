@@ -7,4 +7,6 @@
 mod common;
 
 mod dlp_evasion;
+mod parsing;
 mod stored;
+mod targets;
