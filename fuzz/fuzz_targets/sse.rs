@@ -54,8 +54,15 @@ fuzz_target!(|data: &[u8]| {
     // sees and toolgate did not.
     for event in &whole {
         let framed = frame(event);
-        assert!(!framed.contains('\r'), "a carriage return reaches the agent: {framed:?}");
-        assert_eq!(parse(&framed), vec![event.clone()], "frame does not round-trip");
+        assert!(
+            !framed.contains('\r'),
+            "a carriage return reaches the agent: {framed:?}"
+        );
+        assert_eq!(
+            parse(&framed),
+            vec![event.clone()],
+            "frame does not round-trip"
+        );
     }
 });
 
