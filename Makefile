@@ -1,7 +1,7 @@
 # toolgate: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build policy-test bench bench-steady bench-soak fmt lint clean stack
+.PHONY: run test build policy-test bench bench-steady bench-soak fuzz-smoke fuzz-long fuzz-merge fmt lint clean stack
 
 ## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
 run:
@@ -49,6 +49,20 @@ SOAK_RATE ?= 1000
 bench-soak:
 	$(CARGO) build --release -p toolgate -p toolgate-bench
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --soak --soak-minutes $(SOAK_MINUTES) --soak-rate $(SOAK_RATE)
+
+## Fuzzing with cargo-fuzz/libFuzzer (docs/fuzzing.md); not part of `make test` and not needed by CI. Installs
+## cargo-fuzz if missing (scripts/install-fuzz-deps.sh). Every target for 60 s, seeded from fuzz/corpus/.
+fuzz-smoke:
+	./scripts/fuzz.sh 60
+
+## Every target for FUZZ_MINUTES (default 10) minutes, one after another, at nice 19.
+FUZZ_MINUTES ?= 10
+fuzz-long:
+	FUZZ_NICE=19 ./scripts/fuzz.sh $$(( $(FUZZ_MINUTES) * 60 ))
+
+## Fold the inputs fuzz runs found that add coverage into the committed corpus fuzz/corpus/ (libFuzzer merge).
+fuzz-merge:
+	./scripts/fuzz.sh merge
 
 fmt:
 	$(CARGO) fmt --all

@@ -42,6 +42,9 @@ pub struct State {
     pub answered: Notify,
     /// The `GET` stream announces `notifications/tools/list_changed` instead of a log message.
     pub list_changed_on_get: bool,
+    /// Answers `tools/call` with this SSE body as written, `"ID"` replaced by the request's id: an upstream that
+    /// frames its own events (line endings, field order, anything).
+    pub raw_call_sse: Option<String>,
 }
 
 impl State {
@@ -394,6 +397,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             ),
             None,
         ),
+        "tools/call" if state.raw_call_sse.is_some() => {
+            let text = state.raw_call_sse.as_deref().unwrap_or_default();
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from(text.replace("\"ID\"", &id.to_string()))).boxed())
+                .unwrap()
+        }
         "tools/call" if state.sse => {
             // Two events with a gap the test controls: proves toolgate streams rather than buffers.
             let progress = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": { "progressToken": 1, "progress": 1 } });

@@ -8,5 +8,6 @@ mod common;
 
 mod dlp_evasion;
 mod parsing;
+mod sse_framing;
 mod stored;
 mod targets;
