@@ -57,10 +57,14 @@ pub struct Activity {
 
 impl Activity {
     pub fn new(settings: &ServerSettings) -> Arc<Activity> {
+        Activity::with_timeouts(settings.header_read_timeout(), settings.idle_timeout())
+    }
+
+    fn with_timeouts(header_timeout: Duration, idle_timeout: Duration) -> Arc<Activity> {
         Arc::new(Activity {
             opened: Instant::now(),
-            header_timeout: settings.header_read_timeout(),
-            idle_timeout: settings.idle_timeout(),
+            header_timeout,
+            idle_timeout,
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
@@ -264,49 +268,49 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 mod tests {
     use super::*;
 
-    fn activity(header: u64, idle: u64) -> Arc<Activity> {
-        Activity::new(&ServerSettings {
-            header_read_timeout_seconds: header,
-            idle_timeout_seconds: idle,
-            ..Default::default()
-        })
+    const MS: Duration = Duration::from_millis(1);
+
+    /// `elapsed` is `want`, give or take scheduling (real time: tokio's paused clock is not built here).
+    fn about(elapsed: Duration, want: Duration) {
+        assert!(
+            elapsed >= want && elapsed < want + 150 * MS,
+            "{elapsed:?} is not about {want:?}"
+        );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_silent_connection_expires_at_the_header_timeout() {
-        let a = activity(2, 30);
+        let a = Activity::with_timeouts(200 * MS, 2000 * MS);
         let t0 = Instant::now();
         assert_eq!(a.expired().await, Expiry::HeaderTimeout);
-        assert_eq!(t0.elapsed(), Duration::from_secs(2));
+        about(t0.elapsed(), 200 * MS);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn in_flight_requests_never_expire_and_idle_counts_from_the_last_response() {
-        let a = activity(2, 5);
+        let a = Activity::with_timeouts(100 * MS, 300 * MS);
         let busy = a.busy();
         assert!(
-            tokio::time::timeout(Duration::from_secs(3600), a.expired())
-                .await
-                .is_err(),
-            "a busy connection stays open"
+            tokio::time::timeout(600 * MS, a.expired()).await.is_err(),
+            "a busy connection stays open past both timeouts"
         );
         drop(busy);
         let t0 = Instant::now();
         assert_eq!(a.expired().await, Expiry::IdleTimeout);
-        assert_eq!(t0.elapsed(), Duration::from_secs(5));
+        about(t0.elapsed(), 300 * MS);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_head_begun_while_idle_must_complete_within_the_header_timeout() {
-        let a = activity(2, 30);
+        let a = Activity::with_timeouts(200 * MS, 5000 * MS);
         drop(a.busy());
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(100 * MS).await;
         let t0 = Instant::now();
         a.on_read();
         // More trickling bytes do not push the deadline.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(100 * MS).await;
         a.on_read();
         assert_eq!(a.expired().await, Expiry::HeaderTimeout);
-        assert_eq!(t0.elapsed(), Duration::from_secs(2));
+        about(t0.elapsed(), 200 * MS);
     }
 }
