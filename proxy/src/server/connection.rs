@@ -47,12 +47,7 @@ pub struct Shared {
 }
 
 /// Serves one admitted connection until it ends; the slot is given back when this returns.
-pub async fn serve(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    slot: ConnectionSlot,
-) {
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
     let _slot = slot;
     let Ok(local) = stream.local_addr() else {
         return;

@@ -172,7 +172,8 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// The chain and key, checked to belong together.
 fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
     let chain = certificates(cert_file)?;
-    let key = PrivateKeyDer::from_pem_slice(&read(key_file)?).map_err(|e| pem_error(key_file, e))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&read(key_file)?).map_err(|e| pem_error(key_file, e))?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(TlsError::Key)
 }
 

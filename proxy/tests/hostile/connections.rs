@@ -110,7 +110,8 @@ async fn assert_refused_clearly(mut stream: TcpStream) {
 
 #[tokio::test]
 async fn a_silent_connection_is_closed_at_the_header_timeout() {
-    let (proxy, _mock) = proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 30").await;
+    let (proxy, _mock) =
+        proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 30").await;
     let mut silent = connect_from(ATTACKER, proxy.addr).await;
     let (took, sent) = closed_within(&mut silent, Duration::from_secs(5))
         .await
@@ -126,7 +127,8 @@ async fn a_silent_connection_is_closed_at_the_header_timeout() {
 
 #[tokio::test]
 async fn a_request_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
-    let (proxy, _mock) = proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 30").await;
+    let (proxy, _mock) =
+        proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 30").await;
     let stream = connect_from(ATTACKER, proxy.addr).await;
     let (mut reader, mut writer) = stream.into_split();
     // Each byte is fresh activity: a timeout that restarted on every read would never fire.
@@ -141,7 +143,8 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
     });
     let t0 = Instant::now();
     let mut answer = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(6), reader.read_to_end(&mut answer)).await;
+    let closed =
+        tokio::time::timeout(Duration::from_secs(6), reader.read_to_end(&mut answer)).await;
     let took = t0.elapsed();
     trickle.abort();
     assert!(closed.is_ok(), "the slow head was never cut");
@@ -155,7 +158,8 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
-    let (proxy, _mock) = proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 2").await;
+    let (proxy, _mock) =
+        proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 2").await;
     let mut stream = connect_from(ATTACKER, proxy.addr).await;
     stream
         .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -318,7 +322,10 @@ async fn a_hostile_host_header_is_never_reflected_into_www_authenticate() {
             )),
             "Host {host:?}: {challenge}"
         );
-        assert!(!challenge.contains("evil") && !challenge.contains("[::1]:1"), "{challenge}");
+        assert!(
+            !challenge.contains("evil") && !challenge.contains("[::1]:1"),
+            "{challenge}"
+        );
         let metadata = common::send(
             Method::GET,
             &proxy.url("/.well-known/oauth-protected-resource/mcp/web"),

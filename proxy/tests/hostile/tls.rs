@@ -106,7 +106,8 @@ fn client(
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
-const ALL: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+const ALL: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 async fn connect(
     connector: &tokio_rustls::TlsConnector,
@@ -266,7 +267,10 @@ async fn only_tls_1_2_and_1_3_are_spoken() {
             .await
             .unwrap();
         assert_eq!(tls.get_ref().1.protocol_version(), Some(want));
-        assert_eq!(request(tls, get("/health")).await.unwrap().0, StatusCode::OK);
+        assert_eq!(
+            request(tls, get("/health")).await.unwrap().0,
+            StatusCode::OK
+        );
     }
     // rustls cannot speak TLS 1.1 or older, so a TLS 1.1 client is refused by construction; what is
     // asserted here is that the server's configuration names no other version than these two.
@@ -410,7 +414,11 @@ fn serve_with_tls_logs_ready_and_a_bad_key_stops_start_up_in_one_line() {
     };
 
     let bad = Command::new(bin)
-        .args(["serve", "--config", config("other-key.pem").to_str().unwrap()])
+        .args([
+            "serve",
+            "--config",
+            config("other-key.pem").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
