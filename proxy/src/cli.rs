@@ -204,6 +204,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::Result<()> {
     let listen = config.listen;
+    // The certificate and key are checked before anything starts: a bad file is one clear start-up error.
+    let tls = match config.tls.files()? {
+        Some(files) => Some(std::sync::Arc::new(
+            crate::server::tls::ListenerTls::load(&files).context("TLS on the listener")?,
+        )),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let app = crate::app::App::start_with(config, client).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -218,10 +226,11 @@ async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::R
     tracing::info!(
         listen = %addr,
         upstreams = ?app.config.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
-        first_call = %format!("TOKEN=$(toolgate token --sub agent-1) && curl -s http://{addr}/mcp/{first} -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{{\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}}}}'"),
+        tls = tls.is_some(),
+        first_call = %format!("TOKEN=$(toolgate token --sub agent-1) && curl -s {scheme}://{addr}/mcp/{first} -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{{\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}}}}'"),
         "toolgate ready"
     );
-    crate::server::run(listener, app.clone(), shutdown_signal()).await;
+    crate::server::serve(listener, app.clone(), tls, shutdown_signal()).await;
     tracing::info!("shutting down: draining the audit log");
     app.audit.close().await;
     Ok(())

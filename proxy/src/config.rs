@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod listener;
+
+pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
+
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
 pub use crate::telemetry::TelemetrySettings;
@@ -37,12 +41,17 @@ pub struct Config {
     /// Address the proxy listens on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Base URL agents use to reach toolgate, for RFC 9728 metadata; default: taken from the request's Host.
+    /// Base URL agents use to reach toolgate, for RFC 9728 metadata and `WWW-Authenticate`; default: the
+    /// address the connection arrived at (never the request's `Host`, which the client chooses).
     #[serde(default)]
     pub public_url: Option<String>,
     /// Largest accepted request body, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub tls: TlsSettings,
     #[serde(default)]
     pub auth: AuthSettings,
     #[serde(default)]
@@ -356,6 +365,19 @@ impl Config {
                 ),
             ));
         }
+        if let Some(url) = &self.public_url {
+            let uri: hyper::Uri = url
+                .parse()
+                .map_err(|e| invalid("public_url", format!("{url:?}: {e}")))?;
+            if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.host().is_none() {
+                return Err(invalid(
+                    "public_url",
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
+        }
+        self.server.validate()?;
+        self.tls.files()?;
         let mut seen = std::collections::HashSet::new();
         for u in &self.upstreams {
             let key = format!("upstream.{}", u.name);
@@ -461,6 +483,24 @@ mod tests {
         assert_eq!(c.telemetry.otlp_protocol, "grpc");
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(c.tools.pinning, crate::tools::Pinning::Tofu);
+        assert_eq!(c.server.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout(), Duration::from_secs(60));
+        assert_eq!(c.server.max_connections, 4096);
+        assert_eq!(c.server.max_connections_per_ip, 256);
+        assert!(c.tls.files().unwrap().is_none(), "plain HTTP by default");
+    }
+
+    #[test]
+    fn tls_files_are_read_together() {
+        let f = write("[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nclient_ca_file = \"/ca.pem\"\nclient_auth = \"optional\"\n");
+        let c = Config::load(f.path(), &HashMap::new()).unwrap();
+        let files = c.tls.files().unwrap().expect("TLS on");
+        assert_eq!(files.cert_file, PathBuf::from("/c.pem"));
+        assert_eq!(files.key_file, PathBuf::from("/k.pem"));
+        assert_eq!(
+            files.client_auth,
+            Some((ClientAuth::Optional, PathBuf::from("/ca.pem")))
+        );
     }
 
     #[test]
@@ -501,6 +541,14 @@ mod tests {
             ("[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n[[upstream]]\nname = \"a\"\ncommand = [\"y\"]\n", "used twice"),
             ("[telemetry]\notlp_protocol = \"udp\"\n", "otlp_protocol"),
             ("[tools]\npinning = \"never\"\n", "unknown variant"),
+            ("public_url = \"evil\"\n", "public_url"),
+            ("[server]\nheader_read_timeout_seconds = 0\n", "server.header_read_timeout_seconds"),
+            ("[server]\nmax_connections_per_ip = 0\n", "server.max_connections_per_ip"),
+            ("[tls]\ncert_file = \"c.pem\"\n", "tls.key_file"),
+            ("[tls]\nkey_file = \"k.pem\"\n", "tls.cert_file"),
+            ("[tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_auth = \"required\"\n", "client_ca_file"),
+            ("[tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n", "tls.client_ca_file"),
+            ("[tls]\nclient_auth = \"sometimes\"\n", "unknown variant"),
         ];
         for (text, want) in cases {
             let f = write(text);

@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`cli`]: clap subcommands: serve, demo-server, token, policy, audit.
 //! - [`config`]: TOML + environment overrides, validated once at start into typed structs.
-//! - [`server`]: the hyper server, routing, the MCP HTTP surface (`server::endpoint`), public verify.
+//! - [`server`]: the hyper server: the listener's connection caps, timeouts and TLS, routing, the MCP HTTP
+//!   surface (`server::endpoint`), public verify.
 //! - [`mcp`]: JSON-RPC types, sessions, SSE, upstreams (HTTP, stdio).
 //! - [`pipeline`]: the one ordered path of every MCP message, and the one place MCP refusals become responses.
 //! - [`response`]: response bodies and builders; [`outbound`]: the one outbound HTTP client.

@@ -1,35 +1,76 @@
-//! The hyper server: routing, body limits, and the one place where errors become responses.
+//! The hyper server: the accept loop, routing, and the one place where errors become responses.
 //!
 //! `run(listener, app, shutdown)` has the mini-redis shape, so tests start the real server on `127.0.0.1:0`.
+//! The accept loop only admits or refuses ([`limits`]); each admitted connection is served on its own task
+//! ([`connection`]), with TLS when `[tls]` is configured ([`tls`]) and closed when it idles ([`activity`]).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::service::service_fn;
+use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+pub mod activity;
+pub mod connection;
 pub mod endpoint;
+pub mod limits;
 pub mod public_verify;
+pub mod tls;
 
 use crate::app::App;
 use crate::response::{full, json_response, Body};
+use connection::{Arrival, Shared};
 
 /// Serves `listener` until `shutdown` resolves; then stops accepting and returns (open connections finish on
 /// their own tasks).
+///
+/// With `[tls]` configured every connection is HTTPS; the files are read here, and an unreadable or
+/// mismatched certificate or key stops `run` at once with an error log (the `serve` command checks them
+/// before it binds, see [`tls::ListenerTls::load`]).
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let tls = match app.config.tls.files() {
+        Ok(None) => None,
+        Ok(Some(files)) => match tls::ListenerTls::load(&files) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS cannot start; not serving");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "TLS configuration is invalid; not serving");
+            return;
+        }
+    };
+    serve(listener, app, tls, shutdown).await;
+}
+
+/// [`run`] with the listener's TLS already loaded (`None`: plain HTTP).
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<Arc<tls::ListenerTls>>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let sweeper = tokio::spawn(sweep_sessions(app.clone()));
-    // Per-client limit of the unauthenticated public verify endpoint: the server's, like the listener.
-    let limiter = Arc::new(public_verify::RateLimiter::new(
-        app.config.audit.public_verify_per_minute,
-    ));
+    let reloader = tls
+        .clone()
+        .map(|tls| tokio::spawn(tls.reload_on_change(app.metrics.clone())));
+    let limits = limits::ConnectionLimits::new(&app.config.server, app.metrics.clone());
+    let refuser = limits::Refuser::new(app.metrics.clone());
+    let shared = Arc::new(Shared {
+        app: app.clone(),
+        // Per-client limit of the unauthenticated public verify endpoint: the server's, like the listener.
+        limiter: Arc::new(public_verify::RateLimiter::new(
+            app.config.audit.public_verify_per_minute,
+        )),
+        tls: tls.as_ref().map(|t| t.acceptor.clone()),
+    });
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -43,26 +84,22 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let limiter = limiter.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |mut req: Request<Incoming>| {
-                // The client address, for per-client limits (the public verify endpoint).
-                req.extensions_mut().insert(peer);
-                let (app, limiter) = (app.clone(), limiter.clone());
-                async move { Ok::<_, Infallible>(route(app, &limiter, req).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        // Admission is a counter under a lock held for no await; a refused connection costs no task unless
+        // it is answered (and answering is bounded).
+        let slot = match limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refuser.refuse(stream, why, tls.is_none());
+                continue;
             }
-        });
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection::serve(shared.clone(), stream, peer, slot));
     }
     sweeper.abort();
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
 }
 
 /// Forgets sessions idle past the timeout, recording their end.
@@ -87,19 +124,20 @@ async fn sweep_sessions(app: Arc<App>) {
 }
 
 async fn route(
-    app: Arc<App>,
+    app: &Arc<App>,
     limiter: &public_verify::RateLimiter,
+    arrival: Arrival,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    let base_url = base_url(&app, &req);
+    let base_url = base_url(app, arrival);
     if let Some(upstream) = path.strip_prefix("/mcp/") {
         let upstream = upstream.trim_end_matches('/').to_owned();
         // The request's SERVER span continues the agent's traceparent; its trace id is the one of the logs and
         // the audit events (the fallback only serves embedders that installed no OpenTelemetry layer).
         let (span, trace_id) =
             crate::telemetry::traces::request_span(&upstream, req.headers(), || trace_id(&req));
-        let resp = endpoint::handle(&app, &upstream, req, &base_url, trace_id)
+        let resp = endpoint::handle(app, &upstream, req, &base_url, trace_id)
             .instrument(span.clone())
             .await;
         crate::telemetry::traces::annotate_int(
@@ -110,18 +148,18 @@ async fn route(
         return resp;
     }
     if let Some(upstream) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
-        return endpoint::resource_metadata(&app, &base_url, upstream);
+        return endpoint::resource_metadata(app, &base_url, upstream);
     }
     match path.as_str() {
         "/health" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
-        "/ready" => ready(&app).await,
+        "/ready" => ready(app).await,
         "/metrics" => Response::builder()
             .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(full(app.metrics.render()))
             .expect("valid response"),
         // Public: no admin token, rate-limited per client, no event content.
         "/api/v1/public/verify" => public_verify::handle(app.audit.store(), limiter, &req).await,
-        p if p.starts_with("/api/v1/") => crate::admin::handle(&app, req).await,
+        p if p.starts_with("/api/v1/") => crate::admin::handle(app, req).await,
         _ => json_response(
             StatusCode::NOT_FOUND,
             &json!({ "error": "not_found", "message": format!("no route for {path}") }),
@@ -143,22 +181,14 @@ async fn ready(app: &App) -> Response<Body> {
     )
 }
 
-/// The base URL agents reach toolgate at: `public_url` if configured, else from the request's Host.
-fn base_url(app: &App, req: &Request<Incoming>) -> String {
-    if let Some(url) = &app.config.public_url {
-        return url.trim_end_matches('/').to_owned();
+/// The base URL agents reach toolgate at: `public_url` if configured, else the address the connection arrived
+/// at. Never the request's `Host`: the client chooses it, and it would be reflected into `WWW-Authenticate`
+/// and the RFC 9728 metadata that tell agents where to authenticate.
+fn base_url(app: &App, arrival: Arrival) -> String {
+    match &app.config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => arrival.base_url(),
     }
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| app.config.listen.to_string());
-    format!("http://{host}")
 }
 
 /// The trace id of a W3C `traceparent` (continued), or a fresh one.

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub results: IntCounterVec,
     /// Tool definitions seen, by status (`pinned`, `changed`, `new`); set by `crate::tools` from its cache.
     pub tool_definitions: IntGaugeVec,
+    /// The listener's connections: open, refused, timed out; TLS handshakes and certificate reloads.
+    pub listener: ListenerMetrics,
     /// `stage_duration` resolved once per stage, so timing a stage costs no label lookup.
     stages: Vec<Histogram>,
     /// Agent ids that have their own label value, each with that value ([`label_value`]), so an id is
@@ -210,6 +212,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let listener = ListenerMetrics::new(&registry);
         // Resolved up front: dashboards see every stage from the first scrape, and timing costs no lookup.
         let stages = super::Stage::ALL
             .iter()
@@ -238,6 +241,7 @@ impl Metrics {
             requests,
             results,
             tool_definitions,
+            listener,
             stages,
             agents: Mutex::new(HashMap::new()),
             other_agent: Arc::from(OTHER_AGENT),
@@ -379,6 +383,82 @@ mod tests {
         ));
         assert!(text.contains(r#"toolgate_stage_duration_seconds_count{stage="policy"} 0"#));
         assert!(text.contains(r#"toolgate_tool_definitions{status="changed"} 0"#));
+    }
+}
+
+/// The listener's metrics (`server::limits`, `server::connection`, `server::tls`). No label carries a client
+/// address: the reasons are a fixed set.
+pub struct ListenerMetrics {
+    /// `toolgate_connections_open`
+    pub connections_open: IntGauge,
+    /// `toolgate_connections_refused_total{reason="max_connections"|"per_ip"}`
+    pub connections_refused: IntCounterVec,
+    /// `toolgate_connections_timed_out_total{reason="header_timeout"|"idle_timeout"}`
+    pub connections_timed_out: IntCounterVec,
+    /// `toolgate_tls_handshake_failures_total`
+    pub tls_handshake_failures: IntCounter,
+    /// `toolgate_tls_certificate_reloads_total{result="ok"|"error"}`
+    pub tls_reloads: IntCounterVec,
+}
+
+impl ListenerMetrics {
+    fn new(registry: &Registry) -> ListenerMetrics {
+        let m = ListenerMetrics {
+            connections_open: IntGauge::new(
+                "toolgate_connections_open",
+                "Client connections open on the listener.",
+            )
+            .expect("valid metric"),
+            connections_refused: IntCounterVec::new(
+                Opts::new(
+                    "toolgate_connections_refused_total",
+                    "Connections refused at accept, by reason (max_connections, per_ip).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            connections_timed_out: IntCounterVec::new(
+                Opts::new(
+                    "toolgate_connections_timed_out_total",
+                    "Connections closed for idling, by reason (header_timeout, idle_timeout).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            tls_handshake_failures: IntCounter::new(
+                "toolgate_tls_handshake_failures_total",
+                "TLS handshakes on the listener that failed.",
+            )
+            .expect("valid metric"),
+            tls_reloads: IntCounterVec::new(
+                Opts::new(
+                    "toolgate_tls_certificate_reloads_total",
+                    "Listener certificate reloads after a file change, by result (ok, error).",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+        };
+        for c in [
+            Box::new(m.connections_open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.connections_refused.clone()),
+            Box::new(m.connections_timed_out.clone()),
+            Box::new(m.tls_handshake_failures.clone()),
+            Box::new(m.tls_reloads.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        // Every reason from the first scrape, at 0 until it happens.
+        for reason in ["max_connections", "per_ip"] {
+            m.connections_refused.with_label_values(&[reason]);
+        }
+        for reason in ["header_timeout", "idle_timeout"] {
+            m.connections_timed_out.with_label_values(&[reason]);
+        }
+        for result in ["ok", "error"] {
+            m.tls_reloads.with_label_values(&[result]);
+        }
+        m
     }
 }
 

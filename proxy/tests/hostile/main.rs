@@ -6,8 +6,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod connections;
 mod dlp_evasion;
 mod parsing;
 mod sse_framing;
 mod stored;
 mod targets;
+mod tls;

@@ -1,0 +1,144 @@
+//! One accepted connection, from its admission slot to its close: the TLS handshake if any, HTTP/1.1 or HTTP/2
+//! (detected), and the watchdog that closes it when it idles or dawdles (see [`super::activity`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::activity::{Activity, BusyBody, Expiry, Watched};
+use super::limits::ConnectionSlot;
+use super::public_verify::RateLimiter;
+use crate::app::App;
+
+/// How long a connection closed for idling may take to say goodbye (HTTP/2 GOAWAY, TLS close) before it is
+/// dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// HTTP/2: how long a keep-alive ping may go unanswered before the connection is closed as dead.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a request arrived: the listener's side of its connection, and whether it came over TLS. The base URL
+/// agents are told about is built from this when `public_url` is unset, never from the client's `Host`.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+impl Arrival {
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local)
+    }
+}
+
+/// What every connection of one listener shares.
+pub struct Shared {
+    pub app: Arc<App>,
+    pub limiter: Arc<RateLimiter>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Serves one admitted connection until it ends; the slot is given back when this returns.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+    let _slot = slot;
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let settings = &shared.app.config.server;
+    let activity = Activity::new(settings);
+    let watched = Watched::new(stream, activity.clone());
+    let arrival = Arrival {
+        local,
+        tls: shared.tls.is_some(),
+    };
+    match shared.tls.clone() {
+        None => http(shared, TokioIo::new(watched), peer, arrival, activity).await,
+        Some(acceptor) => {
+            // The handshake counts as part of the request head: a client that stalls it is closed on time.
+            let handshake = tokio::select! {
+                done = acceptor.accept(watched) => done,
+                why = activity.expired() => {
+                    count_expiry(&shared.app, why);
+                    return;
+                }
+            };
+            match handshake {
+                Ok(tls) => http(shared, TokioIo::new(tls), peer, arrival, activity).await,
+                Err(e) => {
+                    shared.app.metrics.listener.tls_handshake_failures.inc();
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                }
+            }
+        }
+    }
+}
+
+async fn http<I>(
+    shared: Arc<Shared>,
+    io: I,
+    peer: SocketAddr,
+    arrival: Arrival,
+    activity: Arc<Activity>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let app = shared.app.clone();
+    let watchdog = activity.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        // The client address, for per-client limits (the public verify endpoint).
+        req.extensions_mut().insert(peer);
+        let busy = activity.busy();
+        let shared = shared.clone();
+        async move {
+            let resp = super::route(&shared.app, &shared.limiter, arrival, req).await;
+            Ok::<_, Infallible>(resp.map(|body| BusyBody::new(body, busy)))
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Timeouts are the watchdog's (one rule for both protocols and TLS); hyper's own header timer would restart
+    // at every idle keep-alive read and cut idle connections at the header timeout.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None::<Duration>);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(app.config.server.idle_timeout())
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        ended = conn.as_mut() => {
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        why = watchdog.expired() => count_expiry(&app, why),
+    }
+    conn.as_mut().graceful_shutdown();
+    // A request that slipped in as the watchdog fired is let finish; an idle connection gets a short grace.
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = tokio::time::sleep(CLOSE_GRACE) => if watchdog.idle() { return },
+        }
+    }
+}
+
+fn count_expiry(app: &App, why: Expiry) {
+    app.metrics
+        .listener
+        .connections_timed_out
+        .with_label_values(&[why.as_str()])
+        .inc();
+}
