@@ -105,6 +105,10 @@ pub struct SessionSettings {
     /// Most open sessions at once; `initialize` beyond it is refused with 503.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Most open sessions of one agent (tenant and `sub`); its `initialize` beyond it ends its own longest-idle
+    /// session, so no agent can fill `max_sessions` alone.
+    #[serde(default = "default_max_sessions_per_agent")]
+    pub max_sessions_per_agent: usize,
 }
 
 impl Default for SessionSettings {
@@ -112,6 +116,7 @@ impl Default for SessionSettings {
         SessionSettings {
             idle_timeout_seconds: default_session_idle(),
             max_sessions: default_max_sessions(),
+            max_sessions_per_agent: default_max_sessions_per_agent(),
         }
     }
 }
@@ -131,6 +136,9 @@ pub struct EscalationSettings {
     /// How long a reviewer's answer that no held call received waits for the agent's identical retry.
     #[serde(default = "default_answer_ttl_seconds")]
     pub answer_ttl_seconds: u64,
+    /// Most pending escalations of one agent (tenant and `sub`); a call escalated beyond it is denied.
+    #[serde(default = "default_max_pending_per_agent")]
+    pub max_pending_per_agent: usize,
 }
 
 impl Default for EscalationSettings {
@@ -138,12 +146,17 @@ impl Default for EscalationSettings {
         EscalationSettings {
             hold_seconds: 0,
             answer_ttl_seconds: default_answer_ttl_seconds(),
+            max_pending_per_agent: default_max_pending_per_agent(),
         }
     }
 }
 
 fn default_answer_ttl_seconds() -> u64 {
     3600
+}
+
+fn default_max_pending_per_agent() -> usize {
+    16
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -207,6 +220,9 @@ fn default_session_idle() -> u64 {
 }
 fn default_max_sessions() -> usize {
     100_000
+}
+fn default_max_sessions_per_agent() -> usize {
+    64
 }
 fn default_upstream_timeout() -> u64 {
     30
@@ -356,6 +372,21 @@ impl Config {
                 ),
             ));
         }
+        for (key, value) in [
+            ("session.max_sessions", self.session.max_sessions),
+            (
+                "session.max_sessions_per_agent",
+                self.session.max_sessions_per_agent,
+            ),
+            (
+                "escalation.max_pending_per_agent",
+                self.escalation.max_pending_per_agent,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for u in &self.upstreams {
             let key = format!("upstream.{}", u.name);
@@ -461,6 +492,8 @@ mod tests {
         assert_eq!(c.telemetry.otlp_protocol, "grpc");
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(c.tools.pinning, crate::tools::Pinning::Tofu);
+        assert_eq!(c.session.max_sessions_per_agent, 64);
+        assert_eq!(c.escalation.max_pending_per_agent, 16);
     }
 
     #[test]
@@ -501,6 +534,8 @@ mod tests {
             ("[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n[[upstream]]\nname = \"a\"\ncommand = [\"y\"]\n", "used twice"),
             ("[telemetry]\notlp_protocol = \"udp\"\n", "otlp_protocol"),
             ("[tools]\npinning = \"never\"\n", "unknown variant"),
+            ("[session]\nmax_sessions_per_agent = 0\n", "session.max_sessions_per_agent"),
+            ("[escalation]\nmax_pending_per_agent = 0\n", "escalation.max_pending_per_agent"),
         ];
         for (text, want) in cases {
             let f = write(text);

@@ -120,7 +120,12 @@ impl ServerRequests {
                     decision,
                 })
             }
-            Verdict::Escalate => super::escalate::hold(&record, id, &decision)
+            Verdict::Escalate => super::escalate::hold(
+                &record,
+                id,
+                &decision,
+                params.unwrap_or(&Value::Null),
+            )
                 .await
                 .map(|a| (a.decision, a.extra)),
         };
