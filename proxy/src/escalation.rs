@@ -146,7 +146,7 @@ impl Fingerprint {
         part(Some(upstream.as_bytes()));
         part(Some(method.as_bytes()));
         part(name.map(str::as_bytes));
-        part(Some(arguments));
+        part(Some(arguments.as_slice()));
         Fingerprint(hasher.finalize().into())
     }
 }
