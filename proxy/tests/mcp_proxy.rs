@@ -153,7 +153,12 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
             "policy_deny",
             "policy_escalate",
             "policy_deny",
-            "session_end"
+            // The thief's use of the session and its guessed id, each refused and recorded.
+            "policy_deny",
+            "policy_deny",
+            "session_end",
+            // The ended session presented again.
+            "policy_deny"
         ],
         "oldest first"
     );

@@ -99,7 +99,10 @@ pub fn presented(headers: &hyper::HeaderMap) -> Result<Option<&str>, SessionErro
     if values.next().is_some() {
         return Err(SessionError::BadHeader);
     }
-    first.to_str().map(Some).map_err(|_| SessionError::BadHeader)
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| SessionError::BadHeader)
 }
 
 /// A session opened, and the agent's own session it ended to stay within its cap, if any.

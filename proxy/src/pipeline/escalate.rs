@@ -114,8 +114,8 @@ pub(super) async fn hold(
 /// The recorded deny of an escalation beyond the agent's cap of pending ones.
 async fn too_many_pending(record: &Record<'_>, id: Option<&Value>, decision: &Decision) -> Refusal {
     let limit = record.app.escalations.max_pending_per_agent();
-    let denied = Decision::too_many_pending(decision, limit)
-        .expect("hold() is only called for escalations");
+    let denied =
+        Decision::too_many_pending(decision, limit).expect("hold() is only called for escalations");
     // The deny stands whether or not it could be recorded; a failed write is counted by the writer.
     let _ = record.append("policy_deny", &denied, json!({})).await;
     Refusal::Denied {

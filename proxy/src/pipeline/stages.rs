@@ -84,16 +84,15 @@ pub async fn session(
     trace_id: &str,
 ) -> Result<Option<Arc<Session>>, Refusal> {
     let presented = crate::mcp::session::presented(headers);
-    let found = crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| {
-        match presented {
+    let found =
+        crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| match presented {
             Ok(Some(sid)) if message.method() != Some("initialize") => app
                 .sessions
                 .get(upstream_name, sid, &identity.key())
                 .map(Some),
             Ok(_) => Ok(None),
             Err(e) => Err(e),
-        }
-    });
+        });
     let session = match found {
         Ok(session) => session,
         Err(error) => {

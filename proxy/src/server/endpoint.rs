@@ -64,28 +64,28 @@ async fn get(
             .insert("allow", HeaderValue::from_static("POST, DELETE"));
         return Ok(resp);
     };
-    let session = match presented_session(app, &identity, upstream_name, &req, &trace_id, "GET").await
-    {
-        Ok(Some(sid)) => match app.sessions.get(upstream_name, &sid, &identity.key()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                // The `method` of the record is the HTTP verb: these requests carry no JSON-RPC message.
-                pipeline::sessions::record_refused(
-                    app,
-                    &identity,
-                    upstream_name,
-                    &trace_id,
-                    "GET",
-                    &sid,
-                    &e,
-                )
-                .await;
-                return Ok(session_refusal(e));
-            }
-        },
-        Ok(None) => None,
-        Err(resp) => return Ok(resp),
-    };
+    let session =
+        match presented_session(app, &identity, upstream_name, &req, &trace_id, "GET").await {
+            Ok(Some(sid)) => match app.sessions.get(upstream_name, &sid, &identity.key()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // The `method` of the record is the HTTP verb: these requests carry no JSON-RPC message.
+                    pipeline::sessions::record_refused(
+                        app,
+                        &identity,
+                        upstream_name,
+                        &trace_id,
+                        "GET",
+                        &sid,
+                        &e,
+                    )
+                    .await;
+                    return Ok(session_refusal(e));
+                }
+            },
+            Ok(None) => None,
+            Err(resp) => return Ok(resp),
+        };
     match http.send(Method::GET, req.headers(), Bytes::new()).await {
         Ok(resp) => {
             pipeline::count_upstream(app, upstream_name, resp.status());
@@ -117,7 +117,8 @@ async fn delete(
     let identity = stages::jwt(app, req.headers(), base_url, upstream_name)?;
     stages::not_disabled(app, &identity)?;
     let upstream = stages::upstream(app, upstream_name)?;
-    let sid = match presented_session(app, &identity, upstream_name, &req, &trace_id, "DELETE").await
+    let sid = match presented_session(app, &identity, upstream_name, &req, &trace_id, "DELETE")
+        .await
     {
         Ok(Some(sid)) => sid,
         Ok(None) => {
@@ -181,8 +182,16 @@ async fn presented_session(
     match crate::mcp::session::presented(req.headers()) {
         Ok(sid) => Ok(sid.map(str::to_owned)),
         Err(e) => {
-            pipeline::sessions::record_refused(app, identity, upstream_name, trace_id, verb, "", &e)
-                .await;
+            pipeline::sessions::record_refused(
+                app,
+                identity,
+                upstream_name,
+                trace_id,
+                verb,
+                "",
+                &e,
+            )
+            .await;
             Err(session_refusal(e))
         }
     }

@@ -23,7 +23,13 @@ fn tenant_token(sub: &str, tenant: &str) -> String {
 
 async fn admin_get(proxy: &Proxy, path: &str) -> common::Answer {
     let auth = format!("Bearer {ADMIN}");
-    send(Method::GET, &proxy.url(path), &[("authorization", &auth)], "").await
+    send(
+        Method::GET,
+        &proxy.url(path),
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
 }
 
 async fn approve(proxy: &Proxy, id: &str) {
@@ -108,7 +114,10 @@ async fn the_same_sub_of_another_tenant_cannot_use_or_end_a_session() {
     assert!(methods.contains(&&json!("tools/list")) && methods.contains(&&json!("DELETE")));
     let guessed = events_where(&proxy, |e| e["policy_id"] == "toolgate.session.unknown").await;
     assert_eq!(guessed.len(), 1);
-    assert!(guessed[0]["session_id"].is_null(), "an agent-chosen id is not stored");
+    assert!(
+        guessed[0]["session_id"].is_null(),
+        "an agent-chosen id is not stored"
+    );
     proxy.stop().await;
 }
 
@@ -169,8 +178,7 @@ async fn an_approval_covers_the_exact_large_integer_only() {
     assert!(mock.state.tool_calls().is_empty());
 
     // Both escalations carry the same `input_hash`: only the exact fingerprint told them apart.
-    let escalations =
-        events_where(&proxy, |e| e["event_type"] == "policy_escalate").await;
+    let escalations = events_where(&proxy, |e| e["event_type"] == "policy_escalate").await;
     assert_eq!(escalations.len(), 2);
     assert_eq!(escalations[0]["input_hash"], escalations[1]["input_hash"]);
 
@@ -254,13 +262,13 @@ async fn one_agent_cannot_fill_the_review_queue() {
         let id = pending_id(&flooder.call_stateless("write_file", write(n)).await);
         first.get_or_insert(id);
     }
-    let refused = flooder.call_stateless("write_file", write(16)).await.message();
+    let refused = flooder
+        .call_stateless("write_file", write(16))
+        .await
+        .message();
     assert_eq!(refused["error"]["code"], -31001, "{refused}");
     let text = refused["error"]["message"].as_str().unwrap();
-    assert!(
-        text.contains("toolgate.escalation.pending_limit"),
-        "{text}"
-    );
+    assert!(text.contains("toolgate.escalation.pending_limit"), "{text}");
     // A retry of a pending call joins it rather than needing a slot.
     let joined = pending_id(&flooder.call_stateless("write_file", write(0)).await);
     assert_eq!(Some(joined), first);
@@ -368,14 +376,14 @@ async fn the_export_refuses_a_bad_range_and_quotes_cells_a_spreadsheet_would_spl
     let proxy = start(Options::default()).await;
     let mut agent = Agent::new(&proxy, "demo", token("reader", &[]));
     // A target holding `;=`: a spreadsheet splitting at `;` would start a formula cell there.
-    let target = "/workspace/a;=HYPERLINK(\"http://example.invalid\")";
+    let target = "/workspace/a;=SUM(1+1)";
     agent
         .call_stateless("read_file", json!({ "path": target }))
         .await;
     let csv = admin_get(&proxy, "/api/v1/audit/export?format=csv").await;
     assert_eq!(csv.status, StatusCode::OK);
     let text = String::from_utf8_lossy(&csv.body);
-    let quoted = format!("\"{}\"", target.replace('"', "\"\""));
+    let quoted = format!("\"{target}\"");
     assert!(text.contains(&quoted), "{text}");
     // No unquoted cell anywhere starts with a formula character after a `;`.
     for line in text.lines() {
@@ -399,7 +407,11 @@ async fn the_export_refuses_a_bad_range_and_quotes_cells_a_spreadsheet_would_spl
         "start=%27%20OR%201%3D1%20--",
     ] {
         for format in ["csv", "ndjson", "json"] {
-            let r = admin_get(&proxy, &format!("/api/v1/audit/export?format={format}&{query}")).await;
+            let r = admin_get(
+                &proxy,
+                &format!("/api/v1/audit/export?format={format}&{query}"),
+            )
+            .await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{format} {query}");
             assert_eq!(r.json()["error"], "bad_request");
         }
