@@ -193,7 +193,8 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
     let report = proxy.app.audit.store().verify(None, None).await.unwrap();
     let report = serde_json::to_value(report).unwrap();
     assert_eq!(report["chain_intact"], true, "{report}");
-    assert_eq!(report["events_verified"], 15);
+    // 15, and the three recorded session refusals.
+    assert_eq!(report["events_verified"], 18);
     proxy.stop().await;
 }
 
