@@ -28,10 +28,17 @@ const MAX_EXACT_INT: u64 = 1 << 53;
 
 /// Appends the RFC 8785 form of `value` to `out` (the audit chain writes event fields around it).
 pub(crate) fn write_jcs(value: &Value, out: &mut Vec<u8>) {
+    write_canonical::<false>(value, out);
+}
+
+/// JCS, or with `EXACT` the same form but every number written as the exact value serde_json holds (integers
+/// in all their digits, other numbers as the shortest text of their double, `1.0` apart from `1`).
+fn write_canonical<const EXACT: bool>(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) if EXACT => write_exact_number(n, out),
         Value::Number(n) => write_number(n, out),
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
@@ -40,7 +47,7 @@ pub(crate) fn write_jcs(value: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_jcs(item, out);
+                write_canonical::<EXACT>(item, out);
             }
             out.push(b']');
         }
@@ -50,13 +57,13 @@ pub(crate) fn write_jcs(value: &Value, out: &mut Vec<u8>) {
             // holds a character of U+E000 or above; only then (or with `preserve_order`) is a sorted copy made.
             if in_jcs_order(map) {
                 for (i, (key, item)) in map.iter().enumerate() {
-                    write_member(i, key, item, out);
+                    write_member::<EXACT>(i, key, item, out);
                 }
             } else {
                 let mut members: Vec<(&String, &Value)> = map.iter().collect();
                 members.sort_by(|a, b| utf16_order(a.0, b.0));
                 for (i, (key, item)) in members.into_iter().enumerate() {
-                    write_member(i, key, item, out);
+                    write_member::<EXACT>(i, key, item, out);
                 }
             }
             out.push(b'}');
@@ -64,13 +71,13 @@ pub(crate) fn write_jcs(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-fn write_member(index: usize, key: &str, item: &Value, out: &mut Vec<u8>) {
+fn write_member<const EXACT: bool>(index: usize, key: &str, item: &Value, out: &mut Vec<u8>) {
     if index > 0 {
         out.push(b',');
     }
     write_string(key, out);
     out.push(b':');
-    write_jcs(item, out);
+    write_canonical::<EXACT>(item, out);
 }
 
 /// True when iteration order is strictly ascending by bytes and no key needs the UTF-16 comparison.
@@ -97,6 +104,16 @@ fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
             Ok(text) => out.extend_from_slice(text.as_bytes()),
             Err(err) => unreachable!("JCS of a serde_json::Number cannot fail: {err}"),
         },
+    }
+}
+
+/// An integer in all its digits; any other number as serde_json writes its double (the shortest text that reads
+/// back as the same double, with `.0` or an exponent, so never the text of an integer).
+fn write_exact_number(n: &serde_json::Number, out: &mut Vec<u8>) {
+    match (n.as_i64(), n.as_u64()) {
+        (Some(i), _) => write_decimal(i < 0, i.unsigned_abs(), out),
+        (_, Some(u)) => write_decimal(false, u, out),
+        _ => out.extend_from_slice(n.to_string().as_bytes()),
     }
 }
 
@@ -215,6 +232,18 @@ pub fn input_hash(arguments: &Value) -> String {
     sha256_hex(to_jcs(arguments).as_bytes())
 }
 
+/// SHA-256 of the exact canonical form of `value`: JCS's member order and string escapes, but numbers as
+/// serde_json holds them (see `write_exact_number`). Unlike [`input_hash`], which follows JCS in rounding
+/// integers beyond ±2^53 to the nearest double, it tells `9007199254740993` from `9007199254740992`; it is
+/// what makes two calls "the same call" for an escalation's approval. Numbers serde_json itself parsed into one
+/// double (integers beyond the 64-bit range, decimals with more digits than a double holds) it cannot tell
+/// apart.
+pub fn exact_hash(value: &Value) -> [u8; 32] {
+    let mut out = Vec::with_capacity(512);
+    write_canonical::<true>(value, &mut out);
+    Sha256::digest(&out).into()
+}
+
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -228,6 +257,32 @@ mod tests {
     fn jcs_of(text: &str) -> String {
         let value: Value = serde_json::from_str(text).unwrap();
         to_jcs(&value)
+    }
+
+    #[test]
+    fn the_exact_hash_tells_apart_what_jcs_rounds() {
+        let a: Value = serde_json::from_str(r#"{"id": 9007199254740993}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"id": 9007199254740992}"#).unwrap();
+        assert_eq!(input_hash(&a), input_hash(&b), "JCS rounds beyond 2^53");
+        assert_ne!(exact_hash(&a), exact_hash(&b));
+        for (x, y) in [
+            ("18446744073709551615", "18446744073709551614"),
+            ("-9223372036854775808", "-9223372036854775807"),
+            ("1", "1.0"),
+            ("0.1", "0.30000000000000004"),
+        ] {
+            let x: Value = serde_json::from_str(x).unwrap();
+            let y: Value = serde_json::from_str(y).unwrap();
+            assert_ne!(exact_hash(&x), exact_hash(&y), "{x} vs {y}");
+        }
+        // Key order and whitespace still do not matter.
+        let c: Value = serde_json::from_str(r#"{ "b": [1, 2.5], "a": "x" }"#).unwrap();
+        let d: Value = serde_json::from_str(r#"{"a":"x","b":[1,2.5]}"#).unwrap();
+        assert_eq!(exact_hash(&c), exact_hash(&d));
+        // The limit, as documented: beyond 64 bits serde_json already holds one double for both.
+        let e: Value = serde_json::from_str("36893488147419103232").unwrap();
+        let f: Value = serde_json::from_str("36893488147419103233").unwrap();
+        assert_eq!(exact_hash(&e), exact_hash(&f));
     }
 
     #[test]

@@ -169,6 +169,19 @@ impl Decision {
         })
     }
 
+    /// An escalation refused because its agent already has `limit` pending (`escalation.max_pending_per_agent`):
+    /// a deny naming the cap, with the escalating rule in the reason. `None` unless `escalated` is an escalation.
+    pub fn too_many_pending(escalated: &Decision, limit: usize) -> Option<Decision> {
+        (escalated.verdict == Verdict::Escalate).then(|| Decision {
+            verdict: Verdict::Deny,
+            policy_id: "toolgate.escalation.pending_limit".to_string(),
+            reason: format!(
+                "{limit} escalations of this agent already wait for a reviewer (escalated by {})",
+                escalated.policy_id
+            ),
+        })
+    }
+
     /// Reads a decision object `{"result", "policy_id", "reason"}` as the policy produced it.
     fn from_value(value: &Value) -> Result<Decision, PolicyError> {
         if *value == Value::Undefined {

@@ -182,6 +182,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
                 .map_err(|e| AdminError::audit("export_failed", e))?;
                 return ok(manifest);
             }
+            // The export streams from a task once the answer has begun (200): a bad range must be refused
+            // before, as verify refuses it, not end as an empty 200 body.
+            crate::audit::export::check_range(q("start"), q("end"))
+                .map_err(|e| AdminError::audit("export_failed", e))?;
             Ok(export(
                 app,
                 format,

@@ -95,9 +95,15 @@ impl App {
             };
             upstreams.insert(u.name.clone(), upstream);
         }
-        let sessions =
-            SessionStore::new(config.session.max_sessions, config.session.idle_timeout());
-        let escalations = Escalations::new(metrics.escalations_pending.clone());
+        let sessions = SessionStore::new(
+            config.session.max_sessions,
+            config.session.max_sessions_per_agent,
+            config.session.idle_timeout(),
+        );
+        let escalations = Escalations::new(
+            metrics.escalations_pending.clone(),
+            config.escalation.max_pending_per_agent,
+        );
         let app = Arc::new(App {
             auth,
             sessions,

@@ -148,6 +148,26 @@ pub struct AgentIdentity {
     pub expires_at: u64,
 }
 
+impl AgentIdentity {
+    /// The agent as sessions, escalations and approvals know it: its tenant and its `sub` together.
+    pub fn key(&self) -> AgentKey {
+        AgentKey {
+            tenant_id: self.tenant_id.clone(),
+            agent_id: self.id.clone(),
+        }
+    }
+}
+
+/// Who owns a session, an escalation or an approval. A `sub` is unique only within its tenant (each tenant's
+/// issuer names its own agents), so two tenants' `alice` are two agents: this key is only ever compared whole.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AgentKey {
+    /// The `tenant` claim; `None` for an agent of no tenant.
+    pub tenant_id: Option<String>,
+    /// The `sub` claim.
+    pub agent_id: String,
+}
+
 /// Why a request's agent token was refused. Every variant becomes a 401; none carries token content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {

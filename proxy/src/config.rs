@@ -114,6 +114,10 @@ pub struct SessionSettings {
     /// Most open sessions at once; `initialize` beyond it is refused with 503.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Most open sessions of one agent (tenant and `sub`); its `initialize` beyond it ends its own longest-idle
+    /// session, so no agent can fill `max_sessions` alone.
+    #[serde(default = "default_max_sessions_per_agent")]
+    pub max_sessions_per_agent: usize,
 }
 
 impl Default for SessionSettings {
@@ -121,6 +125,7 @@ impl Default for SessionSettings {
         SessionSettings {
             idle_timeout_seconds: default_session_idle(),
             max_sessions: default_max_sessions(),
+            max_sessions_per_agent: default_max_sessions_per_agent(),
         }
     }
 }
@@ -140,6 +145,9 @@ pub struct EscalationSettings {
     /// How long a reviewer's answer that no held call received waits for the agent's identical retry.
     #[serde(default = "default_answer_ttl_seconds")]
     pub answer_ttl_seconds: u64,
+    /// Most pending escalations of one agent (tenant and `sub`); a call escalated beyond it is denied.
+    #[serde(default = "default_max_pending_per_agent")]
+    pub max_pending_per_agent: usize,
 }
 
 impl Default for EscalationSettings {
@@ -147,12 +155,17 @@ impl Default for EscalationSettings {
         EscalationSettings {
             hold_seconds: 0,
             answer_ttl_seconds: default_answer_ttl_seconds(),
+            max_pending_per_agent: default_max_pending_per_agent(),
         }
     }
 }
 
 fn default_answer_ttl_seconds() -> u64 {
     3600
+}
+
+fn default_max_pending_per_agent() -> usize {
+    16
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -216,6 +229,9 @@ fn default_session_idle() -> u64 {
 }
 fn default_max_sessions() -> usize {
     100_000
+}
+fn default_max_sessions_per_agent() -> usize {
+    64
 }
 fn default_upstream_timeout() -> u64 {
     30
@@ -378,6 +394,21 @@ impl Config {
         }
         self.server.validate()?;
         self.tls.files()?;
+        for (key, value) in [
+            ("session.max_sessions", self.session.max_sessions),
+            (
+                "session.max_sessions_per_agent",
+                self.session.max_sessions_per_agent,
+            ),
+            (
+                "escalation.max_pending_per_agent",
+                self.escalation.max_pending_per_agent,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for u in &self.upstreams {
             let key = format!("upstream.{}", u.name);
@@ -488,6 +519,8 @@ mod tests {
         assert_eq!(c.server.max_connections, 4096);
         assert_eq!(c.server.max_connections_per_ip, 256);
         assert!(c.tls.files().unwrap().is_none(), "plain HTTP by default");
+        assert_eq!(c.session.max_sessions_per_agent, 64);
+        assert_eq!(c.escalation.max_pending_per_agent, 16);
     }
 
     #[test]
@@ -549,6 +582,8 @@ mod tests {
             ("[tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_auth = \"required\"\n", "client_ca_file"),
             ("[tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n", "tls.client_ca_file"),
             ("[tls]\nclient_auth = \"sometimes\"\n", "unknown variant"),
+            ("[session]\nmax_sessions_per_agent = 0\n", "session.max_sessions_per_agent"),
+            ("[escalation]\nmax_pending_per_agent = 0\n", "escalation.max_pending_per_agent"),
         ];
         for (text, want) in cases {
             let f = write(text);

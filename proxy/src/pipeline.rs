@@ -98,7 +98,8 @@ async fn judge(
     // The message: bytes -> one JSON-RPC message, parsed once, for an authenticated agent only.
     let (headers, message, raw) = intake::read(app, req).await?;
     // session: the presented session is known and bound to this agent.
-    let session = stages::session(app, &identity, upstream_name, &headers, &message)?;
+    let session =
+        stages::session(app, &identity, upstream_name, &headers, &message, &trace_id).await?;
     let caller = Caller {
         protocol_version: stages::protocol_version(&message, session.as_deref(), &headers),
         identity: &identity,
@@ -196,7 +197,7 @@ async fn judged(
             });
         }
         Verdict::Escalate => {
-            let approval = escalate::hold(&record, id, &decision).await?;
+            let approval = escalate::hold(&record, id, &decision, subject.hashed(params)).await?;
             (approval.decision, approval.extra)
         }
         Verdict::Allow => (decision, json!({})),

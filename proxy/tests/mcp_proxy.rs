@@ -153,7 +153,12 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
             "policy_deny",
             "policy_escalate",
             "policy_deny",
-            "session_end"
+            // The thief's use of the session and its guessed id, each refused and recorded.
+            "policy_deny",
+            "policy_deny",
+            "session_end",
+            // The ended session presented again.
+            "policy_deny"
         ],
         "oldest first"
     );
@@ -188,7 +193,8 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
     let report = proxy.app.audit.store().verify(None, None).await.unwrap();
     let report = serde_json::to_value(report).unwrap();
     assert_eq!(report["chain_intact"], true, "{report}");
-    assert_eq!(report["events_verified"], 15);
+    // 15, and the three recorded session refusals.
+    assert_eq!(report["events_verified"], 18);
     proxy.stop().await;
 }
 

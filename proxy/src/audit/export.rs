@@ -54,6 +54,12 @@ impl ExportFormat {
     }
 }
 
+/// Refuses a range the export cannot use (a bound that is not RFC 3339, or start after end) with
+/// [`super::AuditError::BadRange`], before anything of an export is written.
+pub fn check_range(start: Option<&str>, end: Option<&str>) -> Result<(), super::AuditError> {
+    super::timestamp::range(start, end).map(|_| ())
+}
+
 /// The CSV header: the contract's field names, in contract order.
 const CSV_HEADER: [&str; 28] = AuditEvent::FIELDS;
 
@@ -157,14 +163,17 @@ fn csv_line(cells: impl IntoIterator<Item = String>) -> String {
 /// A cell guarded against formula injection, then quoted when needed.
 ///
 /// Spreadsheets run a cell that starts with `=`, `+`, `-`, `@`, TAB or CR as a formula; agent-controlled text
-/// (tool names, targets, error messages) must not become one, so such a cell is prefixed with `'`.
+/// (tool names, targets, error messages) must not become one, so such a cell is prefixed with `'`. A spreadsheet
+/// opening the file with another separator (`;` in many locales, TAB) would split an unquoted cell there and
+/// start a new cell, perhaps with a formula character: every cell holding a `,`, `;`, TAB, quote, CR or LF is
+/// therefore quoted, and a quoted cell is never split.
 fn csv_cell(value: &str) -> String {
     let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_owned()
     };
-    if guarded.contains([',', '"', '\r', '\n']) {
+    if guarded.contains([',', ';', '\t', '"', '\r', '\n']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
         guarded
@@ -284,10 +293,48 @@ mod tests {
         assert_eq!(csv_cell("+1"), "'+1");
         assert_eq!(csv_cell("-1"), "'-1");
         assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("\tx"), "'\tx");
+        assert_eq!(csv_cell("\tx"), "\"'\tx\"");
         assert_eq!(csv_cell("\rx"), "\"'\rx\"");
         assert_eq!(csv_cell("read_file"), "read_file");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn a_cell_is_never_split_into_a_formula_cell_at_another_separator() {
+        for value in [
+            "a;=HYPERLINK(\"http://x\")",
+            "a;+1",
+            "x;-2;@SUM(A1)",
+            "a\t=1+1",
+            "a;\t=1",
+        ] {
+            let cell = csv_cell(value);
+            assert!(
+                cell.starts_with('"') && cell.ends_with('"'),
+                "{value:?} -> {cell:?} is not quoted"
+            );
+        }
+        assert_eq!(csv_cell("a;=1+1"), "\"a;=1+1\"");
+        assert_eq!(csv_cell("=1;2"), "\"'=1;2\"");
+        // A whole line: the separators inside values stay inside their quoted cells.
+        let line = csv_line(["ok".to_owned(), "b;=cmd|' /C calc'!A0".to_owned()]);
+        assert_eq!(line, "ok,\"b;=cmd|' /C calc'!A0\"\r\n");
+    }
+
+    #[test]
+    fn a_bad_range_is_refused_before_exporting() {
+        assert!(check_range(None, None).is_ok());
+        assert!(check_range(Some("2026-01-01T00:00:00Z"), Some("2026-01-02T00:00:00Z")).is_ok());
+        for (start, end) in [
+            (Some("yesterday"), None),
+            (None, Some("2026-13-01")),
+            (Some("2026-01-02T00:00:00Z"), Some("2026-01-01T00:00:00Z")),
+        ] {
+            assert!(matches!(
+                check_range(start, end),
+                Err(crate::audit::AuditError::BadRange(_))
+            ));
+        }
     }
 
     #[test]

@@ -159,7 +159,8 @@ impl Refusal {
             }
             Refusal::Session { id, error } => {
                 let status = match error {
-                    SessionError::NotFound => StatusCode::NOT_FOUND,
+                    SessionError::NotFound | SessionError::Foreign => StatusCode::NOT_FOUND,
+                    SessionError::BadHeader => StatusCode::BAD_REQUEST,
                     SessionError::Full => StatusCode::SERVICE_UNAVAILABLE,
                     // The upstream reused a session id bound to another agent: its fault, nothing is bound.
                     SessionError::Taken => StatusCode::BAD_GATEWAY,

@@ -121,9 +121,11 @@ impl ServerRequests {
                     decision,
                 })
             }
-            Verdict::Escalate => super::escalate::hold(&record, id, &decision)
-                .await
-                .map(|a| (a.decision, a.extra)),
+            Verdict::Escalate => {
+                super::escalate::hold(&record, id, &decision, params.unwrap_or(&Value::Null))
+                    .await
+                    .map(|a| (a.decision, a.extra))
+            }
         };
         let (decision, extra) = allowed?;
         // audit (write-ahead): the agent sees the request only once its decision is durable.

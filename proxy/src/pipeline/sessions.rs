@@ -1,4 +1,5 @@
-//! `initialize` opens a session bound to the agent; session start and end are audit events.
+//! `initialize` opens a session bound to the agent (tenant and `sub`); session start and end are audit events, and
+//! so is a presented session id that is unknown or another agent's.
 
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue};
@@ -11,6 +12,7 @@ use super::refusal::Refusal;
 use super::route::Unjudged;
 use super::{count_upstream, Caller};
 use crate::app::App;
+use crate::auth::AgentIdentity;
 use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::session::{new_session_id, Session, SessionError};
 use crate::mcp::upstream::Upstream;
@@ -113,11 +115,22 @@ async fn open(
     let session = Session::new(
         sid,
         caller.upstream_name.to_owned(),
-        caller.identity.id.clone(),
-        caller.identity.tenant_id.clone(),
+        caller.identity.key(),
         version.clone(),
     );
-    let session = app.sessions.insert(session)?;
+    let opened = app.sessions.insert(session)?;
+    if let Some(evicted) = &opened.evicted {
+        // The agent was at `session.max_sessions_per_agent`: its longest-idle session made room.
+        record(
+            app,
+            &caller.trace_id,
+            "session_end",
+            evicted,
+            json!({ "reason": "agent_session_limit", "calls": evicted.calls() }),
+        )
+        .await;
+    }
+    let session = opened.session;
     record(
         app,
         &caller.trace_id,
@@ -134,9 +147,9 @@ async fn open(
 pub async fn record(app: &App, trace_id: &str, event_type: &str, session: &Session, extra: Value) {
     let draft = EventDraft {
         event_type: event_type.to_owned(),
-        agent_id: Some(session.agent_id.clone()),
+        agent_id: Some(session.agent.agent_id.clone()),
         session_id: Some(session.id.clone()),
-        tenant_id: session.tenant_id.clone(),
+        tenant_id: session.agent.tenant_id.clone(),
         mcp_server: Some(session.upstream.clone()),
         trace_id: Some(trace_id.to_owned()),
         dlp_findings: json!([]),
@@ -144,6 +157,56 @@ pub async fn record(app: &App, trace_id: &str, event_type: &str, session: &Sessi
         ..EventDraft::default()
     };
     if let Err(e) = app.audit.append(draft).await {
-        tracing::error!(agent = %session.agent_id, error = %e, "audit write failed");
+        tracing::error!(agent = %session.agent.agent_id, error = %e, "audit write failed");
+    }
+}
+
+/// A presented `Mcp-Session-Id` that is unknown, expired or another agent's is refused (404 either way), as are
+/// several of them (400); each is recorded as a `policy_deny`, so an attempt to use another agent's session shows in the audit log. The
+/// presented id is stored only when it names a live session (a real id, not agent-chosen text).
+pub async fn record_refused(
+    app: &App,
+    identity: &AgentIdentity,
+    upstream_name: &str,
+    trace_id: &str,
+    method: &str,
+    presented: &str,
+    error: &SessionError,
+) {
+    let (policy_id, reason, session_id) = match error {
+        SessionError::Foreign => (
+            "toolgate.session.foreign",
+            "the session is bound to another agent",
+            Some(presented.to_owned()),
+        ),
+        SessionError::NotFound => (
+            "toolgate.session.unknown",
+            "unknown or expired session",
+            None,
+        ),
+        SessionError::BadHeader => (
+            "toolgate.session.bad_header",
+            "several or unreadable Mcp-Session-Id headers",
+            None,
+        ),
+        // Only `initialize` opens sessions; it records its own refusals.
+        SessionError::Full | SessionError::Taken => return,
+    };
+    let draft = EventDraft {
+        event_type: "policy_deny".into(),
+        agent_id: Some(identity.id.clone()),
+        session_id,
+        tenant_id: identity.tenant_id.clone(),
+        mcp_server: Some(upstream_name.to_owned()),
+        policy_result: Some("deny".into()),
+        policy_id: Some(policy_id.into()),
+        policy_reason: Some(reason.into()),
+        dlp_findings: json!([]),
+        trace_id: Some(trace_id.to_owned()),
+        extra: json!({ "method": super::stages::audited_method(app, method) }),
+        ..EventDraft::default()
+    };
+    if let Err(e) = app.audit.append(draft).await {
+        tracing::error!(agent = %identity.id, error = %e, "audit write failed");
     }
 }

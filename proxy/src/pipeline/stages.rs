@@ -18,7 +18,7 @@ use crate::auth::AgentIdentity;
 use crate::mcp::jsonrpc::Message;
 use crate::mcp::session::Session;
 use crate::mcp::upstream::Upstream;
-use crate::mcp::{PROTOCOL_HEADER, SESSION_HEADER};
+use crate::mcp::PROTOCOL_HEADER;
 use crate::telemetry::Stage;
 
 /// jwt: the agent's identity from its bearer token.
@@ -75,27 +75,47 @@ pub fn upstream<'a>(app: &'a App, name: &str) -> Result<&'a Upstream, Refusal> {
         })
 }
 
-/// session: the presented `Mcp-Session-Id` is known and bound to this agent (an `initialize` opens a new one
-/// and never uses a presented id).
-pub fn session(
+/// session: the presented `Mcp-Session-Id` is known and bound to this agent (tenant and `sub`); an `initialize`
+/// opens a new one and never uses a presented id. A refused id is recorded (`sessions::record_refused`).
+pub async fn session(
     app: &App,
     identity: &AgentIdentity,
     upstream_name: &str,
     headers: &HeaderMap,
     message: &Message,
+    trace_id: &str,
 ) -> Result<Option<Arc<Session>>, Refusal> {
-    let found = crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| {
-        match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-            Some(sid) if message.method() != Some("initialize") => {
-                app.sessions.get(upstream_name, sid, &identity.id).map(Some)
-            }
-            _ => Ok(None),
+    let presented = crate::mcp::session::presented(headers);
+    let found =
+        crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| match presented {
+            Ok(Some(sid)) if message.method() != Some("initialize") => app
+                .sessions
+                .get(upstream_name, sid, &identity.key())
+                .map(Some),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        });
+    let session = match found {
+        Ok(session) => session,
+        Err(error) => {
+            let method = message.method().unwrap_or_default();
+            let sid = presented.ok().flatten().unwrap_or_default();
+            super::sessions::record_refused(
+                app,
+                identity,
+                upstream_name,
+                trace_id,
+                method,
+                sid,
+                &error,
+            )
+            .await;
+            return Err(Refusal::Session {
+                id: message.id().cloned(),
+                error,
+            });
         }
-    });
-    let session = found.map_err(|error| Refusal::Session {
-        id: message.id().cloned(),
-        error,
-    })?;
+    };
     if let Some(s) = &session {
         crate::telemetry::traces::annotate(&[("mcp.session.id", &s.id)]);
     }

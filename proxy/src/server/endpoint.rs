@@ -14,8 +14,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::auth::AgentIdentity;
+use crate::mcp::session::SessionError;
 use crate::mcp::upstream::Upstream;
-use crate::mcp::SESSION_HEADER;
 use crate::pipeline::{self, refusal::Refusal, stages};
 use crate::response::{empty, json_response, stream_response, Body};
 
@@ -63,22 +64,28 @@ async fn get(
             .insert("allow", HeaderValue::from_static("POST, DELETE"));
         return Ok(resp);
     };
-    let mut session = None;
-    if let Some(sid) = req
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
-        match app.sessions.get(upstream_name, sid, &identity.id) {
-            Ok(s) => session = Some(s),
-            Err(e) => {
-                return Ok(json_response(
-                    StatusCode::NOT_FOUND,
-                    &json!({ "error": "session_not_found", "message": e.to_string() }),
-                ))
-            }
-        }
-    }
+    let session =
+        match presented_session(app, &identity, upstream_name, &req, &trace_id, "GET").await {
+            Ok(Some(sid)) => match app.sessions.get(upstream_name, &sid, &identity.key()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // The `method` of the record is the HTTP verb: these requests carry no JSON-RPC message.
+                    pipeline::sessions::record_refused(
+                        app,
+                        &identity,
+                        upstream_name,
+                        &trace_id,
+                        "GET",
+                        &sid,
+                        &e,
+                    )
+                    .await;
+                    return Ok(session_refusal(e));
+                }
+            },
+            Ok(None) => None,
+            Err(resp) => return Ok(resp),
+        };
     match http.send(Method::GET, req.headers(), Bytes::new()).await {
         Ok(resp) => {
             pipeline::count_upstream(app, upstream_name, resp.status());
@@ -110,24 +117,32 @@ async fn delete(
     let identity = stages::jwt(app, req.headers(), base_url, upstream_name)?;
     stages::not_disabled(app, &identity)?;
     let upstream = stages::upstream(app, upstream_name)?;
-    let Some(sid) = req
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
-        return Ok(json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({ "error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header" }),
-        ));
+    let sid = match presented_session(app, &identity, upstream_name, &req, &trace_id, "DELETE")
+        .await
+    {
+        Ok(Some(sid)) => sid,
+        Ok(None) => {
+            return Ok(json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header" }),
+            ))
+        }
+        Err(resp) => return Ok(resp),
     };
-    let session = match app.sessions.remove(upstream_name, &sid, &identity.id) {
+    let session = match app.sessions.remove(upstream_name, &sid, &identity.key()) {
         Ok(s) => s,
         Err(e) => {
-            return Ok(json_response(
-                StatusCode::NOT_FOUND,
-                &json!({ "error": "session_not_found", "message": e.to_string() }),
-            ))
+            pipeline::sessions::record_refused(
+                app,
+                &identity,
+                upstream_name,
+                &trace_id,
+                "DELETE",
+                &sid,
+                &e,
+            )
+            .await;
+            return Ok(session_refusal(e));
         }
     };
     pipeline::sessions::record(
@@ -153,6 +168,45 @@ async fn delete(
             .body(empty())
             .expect("valid response")),
     }
+}
+
+/// The one `Mcp-Session-Id` of a `GET` or `DELETE`, or the answer refusing several (or an unreadable one).
+async fn presented_session(
+    app: &App,
+    identity: &AgentIdentity,
+    upstream_name: &str,
+    req: &Request<Incoming>,
+    trace_id: &str,
+    verb: &str,
+) -> Result<Option<String>, Response<Body>> {
+    match crate::mcp::session::presented(req.headers()) {
+        Ok(sid) => Ok(sid.map(str::to_owned)),
+        Err(e) => {
+            pipeline::sessions::record_refused(
+                app,
+                identity,
+                upstream_name,
+                trace_id,
+                verb,
+                "",
+                &e,
+            )
+            .await;
+            Err(session_refusal(e))
+        }
+    }
+}
+
+/// 404 for an unknown or another agent's session (the same answer), 400 for several session headers.
+fn session_refusal(error: SessionError) -> Response<Body> {
+    let (status, code) = match error {
+        SessionError::BadHeader => (StatusCode::BAD_REQUEST, "bad_session_header"),
+        _ => (StatusCode::NOT_FOUND, "session_not_found"),
+    };
+    json_response(
+        status,
+        &json!({ "error": code, "message": error.to_string() }),
+    )
 }
 
 /// RFC 9728 protected-resource metadata for `/mcp/{upstream}`.

@@ -8,6 +8,8 @@ mod common;
 
 mod connections;
 mod dlp_evasion;
+mod held;
+mod identity;
 mod parsing;
 mod sse_framing;
 mod stored;
