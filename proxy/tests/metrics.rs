@@ -253,14 +253,14 @@ async fn metrics_after_real_calls_have_exact_values() {
     );
     assert_eq!(m.series("toolgate_upstream_requests_total").len(), 2);
 
-    // Per stage: 9 MCP requests (stateless, so no handshake) pass jwt and session; 8 tool calls pass dlp and
-    // policy; 5 allowed calls are forwarded (4 to demo, 1 to the dead upstream); every decision is recorded
+    // Per stage: 9 MCP requests (stateless, so no handshake) pass jwt and session; 9 pass dlp (the 8 tool calls
+    // and the tools/list: every request is scanned whole before it is forwarded); 8 tool calls pass policy; 5 allowed calls are forwarded (4 to demo, 1 to the dead upstream); every decision is recorded
     // before it is answered: 5 write-ahead tool_call + 2 policy_deny + 1 policy_escalate = 8 awaited appends.
     // (The tool_result outcome is queued, not awaited, so it is not in the audit stage.)
     let stage_counts = [
         ("jwt", 9.0),
         ("session", 9.0),
-        ("dlp", 8.0),
+        ("dlp", 9.0),
         ("policy", 8.0),
         ("forward", 5.0),
         ("audit", 8.0),

@@ -61,6 +61,7 @@ pub(super) async fn hold(
     let waiter = if joined {
         app.escalations.join(&escalation_id)
     } else {
+        // The reviewer sees the fields as the audit log stores them (redacted where DLP flags them, capped), and
         // `open` keeps a bounded copy of each field (`escalation::MAX_FIELD_BYTES`): a call's target may be
         // megabytes.
         let opened = app.escalations.open(
@@ -70,12 +71,14 @@ pub(super) async fn hold(
                 created_at: crate::telemetry::now_rfc3339(),
                 agent_id: agent.agent_id,
                 tenant_id: agent.tenant_id,
-                tool_name: record.tool_name.unwrap_or(record.method).to_owned(),
+                tool_name: record
+                    .stored_tool_name()
+                    .unwrap_or_else(|| record.method.to_owned()),
                 mcp_server: caller.upstream_name.to_owned(),
                 action: record.action.unwrap_or("unknown").to_owned(),
-                target: record.target.map(str::to_owned),
+                target: record.stored_target(),
                 policy_id: decision.policy_id().to_owned(),
-                reason: decision.reason().to_owned(),
+                reason: record.stored_reason(decision),
                 delivered: None,
             },
             fingerprint,
