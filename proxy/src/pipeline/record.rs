@@ -85,19 +85,20 @@ impl Record<'_> {
                 map.insert("protocol_version".into(), Value::String(v.clone()));
             }
         }
+        // As made: `AuditLog::append`/`enqueue` redact and cap every field once (`audit::stored`).
         EventDraft {
             event_type: event_type.to_owned(),
             agent_id: Some(caller.identity.id.clone()),
             session_id: caller.session.as_ref().map(|s| s.id.clone()),
             tenant_id: caller.identity.tenant_id.clone(),
-            tool_name: self.stored_tool_name(),
+            tool_name: self.tool_name.map(str::to_owned),
             mcp_server: Some(caller.upstream_name.to_owned()),
             action: self.action.map(str::to_owned),
-            target: self.stored_target(),
+            target: self.target.map(str::to_owned),
             input_hash: Some(self.input_hash.clone()),
             policy_result: Some(decision.verdict().as_str().to_owned()),
             policy_id: Some(decision.policy_id().to_owned()),
-            policy_reason: Some(self.stored_reason(decision)),
+            policy_reason: Some(decision.reason().to_owned()),
             behavioral_score: Some("0.0".into()),
             dlp_findings: self.findings_json.clone(),
             dlp_action: Some(dlp_action(self.findings, decision).to_owned()),
