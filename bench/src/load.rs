@@ -160,7 +160,7 @@ impl Target {
         !self.sessions.is_empty()
     }
 
-    fn request(&self, i: u64, body: String, session: Option<&str>) -> Request<Full<Bytes>> {
+    fn request(&self, i: u64, body: String) -> Request<Full<Bytes>> {
         let mut req = Request::post(self.uri.clone())
             .body(Full::new(Bytes::from(body)))
             .expect("a POST to a parsed URI is a valid request");
@@ -172,9 +172,6 @@ impl Target {
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        if let Some(sid) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
-            headers.insert("mcp-session-id", sid);
-        }
         req
     }
 
@@ -193,20 +190,13 @@ impl Target {
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
                 );
-                self.request(i, body, None)
+                self.request(i, body)
             }
             Some(session) => {
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello from toolgate-bench"}}}}}}"#
                 );
-                let mut req = self.request(i, body, None);
-                let headers = req.headers_mut();
-                headers.insert("mcp-session-id", session.clone());
-                headers.insert(
-                    "mcp-protocol-version",
-                    HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
-                );
-                req
+                in_session(self.request(i, body), session)
             }
         };
         let send = async {
@@ -242,7 +232,7 @@ impl Target {
         );
         let resp = self
             .http
-            .request(self.request(i, body, None))
+            .request(self.request(i, body))
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let status = resp.status();
@@ -256,35 +246,22 @@ impl Target {
             return Err(CallError::Status(status));
         }
         let sid = sid.ok_or(CallError::NoSession)?;
+        let session = HeaderValue::from_str(&sid).map_err(|_| CallError::NoSession)?;
         let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
-        let mut req = self.request(i, note, Some(&sid));
-        req.headers_mut().insert(
-            "mcp-protocol-version",
-            HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
-        );
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let status = resp.status();
-        let _ = resp.into_body().collect().await;
-        if !status.is_success() {
-            return Err(CallError::Status(status));
-        }
+        self.send_for_success(in_session(self.request(i, note), &session))
+            .await?;
         Ok(sid)
     }
 
     /// Ends a 2025-era session as agent `i` (`DELETE` with its `Mcp-Session-Id`), as a well-behaved agent does.
     pub async fn close_session(&self, i: u64, session: &HeaderValue) -> Result<(), CallError> {
-        let mut req = self.request(i, String::new(), None);
+        let mut req = self.request(i, String::new());
         *req.method_mut() = hyper::Method::DELETE;
-        let headers = req.headers_mut();
-        headers.insert("mcp-session-id", session.clone());
-        headers.insert(
-            "mcp-protocol-version",
-            HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
-        );
+        self.send_for_success(in_session(req, session)).await
+    }
+
+    /// Sends `req`, reads its answer to the end, and fails unless the status is a success.
+    async fn send_for_success(&self, req: Request<Full<Bytes>>) -> Result<(), CallError> {
         let resp = self
             .http
             .request(req)
@@ -297,6 +274,17 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// `req` as part of 2025-era `session`: its `Mcp-Session-Id` and the negotiated protocol version.
+fn in_session(mut req: Request<Full<Bytes>>, session: &HeaderValue) -> Request<Full<Bytes>> {
+    let headers = req.headers_mut();
+    headers.insert("mcp-session-id", session.clone());
+    headers.insert(
+        "mcp-protocol-version",
+        HeaderValue::from_static(SESSION_PROTOCOL_VERSION),
+    );
+    req
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
