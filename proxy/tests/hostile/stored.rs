@@ -82,8 +82,14 @@ async fn call_with_headers(
     send(Method::POST, &agent.url, &headers, body.to_string()).await
 }
 
+/// The tests of this module run one at a time: one captures log lines with a scoped subscriber, and a log call
+/// site another test's thread reaches while no subscriber is installed can be cached as disabled for it (tracing
+/// keeps call-site interest process-wide; installing a subscriber rebuilds it, a concurrent first hit races that).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn secrets_in_names_paths_reasons_and_headers_are_stored_and_logged_nowhere() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (logs, _guard) = Captured::install();
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
@@ -180,6 +186,7 @@ async fn secrets_in_names_paths_reasons_and_headers_are_stored_and_logged_nowher
 
 #[tokio::test]
 async fn a_huge_tool_name_is_stored_capped_and_the_chain_still_verifies() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (proxy, _mock) = common::with_http_upstream(State::default(), None).await;
     let agent = Agent::new(&proxy, "web", token("agent-big", &[]));
     // As long as the harness's 64 KiB body limit lets it be; the audit unit tests take a 4 MiB one.
@@ -266,6 +273,7 @@ fn parse_sample(line: &str) -> Result<(String, Vec<(String, String)>), String> {
 
 #[tokio::test]
 async fn an_agent_id_with_control_characters_and_a_secret_makes_a_safe_metric_label() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (proxy, _mock) = common::with_http_upstream(State::default(), None).await;
     let sub = format!("evil\n\"}} 1\nforged_total 9\r\u{1b}[2J {FAKE_AWS_KEY}");
     let agent = Agent::new(&proxy, "web", token(&sub, &[]));
