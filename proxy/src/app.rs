@@ -30,8 +30,9 @@ pub struct App {
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
     pub escalations: Escalations,
-    /// Tool definitions seen in `tools/list` answers, pinned against rug pulls.
-    pub tools: crate::tools::ToolPins,
+    /// Tool definitions seen in `tools/list` answers, pinned against rug pulls (shared with the stdio children,
+    /// whose `notifications/tools/list_changed` unverifies them).
+    pub tools: Arc<crate::tools::ToolPins>,
 }
 
 impl App {
@@ -71,6 +72,7 @@ impl App {
             metrics.tool_definitions.clone(),
         )
         .await
+        .map(Arc::new)
         .context("loading the pinned tool definitions")?;
         let mut upstreams = HashMap::new();
         for u in &config.upstreams {
@@ -89,6 +91,11 @@ impl App {
                     let child = StdioUpstream::start(&u.name, &command, &env, u.timeout())
                         .await
                         .with_context(|| format!("starting upstream {}", u.name))?;
+                    let (pins, name) = (tools.clone(), u.name.clone());
+                    child.on_tools_changed(move || {
+                        let marked = pins.list_changed(&name);
+                        tracing::info!(upstream = %name, marked, "tool definitions unverified until listed again");
+                    });
                     Upstream::Stdio(child)
                 }
                 (None, None) => unreachable!("validated: url or command"),

@@ -3,6 +3,11 @@
 //! stream (SSE) and answered back to the child; refused to the child when denied, when two agents are in flight,
 //! or when the agent never answers; an agent's answer to a request it was never given is refused. The child is
 //! `tests/fixtures/stdio_sampling_server.py` (python3), which logs every message it reads.
+//!
+//! The child's notifications travel the same way: progress by the token toolgate gave the child (so it reaches
+//! the agent that asked for it, with its own token back, however many agents are in flight), a log message only
+//! while one agent is in flight; both scanned and redacted. `tools/list_changed` unverifies the child's tools
+//! whoever it reaches.
 
 mod common;
 
@@ -27,7 +32,7 @@ async fn proxy(
     let dir = tempfile::tempdir().unwrap();
     let policies = common::shipped_policies_with(dir.path(), |knobs| {
         let harmless = knobs["harmless_tools"].as_array_mut().unwrap();
-        for tool in ["ask_model", "hold"] {
+        for tool in ["ask_model", "hold", "report", "change_tools", "echo"] {
             harmless.push(json!(tool));
         }
         if let Some(mode) = sampling_mode {
@@ -75,10 +80,9 @@ struct Opening<'a> {
 impl<'a> Opening<'a> {
     fn stateless(mut self, stateless: bool) -> Opening<'a> {
         if stateless {
-            self.body["params"]["_meta"] = json!({
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-            });
+            let meta = &mut self.body["params"]["_meta"];
+            meta["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+            meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
         }
         self
     }
@@ -505,5 +509,147 @@ async fn the_sdk_server_over_stdio_samples_and_elicits_through_toolgate() {
         .await;
         assert_eq!(delivered["extra"]["direction"], "server_to_client");
     }
+    proxy.stop().await;
+}
+
+/// The fake AWS key the fixture puts in its log message for `{aws_key}`: DLP's `aws_access_key`, critical.
+const FAKE_AWS_KEY: &str = "AKIAZ7EXAMPLE4DEMO7Q";
+
+/// A `report` call asking for progress under `token`.
+fn report_call<'a>(agent: &'a Agent, id: i64, token: &str, log: &str) -> Opening<'a> {
+    let mut opening = Call::open(agent, id, "report", json!({ "log": log, "steps": 2 }));
+    opening.body["params"]["_meta"] = json!({ "progressToken": token });
+    opening
+}
+
+fn progress_of(seen: &[Value]) -> Vec<(Value, Value)> {
+    seen.iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| {
+            (
+                m["params"]["progressToken"].clone(),
+                m["params"]["progress"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_and_log_notifications_reach_the_agent_in_flight_redacted_with_its_own_token() {
+    let (proxy, log, _dir) = proxy(None, 5).await;
+    for stateless in [false, true] {
+        let mut agent = Agent::new(&proxy, UPSTREAM, token("reporter", &[]));
+        if !stateless {
+            agent.initialize().await;
+        }
+        let mut call = report_call(&agent, 7, "agent-token-1", "deploying with {aws_key}")
+            .stateless(stateless)
+            .await;
+        assert!(
+            call.content_type.starts_with("text/event-stream"),
+            "{:?}",
+            call.next().await
+        );
+        let (answer, seen) = call.answer(7).await;
+        assert_eq!(text_of(&answer), "reported");
+        assert_eq!(
+            progress_of(&seen),
+            vec![
+                (json!("agent-token-1"), json!(1)),
+                (json!("agent-token-1"), json!(2))
+            ],
+            "stateless={stateless}: {seen:?}"
+        );
+        let logged: Vec<&Value> = seen
+            .iter()
+            .filter(|m| m["method"] == "notifications/message")
+            .collect();
+        assert_eq!(logged.len(), 1, "{seen:?}");
+        let data = logged[0]["params"]["data"].as_str().unwrap();
+        assert!(!data.contains(FAKE_AWS_KEY), "{data}");
+        assert!(data.contains("[REDACTED:aws_access_key]"), "{data}");
+    }
+    // The child saw toolgate's token, never the agent's.
+    let reports: Vec<Value> = received(&log)
+        .into_iter()
+        .filter(|m| m["params"]["name"] == "report")
+        .collect();
+    assert_eq!(reports.len(), 2);
+    for report in &reports {
+        let token = &report["params"]["_meta"]["progressToken"];
+        assert!(token.is_u64(), "{report}");
+        assert_ne!(token, &json!("agent-token-1"));
+    }
+    // A call that asks for no progress gets none, and no stream unless something else comes.
+    let mut agent = Agent::new(&proxy, UPSTREAM, token("quiet", &[]));
+    agent.initialize().await;
+    let mut call = Call::open(&agent, 3, "echo", json!({ "text": "hi" })).await;
+    let (answer, seen) = call.answer(3).await;
+    assert_eq!(text_of(&answer), "hi");
+    assert!(seen.is_empty(), "{seen:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_agents_in_flight_progress_goes_by_token_and_a_log_message_to_nobody() {
+    let (proxy, log, _dir) = proxy(None, 5).await;
+    let mut holder = Agent::new(&proxy, UPSTREAM, token("holder", &[]));
+    holder.initialize().await;
+    let mut reporter = Agent::new(&proxy, UPSTREAM, token("reporter", &[]));
+    reporter.initialize().await;
+    // The holder asks for progress under the very token the reporter uses: tokens are the agents' own, and
+    // toolgate's on the child's side keep them apart.
+    // The hold's answer headers come only once the child releases it.
+    let held = tokio::spawn(async move {
+        let mut holding = report_call(&holder, 1, "same-token", "unused");
+        holding.body["params"]["name"] = json!("hold");
+        holding.await.answer(1).await
+    });
+    eventually(Duration::from_secs(5), || async {
+        received(&log)
+            .iter()
+            .any(|m| m["params"]["name"] == "hold")
+            .then_some(())
+    })
+    .await;
+    let mut call = report_call(&reporter, 2, "same-token", "whose log is this?").await;
+    let (answer, seen) = call.answer(2).await;
+    assert_eq!(text_of(&answer), "reported");
+    assert_eq!(
+        progress_of(&seen),
+        vec![
+            (json!("same-token"), json!(1)),
+            (json!("same-token"), json!(2))
+        ]
+    );
+    assert!(
+        !seen.iter().any(|m| m["method"] == "notifications/message"),
+        "a log message with two agents in flight could be either's: {seen:?}"
+    );
+    let (released, seen_by_holder) = held.await.unwrap();
+    assert_eq!(text_of(&released), "released");
+    assert!(
+        seen_by_holder.is_empty(),
+        "the holder saw {seen_by_holder:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_tools_list_changed_unverifies_its_tools_until_listed_again() {
+    let (proxy, _log, _dir) = proxy(None, 5).await;
+    let mut agent = Agent::new(&proxy, UPSTREAM, token("lister", &[]));
+    agent.initialize().await;
+    agent.request("tools/list", json!({})).await;
+    let echo = agent.call("echo", json!({ "text": "hi" })).await.message();
+    assert_eq!(text_of(&echo), "hi");
+    let changed = agent.call("change_tools", json!({})).await.message();
+    assert_eq!(text_of(&changed), "changed");
+    // Judged as changed until the agent lists again.
+    let held = agent.call("echo", json!({ "text": "hi" })).await;
+    assert_eq!(held.error_code(), Some(-31001), "{:?}", held.message());
+    agent.request("tools/list", json!({})).await;
+    let echo = agent.call("echo", json!({ "text": "hi" })).await.message();
+    assert_eq!(text_of(&echo), "hi");
     proxy.stop().await;
 }

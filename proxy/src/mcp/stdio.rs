@@ -126,10 +126,19 @@ impl StdioUpstream {
             Some(id @ (Value::Number(_) | Value::String(_))) => id,
             _ => return Err(protocol("a request needs a number or string id")),
         };
+        // The child reports progress by the token it was given: toolgate's own (the upstream id), so two agents
+        // with the same token cannot receive each other's, and the agent's is restored on the way back.
+        let progress_token = object
+            .get_mut("params")
+            .and_then(|params| params.get_mut("_meta"))
+            .and_then(Value::as_object_mut)
+            .and_then(|meta| meta.get_mut("progressToken"))
+            .map(|token| std::mem::replace(token, Value::from(upstream_id)));
         let link = self.shared.current_link()?;
         let shared = self.shared.clone();
         let start = ExchangeStart {
             requester,
+            progress_token,
             original_id,
             timeout,
             closed: Arc::new(move || shared.is_closed()),
@@ -151,6 +160,12 @@ impl StdioUpstream {
         let link = self.shared.current_link()?;
         let line = link.pending.answer(owner, answer)?;
         link.send_line(line).await
+    }
+
+    /// Sets what to do when the child says its tools changed (once; a second call is ignored). The notice is
+    /// acted on even when it reaches no agent.
+    pub fn on_tools_changed(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.on_tools_changed.set(Box::new(f));
     }
 
     /// Sends a notification (no id, no answer).
@@ -221,6 +236,8 @@ struct Shared {
     initialize_result: Mutex<Value>,
     closed: AtomicBool,
     restarts: AtomicU64,
+    /// Told when the child says its tools changed (`notifications/tools/list_changed`), whoever it reaches.
+    on_tools_changed: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Shared {
@@ -232,6 +249,7 @@ impl Shared {
             initialize_result: Mutex::new(Value::Null),
             closed: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
+            on_tools_changed: std::sync::OnceLock::new(),
         }
     }
 
@@ -281,7 +299,9 @@ impl Link {
         start: ExchangeStart,
     ) -> Result<Exchange, StdioError> {
         let line = encode(message)?;
-        let registered = self.pending.register(id, start.requester)?;
+        let registered = self
+            .pending
+            .register(id, start.requester, start.progress_token)?;
         // Built before sending, so a failed or cancelled send forgets the entry.
         let exchange = Exchange::new(
             registered,
@@ -316,6 +336,7 @@ impl Link {
 /// What an exchange is opened with besides its message.
 struct ExchangeStart {
     requester: Option<Requester>,
+    progress_token: Option<Value>,
     original_id: Value,
     timeout: Duration,
     closed: ClosedCheck,
@@ -499,6 +520,7 @@ async fn handshake(shared: &Shared, spec: &ChildSpec, link: &Link) -> Result<Val
     });
     let start = ExchangeStart {
         requester: None,
+        progress_token: None,
         original_id: Value::from(id),
         timeout: spec.timeout,
         closed: Arc::new(|| false),

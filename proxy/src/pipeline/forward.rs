@@ -42,9 +42,10 @@ pub(super) enum Answered {
     Streaming(StdioStream),
 }
 
-/// A stdio exchange that carries a request of the child's for the agent.
+/// A stdio exchange that carries a message of the child's for the agent (a request or a notification) before
+/// its answer.
 pub(super) struct StdioStream {
-    pub first: Value,
+    pub first: Inbound,
     pub exchange: Exchange,
 }
 
@@ -169,7 +170,7 @@ async fn send(
             loop {
                 match exchange.next().await.map_err(stdio_error)? {
                     Inbound::Response(answer) => return Ok(Answered::Now(Forwarded::Json(answer))),
-                    Inbound::Request(first) => {
+                    first @ (Inbound::Request(_) | Inbound::Notification(_)) => {
                         return Ok(Answered::Streaming(StdioStream { first, exchange }))
                     }
                     Inbound::Unroutable(notice) => {

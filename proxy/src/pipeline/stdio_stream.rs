@@ -1,7 +1,8 @@
 //! The answer to a judged request on a stdio child that sent the agent a request of its own (sampling,
-//! elicitation, roots) before answering: an SSE stream that carries each of the child's requests, judged like
-//! those of an HTTP upstream's stream ([`super::server_request::ServerRequests::judge`]), then the answer, judged
-//! by the result stage. A request with no such detour keeps the plain JSON answer (`forward` returns it as
+//! elicitation, roots) or a notification (progress, a log message) before answering: an SSE stream that carries
+//! each of the child's requests, judged like those of an HTTP upstream's stream
+//! ([`super::server_request::ServerRequests::judge`]), and its notifications, scanned and redacted like a
+//! result, then the answer, judged by the result stage. A request with no such detour keeps the plain JSON answer (`forward` returns it as
 //! soon as it arrives); every MCP POST accepts SSE (`intake` refuses one that does not, `406`).
 
 use std::sync::Arc;
@@ -63,7 +64,7 @@ async fn pump(app: Arc<App>, reply: StdioReply, stream: StdioStream, tx: Frames)
         mut exchange,
     } = stream;
     let upstream = server.upstream_name.clone();
-    let mut next = Some(Inbound::Request(first));
+    let mut next = Some(first);
     let error = loop {
         let inbound = match next.take() {
             Some(inbound) => Ok(inbound),
@@ -79,6 +80,12 @@ async fn pump(app: Arc<App>, reply: StdioReply, stream: StdioStream, tx: Frames)
                 if !send(&tx, &message).await {
                     // Allowed, but the agent it was for is gone: the child is told rather than left waiting.
                     server.agent_gone(&message).await;
+                    break Some("the agent disconnected before the answer".to_owned());
+                }
+            }
+            Ok(Inbound::Notification(mut message)) => {
+                result::redact_message(&app, &upstream, &mut message);
+                if !send(&tx, &message).await {
                     break Some("the agent disconnected before the answer".to_owned());
                 }
             }

@@ -8,6 +8,12 @@
 //! ([`Inbound::Unroutable`]), so the refusal is audited in its name. A routed request travels under a toolgate
 //! id; the agent's answer goes back with the child's own id only if that id was given to that agent, and an
 //! answer that never comes is refused to the child (`-31004`) after the upstream timeout.
+//!
+//! The child's notifications follow the same rule, with one more way to be sure: a progress notification names
+//! the request it reports on by its progress token, which toolgate replaced with its own (the upstream id) when
+//! it sent the request, so it reaches that request's agent with the agent's token restored, whoever else is in
+//! flight. Any other notification (a log message, a resource update) is delivered only while one agent has
+//! requests in flight; otherwise it is dropped, since it could be anybody's ([`Pending::notify`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +56,9 @@ pub enum Inbound {
     /// A request of the child's refused because it could not be routed; told to each agent with a request in
     /// flight, so the refusal is audited in its name.
     Unroutable(Unroutable),
+    /// A notification of the child's for this exchange's agent (progress with the agent's token restored, a
+    /// log message): to be scanned and redacted before the agent sees it.
+    Notification(Value),
     /// The child's answer, with the agent's own id restored. Always the last message.
     Response(Value),
 }
@@ -123,6 +132,8 @@ impl Activity {
 
 struct Waiter {
     requester: Option<Requester>,
+    /// The agent's own progress token, replaced by the upstream id on the way to the child.
+    progress_token: Option<Value>,
     response: oneshot::Sender<Value>,
     inbound: mpsc::Sender<Inbound>,
     activity: Arc<Activity>,
@@ -159,6 +170,31 @@ struct PendingState {
     delivered: HashMap<u64, Delivered>,
 }
 
+impl PendingState {
+    /// Per agent with requests in flight: its oldest request (told of a refusal) and its oldest one that can
+    /// deliver a message of the child's.
+    fn owners(&self) -> Vec<(Owner, u64, Option<u64>)> {
+        let mut owners: Vec<(Owner, u64, Option<u64>)> = Vec::new();
+        for (&id, waiter) in &self.waiting {
+            let Some(requester) = &waiter.requester else {
+                continue;
+            };
+            let delivers = requester.delivers.then_some(id);
+            match owners.iter_mut().find(|(o, ..)| *o == requester.owner) {
+                Some((_, oldest, deliverer)) => {
+                    *oldest = (*oldest).min(id);
+                    *deliverer = match (*deliverer, delivers) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                None => owners.push((requester.owner.clone(), id, delivers)),
+            }
+        }
+        owners
+    }
+}
+
 /// The parts of an exchange that the waiter side keeps.
 pub(super) struct Registered {
     response: oneshot::Receiver<Value>,
@@ -171,6 +207,7 @@ impl Pending {
         &self,
         id: u64,
         requester: Option<Requester>,
+        progress_token: Option<Value>,
     ) -> Result<Registered, StdioError> {
         let mut state = lock(&self.state);
         if state.closed {
@@ -183,6 +220,7 @@ impl Pending {
             id,
             Waiter {
                 requester,
+                progress_token,
                 response: response_tx,
                 inbound: inbound_tx,
                 activity: activity.clone(),
@@ -227,24 +265,7 @@ impl Pending {
             .unwrap_or_default()
             .to_owned();
         let mut state = lock(&self.state);
-        // Per agent: its oldest request in flight (told of a refusal) and its oldest one that can deliver.
-        let mut owners: Vec<(Owner, u64, Option<u64>)> = Vec::new();
-        for (&id, waiter) in &state.waiting {
-            let Some(requester) = &waiter.requester else {
-                continue;
-            };
-            let delivers = requester.delivers.then_some(id);
-            match owners.iter_mut().find(|(o, ..)| *o == requester.owner) {
-                Some((_, oldest, deliverer)) => {
-                    *oldest = (*oldest).min(id);
-                    *deliverer = match (*deliverer, delivers) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                None => owners.push((requester.owner.clone(), id, delivers)),
-            }
-        }
+        let owners = state.owners();
         let reason = match owners.as_slice() {
             [] => UnroutableReason::NoRequest,
             [(owner, _, Some(deliverer))] => {
@@ -292,6 +313,49 @@ impl Pending {
             ),
             Some(json!({ "reason": reason.as_str() })),
         ))
+    }
+
+    /// Routes one notification of the child's to the exchange it belongs to: a progress notification by its
+    /// token (restored to the agent's), any other while exactly one agent has requests in flight (to its oldest
+    /// request that can carry it). `Err` says why it was dropped.
+    pub(super) fn notify(&self, mut message: Value) -> Result<(), &'static str> {
+        let state = lock(&self.state);
+        let progress =
+            message.get("method").and_then(Value::as_str) == Some("notifications/progress");
+        let id = if progress {
+            let id = message
+                .pointer("/params/progressToken")
+                .and_then(Value::as_u64)
+                .ok_or("its progress token is not one toolgate gave")?;
+            let waiter = state
+                .waiting
+                .get(&id)
+                .ok_or("the request it reports on is no longer in flight")?;
+            let token = waiter
+                .progress_token
+                .clone()
+                .ok_or("the request it names asked for no progress")?;
+            message["params"]["progressToken"] = token;
+            id
+        } else {
+            match state.owners().as_slice() {
+                [(_, _, Some(deliverer))] => *deliverer,
+                [] => return Err("no agent has a request in flight"),
+                [_] => return Err("the agent's requests in flight cannot carry it"),
+                _ => return Err("requests of more than one agent are in flight"),
+            }
+        };
+        let waiter = &state.waiting[&id];
+        if !waiter.requester.as_ref().is_some_and(|r| r.delivers) {
+            return Err("the request it reports on cannot carry it");
+        }
+        waiter
+            .inbound
+            .try_send(Inbound::Notification(message))
+            .map_err(|_| "the agent's queue is full")?;
+        // News of the request: like any message of the child's for it, it restarts the answer's clock.
+        waiter.activity.touch();
+        Ok(())
     }
 
     /// The answer to a delivered request, as the line to write to the child: only `owner` may answer what was
@@ -446,5 +510,83 @@ impl std::fmt::Debug for Exchange {
         f.debug_struct("Exchange")
             .field("upstream_id", &self.upstream_id)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requester(owner: &str, delivers: bool) -> Option<Requester> {
+        Some(Requester {
+            owner: Owner::new(owner),
+            delivers,
+        })
+    }
+
+    fn progress(token: Value) -> Value {
+        json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": { "progressToken": token, "progress": 1 } })
+    }
+
+    fn log() -> Value {
+        json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": "x" } })
+    }
+
+    fn received(registered: &mut Registered) -> Option<Value> {
+        match registered.inbound.try_recv() {
+            Ok(Inbound::Notification(n)) => Some(n),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => None,
+        }
+    }
+
+    #[test]
+    fn progress_goes_by_toolgates_token_with_the_agents_restored() {
+        let pending = Pending::default();
+        let mut a = pending
+            .register(1, requester("a", true), Some(json!("shared")))
+            .unwrap();
+        let mut b = pending
+            .register(2, requester("b", true), Some(json!("shared")))
+            .unwrap();
+        pending.notify(progress(json!(2))).unwrap();
+        assert_eq!(
+            received(&mut b).unwrap()["params"]["progressToken"],
+            "shared"
+        );
+        assert!(received(&mut a).is_none());
+        // Tokens toolgate never gave, or of requests gone, or that asked for none, reach nobody.
+        assert!(pending.notify(progress(json!("shared"))).is_err());
+        assert!(pending.notify(progress(json!(9))).is_err());
+        let _c = pending.register(3, requester("c", true), None).unwrap();
+        assert!(pending.notify(progress(json!(3))).is_err());
+        // A request whose answer cannot stream cannot carry one.
+        let _d = pending
+            .register(4, requester("d", false), Some(json!("t")))
+            .unwrap();
+        assert!(pending.notify(progress(json!(4))).is_err());
+        assert!(received(&mut a).is_none() && received(&mut b).is_none());
+    }
+
+    #[test]
+    fn other_notifications_reach_only_a_lone_agent_in_flight() {
+        let pending = Pending::default();
+        assert_eq!(
+            pending.notify(log()),
+            Err("no agent has a request in flight")
+        );
+        let mut a1 = pending.register(1, requester("a", true), None).unwrap();
+        let mut a2 = pending.register(2, requester("a", true), None).unwrap();
+        pending.notify(log()).unwrap();
+        // To the agent's oldest request that can carry it.
+        assert!(received(&mut a1).is_some());
+        assert!(received(&mut a2).is_none());
+        let mut b = pending.register(3, requester("b", true), None).unwrap();
+        assert!(pending.notify(log()).is_err());
+        assert!(received(&mut a1).is_none() && received(&mut b).is_none());
+        // Toolgate's own requests (no agent) do not count as anybody's.
+        let pending = Pending::default();
+        let _own = pending.register(1, None, None).unwrap();
+        assert!(pending.notify(log()).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Where each line the child writes on stdout goes: a response to the exchange waiting for it, a request of the
-//! child's to the one agent it can belong to (or refused, see [`super::exchange`]), a notification to the logs.
+//! child's to the one agent it can belong to (or refused), a notification to the agent it belongs to (or
+//! dropped): see [`super::exchange`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,12 +47,12 @@ impl Router<'_> {
             return;
         };
         if let Some(method) = object.get("method").and_then(Value::as_str) {
-            match object.get("id") {
-                Some(id) if !id.is_null() => self.request(message),
-                _ => {
-                    // Progress and logging notifications name no agent either; they are not routed.
-                    tracing::debug!(upstream = %name, method = %preview(method.as_bytes()), "dropped a server notification");
-                }
+            let is_request = object.get("id").is_some_and(|id| !id.is_null());
+            let tools_changed = method == "notifications/tools/list_changed";
+            if is_request {
+                self.request(message);
+            } else {
+                self.notification(tools_changed, message);
             }
             return;
         }
@@ -69,6 +70,18 @@ impl Router<'_> {
             return;
         }
         tracing::warn!(upstream = %name, "ignored a JSON-RPC message that is neither request, notification nor response");
+    }
+
+    /// A notification of the child's: routed to its agent, or dropped. Logged without its method or content.
+    fn notification(&self, tools_changed: bool, message: Value) {
+        if tools_changed {
+            if let Some(f) = self.shared.on_tools_changed.get() {
+                f();
+            }
+        }
+        if let Err(why) = self.pending.notify(message) {
+            tracing::debug!(upstream = %self.shared.name, why, "dropped a notification of the child's");
+        }
     }
 
     /// A request of the child's: routed to its agent (with a deadline for the answer), or refused. Logged

@@ -405,6 +405,7 @@ async fn a_child_that_floods_one_exchange_with_requests_is_refused_beyond_the_qu
             Inbound::Response(_) => break,
             Inbound::Request(_) => delivered += 1,
             Inbound::Unroutable(told) => panic!("{told:?}"),
+            Inbound::Notification(n) => panic!("{n:?}"),
         }
     }
     assert_eq!(delivered, 16);
