@@ -19,6 +19,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod limits;
 pub mod public_verify;
+pub mod rate;
 pub mod tls;
 
 use crate::app::App;
@@ -66,10 +67,13 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         app: app.clone(),
         // Per-client limit of the unauthenticated public verify endpoint: the server's, like the listener.
-        limiter: Arc::new(public_verify::RateLimiter::new(
+        limiter: Arc::new(rate::RateLimiter::new(
             app.config.audit.public_verify_per_minute,
         )),
-        tls: tls.as_ref().map(|t| t.acceptor.clone()),
+        auth_failures: Arc::new(rate::RateLimiter::new(
+            app.config.server.auth_failures_per_minute,
+        )),
+        tls: tls.clone(),
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -123,12 +127,46 @@ async fn sweep_sessions(app: Arc<App>) {
     }
 }
 
+/// Routes one request. MCP and admin requests from a client with too many failed authentications lately are
+/// answered 429 before any token is looked at; each 401 they get counts against their client.
 async fn route(
-    app: &Arc<App>,
-    limiter: &public_verify::RateLimiter,
+    shared: &connection::Shared,
     arrival: Arrival,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let path = req.uri().path();
+    let authenticated = path.starts_with("/mcp/")
+        || (path.starts_with("/api/v1/") && path != "/api/v1/public/verify");
+    if !authenticated {
+        return route_open(shared, arrival, req).await;
+    }
+    let ip = rate::client_ip(&req);
+    if let Err(wait) = shared.auth_failures.peek(ip) {
+        shared
+            .app
+            .metrics
+            .listener
+            .rate_limited
+            .with_label_values(&["auth_failures"])
+            .inc();
+        return rate::too_many(
+            wait,
+            "too many failed authentications from this client; retry later",
+        );
+    }
+    let resp = route_open(shared, arrival, req).await;
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        let _ = shared.auth_failures.check(ip);
+    }
+    resp
+}
+
+async fn route_open(
+    shared: &connection::Shared,
+    arrival: Arrival,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (app, limiter) = (&shared.app, &*shared.limiter);
     let path = req.uri().path().to_owned();
     let base_url = base_url(app, arrival);
     if let Some(upstream) = path.strip_prefix("/mcp/") {
@@ -158,7 +196,17 @@ async fn route(
             .body(full(app.metrics.render()))
             .expect("valid response"),
         // Public: no admin token, rate-limited per client, no event content.
-        "/api/v1/public/verify" => public_verify::handle(app.audit.store(), limiter, &req).await,
+        "/api/v1/public/verify" => {
+            let resp = public_verify::handle(app.audit.store(), limiter, &req).await;
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                app.metrics
+                    .listener
+                    .rate_limited
+                    .with_label_values(&["public_verify"])
+                    .inc();
+            }
+            resp
+        }
         p if p.starts_with("/api/v1/") => crate::admin::handle(app, req).await,
         _ => json_response(
             StatusCode::NOT_FOUND,

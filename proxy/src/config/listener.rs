@@ -19,12 +19,20 @@ pub struct ServerSettings {
     /// A connection with no request in flight (no response still streaming) for this long is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_seconds: u64,
+    /// A request's whole body must arrive this long after its head; otherwise it is answered 408 and nothing
+    /// of it is judged or forwarded (a body sent a byte at a time would hold the request open forever).
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_seconds: u64,
     /// Open connections at most; more are refused (plain HTTP: a 503 with `Retry-After`, then close).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Open connections at most from one client IP (IPv6: one /64), so one client cannot starve others.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Failed authentications (401, agents' and the admin API's) one client IP may have per minute; past it,
+    /// its MCP and admin requests are answered 429 without a token being looked at, until the bucket refills.
+    #[serde(default = "default_auth_failures_per_minute")]
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for ServerSettings {
@@ -32,8 +40,10 @@ impl Default for ServerSettings {
         ServerSettings {
             header_read_timeout_seconds: default_header_read_timeout(),
             idle_timeout_seconds: default_idle_timeout(),
+            body_read_timeout_seconds: default_body_read_timeout(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
+            auth_failures_per_minute: default_auth_failures_per_minute(),
         }
     }
 }
@@ -45,6 +55,10 @@ impl ServerSettings {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_seconds)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_seconds)
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -63,8 +77,13 @@ impl ServerSettings {
             self.header_read_timeout_seconds,
         )?;
         at_least_one("idle_timeout_seconds", self.idle_timeout_seconds)?;
+        at_least_one("body_read_timeout_seconds", self.body_read_timeout_seconds)?;
         at_least_one("max_connections", self.max_connections as u64)?;
         at_least_one("max_connections_per_ip", self.max_connections_per_ip as u64)?;
+        at_least_one(
+            "auth_failures_per_minute",
+            u64::from(self.auth_failures_per_minute),
+        )?;
         Ok(())
     }
 }
@@ -75,11 +94,17 @@ fn default_header_read_timeout() -> u64 {
 fn default_idle_timeout() -> u64 {
     60
 }
+fn default_body_read_timeout() -> u64 {
+    30
+}
 fn default_max_connections() -> usize {
     4096
 }
 fn default_max_connections_per_ip() -> usize {
     256
+}
+fn default_auth_failures_per_minute() -> u32 {
+    300
 }
 
 /// `[tls]`: HTTPS on the listener. Both files or neither (neither = plain HTTP).

@@ -24,12 +24,15 @@ pub(super) async fn read(
         return Err(Refusal::NotAcceptable);
     }
     let limit = app.config.max_body_bytes;
-    let raw = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let within = app.config.server.body_read_timeout();
+    let reading = http_body_util::Limited::new(body, limit).collect();
+    let raw = match tokio::time::timeout(within, reading).await {
+        Err(_) => return Err(Refusal::BodyTimeout { within }),
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(Refusal::BodyTooLarge { limit })
         }
-        Err(_) => return Err(Refusal::BodyUnreadable),
+        Ok(Err(_)) => return Err(Refusal::BodyUnreadable),
     };
     let message = Message::parse(&raw).map_err(Refusal::Malformed)?;
     // The server span is named after the method only now that it is parsed.

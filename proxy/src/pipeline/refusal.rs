@@ -35,6 +35,10 @@ pub enum Refusal {
         limit: usize,
     },
     BodyUnreadable,
+    /// The body did not arrive within `server.body_read_timeout_seconds` of the head.
+    BodyTimeout {
+        within: std::time::Duration,
+    },
     /// The body is not one acceptable JSON-RPC message.
     Malformed(RpcError),
     Session {
@@ -145,6 +149,16 @@ impl Refusal {
                 None,
                 jsonrpc::INVALID_REQUEST,
                 format!("body larger than {limit} bytes"),
+                None,
+            ),
+            Refusal::BodyTimeout { within } => rpc(
+                StatusCode::REQUEST_TIMEOUT,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                format!(
+                    "the request body did not arrive within {} s",
+                    within.as_secs()
+                ),
                 None,
             ),
             Refusal::BodyUnreadable => rpc(

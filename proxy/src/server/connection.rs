@@ -11,11 +11,10 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, BusyBody, Expiry, Watched};
 use super::limits::ConnectionSlot;
-use super::public_verify::RateLimiter;
+use super::rate::RateLimiter;
 use crate::app::App;
 
 /// How long a connection closed for idling may take to say goodbye (HTTP/2 GOAWAY, TLS close) before it is
@@ -42,8 +41,12 @@ impl Arrival {
 /// What every connection of one listener shares.
 pub struct Shared {
     pub app: Arc<App>,
+    /// The public verify endpoint's per-client request limit.
     pub limiter: Arc<RateLimiter>,
-    pub tls: Option<TlsAcceptor>,
+    /// Failed authentications per client; an exhausted client's MCP and admin requests are answered 429.
+    pub auth_failures: Arc<RateLimiter>,
+    /// The listener's TLS, when it serves HTTPS: each connection takes the configuration serving now.
+    pub tls: Option<Arc<super::tls::ListenerTls>>,
 }
 
 /// Serves one admitted connection until it ends; the slot is given back when this returns.
@@ -59,7 +62,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slo
         local,
         tls: shared.tls.is_some(),
     };
-    match shared.tls.clone() {
+    match shared.tls.as_ref().map(|tls| tls.acceptor()) {
         None => http(shared, TokioIo::new(watched), peer, arrival, activity).await,
         Some(acceptor) => {
             // The handshake counts as part of the request head: a client that stalls it is closed on time.
@@ -98,7 +101,7 @@ async fn http<I>(
         let busy = activity.busy();
         let shared = shared.clone();
         async move {
-            let resp = super::route(&shared.app, &shared.limiter, arrival, req).await;
+            let resp = super::route(&shared, arrival, req).await;
             Ok::<_, Infallible>(resp.map(|body| BusyBody::new(body, busy)))
         }
     });

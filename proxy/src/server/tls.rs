@@ -1,9 +1,10 @@
-//! HTTPS on the listener (rustls, ring): TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, the certificate
-//! re-read when its files change on disk, and optional client certificates for agents.
+//! HTTPS on the listener (rustls, ring): TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, the certificate and
+//! the client CA re-read when their files change on disk, and optional client certificates for agents.
 //!
-//! The serving certificate sits behind an [`ArcSwap`]: each handshake loads it without a lock, and the reload
-//! task swaps in a new one only after it parsed and its key matched, so a bad file on disk keeps the old
-//! certificate serving (and is logged and counted).
+//! The serving certificate and the server configuration (which holds the client certificate verifier) sit behind
+//! [`ArcSwap`]s: each handshake loads them without a lock, and the reload task swaps in a new one only after it
+//! parsed (and, for a certificate, its key matched), so a bad file on disk keeps the old one serving (and is
+//! logged and counted).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,9 +59,9 @@ impl ResolvesServerCert for ServingCert {
     }
 }
 
-/// The listener's TLS: the acceptor and what the reload task needs.
+/// The listener's TLS: the server configuration and what the reload task needs.
 pub struct ListenerTls {
-    pub acceptor: TlsAcceptor,
+    config: ArcSwap<ServerConfig>,
     cert: Arc<ServingCert>,
     files: TlsFiles,
 }
@@ -72,68 +73,106 @@ impl ListenerTls {
         let cert = Arc::new(ServingCert {
             current: ArcSwap::from_pointee(key),
         });
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(TlsError::Config)?;
-        let builder = match &files.client_auth {
-            None => builder.with_no_client_auth(),
-            Some((mode, ca_file)) => {
-                let roots = client_roots(ca_file)?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-                let verifier = match mode {
-                    ClientAuth::Optional => verifier.allow_unauthenticated(),
-                    ClientAuth::Required | ClientAuth::None => verifier,
-                };
-                let verifier = verifier.build().map_err(|e| TlsError::ClientCa {
-                    path: ca_file.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_cert_resolver(cert.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = server_config(files, &cert)?;
         Ok(ListenerTls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: ArcSwap::from_pointee(config),
             cert,
             files: files.clone(),
         })
     }
 
-    /// Watches the certificate and key files' modification times every [`RELOAD_INTERVAL`] and swaps in the
-    /// new certificate when they change. Runs until aborted.
+    /// The acceptor for a new connection, with the configuration serving now.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.load_full())
+    }
+
+    /// Watches the files' modification times every [`RELOAD_INTERVAL`]: a changed certificate or key is swapped
+    /// in for new handshakes, a changed client CA file rebuilds the client certificate verifier. Runs until
+    /// aborted.
     pub async fn reload_on_change(self: Arc<Self>, metrics: Arc<Metrics>) {
-        let stamp = |files: &TlsFiles| (modified(&files.cert_file), modified(&files.key_file));
-        let mut seen = stamp(&self.files);
+        let pair = |files: &TlsFiles| (modified(&files.cert_file), modified(&files.key_file));
+        let ca = |files: &TlsFiles| files.client_auth.as_ref().map(|(_, f)| modified(f));
+        let (mut seen_pair, mut seen_ca) = (pair(&self.files), ca(&self.files));
         let mut tick = tokio::time::interval(RELOAD_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = stamp(&self.files);
-            if now == seen {
-                continue;
+            let (now_pair, now_ca) = (pair(&self.files), ca(&self.files));
+            let mut results = Vec::new();
+            if now_pair != seen_pair {
+                seen_pair = now_pair;
+                results.push(self.reload_certificate());
             }
-            seen = now;
-            let result = match certified_key(&self.files.cert_file, &self.files.key_file) {
-                Ok(key) => {
-                    self.cert.current.store(Arc::new(key));
-                    tracing::info!(cert_file = %self.files.cert_file.display(), "TLS certificate reloaded");
-                    "ok"
-                }
-                Err(e) => {
-                    // A half-written or mismatched pair must not take HTTPS down: keep serving the old one.
-                    tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays");
-                    "error"
-                }
-            };
-            metrics
-                .listener
-                .tls_reloads
-                .with_label_values(&[result])
-                .inc();
+            if now_ca != seen_ca {
+                seen_ca = now_ca;
+                results.push(self.reload_client_ca());
+            }
+            for result in results {
+                metrics
+                    .listener
+                    .tls_reloads
+                    .with_label_values(&[result])
+                    .inc();
+            }
         }
     }
+
+    fn reload_certificate(&self) -> &'static str {
+        match certified_key(&self.files.cert_file, &self.files.key_file) {
+            Ok(key) => {
+                self.cert.current.store(Arc::new(key));
+                tracing::info!(cert_file = %self.files.cert_file.display(), "TLS certificate reloaded");
+                "ok"
+            }
+            Err(e) => {
+                // A half-written or mismatched pair must not take HTTPS down: keep serving the old one.
+                tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays");
+                "error"
+            }
+        }
+    }
+
+    fn reload_client_ca(&self) -> &'static str {
+        match server_config(&self.files, &self.cert) {
+            Ok(config) => {
+                self.config.store(Arc::new(config));
+                tracing::info!("TLS client CA reloaded");
+                "ok"
+            }
+            Err(e) => {
+                // A bad CA file must neither open the door nor close it: the previous verifier stays.
+                tracing::error!(error = %e, "TLS client CA reload failed; the previous CA stays");
+                "error"
+            }
+        }
+    }
+}
+
+/// The server configuration: protocol versions, ALPN, the certificate resolver and the client certificate
+/// verifier built from the client CA file as it is now.
+fn server_config(files: &TlsFiles, cert: &Arc<ServingCert>) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?;
+    let builder = match &files.client_auth {
+        None => builder.with_no_client_auth(),
+        Some((mode, ca_file)) => {
+            let roots = client_roots(ca_file)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let verifier = match mode {
+                ClientAuth::Optional => verifier.allow_unauthenticated(),
+                ClientAuth::Required | ClientAuth::None => verifier,
+            };
+            let verifier = verifier.build().map_err(|e| TlsError::ClientCa {
+                path: ca_file.display().to_string(),
+                message: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(cert.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn modified(path: &Path) -> Option<(SystemTime, u64)> {

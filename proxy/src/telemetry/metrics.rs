@@ -399,6 +399,8 @@ pub struct ListenerMetrics {
     pub tls_handshake_failures: IntCounter,
     /// `toolgate_tls_certificate_reloads_total{result="ok"|"error"}`
     pub tls_reloads: IntCounterVec,
+    /// `toolgate_requests_rate_limited_total{limit="auth_failures"|"public_verify"}`
+    pub rate_limited: IntCounterVec,
 }
 
 impl ListenerMetrics {
@@ -433,9 +435,17 @@ impl ListenerMetrics {
             tls_reloads: IntCounterVec::new(
                 Opts::new(
                     "toolgate_tls_certificate_reloads_total",
-                    "Listener certificate reloads after a file change, by result (ok, error).",
+                    "Listener certificate (and client CA) reloads after a file change, by result (ok, error).",
                 ),
                 &["result"],
+            )
+            .expect("valid metric"),
+            rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "toolgate_requests_rate_limited_total",
+                    "Requests answered 429 by a per-client limit (auth_failures: after too many 401s; public_verify).",
+                ),
+                &["limit"],
             )
             .expect("valid metric"),
         };
@@ -445,6 +455,7 @@ impl ListenerMetrics {
             Box::new(m.connections_timed_out.clone()),
             Box::new(m.tls_handshake_failures.clone()),
             Box::new(m.tls_reloads.clone()),
+            Box::new(m.rate_limited.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -457,6 +468,9 @@ impl ListenerMetrics {
         }
         for result in ["ok", "error"] {
             m.tls_reloads.with_label_values(&[result]);
+        }
+        for limit in ["auth_failures", "public_verify"] {
+            m.rate_limited.with_label_values(&[limit]);
         }
         m
     }

@@ -157,6 +157,52 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_answered_408_at_the_body_timeout_and_never_forwarded() {
+    let (proxy, mock) = proxy_with(
+        "header_read_timeout_seconds = 5\nidle_timeout_seconds = 30\nbody_read_timeout_seconds = 1",
+    )
+    .await;
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "echo", "arguments": { "text": "slow" } } }).to_string();
+    let head = format!(
+        "POST /mcp/web HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n",
+        common::token("trickler", &[]),
+        body.len()
+    );
+    let stream = connect_from(ATTACKER, proxy.addr).await;
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    // The head is whole; each body byte is fresh activity, and the whole body would come only after 10 s.
+    let trickle = tokio::spawn(async move {
+        for byte in body.into_bytes() {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let t0 = Instant::now();
+    let mut answer = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(6), reader.read(&mut answer))
+        .await
+        .expect("the slow body was never cut")
+        .unwrap();
+    let took = t0.elapsed();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    assert!(
+        took < Duration::from_secs(3),
+        "answered after {took:?}, not at the 1 s body timeout"
+    );
+    assert!(
+        mock.state.tool_calls().is_empty(),
+        "the partial body reached the upstream"
+    );
+    assert_eq!(health(&proxy).await, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
     let (proxy, _mock) =
         proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 2").await;
@@ -334,5 +380,76 @@ async fn a_hostile_host_header_is_never_reflected_into_www_authenticate() {
         )
         .await;
         assert_eq!(metadata.json()["resource"], format!("{own}/mcp/web"));
+    }
+}
+
+/// One HTTP/1.1 request from `from`, the connection closed after it; the status line's code and the answer.
+async fn request_from(from: [u8; 4], proxy: &Proxy, head: &str) -> (u16, String) {
+    let mut stream = connect_from(from, proxy.addr).await;
+    stream
+        .write_all(format!("{head}connection: close\r\ncontent-length: 0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, answer)
+}
+
+#[tokio::test]
+async fn a_client_guessing_tokens_is_answered_429_after_its_failures_and_others_are_not() {
+    let (proxy, _mock) = proxy_with("auth_failures_per_minute = 3").await;
+    let guess = |token: &str| {
+        format!("GET /mcp/web HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\nauthorization: Bearer {token}\r\n")
+    };
+    for n in 0..3 {
+        let (code, answer) = request_from(ATTACKER, &proxy, &guess(&format!("guess-{n}"))).await;
+        assert_eq!(code, 401, "{answer}");
+    }
+    // The bucket is empty: no token is looked at, not even a good one, until it refills (one per 20 s).
+    let (code, answer) = request_from(ATTACKER, &proxy, &guess("guess-3")).await;
+    assert_eq!(code, 429, "{answer}");
+    assert!(answer.contains("retry-after: "), "{answer}");
+    assert!(
+        answer.contains("too many failed authentications"),
+        "{answer}"
+    );
+    let good = common::token("agent-1", &[]);
+    let (code, _) = request_from(ATTACKER, &proxy, &guess(&good)).await;
+    assert_eq!(code, 429);
+    // The admin API counts the same way (its tokens are guessed just the same).
+    let (code, _) = request_from(
+        ATTACKER,
+        &proxy,
+        "GET /api/v1/audit/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer nope\r\n",
+    )
+    .await;
+    assert_eq!(code, 429);
+    // Another client is untouched, and the open endpoints stay open to the guesser.
+    let (code, _) = request_from([127, 0, 0, 3], &proxy, &guess("guess-other")).await;
+    assert_eq!(code, 401);
+    let (code, _) = request_from(ATTACKER, &proxy, "GET /health HTTP/1.1\r\nhost: x\r\n").await;
+    assert_eq!(code, 200);
+    let limited = proxy
+        .app
+        .metrics
+        .listener
+        .rate_limited
+        .with_label_values(&["auth_failures"])
+        .get();
+    assert_eq!(limited, 3);
+}
+
+#[tokio::test]
+async fn successful_authentications_never_count_against_a_client() {
+    let (proxy, _mock) = proxy_with("auth_failures_per_minute = 1").await;
+    let mut agent = common::Agent::new(&proxy, "web", common::token("agent-1", &[]));
+    for _ in 0..5 {
+        let answer = agent.call("echo", json!({ "text": "hi" })).await;
+        assert_eq!(answer.status, StatusCode::OK);
     }
 }

@@ -362,6 +362,59 @@ async fn required_client_certificates_refuse_clients_without_one_from_the_ca() {
 }
 
 #[tokio::test]
+async fn a_replaced_client_ca_takes_effect_within_seconds_and_a_broken_one_changes_nothing() {
+    let ca = Ca::new("server CA");
+    let old_agents = Ca::new("old agents CA");
+    let new_agents = Ca::new("new agents CA");
+    let files = tempfile::tempdir().unwrap();
+    let agents_ca = files.path().join("agents-ca.pem");
+    std::fs::write(&agents_ca, old_agents.pem()).unwrap();
+    let (proxy, _mock, _server_files) = tls_proxy(
+        &ca,
+        &format!(
+            "client_ca_file = \"{}\"\nclient_auth = \"required\"",
+            agents_ca.display()
+        ),
+    )
+    .await;
+    let old_agent = client(&ca, ALL, &[], Some(old_agents.leaf("agent-1")));
+    let new_agent = client(&ca, ALL, &[], Some(new_agents.leaf("agent-1")));
+    assert_eq!(health(&old_agent, proxy.addr).await, Ok(StatusCode::OK));
+    assert!(health(&new_agent, proxy.addr).await.is_err());
+    let reloads = |result: &str| {
+        proxy
+            .app
+            .metrics
+            .listener
+            .tls_reloads
+            .with_label_values(&[result])
+            .get()
+    };
+
+    // A broken CA file neither opens the door nor closes it.
+    std::fs::write(&agents_ca, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    common::eventually(Duration::from_secs(8), || async {
+        (reloads("error") >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(health(&old_agent, proxy.addr).await, Ok(StatusCode::OK));
+    assert!(health(&new_agent, proxy.addr).await.is_err());
+
+    // The rotated CA: the new agents get in, the old ones are out, without a restart.
+    let tmp = agents_ca.with_extension("tmp");
+    std::fs::write(&tmp, new_agents.pem()).unwrap();
+    std::fs::rename(&tmp, &agents_ca).unwrap();
+    common::eventually(Duration::from_secs(8), || async {
+        (health(&new_agent, proxy.addr).await == Ok(StatusCode::OK)).then_some(())
+    })
+    .await;
+    assert!(health(&old_agent, proxy.addr).await.is_err());
+    assert!(reloads("ok") >= 1);
+    let anonymous = client(&ca, ALL, &[], None);
+    assert!(health(&anonymous, proxy.addr).await.is_err());
+}
+
+#[tokio::test]
 async fn optional_client_certificates_admit_anonymous_clients_but_not_forged_ones() {
     let ca = Ca::new("server CA");
     let agents = Ca::new("agents CA");
