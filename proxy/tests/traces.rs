@@ -475,3 +475,99 @@ async fn http_protobuf_export_posts_the_spans_to_v1_traces() {
         .await
         .unwrap();
 }
+
+/// A secret the agent hides in the JSON-RPC id and the tool name: span attributes carry them redacted, like logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_the_request_id_or_tool_name_never_reaches_a_span() {
+    const HIDDEN_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const KEY: &str = "AKIAZ7EXAMPLE4DEMO7Q";
+    let (receiver_addr, received) = receiver();
+    let mock = upstream::start(upstream::State::default()).await;
+    let proxy = start(Options {
+        extra_toml: format!(
+            "[[upstream]]\nname = \"web\"\nurl = \"http://{}/mcp\"\ntimeout_seconds = 2\nworkdir = \"/workspace\"\n",
+            mock.addr
+        ),
+        demo: false,
+        otlp_endpoint: Some(format!("http://{receiver_addr}")),
+        ..Default::default()
+    })
+    .await;
+    let agent = Agent::new(&proxy, "web", token("agent-hider", &[]));
+    let traceparent = format!("00-{HIDDEN_TRACE}-{AGENT_SPAN_ID}-01");
+    let auth = format!("Bearer {}", agent.token);
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": format!("req-{KEY}"),
+        "method": "tools/call",
+        "params": {
+            "name": format!("echo_{KEY}"),
+            "arguments": {},
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} }
+        }
+    });
+    let answer = send(
+        Method::POST,
+        &agent.url,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("traceparent", &traceparent),
+        ],
+        body.to_string(),
+    )
+    .await;
+    // Refused (a critical finding), and answered with the agent's own id all the same.
+    assert_eq!(
+        answer.message()["error"]["code"],
+        -31001,
+        "{:?}",
+        answer.message()
+    );
+    assert_eq!(answer.message()["id"], format!("req-{KEY}"));
+
+    let settings = TelemetrySettings::default();
+    let logs = toolgate::telemetry::logs::LogSettings {
+        debug: false,
+        filter: None,
+    };
+    let tracing =
+        toolgate::telemetry::traces::install(&logs, &settings, &toolgate::outbound::client())
+            .unwrap();
+    tokio::task::spawn_blocking(move || tracing.flush())
+        .await
+        .unwrap();
+    let trace_id = hex::decode(HIDDEN_TRACE).unwrap();
+    let spans = eventually(Duration::from_secs(20), || {
+        let received = received.clone();
+        let trace_id = trace_id.clone();
+        async move {
+            let spans: Vec<Span> = received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, s)| s.trace_id == trace_id)
+                .map(|(_, s)| s.clone())
+                .collect();
+            spans
+                .iter()
+                .any(|s| s.name == "tools/call")
+                .then_some(spans)
+        }
+    })
+    .await;
+    let server = spans.iter().find(|s| s.name == "tools/call").unwrap();
+    let attrs = attributes(server);
+    let id = attrs
+        .get("rpc.jsonrpc.request_id")
+        .expect("the request id is an attribute");
+    assert!(id.contains("[REDACTED:aws_access_key]"), "{id}");
+    for span in &spans {
+        assert!(!span.name.contains(KEY), "span name {}", span.name);
+        for (key, value) in attributes(span) {
+            assert!(!value.contains(KEY), "{}: {key}={value}", span.name);
+        }
+    }
+    proxy.stop().await;
+}
