@@ -1,5 +1,5 @@
 //! Arguments that mean one thing to the classifier and another to the upstream: keys that fold to one name,
-//! and URLs that parsers read as different hosts.
+//! URLs that parsers read as different hosts, and paths with percent-escapes an upstream may decode.
 
 use serde_json::json;
 
@@ -198,4 +198,41 @@ fn a_resource_uri_parsers_read_differently_is_marked() {
     assert!(!marked("https://docs.rs/x"));
     assert!(!marked("file:///workspace/a"));
     assert!(!marked("demo://notes/1"));
+}
+
+#[test]
+fn a_percent_escaped_path_is_judged_as_written_and_as_decoded() {
+    let paths = |args: serde_json::Value| -> Vec<String> {
+        class("read_file", args)
+            .targets
+            .into_iter()
+            .filter(|t| t.kind == TargetKind::Path)
+            .map(|t| t.value)
+            .collect()
+    };
+    assert_eq!(
+        paths(json!({"path": "/etc/%70asswd"})),
+        ["/etc/%70asswd", "/etc/passwd"]
+    );
+    // Decoded `..` is resolved like any other: the escape cannot hide a climb out of the workspace.
+    assert_eq!(
+        paths(json!({"path": "notes/%2e%2e/%2E%2E/etc/shadow"})),
+        ["/workspace/notes/%2e%2e/%2E%2E/etc/shadow", "/etc/shadow"]
+    );
+    // By shape, under any key.
+    assert_eq!(
+        paths(json!({"options": {"next": "/root/%2essh/id_rsa"}})),
+        ["/root/%2essh/id_rsa", "/root/.ssh/id_rsa"]
+    );
+    // A name with an ordinary escape stays where it was; a `%` that escapes nothing is one reading.
+    assert_eq!(
+        paths(json!({"path": "my%20report.pdf"})),
+        ["/workspace/my%20report.pdf", "/workspace/my report.pdf"]
+    );
+    assert_eq!(paths(json!({"path": "100%.txt"})), ["/workspace/100%.txt"]);
+    // Decoded once, as a file: URL is: `%252e` is `%2e`, not `.`.
+    assert_eq!(
+        paths(json!({"path": "/a/%252e%252e/b"})),
+        ["/a/%252e%252e/b", "/a/%2e%2e/b"]
+    );
 }

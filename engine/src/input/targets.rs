@@ -279,8 +279,7 @@ impl Found<'_> {
                     // `from`, `source`: a sender, not a file.
                     self.push(TargetKind::Address, s.to_string(), naming, false);
                 } else {
-                    let value = normalise_path(s, self.workdir);
-                    self.push(TargetKind::Path, value, naming, false);
+                    self.path(s, naming);
                 }
             }
             TargetKind::Url => {
@@ -300,8 +299,7 @@ impl Found<'_> {
                 self.push(TargetKind::Address, s.to_string(), naming, false);
                 // ...and one with a `/` that is no e-mail address may be a relative path: judged as both.
                 if s.contains('/') && !looks_like_email(s) {
-                    let value = normalise_path(s, self.workdir);
-                    self.push(TargetKind::Path, value, naming, false);
+                    self.path(s, naming);
                 }
             }
         }
@@ -325,12 +323,25 @@ impl Found<'_> {
         } else if looks_like_url(s) {
             self.url(s, naming);
         } else if looks_like_absolute_path(s) {
-            let value = normalise_path(s, self.workdir);
-            self.push(TargetKind::Path, value, naming, false);
+            self.path(s, naming);
         } else {
             return false;
         }
         true
+    }
+
+    /// A plain path (no scheme), judged as written and, when it holds percent-escapes, as decoded too: a
+    /// filesystem tool takes `/etc/%70asswd` literally, but an upstream that decodes it (a web framework, a
+    /// `file:` URL built from it) opens `/etc/passwd`. Rather than guess, both must pass; a name that merely
+    /// holds a `%20` decodes to a path in the same place.
+    fn path(&mut self, s: &str, naming: Naming) {
+        self.push(TargetKind::Path, normalise_path(s, self.workdir), naming, false);
+        if s.contains('%') {
+            let decoded = percent_decode(s);
+            if decoded != s {
+                self.push(TargetKind::Path, normalise_path(&decoded, self.workdir), naming, false);
+            }
+        }
     }
 
     fn url(&mut self, s: &str, naming: Naming) {

@@ -244,6 +244,8 @@ async fn ip_and_path_spellings_are_judged_as_what_they_name() {
         "file:///workspace/%2e%2e/etc/passwd",
         "file://localhost/workspace/%2E%2E/%2E%2E/etc/shadow",
         "../etc/passwd",
+        // A plain path with escapes, under a system directory as written and as decoded.
+        "/etc/%70asswd",
     ] {
         let answer = agent
             .call_stateless("read_file", json!({"path": path}))
