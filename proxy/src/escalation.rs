@@ -399,7 +399,10 @@ impl Escalations {
         }
         let now = crate::telemetry::now_rfc3339();
         Ok(
-            match store.pending_escalation_like(&key, &fingerprint, &now).await? {
+            match store
+                .pending_escalation_like(&key, &fingerprint, &now)
+                .await?
+            {
                 Some(id) => Lookup::Pending { id },
                 None => Lookup::None,
             },

@@ -69,7 +69,10 @@ async fn pending_gauge(proxy: &Proxy) -> f64 {
 /// The escalation id of a `-31002` answer (the call is pending review), failing otherwise.
 fn pending_id(answer: &common::Answer) -> String {
     let message = answer.message();
-    assert_eq!(message["error"]["code"], -31002, "expected pending: {message}");
+    assert_eq!(
+        message["error"]["code"], -31002,
+        "expected pending: {message}"
+    );
     message["error"]["data"]["escalation_id"]
         .as_str()
         .unwrap()
@@ -305,9 +308,20 @@ async fn a_pending_escalation_survives_a_restart_and_its_approval_serves_one_ret
     let url = format!("sqlite://{}", db.path().join("audit.db").display());
     let first = web_proxy(&mock, &url, "toolgate", 0, "").await;
     let mut agent = Agent::new(&first, "web", token("writer", &[]));
-    let kept = pending_id(&agent.call_stateless("write_file", write("/workspace/kept.txt")).await);
-    let other = pending_id(&agent.call_stateless("write_file", write("/workspace/other.txt")).await);
-    assert_ne!(kept, other, "a call with other arguments is a new escalation");
+    let kept = pending_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/kept.txt"))
+            .await,
+    );
+    let other = pending_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/other.txt"))
+            .await,
+    );
+    assert_ne!(
+        kept, other,
+        "a call with other arguments is a new escalation"
+    );
     assert_eq!(pending_gauge(&first).await, 2.0);
     first.stop().await;
 
@@ -332,13 +346,25 @@ async fn a_pending_escalation_survives_a_restart_and_its_approval_serves_one_ret
     let passed = agent
         .call_stateless("write_file", write("/workspace/kept.txt"))
         .await;
-    assert!(passed.message().get("result").is_some(), "{}", passed.message());
+    assert!(
+        passed.message().get("result").is_some(),
+        "{}",
+        passed.message()
+    );
     assert_eq!(mock.state.tool_calls().len(), 1);
-    let again = pending_id(&agent.call_stateless("write_file", write("/workspace/kept.txt")).await);
+    let again = pending_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/kept.txt"))
+            .await,
+    );
     assert_ne!(again, kept, "one approval lets one call through");
     assert_eq!(mock.state.tool_calls().len(), 1);
     // The other one is still the same pending escalation: its retry joins it.
-    let joined = pending_id(&agent.call_stateless("write_file", write("/workspace/other.txt")).await);
+    let joined = pending_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/other.txt"))
+            .await,
+    );
     assert_eq!(joined, other);
     assert_eq!(pending_gauge(&second).await, 2.0);
 
@@ -371,7 +397,11 @@ async fn an_escalation_nobody_decides_expires_to_deny() {
     let url = format!("sqlite://{}", db.path().join("audit.db").display());
     let proxy = web_proxy(&mock, &url, "toolgate", 0, "timeout_seconds = 1").await;
     let mut agent = Agent::new(&proxy, "web", token("writer", &[]));
-    let id = pending_id(&agent.call_stateless("write_file", write("/workspace/late.txt")).await);
+    let id = pending_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/late.txt"))
+            .await,
+    );
     assert_eq!(pending_gauge(&proxy).await, 1.0);
     let expired = common::eventually(Duration::from_secs(10), || async {
         events_about(&proxy, "escalation_expired", &id).await.pop()
@@ -381,7 +411,9 @@ async fn an_escalation_nobody_decides_expires_to_deny() {
     assert_eq!(expired["tool_name"], "write_file");
     assert_eq!(expired["target"], "/workspace/late.txt");
     assert_eq!(expired["extra"]["timeout_seconds"], 1);
-    let stored = admin_get(&proxy, "/api/v1/escalations?status=expired").await.json();
+    let stored = admin_get(&proxy, "/api/v1/escalations?status=expired")
+        .await
+        .json();
     let stored = &stored["escalations"][0];
     assert_eq!(stored["id"], id.as_str());
     assert_eq!(stored["decided_by"], Value::Null);
@@ -408,15 +440,23 @@ async fn an_escalation_nobody_decides_expires_to_deny() {
         .call_stateless("write_file", write("/workspace/late.txt"))
         .await;
     assert_eq!(denied.error_code(), Some(-31001), "{}", denied.message());
-    let text = denied.message()["error"]["message"].as_str().unwrap().to_owned();
+    let text = denied.message()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        text.contains("toolgate.escalation.expired") && text.contains("no reviewer decided in time"),
+        text.contains("toolgate.escalation.expired")
+            && text.contains("no reviewer decided in time"),
         "{text}"
     );
     assert!(mock.state.tool_calls().is_empty());
     // The expiry served that one retry; the next is a new escalation.
     assert_ne!(
-        pending_id(&agent.call_stateless("write_file", write("/workspace/late.txt")).await),
+        pending_id(
+            &agent
+                .call_stateless("write_file", write("/workspace/late.txt"))
+                .await
+        ),
         id
     );
     proxy.stop().await;
@@ -451,7 +491,11 @@ async fn decisions_on_unknown_decided_or_bad_requests_are_refused() {
         assert_eq!(unknown.status, StatusCode::NOT_FOUND);
         assert_eq!(unknown.json()["error"], "not_found");
     }
-    let id = pending_id(&agent.call_stateless("write_file", write("/workspace/twice.txt")).await);
+    let id = pending_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/twice.txt"))
+            .await,
+    );
     assert_eq!(review(&proxy, &id, "approve").await, StatusCode::OK);
     for verb in ["approve", "deny"] {
         let again = decide(&proxy, &id, verb).await;
@@ -502,14 +546,25 @@ async fn instances_sharing_a_database_share_the_escalations() {
         pending(&elsewhere).await.into_iter().next()
     })
     .await;
-    assert_eq!(review(&elsewhere, esc["id"].as_str().unwrap(), "approve").await, StatusCode::OK);
+    assert_eq!(
+        review(&elsewhere, esc["id"].as_str().unwrap(), "approve").await,
+        StatusCode::OK
+    );
     let answer = held.await.unwrap();
     // Had the decision not reached it within the 5 s hold, the call would be answered -31002.
-    assert!(answer.message().get("result").is_some(), "{}", answer.message());
+    assert!(
+        answer.message().get("result").is_some(),
+        "{}",
+        answer.message()
+    );
     assert_eq!(mock.state.tool_calls().len(), 1);
 
     let mut agent = Agent::new(&elsewhere, "web", token("writer", &[]));
-    let id = pending_id(&agent.call_stateless("write_file", write("/workspace/once.txt")).await);
+    let id = pending_id(
+        &agent
+            .call_stateless("write_file", write("/workspace/once.txt"))
+            .await,
+    );
     assert_eq!(review(&here, &id, "approve").await, StatusCode::OK);
     let mut calls = Vec::new();
     for proxy in [&here, &elsewhere, &here, &elsewhere] {
@@ -525,8 +580,56 @@ async fn instances_sharing_a_database_share_the_escalations() {
         .iter()
         .filter(|a| a.message().get("result").is_some())
         .count();
-    assert_eq!(passed, 1, "{:?}", answers.iter().map(|a| a.message()).collect::<Vec<_>>());
+    assert_eq!(
+        passed,
+        1,
+        "{:?}",
+        answers.iter().map(|a| a.message()).collect::<Vec<_>>()
+    );
     assert_eq!(mock.state.tool_calls().len(), 2);
     here.stop().await;
     elsewhere.stop().await;
+}
+
+/// What DLP flags in a call never reaches the escalations table: the reviewer sees it redacted, and no column
+/// of the stored row holds it (nor the call's arguments).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_dlp_flags_is_stored_with_an_escalation() {
+    const EMAIL: &str = "alice.secret@example.com";
+    const CONTENT: &str = "the-arguments-themselves";
+    let mock = upstream::start(upstream::State::default()).await;
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db.path().join("audit.db").display());
+    let proxy = web_proxy(&mock, &url, "toolgate", 0, "").await;
+    let mut agent = Agent::new(&proxy, "web", token("writer", &[]));
+    let path = format!("/workspace/to {EMAIL}/notes.txt");
+    let id = pending_id(
+        &agent
+            .call_stateless("write_file", json!({ "path": path, "content": CONTENT }))
+            .await,
+    );
+    let listed = pending(&proxy).await;
+    let shown = listed[0].to_string();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(!shown.contains(EMAIL), "{shown}");
+    assert!(
+        listed[0]["target"].as_str().unwrap().contains("[REDACTED:"),
+        "{shown}"
+    );
+    proxy.stop().await;
+
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id || agent_key || fingerprint || status || agent_id || COALESCE(tenant_id, '') || tool_name \
+         || mcp_server || action || COALESCE(target, '') || policy_id || reason FROM escalations",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        !rows[0].0.contains(EMAIL) && !rows[0].0.contains(CONTENT),
+        "{}",
+        rows[0].0
+    );
 }

@@ -381,12 +381,19 @@ async fn a_held_call_is_answered_by_a_decision_on_another_instance(db: TestDb) {
         }
     });
     wait_until(|| here.shared.held().contains_key("x")).await;
-    elsewhere.decide("x", Review::Denied, "admin").await.unwrap();
+    elsewhere
+        .decide("x", Review::Denied, "admin")
+        .await
+        .unwrap();
     let decided = Instant::now();
     let (answer, _) = held.await.unwrap();
     assert_eq!(answer, Held::Answered(Answer::Denied));
     // The keeper looks every 250 ms; a hold of 30 s ending in a few seconds was woken by it.
-    assert!(decided.elapsed() < Duration::from_secs(5), "{:?}", decided.elapsed());
+    assert!(
+        decided.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        decided.elapsed()
+    );
     audit.close().await;
 }
 
@@ -403,13 +410,13 @@ async fn a_pending_escalation_expires_to_deny_once_across_instances(db: TestDb) 
         Held::Answered(Answer::Expired)
     );
     // Due after 1 s, looked for every 250 ms: well before the 30 s hold would end.
-    assert!(opened.elapsed() < Duration::from_secs(5), "{:?}", opened.elapsed());
+    assert!(
+        opened.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        opened.elapsed()
+    );
     let expired = eventually(|| async {
-        let events = audit
-            .store()
-            .query(&EventFilter::default())
-            .await
-            .unwrap();
+        let events = audit.store().query(&EventFilter::default()).await.unwrap();
         let expired: Vec<_> = events
             .into_iter()
             .filter(|e| e.event_type == "escalation_expired")

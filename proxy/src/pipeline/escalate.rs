@@ -58,7 +58,12 @@ pub(super) async fn hold(
         } => return answer(record, id, decision, given, escalation_id).await,
         Lookup::Pending { id: escalation_id } => (escalation_id, true),
         Lookup::None => {
-            if !app.escalations.has_room(&agent).await.map_err(unavailable)? {
+            if !app
+                .escalations
+                .has_room(&agent)
+                .await
+                .map_err(unavailable)?
+            {
                 return Err(too_many_pending(record, id, decision).await);
             }
             (uuid::Uuid::now_v7().to_string(), false)
@@ -81,10 +86,7 @@ pub(super) async fn hold(
                 NewEscalation {
                     id: escalation_id.clone(),
                     agent,
-                    tool_name: record
-                        .tool_name
-                        .unwrap_or(record.method)
-                        .to_owned(),
+                    tool_name: record.tool_name.unwrap_or(record.method).to_owned(),
                     mcp_server: caller.upstream_name.to_owned(),
                     action: record.action.unwrap_or("unknown").to_owned(),
                     target: record.target.map(str::to_owned),

@@ -53,7 +53,8 @@ pub struct EscalationPage {
     pub after: Option<EscalationKey>,
 }
 
-const COLUMNS: &str = "id, agent_key, fingerprint, status, created_at, expires_at, decided_at, decided_by, \
+const COLUMNS: &str =
+    "id, agent_key, fingerprint, status, created_at, expires_at, decided_at, decided_by, \
     delivered, agent_id, tenant_id, tool_name, mcp_server, action, target, policy_id, reason";
 
 /// The listing's sort rank of a row (see [`EscalationKey::rank`]).
