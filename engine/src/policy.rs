@@ -169,6 +169,19 @@ impl Decision {
         })
     }
 
+    /// An escalation nobody decided within `escalation.timeout_seconds`: a deny naming the expiry, with the
+    /// escalating rule in the reason. `None` unless `escalated` is an escalation.
+    pub fn review_expired(escalated: &Decision) -> Option<Decision> {
+        (escalated.verdict == Verdict::Escalate).then(|| Decision {
+            verdict: Verdict::Deny,
+            policy_id: "toolgate.escalation.expired".to_string(),
+            reason: format!(
+                "no reviewer decided in time (escalated by {}: {})",
+                escalated.policy_id, escalated.reason
+            ),
+        })
+    }
+
     /// An escalation refused because its agent already has `limit` pending (`escalation.max_pending_per_agent`):
     /// a deny naming the cap, with the escalating rule in the reason. `None` unless `escalated` is an escalation.
     pub fn too_many_pending(escalated: &Decision, limit: usize) -> Option<Decision> {

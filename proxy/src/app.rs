@@ -107,10 +107,14 @@ impl App {
             config.session.max_sessions_per_agent,
             config.session.idle_timeout(),
         );
-        let escalations = Escalations::new(
+        let escalations = Escalations::load(
+            audit.store().clone(),
             metrics.escalations_pending.clone(),
-            config.escalation.max_pending_per_agent,
-        );
+            &config.escalation,
+        )
+        .await
+        .context("loading the escalations")?;
+        escalations.start(audit.clone());
         let app = Arc::new(App {
             auth,
             sessions,

@@ -148,6 +148,9 @@ pub struct EscalationSettings {
     /// Most pending escalations of one agent (tenant and `sub`); a call escalated beyond it is denied.
     #[serde(default = "default_max_pending_per_agent")]
     pub max_pending_per_agent: usize,
+    /// How long an escalation may stay pending; then it expires to deny (`escalation_expired`).
+    #[serde(default = "default_escalation_timeout_seconds")]
+    pub timeout_seconds: u64,
 }
 
 impl Default for EscalationSettings {
@@ -156,9 +159,18 @@ impl Default for EscalationSettings {
             hold_seconds: 0,
             answer_ttl_seconds: default_answer_ttl_seconds(),
             max_pending_per_agent: default_max_pending_per_agent(),
+            timeout_seconds: default_escalation_timeout_seconds(),
         }
     }
 }
+
+fn default_escalation_timeout_seconds() -> u64 {
+    1800
+}
+
+/// The longest `escalation.timeout_seconds`: ten years, far beyond any review, and far from the end of the
+/// timestamps the store can order.
+const MAX_ESCALATION_TIMEOUT_SECONDS: u64 = 10 * 366 * 24 * 3600;
 
 fn default_answer_ttl_seconds() -> u64 {
     3600
@@ -409,6 +421,15 @@ impl Config {
                 return Err(invalid(key, "must be at least 1".into()));
             }
         }
+        if !(1..=MAX_ESCALATION_TIMEOUT_SECONDS).contains(&self.escalation.timeout_seconds) {
+            return Err(invalid(
+                "escalation.timeout_seconds",
+                format!(
+                    "{} is not between 1 and {MAX_ESCALATION_TIMEOUT_SECONDS}",
+                    self.escalation.timeout_seconds
+                ),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for u in &self.upstreams {
             let key = format!("upstream.{}", u.name);
@@ -521,6 +542,7 @@ mod tests {
         assert!(c.tls.files().unwrap().is_none(), "plain HTTP by default");
         assert_eq!(c.session.max_sessions_per_agent, 64);
         assert_eq!(c.escalation.max_pending_per_agent, 16);
+        assert_eq!(c.escalation.timeout_seconds, 1800);
     }
 
     #[test]
@@ -584,6 +606,8 @@ mod tests {
             ("[tls]\nclient_auth = \"sometimes\"\n", "unknown variant"),
             ("[session]\nmax_sessions_per_agent = 0\n", "session.max_sessions_per_agent"),
             ("[escalation]\nmax_pending_per_agent = 0\n", "escalation.max_pending_per_agent"),
+            ("[escalation]\ntimeout_seconds = 0\n", "escalation.timeout_seconds"),
+            ("[escalation]\ntimeout_seconds = 999999999999\n", "escalation.timeout_seconds"),
         ];
         for (text, want) in cases {
             let f = write(text);

@@ -89,7 +89,14 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
         .as_str()
         .unwrap()
         .starts_with(&format!("escalation pending {esc_id}: ")));
-    assert_eq!(proxy.app.escalations.list(Some("pending")).len(), 1);
+    let query = toolgate::escalation::ListQuery {
+        status: Some(toolgate::escalation::Status::Pending),
+        limit: 10,
+        cursor: None,
+    };
+    let pending = proxy.app.escalations.list(&query).await.unwrap();
+    assert_eq!(pending.escalations.len(), 1);
+    assert_eq!(pending.escalations[0].id, esc_id);
 
     // Shell is denied without the role.
     let shell = agent.call("run_shell", json!({ "command": "ls" })).await;

@@ -678,6 +678,7 @@ fn list_and_refused_plumbing_decisions() {
     // Neither is an escalation a reviewer could turn into something else.
     assert_eq!(Decision::approved(&refused), None);
     assert_eq!(Decision::reviewer_denied(&listed), None);
+    assert_eq!(Decision::review_expired(&listed), None);
 }
 
 /// A documented difference (regorus 0.14.1): on the VM, a rule body that iterates (`some x in xs`,

@@ -1,7 +1,9 @@
-//! An escalated request: recorded as pending (durable first), held up to the hold time for a reviewer, and
-//! resolved into an approval, a denial, or still pending. A reviewer's answer to an identical earlier request
-//! of the same agent (tenant and `sub`) that no held request received is applied to this one; a retry of a
-//! pending escalation joins it. An agent already at `escalation.max_pending_per_agent` gets a recorded deny.
+//! An escalated request: recorded as pending (the `policy_escalate` event durable first, then the stored
+//! escalation), held up to the hold time for a reviewer, and resolved into an approval, a denial, or still
+//! pending. A reviewer's answer (or an expiry) of an identical earlier request of the same agent (tenant and
+//! `sub`) that no held request received is applied to this one; a retry of a pending escalation joins it. An
+//! agent already at `escalation.max_pending_per_agent` gets a recorded deny. The escalations store is the audit
+//! database: when it cannot be read or written, the request is refused as the audit log being unavailable.
 
 use serde_json::{json, Value};
 use toolgate_engine::canonical::exact_hash;
@@ -9,7 +11,7 @@ use toolgate_engine::policy::Decision;
 
 use super::record::Record;
 use super::refusal::Refusal;
-use crate::escalation::{Escalation, Fingerprint, Lookup, Review};
+use crate::escalation::{Answer, EscalationError, Fingerprint, Held, Lookup, NewEscalation};
 
 /// A reviewer's approval: an allow decision made by the engine from the escalation, and the event `extra`.
 pub(super) struct Approval {
@@ -28,6 +30,11 @@ pub(super) async fn hold(
     let app = record.app;
     let caller = record.caller;
     let agent = caller.identity.key();
+    // Fail closed: without the store there is no telling whether an answer or a pending escalation exists.
+    let unavailable = |e: EscalationError| {
+        tracing::error!(error = %e, "escalation store failed");
+        Refusal::AuditUnavailable { id: id.cloned() }
+    };
     // Which requests count as the same: the agent (tenant and `sub`), the upstream, the method, the name and the
     // exact hash of what is judged (`input_hash` follows JCS, which rounds integers beyond 2^53, so one approval
     // would cover a call with another large id).
@@ -39,16 +46,28 @@ pub(super) async fn hold(
         &exact_hash(hashed),
     );
     let ttl = std::time::Duration::from_secs(app.config.escalation.answer_ttl_seconds);
-    let (escalation_id, joined) = match app.escalations.lookup(&agent, &fingerprint, ttl) {
+    let lookup = app
+        .escalations
+        .lookup(&agent, &fingerprint, ttl)
+        .await
+        .map_err(unavailable)?;
+    let (escalation_id, joined) = match lookup {
         Lookup::Answered {
             id: escalation_id,
-            review,
-        } => return answer(record, id, decision, review, escalation_id).await,
+            answer: given,
+        } => return answer(record, id, decision, given, escalation_id).await,
         Lookup::Pending { id: escalation_id } => (escalation_id, true),
-        Lookup::None if !app.escalations.has_room(&agent) => {
-            return Err(too_many_pending(record, id, decision).await)
+        Lookup::None => {
+            if !app
+                .escalations
+                .has_room(&agent)
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(too_many_pending(record, id, decision).await);
+            }
+            (uuid::Uuid::now_v7().to_string(), false)
         }
-        Lookup::None => (uuid::Uuid::now_v7().to_string(), false),
     };
     let extra = json!({ "escalation_id": escalation_id });
     if record
@@ -58,55 +77,46 @@ pub(super) async fn hold(
     {
         return Err(Refusal::AuditUnavailable { id: id.cloned() });
     }
-    let waiter = if joined {
-        app.escalations.join(&escalation_id)
-    } else {
-        // The reviewer sees the fields as the audit log stores them (redacted where DLP flags them, capped), and
-        // `open` keeps a bounded copy of each field (`escalation::MAX_FIELD_BYTES`): a call's target may be
-        // megabytes.
-        let opened = app.escalations.open(
-            Escalation {
-                id: escalation_id.clone(),
-                status: "pending",
-                created_at: crate::telemetry::now_rfc3339(),
-                agent_id: agent.agent_id,
-                tenant_id: agent.tenant_id,
-                tool_name: record
-                    .stored_tool_name()
-                    .unwrap_or_else(|| record.method.to_owned()),
-                mcp_server: caller.upstream_name.to_owned(),
-                action: record.action.unwrap_or("unknown").to_owned(),
-                target: record.stored_target(),
-                policy_id: decision.policy_id().to_owned(),
-                reason: record.stored_reason(decision),
-                delivered: None,
-            },
-            fingerprint,
-        );
+    if !joined {
+        // The reviewer sees the fields as the audit log stores them (redacted where DLP flags them, capped):
+        // `open` stores each through the same rule.
+        let opened = app
+            .escalations
+            .open(
+                NewEscalation {
+                    id: escalation_id.clone(),
+                    agent,
+                    tool_name: record.tool_name.unwrap_or(record.method).to_owned(),
+                    mcp_server: caller.upstream_name.to_owned(),
+                    action: record.action.unwrap_or("unknown").to_owned(),
+                    target: record.target.map(str::to_owned),
+                    policy_id: decision.policy_id().to_owned(),
+                    reason: decision.reason().to_owned(),
+                },
+                fingerprint,
+            )
+            .await;
         match opened {
-            Ok(waiter) => Some(waiter),
+            Ok(_) => {}
             // Another call of the agent filled its last slot since `has_room`: its `policy_escalate` is
             // recorded, and the deny that follows says why nothing is pending under that id.
-            Err(_) => return Err(too_many_pending(record, id, decision).await),
-        }
-    };
-    let hold = std::time::Duration::from_secs(app.config.escalation.hold_seconds);
-    let review = match waiter {
-        Some(mut waiter) => match tokio::time::timeout(hold, &mut waiter).await {
-            Ok(review) => review.ok(),
-            // Closed before the last look, so a decision made just now is either taken here or kept for the
-            // retry by the reviewer's side, never lost in between.
-            Err(_) => {
-                waiter.close();
-                waiter.try_recv().ok()
+            Err(EscalationError::TooManyPending(_)) => {
+                return Err(too_many_pending(record, id, decision).await)
             }
-        },
-        // Decided between the lookup and the join: the answer waits for the next retry.
-        None => None,
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    let hold = std::time::Duration::from_secs(app.config.escalation.hold_seconds);
+    let held = if hold.is_zero() {
+        Held::StillPending
+    } else {
+        app.escalations.hold(&escalation_id, hold).await
     };
-    match review {
-        Some(review) => answer(record, id, decision, review, escalation_id).await,
-        None => Err(Refusal::EscalationPending {
+    match held {
+        Held::Answered(given) => answer(record, id, decision, given, escalation_id).await,
+        // Still pending, or another call took the one approval: this call was not let through, and its retry
+        // asks again.
+        Held::StillPending | Held::ApprovalTaken => Err(Refusal::EscalationPending {
             id: id.cloned(),
             escalation_id,
             decision: decision.clone(),
@@ -127,33 +137,33 @@ async fn too_many_pending(record: &Record<'_>, id: Option<&Value>, decision: &De
     }
 }
 
-/// Carries out a reviewer's answer: an approval to forward, or a recorded denial.
+/// Carries out an escalation's answer: an approval to forward, or a recorded denial (a reviewer's, or the
+/// expiry's).
 async fn answer(
     record: &Record<'_>,
     id: Option<&Value>,
     decision: &Decision,
-    review: Review,
+    given: Answer,
     escalation_id: String,
 ) -> Result<Approval, Refusal> {
     let extra = json!({ "escalation_id": escalation_id });
-    match review {
-        Review::Approved => {
+    let denied = match given {
+        Answer::Approved => {
             let approved =
                 Decision::approved(decision).expect("hold() is only called for escalations");
-            Ok(Approval {
+            return Ok(Approval {
                 decision: approved,
                 extra,
-            })
+            });
         }
-        Review::Denied => {
-            let denied =
-                Decision::reviewer_denied(decision).expect("hold() is only called for escalations");
-            // The denial stands whether or not it could be recorded; a failed write is counted by the writer.
-            let _ = record.append("policy_deny", &denied, extra).await;
-            Err(Refusal::Denied {
-                id: id.cloned(),
-                decision: denied,
-            })
-        }
+        Answer::Denied => Decision::reviewer_denied(decision),
+        Answer::Expired => Decision::review_expired(decision),
     }
+    .expect("hold() is only called for escalations");
+    // The denial stands whether or not it could be recorded; a failed write is counted by the writer.
+    let _ = record.append("policy_deny", &denied, extra).await;
+    Err(Refusal::Denied {
+        id: id.cloned(),
+        decision: denied,
+    })
 }

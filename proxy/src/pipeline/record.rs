@@ -29,26 +29,6 @@ pub(super) struct Record<'a> {
 }
 
 impl Record<'_> {
-    /// The tool name as the audit log stores it: redacted of what DLP flags and capped
-    /// ([`crate::redaction::stored_text`]). For stores beside the audit log (escalations) that must keep the
-    /// same value; the audit writer applies the same rule to every event by itself.
-    pub(super) fn stored_tool_name(&self) -> Option<String> {
-        self.tool_name
-            .map(|v| crate::redaction::stored_text(v.to_owned()))
-    }
-
-    /// The target as the audit log stores it (see [`Record::stored_tool_name`]).
-    pub(super) fn stored_target(&self) -> Option<String> {
-        self.target
-            .map(|v| crate::redaction::stored_text(v.to_owned()))
-    }
-
-    /// The decision's reason as the audit log stores it (see [`Record::stored_tool_name`]): a Rego reason can
-    /// quote the arguments.
-    pub(super) fn stored_reason(&self, decision: &Decision) -> String {
-        crate::redaction::stored_text(decision.reason().to_owned())
-    }
-
     /// The event types of this method: tool calls keep their own names, every other method is `request`/`result`.
     pub(super) fn allowed_type(&self) -> &'static str {
         if self.method == "tools/call" {

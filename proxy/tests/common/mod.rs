@@ -57,6 +57,8 @@ pub struct Options {
     pub auth_toml: String,
     /// Extra lines inside `[audit]`, e.g. `public_verify_per_minute = 2`.
     pub audit_toml: String,
+    /// Extra lines inside `[escalation]`, e.g. `timeout_seconds = 1`.
+    pub escalation_toml: String,
     /// `policy.dir` (default: the shipped `policies/`); a test that edits policies passes its own copy.
     pub policy_dir: Option<PathBuf>,
     /// `telemetry.otlp_endpoint`: with it the harness installs traces as `serve` does (once per test binary:
@@ -73,6 +75,7 @@ impl Default for Options {
             hold_seconds: 0,
             auth_toml: String::new(),
             audit_toml: String::new(),
+            escalation_toml: String::new(),
             policy_dir: None,
             otlp_endpoint: None,
         }
@@ -110,13 +113,14 @@ pub async fn start(opts: Options) -> Proxy {
     let key = dir.path().join("audit.signing-key").display().to_string();
     let audit_toml = &opts.audit_toml;
     let mut toml = format!(
-        "listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[auth]\nhs256_secret = \"{SECRET}\"\n{}\n[admin]\ntoken = \"{ADMIN}\"\n[policy]\ndir = \"{}\"\n[audit]\ndatabase_url = \"{db}\"\nsigning_key_file = \"{key}\"\n{audit_toml}\n[escalation]\nhold_seconds = {}\n",
+        "listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[auth]\nhs256_secret = \"{SECRET}\"\n{}\n[admin]\ntoken = \"{ADMIN}\"\n[policy]\ndir = \"{}\"\n[audit]\ndatabase_url = \"{db}\"\nsigning_key_file = \"{key}\"\n{audit_toml}\n[escalation]\nhold_seconds = {}\n{}\n",
         opts.auth_toml,
         opts.policy_dir
             .clone()
             .unwrap_or_else(|| repo_root().join("policies"))
             .display(),
         opts.hold_seconds,
+        opts.escalation_toml,
     );
     if opts.demo {
         toml.push_str(&format!(

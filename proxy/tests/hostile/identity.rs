@@ -292,7 +292,7 @@ async fn one_agent_cannot_fill_the_review_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_escalation_keeps_a_bounded_copy_of_a_huge_target() {
+async fn an_escalation_stores_a_bounded_copy_of_a_huge_target() {
     let (proxy, _mock) = common::with_http_upstream(upstream::State::default(), None).await;
     let mut agent = Agent::new(&proxy, "web", token("writer", &[]));
     // As long a path as the test's 64 KiB body limit lets through (the unit test goes to 4 MiB).
@@ -305,19 +305,16 @@ async fn an_escalation_keeps_a_bounded_copy_of_a_huge_target() {
     let listed = admin_get(&proxy, "/api/v1/escalations").await.json();
     let escalation = &listed["escalations"][0];
     assert_eq!(escalation["id"], id.as_str());
-    // The reviewer sees each field as the audit log stores it: capped with the digest and length of the whole
-    // (`…[sha256:<hex> len:<n>]`), and never more than the escalation's own bound.
+    // The reviewer sees each field as the audit log stores it, and the escalations table holds the same:
+    // capped with the digest and length of the whole (`…[sha256:<hex> len:<n>]`).
     for field in ["target", "reason"] {
         let text = escalation[field].as_str().unwrap();
         assert!(
-            text.len() <= toolgate::escalation::MAX_FIELD_BYTES
-                && (text.ends_with('…') || text.contains("…[sha256:")),
+            text.len() <= toolgate::escalation::MAX_FIELD_BYTES && text.contains("…[sha256:"),
             "{field}: {} bytes",
             text.len()
         );
     }
-    let held = proxy.app.escalations.held_bytes(&id).unwrap();
-    assert!(held < 16 * 1024, "{held} bytes held for one escalation");
     proxy.stop().await;
 }
 

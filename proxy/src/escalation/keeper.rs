@@ -1,0 +1,76 @@
+//! The escalations' background task, one per instance: every [`TICK`] it expires the pending escalations past
+//! their timeout (each an `escalation_expired` audit event, recorded by whichever instance expired it), wakes
+//! the calls held here on escalations settled by another instance, and sets `toolgate_escalations_pending`
+//! from the database's count, so the gauge follows every instance's changes.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{from_row, Shared};
+use crate::audit::AuditLog;
+
+/// How often the database is looked at: an expiry, or a decision made elsewhere, reaches a held call within
+/// about this long (well within a second).
+pub(super) const TICK: Duration = Duration::from_millis(250);
+
+pub(super) fn spawn(shared: Weak<Shared>, audit: AuditLog) {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(TICK).await;
+            // Gone with the App: nothing left to keep.
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            match tick(&shared, &audit).await {
+                Ok(()) if failing => {
+                    tracing::info!("escalation upkeep works again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                // Logged once per outage, not four times a second.
+                Err(e) if !failing => {
+                    tracing::error!(error = %e, "escalation upkeep failed; retrying");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+async fn tick(shared: &Shared, audit: &AuditLog) -> Result<(), super::EscalationError> {
+    let now = crate::telemetry::now_rfc3339();
+    let (mut pending, soonest) = shared.store.pending_escalations().await?;
+    if soonest.is_some_and(|at| at <= now) {
+        let expired = shared.store.expire_escalations(&now).await?;
+        pending -= i64::try_from(expired.len()).unwrap_or(i64::MAX);
+        for row in expired {
+            shared.raise(&row.id);
+            record_expiry(shared, audit, from_row(row)?).await;
+        }
+    }
+    shared.gauge.set(pending.max(0));
+    let held: Vec<String> = shared.held().keys().cloned().collect();
+    for id in shared.store.decided_among(&held).await? {
+        shared.raise(&id);
+    }
+    Ok(())
+}
+
+/// The `escalation_expired` event; the expiry stands whether or not it could be recorded (a failed write is
+/// counted by the writer).
+async fn record_expiry(shared: &Shared, audit: &AuditLog, escalation: super::Escalation) {
+    let draft = escalation.event_draft(
+        "escalation_expired",
+        json!({
+            "escalation_id": escalation.id,
+            "timeout_seconds": shared.timeout.as_secs(),
+        }),
+    );
+    if let Err(e) = audit.append(draft).await {
+        tracing::error!(error = %e, "audit write failed");
+    }
+}
