@@ -1,10 +1,10 @@
 //! `/api/v1/audit/…`: the audit query, one event, statistics, chain verification, the export and the live feed.
 
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Response};
-use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{ok, AdminError, AdminRequest};
@@ -46,7 +46,9 @@ async fn events(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         limit: match call.q("limit").map(str::parse::<u32>) {
             None => None,
             Some(Ok(n)) => Some(n),
-            Some(Err(_)) => return Err(AdminError::bad_request("limit must be a positive integer")),
+            Some(Err(_)) => {
+                return Err(AdminError::bad_request("limit must be a positive integer"))
+            }
         },
         cursor: call.q("cursor").map(str::to_owned),
     };
@@ -74,10 +76,14 @@ async fn stats(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         .unwrap_or("hour")
         .parse()
         .map_err(|e: AuditError| AdminError::bad_request(e.to_string()))?;
-    let stats =
-        crate::audit::stats::stats(call.app.audit.store(), call.q("start"), call.q("end"), width)
-            .await
-            .map_err(|e| AdminError::audit("stats_failed", e))?;
+    let stats = crate::audit::stats::stats(
+        call.app.audit.store(),
+        call.q("start"),
+        call.q("end"),
+        width,
+    )
+    .await
+    .map_err(|e| AdminError::audit("stats_failed", e))?;
     ok(stats)
 }
 
@@ -136,4 +142,3 @@ fn streamed_export(
         .body(BodyExt::boxed(http_body_util::StreamBody::new(stream)))
         .expect("valid response")
 }
-

@@ -39,6 +39,8 @@ pub(super) fn stream(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminErr
         .header(CONTENT_TYPE, "text/event-stream")
         .header("cache-control", "no-cache")
         .body(BodyExt::boxed(http_body_util::StreamBody::new(merged)))
-        .map_err(|e| AdminError::Unavailable { code: "stream_failed", message: e.to_string() })
+        .map_err(|e| AdminError::Unavailable {
+            code: "stream_failed",
+            message: e.to_string(),
+        })
 }
-

@@ -12,7 +12,10 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
     let answer = match (&call.method, &call.segments[1..]) {
         (&Method::GET, []) => list(call),
         (&Method::POST, [upstream, name, "approve"]) => {
-            match (percent_decode_segment(upstream), percent_decode_segment(name)) {
+            match (
+                percent_decode_segment(upstream),
+                percent_decode_segment(name),
+            ) {
                 (Some(upstream), Some(name)) => approve_tool(call, &upstream, &name).await,
                 _ => Err(AdminError::bad_request(
                     "the upstream and tool name must be percent-encoded UTF-8",
@@ -27,9 +30,10 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
 fn list(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
     let status = match call.q("status") {
         None => None,
-        Some(s) => Some(crate::tools::parse_status(s).ok_or_else(|| {
-            AdminError::bad_request("status must be new, pinned or changed")
-        })?),
+        Some(s) => Some(
+            crate::tools::parse_status(s)
+                .ok_or_else(|| AdminError::bad_request("status must be new, pinned or changed"))?,
+        ),
     };
     ok(json!({ "tools": call.app.tools.list(status), "next_cursor": null }))
 }

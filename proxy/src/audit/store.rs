@@ -25,6 +25,7 @@ use super::checkpoint::{Checkpoint, CheckpointKind, SignedCheckpoint, TrustedKey
 use super::export::{EventEncoder, ExportFormat};
 use super::{timestamp, AuditError, Durability};
 
+mod agents;
 mod dialect;
 mod partitions;
 mod queries;
@@ -33,6 +34,7 @@ mod verify;
 
 use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
+pub use agents::{AgentDelta, AgentPage, AgentRow};
 pub use queries::StatsRow;
 pub use tool_pins::ToolDefinitionRow;
 

@@ -44,6 +44,11 @@ pub(super) const SQLITE: Dialect = Dialect {
             "tool definitions",
             include_str!("../../../migrations/sqlite/0004_tool_definitions.sql"),
         ),
+        (
+            6,
+            "agents",
+            include_str!("../../../migrations/sqlite/0006_agents.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
@@ -67,6 +72,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             3,
             "tool definitions",
             include_str!("../../../migrations/postgres/0003_tool_definitions.sql"),
+        ),
+        (
+            5,
+            "agents",
+            include_str!("../../../migrations/postgres/0005_agents.sql"),
         ),
     ],
     ts_cast: Some("::timestamptz"),
