@@ -1,11 +1,12 @@
 //! The admin API under `/api/v1/`: audit query, verify and export, the live SSE feed, escalations, tool
-//! definitions, policy status.
+//! definitions, policy status, agents and the kill switch.
 //!
 //! Every route needs `Authorization: Bearer <admin.token>`; with no token configured the admin API is off (404).
 //! This module authenticates the caller and hands the request to the module of its first path segment; each of
 //! those answers its routes and records the changes it makes as `admin_action` audit events
 //! ([`record_admin_action`]).
 
+mod agents;
 mod audit_routes;
 mod policy;
 mod query;
@@ -139,6 +140,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Some("escalations") => review::route(&call).await,
         Some("tools") => tools::route(&call).await,
         Some("policy") => policy::route(&call).await,
+        Some("agents") => agents::route(&call).await,
         _ => None,
     };
     answer.unwrap_or_else(|| {

@@ -33,6 +33,8 @@ pub struct App {
     /// Tool definitions seen in `tools/list` answers, pinned against rug pulls (shared with the stdio children,
     /// whose `notifications/tools/list_changed` unverifies them).
     pub tools: Arc<crate::tools::ToolPins>,
+    /// Agents seen, and the kill switch.
+    pub agents: crate::agents::Agents,
 }
 
 impl App {
@@ -74,6 +76,9 @@ impl App {
         .await
         .map(Arc::new)
         .context("loading the pinned tool definitions")?;
+        let agents = crate::agents::Agents::load(audit.store().clone(), &config.agents.disabled)
+            .await
+            .context("loading the disabled agents")?;
         let mut upstreams = HashMap::new();
         for u in &config.upstreams {
             let upstream = match (&u.url, &u.command) {
@@ -125,9 +130,11 @@ impl App {
             metrics,
             escalations,
             tools,
+            agents,
             config,
         });
         app.policies.start();
+        crate::agents::start(&app);
         Ok(app)
     }
 
@@ -146,6 +153,18 @@ impl App {
     /// Runs `f` on this worker thread's own warm evaluator of the serving policy set.
     pub fn with_evaluator<T>(&self, f: impl FnOnce(&mut Evaluator) -> T) -> T {
         self.policies.with_evaluator(f)
+    }
+}
+
+impl crate::agents::Host for App {
+    fn agents(&self) -> &crate::agents::Agents {
+        &self.agents
+    }
+    fn sessions(&self) -> &SessionStore {
+        &self.sessions
+    }
+    fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 }
 

@@ -232,6 +232,10 @@ async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::R
     );
     crate::server::serve(listener, app.clone(), tls, shutdown_signal()).await;
     tracing::info!("shutting down: draining the audit log");
+    // The last second's agent counts, before the database is left.
+    if let Err(e) = app.agents.flush().await {
+        tracing::warn!(error = %e, "the last agent counts were not stored");
+    }
     app.audit.close().await;
     Ok(())
 }

@@ -17,6 +17,7 @@
 //! - [`policy_cli`]: `toolgate policy test` and `toolgate policy eval`.
 //! - [`policy_reload`]: the serving policy set and its hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
+//! - [`agents`]: agents seen (counted in memory, flushed to the audit database) and the kill switch.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`redaction`]: what DLP flags redacted and long values capped, for everything written out (audit, logs,
 //!   spans, metric labels).
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod agents;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -25,6 +25,7 @@ use super::checkpoint::{Checkpoint, CheckpointKind, SignedCheckpoint, TrustedKey
 use super::export::{EventEncoder, ExportFormat};
 use super::{timestamp, AuditError, Durability};
 
+mod agents;
 mod dialect;
 mod escalations;
 mod partitions;
@@ -34,6 +35,7 @@ mod verify;
 
 use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
+pub use agents::{AgentDelta, AgentPage, AgentRow};
 pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use queries::StatsRow;
 pub use tool_pins::ToolDefinitionRow;

@@ -249,6 +249,28 @@ impl SessionStore {
         expired.iter().filter_map(|k| map.remove(k)).collect()
     }
 
+    /// The agents holding at least one session.
+    pub fn agents(&self) -> Vec<AgentKey> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_agent
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Ends every session of `agent` (the kill switch); returns them so their end can be recorded.
+    pub fn remove_agent(&self, agent: &AgentKey) -> Vec<Arc<Session>> {
+        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<Key> = map
+            .by_agent
+            .get(agent)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default();
+        keys.iter().filter_map(|k| map.remove(k)).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.sessions
             .read()
@@ -418,6 +440,34 @@ mod tests {
         assert_eq!(zero.sweep_idle().len(), 1);
         assert!(zero.is_empty());
         assert_eq!(zero.count_of(&x), 0);
+    }
+
+    #[test]
+    fn ending_an_agents_sessions_leaves_the_others_and_the_same_sub_elsewhere() {
+        let s = SessionStore::new(10, 64, Duration::from_secs(60));
+        let alice = agent("t1", "alice");
+        let alice_t2 = agent("t2", "alice");
+        s.insert(session("a1", "fs", &alice)).unwrap();
+        s.insert(session("a2", "web", &alice)).unwrap();
+        s.insert(session("b1", "fs", &alice_t2)).unwrap();
+        let mut agents = s.agents();
+        agents.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        assert_eq!(agents, [alice.clone(), alice_t2.clone()]);
+        let mut ended: Vec<String> = s
+            .remove_agent(&alice)
+            .into_iter()
+            .map(|s| s.id.clone())
+            .collect();
+        ended.sort();
+        assert_eq!(ended, ["a1", "a2"]);
+        assert_eq!(
+            s.get("fs", "a1", &alice).unwrap_err(),
+            SessionError::NotFound
+        );
+        assert_eq!(s.count_of(&alice), 0);
+        assert!(s.get("fs", "b1", &alice_t2).is_ok());
+        assert!(s.remove_agent(&alice).is_empty());
+        assert_eq!(s.agents(), [alice_t2]);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use hyper::header::{HeaderMap, AUTHORIZATION};
 use serde_json::{json, Map, Value};
 use toolgate_engine::chain::EventDraft;
 use toolgate_engine::dlp::{Finding, Scanner};
-use toolgate_engine::policy::Decision;
+use toolgate_engine::input::Direction;
+use toolgate_engine::policy::{Decision, Verdict};
 
 use super::refusal::Refusal;
 use super::subject::Subject;
@@ -56,9 +57,11 @@ pub fn jwt(
     }
 }
 
-/// The kill switch: a disabled agent is refused before anything of its sessions is looked up.
+/// The kill switch: a disabled agent (through the admin API, on any instance, or by `agents.disabled`) is
+/// refused before anything of its sessions is looked up. Every request that gets here is a sighting of its agent
+/// (`last_seen`), refused or not.
 pub fn not_disabled(app: &App, identity: &AgentIdentity) -> Result<(), Refusal> {
-    if app.config.agents.disabled.contains(&identity.id) {
+    if !app.agents.admit(identity) {
         tracing::warn!(agent = %crate::redaction::loggable(&identity.id), "disabled agent refused");
         return Err(Refusal::AgentDisabled {
             agent_id: identity.id.clone(),
@@ -263,6 +266,10 @@ pub(super) fn observe_decision(
         .requests
         .with_label_values(&[crate::telemetry::Metrics::method_label(method), result])
         .inc();
+    // The agent's own calls; a server's request judged on its way to the agent is not one.
+    if caller.direction == Direction::ClientToServer {
+        app.agents.count(caller.identity, decision.verdict());
+    }
     if method == "tools/call" {
         app.metrics
             .tool_calls
@@ -345,6 +352,9 @@ pub(super) async fn record_refused(
         .requests
         .with_label_values(&[crate::telemetry::Metrics::method_label(method), "deny"])
         .inc();
+    if caller.direction == Direction::ClientToServer {
+        app.agents.count(caller.identity, Verdict::Deny);
+    }
     if let Err(e) = app.audit.append(draft).await {
         tracing::error!(
             agent = %crate::redaction::loggable(&caller.identity.id),

@@ -49,6 +49,11 @@ pub(super) const SQLITE: Dialect = Dialect {
             "escalations",
             include_str!("../../../migrations/sqlite/0005_escalations.sql"),
         ),
+        (
+            6,
+            "agents",
+            include_str!("../../../migrations/sqlite/0006_agents.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
@@ -77,6 +82,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             4,
             "escalations",
             include_str!("../../../migrations/postgres/0004_escalations.sql"),
+        ),
+        (
+            5,
+            "agents",
+            include_str!("../../../migrations/postgres/0005_agents.sql"),
         ),
     ],
     ts_cast: Some("::timestamptz"),
