@@ -17,6 +17,7 @@
 //! - [`policy_cli`]: `toolgate policy test` and `toolgate policy eval`.
 //! - [`policy_reload`]: the serving policy set and its hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
+//! - [`console`]: the web console at `/ui/`, its files embedded in the binary.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`redaction`]: what DLP flags redacted and long values capped, for everything written out (audit, logs,
 //!   spans, metric labels).
@@ -32,6 +33,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo_server;
 pub mod escalation;
 pub mod mcp;
