@@ -18,6 +18,7 @@
 //! - [`policy_reload`]: the serving policy set and its hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
 //! - [`agents`]: agents seen (counted in memory, flushed to the audit database) and the kill switch.
+//! - [`console`]: the web console at `/ui/`, its files embedded in the binary.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`redaction`]: what DLP flags redacted and long values capped, for everything written out (audit, logs,
 //!   spans, metric labels).
@@ -34,6 +35,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo_server;
 pub mod escalation;
 pub mod mcp;

@@ -208,6 +208,7 @@ async fn route_open(
             resp
         }
         p if p.starts_with("/api/v1/") => crate::admin::handle(app, req).await,
+        p if p == "/ui" || p.starts_with("/ui/") => crate::console::serve(&req),
         _ => json_response(
             StatusCode::NOT_FOUND,
             &json!({ "error": "not_found", "message": format!("no route for {path}") }),
