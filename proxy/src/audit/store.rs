@@ -26,6 +26,7 @@ use super::export::{EventEncoder, ExportFormat};
 use super::{timestamp, AuditError, Durability};
 
 mod dialect;
+mod feed;
 mod partitions;
 mod queries;
 mod tool_pins;
@@ -33,6 +34,7 @@ mod verify;
 
 use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
+pub use feed::FeedFilter;
 pub use queries::StatsRow;
 pub use tool_pins::ToolDefinitionRow;
 
