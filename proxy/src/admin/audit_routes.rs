@@ -30,7 +30,7 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
             .map_err(|e| AdminError::audit("verify_failed", e))
             .and_then(ok),
         (&Method::GET, ["export"]) => export(call).await,
-        (&Method::GET, ["stream"]) => super::stream::stream(call),
+        (&Method::GET, ["stream"]) => super::stream::stream(call).await,
         _ => return None,
     };
     Some(answer)

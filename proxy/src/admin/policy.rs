@@ -3,7 +3,7 @@
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
-use super::{ok, AdminError, AdminRequest};
+use super::{ok, record_admin_action, AdminError, AdminRequest};
 use crate::response::{json_response, Body};
 
 /// Answers the policy routes; `None` for a path that is not one of them.
@@ -19,22 +19,43 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
                 "last_reload": app.policies.last_reload(),
             }))
         }
-        (&Method::POST, ["reload"]) => {
-            let status = app
-                .policies
-                .reload(crate::policy_reload::Trigger::Api)
-                .await;
-            let code = if status.result == "ok" {
-                StatusCode::OK
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            Ok(json_response(
-                code,
-                &serde_json::to_value(status).unwrap_or_default(),
-            ))
-        }
+        (&Method::POST, ["reload"]) => reload(call).await,
         _ => return None,
     };
     Some(answer)
+}
+
+/// Reloads the policy folder now and records the attempt as an `admin_action` event (`policy_reload`, with its
+/// result and the revision serving after it), refused or not. A log that cannot take the event answers 503;
+/// the reload stands all the same.
+async fn reload(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
+    let app = call.app;
+    let status = app
+        .policies
+        .reload(crate::policy_reload::Trigger::Api)
+        .await;
+    let draft = toolgate_engine::chain::EventDraft {
+        extra: json!({
+            "result": status.result,
+            "revision": status.revision,
+            "changed": status.changed,
+            "error": status.error,
+        }),
+        ..Default::default()
+    };
+    let what_stands = if status.result == "ok" {
+        "the reloaded policy set serves"
+    } else {
+        "the reload was refused and the last good policy set keeps serving"
+    };
+    record_admin_action(app, &call.admin, "policy_reload", draft, what_stands).await?;
+    let code = if status.result == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(json_response(
+        code,
+        &serde_json::to_value(status).unwrap_or_default(),
+    ))
 }

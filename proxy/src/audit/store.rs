@@ -28,6 +28,7 @@ use super::{timestamp, AuditError, Durability};
 mod agents;
 mod dialect;
 mod escalations;
+mod feed;
 mod partitions;
 mod queries;
 mod tool_pins;
@@ -37,6 +38,7 @@ use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
 pub use agents::{AgentDelta, AgentPage, AgentRow};
 pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
+pub use feed::FeedFilter;
 pub use queries::StatsRow;
 pub use tool_pins::ToolDefinitionRow;
 
