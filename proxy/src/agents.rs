@@ -179,14 +179,21 @@ impl Agents {
                 "agent sightings not counted: more agents were active since the last flush than are tracked"
             );
         }
+        let mut dropped = 0usize;
         for (key, pending) in taken {
             if let Some(p) = unflushed.get_mut(&key) {
                 p.merge(pending);
             } else if unflushed.len() < MAX_TRACKED {
                 unflushed.insert(key, pending);
             } else {
-                tracing::warn!("agent counts dropped: the database took none for too long");
+                dropped += 1;
             }
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                agents = dropped,
+                "agent counts dropped: the database has taken none for too long"
+            );
         }
         if unflushed.is_empty() {
             return Ok(());
