@@ -335,11 +335,21 @@ impl Found<'_> {
     /// `file:` URL built from it) opens `/etc/passwd`. Rather than guess, both must pass; a name that merely
     /// holds a `%20` decodes to a path in the same place.
     fn path(&mut self, s: &str, naming: Naming) {
-        self.push(TargetKind::Path, normalise_path(s, self.workdir), naming, false);
+        self.push(
+            TargetKind::Path,
+            normalise_path(s, self.workdir),
+            naming,
+            false,
+        );
         if s.contains('%') {
             let decoded = percent_decode(s);
             if decoded != s {
-                self.push(TargetKind::Path, normalise_path(&decoded, self.workdir), naming, false);
+                self.push(
+                    TargetKind::Path,
+                    normalise_path(&decoded, self.workdir),
+                    naming,
+                    false,
+                );
             }
         }
     }
