@@ -21,7 +21,6 @@ use arc_swap::ArcSwap;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::json;
-use toolgate_engine::chain::EventDraft;
 use toolgate_engine::policy::Verdict;
 
 use crate::audit::store::{AgentPage, AgentRow};
@@ -458,16 +457,10 @@ pub async fn end_sessions(
         .flat_map(|agent| sessions.remove_agent(&agent))
         .collect();
     for session in &ended {
-        let draft = EventDraft {
-            event_type: "session_end".into(),
-            agent_id: Some(session.agent.agent_id.clone()),
-            session_id: Some(session.id.clone()),
-            tenant_id: session.agent.tenant_id.clone(),
-            mcp_server: Some(session.upstream.clone()),
-            dlp_findings: json!([]),
-            extra: json!({ "reason": "agent_disabled", "calls": session.calls() }),
-            ..EventDraft::default()
-        };
+        let draft = session.audit_event(
+            "session_end",
+            json!({ "reason": "agent_disabled", "calls": session.calls() }),
+        );
         // The session is over whether or not its end could be recorded; a failed write is counted by the writer.
         let _ = audit.append(draft).await;
     }

@@ -21,6 +21,8 @@ pub mod export;
 pub mod stats;
 pub mod store;
 pub mod stored;
+#[cfg(test)]
+pub(crate) mod test_db;
 mod timestamp;
 pub mod writer;
 

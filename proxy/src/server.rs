@@ -112,16 +112,10 @@ async fn sweep_sessions(app: Arc<App>) {
     loop {
         tick.tick().await;
         for session in app.sessions.sweep_idle() {
-            let draft = toolgate_engine::chain::EventDraft {
-                event_type: "session_end".into(),
-                agent_id: Some(session.agent.agent_id.clone()),
-                session_id: Some(session.id.clone()),
-                tenant_id: session.agent.tenant_id.clone(),
-                mcp_server: Some(session.upstream.clone()),
-                dlp_findings: json!([]),
-                extra: json!({ "reason": "idle_timeout", "calls": session.calls() }),
-                ..Default::default()
-            };
+            let draft = session.audit_event(
+                "session_end",
+                json!({ "reason": "idle_timeout", "calls": session.calls() }),
+            );
             let _ = app.audit.append(draft).await;
         }
     }

@@ -192,7 +192,7 @@ async fn the_console_works_in_a_real_browser() {
     // The shipped policies: reads under /workspace pass, /etc/passwd is denied, writes are escalated; the
     // reviewer's answer applies to the agent's identical retry (no hold).
     let policies = tempfile::tempdir().unwrap();
-    copy_dir(&common::repo_root().join("policies"), policies.path());
+    common::copy_dir(&common::repo_root().join("policies"), policies.path());
     let proxy = start(Options {
         policy_dir: Some(policies.path().to_owned()),
         ..Default::default()
@@ -296,19 +296,6 @@ async fn the_console_works_in_a_real_browser() {
 
 /// A module regorus refuses: the rule's body never closes (line 4).
 const BROKEN_REGO: &str = "package toolgate.console_broken\n\nimport rego.v1\n\nbroken if {\n";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// Changes one stored field of an event behind toolgate's back, as an attacker with database access would.
 async fn tamper(proxy: &common::Proxy, event_id: &str) {

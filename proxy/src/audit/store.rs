@@ -25,6 +25,17 @@ use super::checkpoint::{Checkpoint, CheckpointKind, SignedCheckpoint, TrustedKey
 use super::export::{EventEncoder, ExportFormat};
 use super::{timestamp, AuditError, Durability};
 
+/// Runs `$body` with `$s` bound to the store's backend, whichever dialect it is. Defined before the submodules
+/// so that they use it too.
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $body:expr) => {
+        match &$self.backend {
+            $crate::audit::store::Backend::Sqlite($s) => $body,
+            $crate::audit::store::Backend::Postgres($s) => $body,
+        }
+    };
+}
+
 mod agents;
 mod dialect;
 mod escalations;
@@ -105,15 +116,6 @@ enum Backend {
 }
 
 /// Runs `$body` with `$s` bound to the concrete store, whichever backend it is.
-macro_rules! dispatch {
-    ($self:expr, $s:ident => $body:expr) => {
-        match &$self.backend {
-            Backend::Sqlite($s) => $body,
-            Backend::Postgres($s) => $body,
-        }
-    };
-}
-
 impl AuditStore {
     /// Connects to `database_url` (creating a missing SQLite file) and runs the migrations.
     pub async fn connect(database_url: &str) -> Result<AuditStore, AuditError> {

@@ -2,25 +2,12 @@
 //! `TOOLGATE_TEST_POSTGRES_URL` is set (each test in its own schema, dropped afterwards).
 
 use std::collections::BTreeSet;
-use std::future::Future;
 
 use serde_json::json;
 use toolgate_engine::chain::{verify, AuditEvent, ChainHead, EventDraft};
 
+use super::test_db::{on_both, run, Kind, TestDb};
 use super::*;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-struct TestDb {
-    kind: Kind,
-    url: String,
-    /// Holds the signing key (and the SQLite file).
-    dir: std::sync::Arc<tempfile::TempDir>,
-}
 
 impl TestDb {
     fn key_file(&self) -> std::path::PathBuf {
@@ -85,61 +72,6 @@ async fn all_events(store: &AuditStore) -> Vec<AuditEvent> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-/// Runs `case` on SQLite and, when configured, on PostgreSQL.
-macro_rules! on_both {
-    ($case:ident) => {
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::Kind::Sqlite, super::$case).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::run(super::Kind::Postgres, super::$case).await;
-            }
-        }
-    };
-}
-
-async fn run<F, Fut>(kind: Kind, case: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    match kind {
-        Kind::Sqlite => {
-            let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-            let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-            case(TestDb { kind, url, dir }).await;
-        }
-        Kind::Postgres => {
-            let Ok(base) = std::env::var("TOOLGATE_TEST_POSTGRES_URL") else {
-                eprintln!("skipped: TOOLGATE_TEST_POSTGRES_URL is not set");
-                return;
-            };
-            let schema = format!("toolgate_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = sqlx::PgPool::connect(&base).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            let separator = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-            // Run the case as a task so a failing assertion still lets the schema be dropped.
-            let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-            let outcome = tokio::spawn(case(TestDb { kind, url, dir })).await;
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            if let Err(e) = outcome {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
-    }
 }
 
 on_both!(concurrent_appends_are_gap_free);

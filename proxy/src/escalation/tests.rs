@@ -6,24 +6,10 @@ use std::future::Future;
 use std::time::Instant;
 
 use super::*;
+use crate::audit::test_db::{on_both, run, Kind, TestDb};
 use crate::audit::{AuditMetrics, AuditSettings, EventFilter};
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-struct TestDb {
-    url: String,
-    dir: tempfile::TempDir,
-}
-
 impl TestDb {
-    async fn store(&self) -> AuditStore {
-        AuditStore::connect(&self.url).await.unwrap()
-    }
-
     /// One instance: its own pool, `max_pending` and `timeout_seconds`.
     async fn instance(&self, max_pending: usize, timeout_seconds: u64) -> (Escalations, IntGauge) {
         let gauge = IntGauge::new("g", "g").unwrap();
@@ -52,60 +38,6 @@ impl TestDb {
             .unwrap();
         escalations.start(audit.clone());
         (escalations, audit)
-    }
-}
-
-/// Runs `case` on SQLite and, when configured, on PostgreSQL.
-macro_rules! on_both {
-    ($case:ident) => {
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::Kind::Sqlite, super::$case).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::run(super::Kind::Postgres, super::$case).await;
-            }
-        }
-    };
-}
-
-async fn run<F, Fut>(kind: Kind, case: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let dir = tempfile::tempdir().unwrap();
-    match kind {
-        Kind::Sqlite => {
-            let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-            case(TestDb { url, dir }).await;
-        }
-        Kind::Postgres => {
-            let Ok(base) = std::env::var("TOOLGATE_TEST_POSTGRES_URL") else {
-                eprintln!("skipped: TOOLGATE_TEST_POSTGRES_URL is not set");
-                return;
-            };
-            let schema = format!("toolgate_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = sqlx::PgPool::connect(&base).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            let separator = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-            // Run the case as a task so a failing assertion still lets the schema be dropped.
-            let outcome = tokio::spawn(case(TestDb { url, dir })).await;
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            if let Err(e) = outcome {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
     }
 }
 

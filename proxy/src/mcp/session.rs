@@ -46,6 +46,25 @@ impl Session {
         }
     }
 
+    /// The audit event of this session's start or end (`event_type`), `extra` saying why; no trace id (the
+    /// caller adds the request's, when there is one).
+    pub fn audit_event(
+        &self,
+        event_type: &str,
+        extra: serde_json::Value,
+    ) -> toolgate_engine::chain::EventDraft {
+        toolgate_engine::chain::EventDraft {
+            event_type: event_type.to_owned(),
+            agent_id: Some(self.agent.agent_id.clone()),
+            session_id: Some(self.id.clone()),
+            tenant_id: self.agent.tenant_id.clone(),
+            mcp_server: Some(self.upstream.clone()),
+            dlp_findings: serde_json::json!([]),
+            extra,
+            ..Default::default()
+        }
+    }
+
     /// Tool calls made in this session so far.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)

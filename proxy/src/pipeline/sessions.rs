@@ -146,15 +146,8 @@ async fn open(
 /// session: it is counted and logged by the writer.
 pub async fn record(app: &App, trace_id: &str, event_type: &str, session: &Session, extra: Value) {
     let draft = EventDraft {
-        event_type: event_type.to_owned(),
-        agent_id: Some(session.agent.agent_id.clone()),
-        session_id: Some(session.id.clone()),
-        tenant_id: session.agent.tenant_id.clone(),
-        mcp_server: Some(session.upstream.clone()),
         trace_id: Some(trace_id.to_owned()),
-        dlp_findings: json!([]),
-        extra,
-        ..EventDraft::default()
+        ..session.audit_event(event_type, extra)
     };
     if let Err(e) = app.audit.append(draft).await {
         tracing::error!(agent = %session.agent.agent_id, error = %e, "audit write failed");

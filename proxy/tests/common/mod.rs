@@ -413,21 +413,23 @@ where
     }
 }
 
+/// Copies the folder `from` into `to`, subfolders included.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// A copy of the shipped policies under `dir` (as `dir/policies`) whose `toolgate_config` knobs `edit`
 /// changed, for a test that needs another setting than the shipped default.
 pub fn shipped_policies_with(dir: &std::path::Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
-    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let policies = dir.join("policies");
     copy_dir(&repo_root().join("policies"), &policies);
     let data_path = policies.join("toolgate/data.json");

@@ -222,15 +222,6 @@ macro_rules! impl_agents {
 impl_agents!(sqlite_agents, Sqlite);
 impl_agents!(postgres_agents, Postgres);
 
-macro_rules! on_backend {
-    ($self:expr, $s:ident => $body:expr) => {
-        match &$self.backend {
-            super::Backend::Sqlite($s) => $body,
-            super::Backend::Postgres($s) => $body,
-        }
-    };
-}
-
 impl super::AuditStore {
     /// Adds each delta to its agent's row, starting the rows of agents not seen before, in one transaction.
     /// Each `(tenant_id, agent_id)` must appear at most once.
@@ -238,17 +229,17 @@ impl super::AuditStore {
         if deltas.is_empty() {
             return Ok(());
         }
-        on_backend!(self, s => s.add_agent_counts(deltas).await)
+        dispatch!(self, s => s.add_agent_counts(deltas).await)
     }
 
     /// The `(tenant_id, agent_id)` of every agent disabled in the table.
     pub(crate) async fn disabled_agents(&self) -> Result<Vec<(String, String)>, AuditError> {
-        on_backend!(self, s => s.disabled_agents().await)
+        dispatch!(self, s => s.disabled_agents().await)
     }
 
     /// One page of the agents listing.
     pub(crate) async fn agents_page(&self, page: &AgentPage) -> Result<Vec<AgentRow>, AuditError> {
-        on_backend!(self, s => s.agents_page(page).await)
+        dispatch!(self, s => s.agents_page(page).await)
     }
 
     /// The rows of `agent_id` (stored form): in every tenant, or in `tenant_id` only.
@@ -257,7 +248,7 @@ impl super::AuditStore {
         agent_id: &str,
         tenant_id: Option<&str>,
     ) -> Result<Vec<AgentRow>, AuditError> {
-        on_backend!(self, s => s.agents_named(agent_id, tenant_id).await)
+        dispatch!(self, s => s.agents_named(agent_id, tenant_id).await)
     }
 
     /// Disables (with when and by whom) or enables an agent; `false` when it has no row or already was in that
@@ -270,6 +261,6 @@ impl super::AuditStore {
         at: Option<&str>,
         by: Option<&str>,
     ) -> Result<bool, AuditError> {
-        on_backend!(self, s => s.set_agent_disabled(tenant_id, agent_id, disabled, at, by).await)
+        dispatch!(self, s => s.set_agent_disabled(tenant_id, agent_id, disabled, at, by).await)
     }
 }

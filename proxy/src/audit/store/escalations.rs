@@ -356,15 +356,6 @@ impl_escalations!(
     Some("SELECT pg_advisory_xact_lock(hashtext($1))")
 );
 
-macro_rules! on_backend {
-    ($self:expr, $s:ident => $body:expr) => {
-        match &$self.backend {
-            super::Backend::Sqlite($s) => $body,
-            super::Backend::Postgres($s) => $body,
-        }
-    };
-}
-
 impl super::AuditStore {
     /// Stores a new escalation unless its agent already has `max_pending` pending (then `false`, nothing
     /// stored). Exact across instances: the count and the insert cannot interleave with another agent's.
@@ -373,21 +364,21 @@ impl super::AuditStore {
         row: &EscalationRow,
         max_pending: i64,
     ) -> Result<bool, AuditError> {
-        on_backend!(self, s => s.insert_escalation(row, max_pending).await)
+        dispatch!(self, s => s.insert_escalation(row, max_pending).await)
     }
 
     pub(crate) async fn escalation(&self, id: &str) -> Result<Option<EscalationRow>, AuditError> {
-        on_backend!(self, s => s.escalation(id).await)
+        dispatch!(self, s => s.escalation(id).await)
     }
 
     /// How many escalations of the agent `agent_key` are pending.
     pub(crate) async fn pending_escalations_of(&self, agent_key: &str) -> Result<i64, AuditError> {
-        on_backend!(self, s => s.pending_escalations_of(agent_key).await)
+        dispatch!(self, s => s.pending_escalations_of(agent_key).await)
     }
 
     /// How many escalations are pending, and the soonest time one of them expires.
     pub(crate) async fn pending_escalations(&self) -> Result<(i64, Option<String>), AuditError> {
-        on_backend!(self, s => s.pending_escalations().await)
+        dispatch!(self, s => s.pending_escalations().await)
     }
 
     /// The oldest escalation of this agent and fingerprint still pending at `now`.
@@ -397,7 +388,7 @@ impl super::AuditStore {
         fingerprint: &str,
         now: &str,
     ) -> Result<Option<String>, AuditError> {
-        on_backend!(self, s => s.pending_escalation_like(agent_key, fingerprint, now).await)
+        dispatch!(self, s => s.pending_escalation_like(agent_key, fingerprint, now).await)
     }
 
     /// The oldest decided escalation of this agent and fingerprint whose answer nobody took yet, decided at or
@@ -408,13 +399,13 @@ impl super::AuditStore {
         fingerprint: &str,
         decided_since: &str,
     ) -> Result<Option<String>, AuditError> {
-        on_backend!(self, s => s.answer_waiting_for(agent_key, fingerprint, decided_since).await)
+        dispatch!(self, s => s.answer_waiting_for(agent_key, fingerprint, decided_since).await)
     }
 
     /// Takes the decision of escalation `id` (its status) if it is decided and nobody took it yet; `None`
     /// otherwise. Of callers racing for one answer, on any instance, exactly one gets it.
     pub(crate) async fn take_answer(&self, id: &str) -> Result<Option<String>, AuditError> {
-        on_backend!(self, s => s.take_answer(id).await)
+        dispatch!(self, s => s.take_answer(id).await)
     }
 
     /// Decides escalation `id` (`approved` or `denied`) if it is pending and not past its expiry at `now`;
@@ -426,7 +417,7 @@ impl super::AuditStore {
         decided_by: &str,
         now: &str,
     ) -> Result<Option<EscalationRow>, AuditError> {
-        on_backend!(self, s => s.decide_escalation(id, status, decided_by, now).await)
+        dispatch!(self, s => s.decide_escalation(id, status, decided_by, now).await)
     }
 
     /// Expires every escalation pending past its expiry at `now` and returns them; each expires once, on
@@ -435,12 +426,12 @@ impl super::AuditStore {
         &self,
         now: &str,
     ) -> Result<Vec<EscalationRow>, AuditError> {
-        on_backend!(self, s => s.expire_escalations(now).await)
+        dispatch!(self, s => s.expire_escalations(now).await)
     }
 
     /// Which of `ids` are no longer pending.
     pub(crate) async fn decided_among(&self, ids: &[String]) -> Result<Vec<String>, AuditError> {
-        on_backend!(self, s => s.decided_among(ids).await)
+        dispatch!(self, s => s.decided_among(ids).await)
     }
 
     /// One page of escalations: pending first, then newest first.
@@ -448,6 +439,6 @@ impl super::AuditStore {
         &self,
         page: &EscalationPage,
     ) -> Result<Vec<EscalationRow>, AuditError> {
-        on_backend!(self, s => s.list_escalations(page).await)
+        dispatch!(self, s => s.list_escalations(page).await)
     }
 }

@@ -110,10 +110,7 @@ impl super::AuditStore {
     /// Every chain's stored head seq, by chain id. The head moves in the same transaction as the rows it
     /// covers, so every event of a chain up to its head is readable once the head is.
     pub async fn chain_heads(&self) -> Result<Vec<(String, i64)>, AuditError> {
-        match &self.backend {
-            super::Backend::Sqlite(s) => s.chain_heads().await,
-            super::Backend::Postgres(s) => s.chain_heads().await,
-        }
+        dispatch!(self, s => s.chain_heads().await)
     }
 
     /// The events of `chain` with `after < seq <= through` that pass `filter`, in seq order, at most `limit`.
@@ -125,12 +122,7 @@ impl super::AuditStore {
         filter: &FeedFilter,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, AuditError> {
-        match &self.backend {
-            super::Backend::Sqlite(s) => s.chain_events(chain, after, through, filter, limit).await,
-            super::Backend::Postgres(s) => {
-                s.chain_events(chain, after, through, filter, limit).await
-            }
-        }
+        dispatch!(self, s => s.chain_events(chain, after, through, filter, limit).await)
     }
 }
 

@@ -239,15 +239,6 @@ impl_queries!(sqlite_queries, Sqlite);
 impl_queries!(postgres_queries, Postgres);
 
 /// Runs `$body` with `$s` bound to the concrete store, whichever backend it is.
-macro_rules! on_backend {
-    ($self:expr, $s:ident => $body:expr) => {
-        match &$self.backend {
-            super::Backend::Sqlite($s) => $body,
-            super::Backend::Postgres($s) => $body,
-        }
-    };
-}
-
 /// What the public verify endpoint may say about an event hash: existence and integrity, no content.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PublicVerdict {
@@ -259,14 +250,14 @@ pub struct PublicVerdict {
 impl super::AuditStore {
     /// One event by id.
     pub async fn event(&self, id: &str) -> Result<Option<AuditEvent>, AuditError> {
-        on_backend!(self, s => s.event_by_id(id).await)
+        dispatch!(self, s => s.event_by_id(id).await)
     }
 
     /// Whether an event with `event_hash` = `hash` is stored, and whether its chain is intact from that
     /// event up to the first trusted checkpoint that covers it (or the chain's end), anchored on the event
     /// before it. Bounded work per call: at most one checkpoint interval of events.
     pub async fn public_verify(&self, hash: &str) -> Result<PublicVerdict, AuditError> {
-        let Some((chain, seq, timestamp)) = on_backend!(self, s => s.find_hash(hash).await)? else {
+        let Some((chain, seq, timestamp)) = dispatch!(self, s => s.find_hash(hash).await)? else {
             return Ok(PublicVerdict {
                 found: false,
                 timestamp: None,
@@ -274,7 +265,7 @@ impl super::AuditStore {
             });
         };
         let trusted = self.trusted.clone();
-        let intact = on_backend!(self, s => {
+        let intact = dispatch!(self, s => {
             let pruned = s.checkpoint(&chain, CheckpointKind::Pruned, None, &trusted).await?;
             let target = s.checkpoint(&chain, CheckpointKind::Head, Some(seq), &trusted).await?;
             let mut verifier = toolgate_engine::chain::Verifier::new();
@@ -306,14 +297,14 @@ impl super::AuditStore {
         end: Option<String>,
         max_rows: i64,
     ) -> Result<Vec<StatsRow>, AuditError> {
-        on_backend!(self, s => s.stats_rows(prefix_len, start, end, max_rows).await)
+        dispatch!(self, s => s.stats_rows(prefix_len, start, end, max_rows).await)
     }
 
     pub(crate) async fn insert_checkpoint(
         &self,
         signed: &SignedCheckpoint,
     ) -> Result<(), sqlx::Error> {
-        on_backend!(self, s => s.insert_checkpoint(signed).await)
+        dispatch!(self, s => s.insert_checkpoint(signed).await)
     }
 
     /// The newest trusted checkpoint of `chain` and `kind`.
@@ -323,7 +314,7 @@ impl super::AuditStore {
         kind: CheckpointKind,
     ) -> Result<Option<Checkpoint>, AuditError> {
         let trusted = self.trusted.clone();
-        on_backend!(self, s => s.checkpoint(chain, kind, None, &trusted).await)
+        dispatch!(self, s => s.checkpoint(chain, kind, None, &trusted).await)
     }
 
     /// The newest stored head checkpoint of `chain` with its signature (for export manifests), if its
@@ -332,13 +323,13 @@ impl super::AuditStore {
         &self,
         chain: &str,
     ) -> Result<Option<SignedCheckpoint>, AuditError> {
-        let signed = on_backend!(self, s => s.newest_signed(chain, CheckpointKind::Head).await)?;
+        let signed = dispatch!(self, s => s.newest_signed(chain, CheckpointKind::Head).await)?;
         Ok(signed.filter(|s| self.trusted.verify(s).is_ok()))
     }
 
     /// The chains that have events or checkpoints.
     pub async fn chains(&self) -> Result<Vec<String>, AuditError> {
-        let mut chains: std::collections::BTreeSet<String> = on_backend!(self, s => {
+        let mut chains: std::collections::BTreeSet<String> = dispatch!(self, s => {
             sqlx::query("SELECT DISTINCT chain_id FROM audit_events")
                 .fetch_all(&s.pool)
                 .await
@@ -348,7 +339,7 @@ impl super::AuditStore {
                 .collect::<Result<_, _>>()
                 .map_err(AuditError::Query)?
         });
-        chains.extend(on_backend!(self, s => s.checkpoint_chains().await)?);
+        chains.extend(dispatch!(self, s => s.checkpoint_chains().await)?);
         Ok(chains.into_iter().collect())
     }
 
@@ -363,7 +354,7 @@ impl super::AuditStore {
         sink: Option<&crate::audit::checkpoint::Sink>,
     ) -> Result<Option<i64>, AuditError> {
         let cutoff_text = super::timestamp::format(cutoff);
-        let Some((seq, hash)) = on_backend!(self, s => s.prune_point(chain, &cutoff_text).await)?
+        let Some((seq, hash)) = dispatch!(self, s => s.prune_point(chain, &cutoff_text).await)?
         else {
             return Ok(None);
         };
@@ -397,7 +388,7 @@ impl super::AuditStore {
                 );
             }
         }
-        let deleted = on_backend!(self, s => s.delete_through(chain, seq).await)?;
+        let deleted = dispatch!(self, s => s.delete_through(chain, seq).await)?;
         tracing::info!(
             chain_id = chain,
             through_seq = seq,

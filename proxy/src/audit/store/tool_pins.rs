@@ -132,19 +132,10 @@ macro_rules! impl_tool_pins {
 impl_tool_pins!(sqlite_tool_pins, Sqlite);
 impl_tool_pins!(postgres_tool_pins, Postgres);
 
-macro_rules! on_backend {
-    ($self:expr, $s:ident => $body:expr) => {
-        match &$self.backend {
-            super::Backend::Sqlite($s) => $body,
-            super::Backend::Postgres($s) => $body,
-        }
-    };
-}
-
 impl super::AuditStore {
     /// Every stored tool definition, in no particular order.
     pub(crate) async fn tool_definitions(&self) -> Result<Vec<ToolDefinitionRow>, AuditError> {
-        on_backend!(self, s => s.tool_definitions().await)
+        dispatch!(self, s => s.tool_definitions().await)
     }
 
     /// The stored definition of `name` (stored form) of `upstream`.
@@ -153,7 +144,7 @@ impl super::AuditStore {
         upstream: &str,
         name: &str,
     ) -> Result<Option<ToolDefinitionRow>, AuditError> {
-        on_backend!(self, s => s.tool_definition(upstream, name).await)
+        dispatch!(self, s => s.tool_definition(upstream, name).await)
     }
 
     /// Stores a first sighting; `false` when a row for the tool already exists (another instance sharing the
@@ -162,7 +153,7 @@ impl super::AuditStore {
         &self,
         row: &ToolDefinitionRow,
     ) -> Result<bool, AuditError> {
-        on_backend!(self, s => s.insert_tool_definition(row).await)
+        dispatch!(self, s => s.insert_tool_definition(row).await)
     }
 
     /// Overwrites the state of an existing row (every column but the key and `first_seen`); `false` when
@@ -171,6 +162,6 @@ impl super::AuditStore {
         &self,
         row: &ToolDefinitionRow,
     ) -> Result<bool, AuditError> {
-        on_backend!(self, s => s.update_tool_definition(row).await)
+        dispatch!(self, s => s.update_tool_definition(row).await)
     }
 }
