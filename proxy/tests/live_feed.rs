@@ -238,8 +238,11 @@ async fn a_resume_while_calls_go_on_switches_to_live_without_a_gap_or_a_duplicat
     proxy.stop().await;
 }
 
+/// Which stored events a filter keeps.
+type Keeps = fn(&Value) -> bool;
+
 /// The filters of the filter test, and which stored events each keeps.
-const FILTERS: [(&str, fn(&Value) -> bool); 4] = [
+const FILTERS: [(&str, Keeps); 4] = [
     ("agent_id=a2", |e| e["agent_id"] == "a2"),
     // A value is a value, never SQL.
     ("agent_id=x'%20OR%20'1'%3D'1,a2", |e| e["agent_id"] == "a2"),
@@ -308,7 +311,7 @@ async fn filters_apply_to_the_replay_and_to_live_events(url: String) {
         let expected: Vec<Value> = stored_after(&proxy, "toolgate", marker.seq())
             .await
             .into_iter()
-            .filter(|e| keeps(e))
+            .filter(keeps)
             .collect();
         let got = resumed.take(expected.len()).await;
         assert_well_formed(&got);

@@ -40,6 +40,13 @@ const BLOCKED_CHECK: Duration = Duration::from_millis(100);
 /// How often the chains of other instances are read from the store.
 const FOREIGN_POLL: Duration = Duration::from_secs(1);
 
+/// The notices' messages: what happened, and how to go on without a gap.
+const SLOW_CONSUMER: &str = "this client fell too far behind the audit log and is disconnected; \
+    reconnect with Last-Event-ID set to resume_with to continue without a gap";
+const AUDIT_UNAVAILABLE: &str =
+    "the audit log could not be read; reconnect with Last-Event-ID set \
+    to resume_with to continue without a gap";
+
 /// Why a feed stopped.
 enum Stop {
     /// The client went away (the body was dropped).
@@ -74,19 +81,11 @@ impl Feed {
             Ok(()) | Err(Stop::Gone) => return,
             Err(Stop::Slow) => {
                 tracing::warn!("live feed: a consumer too slow to keep up was disconnected");
-                (
-                "slow_consumer",
-                "this client fell too far behind the audit log and is disconnected; reconnect with \
-                 Last-Event-ID set to resume_with to continue without a gap",
-                )
+                ("slow_consumer", SLOW_CONSUMER)
             }
             Err(Stop::Store(e)) => {
                 tracing::warn!(error = %e, "live feed: the audit log could not be read");
-                (
-                    "audit_unavailable",
-                    "the audit log could not be read; reconnect with Last-Event-ID set to resume_with \
-                     to continue without a gap",
-                )
+                ("audit_unavailable", AUDIT_UNAVAILABLE)
             }
         };
         notice.send(frame::notice_frame(kind, message, &self.delivered));
