@@ -23,11 +23,11 @@ let leave = null; // aborts the shown page's requests and timers
 let pendingTimer = null;
 
 function showLogin(message) {
+  if (leave) leave.abort();
+  leave = null;
   live.stop();
   clearInterval(pendingTimer);
   pendingTimer = null;
-  if (leave) leave.abort();
-  leave = null;
   // Nothing an earlier session showed stays in the page.
   $('page').replaceChildren();
   $('shell').hidden = true;
@@ -84,7 +84,7 @@ function route() {
     if (current) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  const root = el('div', { class: 'page', id: 'page-' + (page ? name : 'unknown') });
+  const root = el('div', { class: 'page', id: 'page-' + (page ? name : 'unknown'), dataset: { route: location.hash } });
   $('page').replaceChildren(root);
   if (!page) {
     replace(root, notice('warn', 'There is no console page named ', name, '.'));

@@ -90,8 +90,12 @@ function verifyOutcome(answer) {
 }
 
 export function render(root, signal, id) {
+  if (!id) {
+    replace(root, heading('Event'), notice('warn', 'No event id in this address: open an event from the live feed.'));
+    return;
+  }
   replace(root, el('p', { class: 'muted' }, 'Loading…'));
-  get('/api/v1/audit/events/' + encodeURIComponent(id || ''), signal).then(
+  get('/api/v1/audit/events/' + encodeURIComponent(id), signal).then(
     (event) => show(root, event),
     (e) => {
       if (e.name === 'AbortError') return;

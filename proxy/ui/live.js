@@ -115,6 +115,7 @@ class LiveFeed {
   async backfill(signal) {
     try {
       const page = await get('/api/v1/audit/events?limit=' + BACKFILL, signal);
+      if (signal.aborted) return; // signed out meanwhile: nothing of that session may come back
       const older = (page.events || []).filter((e) => isAuditEvent(e) && !this.ids.has(e.id));
       for (const event of older) this.ids.add(event.id);
       this.events = older.reverse().concat(this.events);

@@ -57,10 +57,12 @@ async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+/** Navigates to a console route and waits for that page (not the one before it) to show `ready`. */
 async function goto(page, route, ready) {
   await page.evaluate((r) => {
     location.hash = r;
   }, route);
+  await page.waitForFunction((r) => document.querySelector('#page > .page')?.dataset.route === r, route, { timeout: WAIT });
   await page.locator(ready).first().waitFor({ timeout: WAIT });
 }
 
@@ -283,6 +285,16 @@ async function main() {
   assert.match(await page.locator('#verify-outcome').textContent(), /Chain broken/);
   assert.equal(await page.locator('#first-bad-row').textContent(), readEventId);
   await shot(page, 'verify-tampered');
+
+  say('STEP bad addresses get a clear message');
+  for (const [route, expected] of [
+    ['#/event/no-such-event', 'There is no audit event with this id.'],
+    ['#/event/%E0%A4%A', 'This link is malformed.'],
+    ['#/nowhere', 'There is no console page named nowhere.'],
+  ]) {
+    await goto(page, route, '#page .notice');
+    assert.equal(await page.locator('#page .notice').first().textContent(), expected, route);
+  }
 
   say('STEP log out');
   await page.locator('#logout').click();
