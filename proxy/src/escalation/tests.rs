@@ -378,7 +378,9 @@ async fn a_pending_escalation_expires_to_deny_once_across_instances(db: TestDb) 
         Err(EscalationError::Expired(_))
     ));
     assert_eq!(one(&here, "held").await.status, Status::Expired);
-    assert_eq!(here.shared.gauge.get(), 0);
+    // The other instance may have expired "retried": this one's gauge follows the stored count at its keeper's
+    // next pass (every 250 ms), not at once.
+    eventually(|| async { (here.shared.gauge.get() == 0).then_some(()) }).await;
     audit.close().await;
     audit_elsewhere.close().await;
 }
