@@ -86,6 +86,7 @@ impl ServerRequests {
             protocol_version: self.protocol_version.clone(),
             trace_id: self.trace_id.clone(),
             direction: Direction::ServerToClient,
+            run_id: None,
         };
         let params = message.get("params");
         let calls = caller.session.as_ref().map(|s| s.calls()).unwrap_or(0);
@@ -200,6 +201,7 @@ impl ServerRequests {
             protocol_version: self.protocol_version.clone(),
             trace_id: self.trace_id.clone(),
             direction: Direction::ServerToClient,
+            run_id: None,
         };
         record_unroutable(&self.app, &caller, notice).await;
     }
@@ -268,6 +270,7 @@ pub(super) async fn record_unroutable(app: &App, caller: &Caller<'_>, notice: &U
         protocol_version: caller.protocol_version.clone(),
         trace_id: caller.trace_id.clone(),
         direction: Direction::ServerToClient,
+        run_id: caller.run_id.clone(),
     };
     let decision = unroutable_decision(notice.reason);
     let mut draft = super::stages::refused_draft(app, &caller, &notice.method);

@@ -245,6 +245,8 @@ async function main() {
   await shot(page, 'tools');
   await goto(page, '#/alerts', '#alert-table, #alerts-unavailable, #page-alerts .notice-info');
   await shot(page, 'alerts');
+  await goto(page, '#/runs', '#run-table, #runs-unavailable, #page-runs .notice-info');
+  await shot(page, 'runs');
   await goto(page, '#/siem', '#sink-table, #siem-unavailable, #page-siem .notice-info');
   await shot(page, 'siem');
   await goto(page, '#/policy', '#policy-revision');
