@@ -507,15 +507,20 @@ impl Live {
     }
 }
 
+/// A request naming its run unreadably: a header that is not text, a `_meta` id that is not a string, or two
+/// different ids (which one would the agent mean?).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the run id must be one string (header and _meta must agree)")]
+pub struct BadRunId;
+
 /// The run id a request names: header `Toolgate-Run-Id`, or `_meta["io.toolgate/run_id"]` in its params.
-/// Both present and different is an error (which one would the agent mean?).
 pub fn presented(
     header: Option<&hyper::header::HeaderValue>,
     params: Option<&Value>,
-) -> Result<Option<String>, ()> {
+) -> Result<Option<String>, BadRunId> {
     let from_header = match header {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| ())?.trim().to_owned()),
+        Some(v) => Some(v.to_str().map_err(|_| BadRunId)?.trim().to_owned()),
     };
     let from_meta = match params
         .and_then(|p| p.get("_meta"))
@@ -523,10 +528,10 @@ pub fn presented(
     {
         None => None,
         Some(Value::String(s)) => Some(s.trim().to_owned()),
-        Some(_) => return Err(()),
+        Some(_) => return Err(BadRunId),
     };
     match (from_header, from_meta) {
-        (Some(h), Some(m)) if h != m => Err(()),
+        (Some(h), Some(m)) if h != m => Err(BadRunId),
         (Some(id), _) | (None, Some(id)) => Ok(Some(id)),
         (None, None) => Ok(None),
     }

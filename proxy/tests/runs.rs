@@ -15,7 +15,7 @@ const AWS: &str = "AKIAIOSFODNN7EXAMPLE";
 
 fn agent_token(sub: &str) -> String {
     token_with(
-        json!({ "sub": sub, "tenant": "tenant-1", "requester": "carol@example.com", "exp": common::now() + 3600 }),
+        json!({ "sub": sub, "tenant": "tenant-1", "requester": "carol", "exp": common::now() + 3600 }),
         SECRET,
     )
 }
@@ -154,7 +154,7 @@ async fn a_run_from_start_to_finish_carries_its_calls() {
     assert_eq!(run["agent_id"], "alice");
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["calls"], 4);
-    assert_eq!(run["requester_id"], "carol@example.com");
+    assert_eq!(run["requester_id"], "carol");
     assert_eq!(run["dry_run"], false);
     assert_eq!(run["plan"], json!(["read", "write"]));
     assert_eq!(run["artifacts"], json!(["summary.md"]));
@@ -209,7 +209,7 @@ async fn a_run_from_start_to_finish_carries_its_calls() {
     let finish_event = in_run.last().unwrap();
     assert_eq!(start_event["agent_id"], "alice");
     assert_eq!(start_event["tenant_id"], "tenant-1");
-    assert_eq!(start_event["requester_id"], "carol@example.com");
+    assert_eq!(start_event["requester_id"], "carol");
     assert_eq!(finish_event["extra"]["status"], "succeeded");
     assert_eq!(finish_event["extra"]["duration_ms"], duration);
     assert_eq!(finish_event["extra"]["dry_run"], false);

@@ -12,7 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth::AgentIdentity;
+use crate::auth::{AgentIdentity, AuthError};
 use crate::pipeline::refusal::Refusal;
 use crate::response::{json_response, Body};
 use crate::runs::RunError;
@@ -29,9 +29,17 @@ pub fn is_agent_route(method: &Method, path: &str) -> bool {
 }
 
 pub async fn handle(app: &Arc<App>, req: Request<Incoming>, base_url: &str) -> Response<Body> {
-    let identity = match authenticate(app, &req, base_url) {
+    let identity = match authenticate(app, &req) {
         Ok(identity) => identity,
-        Err(resp) => return resp,
+        Err(error) => {
+            return Refusal::Unauthenticated {
+                error,
+                metadata_url: format!(
+                    "{base_url}/.well-known/oauth-protected-resource{RESOURCE_PATH}"
+                ),
+            }
+            .into_response()
+        }
     };
     // The kill switch, before anything of the run is looked at.
     if !app.agents.admit(&identity) {
@@ -76,25 +84,16 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, base_url: &str) -> R
     answer.unwrap_or_else(into_response)
 }
 
-fn authenticate(
-    app: &App,
-    req: &Request<Incoming>,
-    base_url: &str,
-) -> Result<AgentIdentity, Response<Body>> {
+fn authenticate(app: &App, req: &Request<Incoming>) -> Result<AgentIdentity, AuthError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    app.auth.verify(header).map_err(|error| {
+    app.auth.verify(header).inspect_err(|error| {
         tracing::info!(
             reason = error.description(),
             "agent authentication failed (runs)"
         );
-        Refusal::Unauthenticated {
-            error,
-            metadata_url: format!("{base_url}/.well-known/oauth-protected-resource{RESOURCE_PATH}"),
-        }
-        .into_response()
     })
 }
 
