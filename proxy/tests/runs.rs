@@ -549,3 +549,43 @@ async fn a_forgotten_run_times_out_with_no_request() {
     assert_eq!(finish["workflow_id"], run_id.as_str());
     assert_eq!(finish["error"], "timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_sees_the_run_of_a_call() {
+    // A policy that allows only calls made inside a run, and says which run in its reason.
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("runs_only.rego"),
+        r#"package toolgate
+
+import rego.v1
+
+default decision := {"result": "deny", "policy_id": "test.runs_only", "reason": "outside any run"}
+
+decision := {"result": "allow", "policy_id": "test.runs_only", "reason": concat(" ", ["in", input.agent.run_id])} if {
+	is_string(input.agent.run_id)
+}
+"#,
+    )
+    .unwrap();
+    let proxy = start(Options {
+        policy_dir: Some(policies.path().to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let token = agent_token("alice");
+    let run_id = start_run(&proxy, &token, json!({ "objective": "o" })).await;
+    let mut alice = Agent::new(&proxy, "demo", token);
+    alice.initialize().await;
+    let outside = alice.call("echo", json!({ "text": "x" })).await;
+    assert_eq!(outside.error_code(), Some(-31001), "{outside:?}");
+    let inside = echo_in_run(&alice, 50, &run_id).await;
+    assert_eq!(inside.error_code(), None, "{inside:?}");
+    let allowed = all_events(&proxy)
+        .await
+        .into_iter()
+        .find(|e| e["event_type"] == "tool_call")
+        .unwrap();
+    assert_eq!(allowed["policy_reason"], format!("in {run_id}"));
+    assert_eq!(allowed["workflow_id"], run_id.as_str());
+}

@@ -38,7 +38,9 @@ pub(super) async fn attach(
                 "run_unavailable: the run could not be looked up"
             }
         },
-        Err(crate::runs::BadRunId) => "bad_run_id: the run id must be one string (header and _meta must agree)",
+        Err(crate::runs::BadRunId) => {
+            "bad_run_id: the run id must be one string (header and _meta must agree)"
+        }
     };
     let method = message.method().unwrap_or_default();
     let decision = Decision::routing_refused(POLICY_ID, reason.to_owned());

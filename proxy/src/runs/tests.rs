@@ -386,6 +386,9 @@ fn a_request_names_its_run_by_header_or_meta_and_never_both_differently() {
         presented(Some(&h), Some(&meta(json!("run_a")))),
         Ok(Some("run_a".into()))
     );
-    assert_eq!(presented(Some(&h), Some(&meta(json!("run_b")))), Err(BadRunId));
+    assert_eq!(
+        presented(Some(&h), Some(&meta(json!("run_b")))),
+        Err(BadRunId)
+    );
     assert_eq!(presented(None, Some(&meta(json!(7)))), Err(BadRunId));
 }
