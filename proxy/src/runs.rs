@@ -82,6 +82,10 @@ pub enum RunError {
     BadCursor,
     #[error("too many runs are running on this instance; finish some first")]
     TooMany,
+    #[error(
+        "this agent already has {0} runs running (runs.max_running_per_agent); finish some first"
+    )]
+    TooManyOfAgent(u32),
     #[error(transparent)]
     Store(#[from] AuditError),
     /// The start or end could not be recorded in the audit log; `what_stands` says what happened all the same.
@@ -118,6 +122,7 @@ pub struct Runs {
     metrics: Arc<Metrics>,
     scanner: Scanner,
     timeout: Duration,
+    max_running_per_agent: u32,
     live: Live,
     /// Held by a flush and by the end of a run, so a flush never adds calls the end already counted, and the
     /// end reads back the calls every flush before it stored.
@@ -137,6 +142,7 @@ impl Runs {
             metrics,
             scanner: Scanner::new(),
             timeout: settings.timeout(),
+            max_running_per_agent: settings.max_running_per_agent,
             live: Live::default(),
             counting: tokio::sync::Mutex::new(()),
         }
@@ -156,6 +162,11 @@ impl Runs {
         start: content::Start,
         now: OffsetDateTime,
     ) -> Result<String, RunError> {
+        let owner = owner_of(identity);
+        // Two starts racing may both pass: the cap bounds an agent's runs, it need not be exact.
+        if self.store.running_runs_of(&owner).await? >= i64::from(self.max_running_per_agent) {
+            return Err(RunError::TooManyOfAgent(self.max_running_per_agent));
+        }
         // 128 random bits: a run id cannot be guessed, and says nothing about the agent or the time.
         let run_id = format!("run_{}", hex::encode(rand::random::<[u8; 16]>()));
         let deadline = now + self.timeout;
@@ -171,7 +182,7 @@ impl Runs {
                 .map(|t| stored_text(t.to_owned()))
                 .unwrap_or_default(),
             agent_id: stored_text(identity.id.clone()),
-            owner: owner_of(identity),
+            owner,
             requester_id: requester(identity),
             objective: start.objective,
             plan: start.plan.to_string(),
@@ -352,9 +363,8 @@ impl Runs {
         identity: &AgentIdentity,
         run_id: &str,
     ) -> Result<Attachment, AuditError> {
-        let owner = identity.key();
         let now = micros(OffsetDateTime::now_utc());
-        match self.live.attach(run_id, &owner, now) {
+        match self.live.attach(run_id, identity, now) {
             Lookup::Attached(id) => return Ok(Attachment::Run(id)),
             Lookup::Refused => return Ok(Attachment::Refused),
             Lookup::Unknown => {}
@@ -372,7 +382,7 @@ impl Runs {
         let deadline = parse_micros(&row.deadline_at).unwrap_or(i64::MIN);
         if self
             .live
-            .hold(LiveRun::new(&row.run_id, owner.clone(), deadline))
+            .hold(LiveRun::new(&row.run_id, identity.key(), deadline))
             .is_none()
         {
             // No room to hold it: counted straight into the table (one write, rare).
@@ -382,7 +392,7 @@ impl Runs {
             self.store.add_run_calls(&[(row.run_id.clone(), 1)]).await?;
             return Ok(Attachment::Run(Arc::from(row.run_id)));
         }
-        Ok(match self.live.attach(run_id, &owner, now) {
+        Ok(match self.live.attach(run_id, identity, now) {
             Lookup::Attached(id) => Attachment::Run(id),
             _ => Attachment::Refused,
         })
@@ -514,20 +524,20 @@ impl Live {
 pub struct BadRunId;
 
 /// The run id a request names: header `Toolgate-Run-Id`, or `_meta["io.toolgate/run_id"]` in its params.
-pub fn presented(
-    header: Option<&hyper::header::HeaderValue>,
-    params: Option<&Value>,
-) -> Result<Option<String>, BadRunId> {
+pub fn presented<'a>(
+    header: Option<&'a hyper::header::HeaderValue>,
+    params: Option<&'a Value>,
+) -> Result<Option<&'a str>, BadRunId> {
     let from_header = match header {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| BadRunId)?.trim().to_owned()),
+        Some(v) => Some(v.to_str().map_err(|_| BadRunId)?.trim()),
     };
     let from_meta = match params
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get(META_KEY))
     {
         None => None,
-        Some(Value::String(s)) => Some(s.trim().to_owned()),
+        Some(Value::String(s)) => Some(s.trim()),
         Some(_) => return Err(BadRunId),
     };
     match (from_header, from_meta) {

@@ -31,5 +31,7 @@ CREATE TABLE agent_runs (
 CREATE INDEX agent_runs_agent ON agent_runs (tenant_id, agent_id, started_at);
 CREATE INDEX agent_runs_status ON agent_runs (status, started_at);
 CREATE INDEX agent_runs_started ON agent_runs (started_at, run_id);
+-- An agent's running runs are counted at each start (runs.max_running_per_agent).
+CREATE INDEX agent_runs_owner ON agent_runs (owner) WHERE status = 'running';
 -- The timeout task looks here several times a second: only the running runs, soonest deadline first.
 CREATE INDEX agent_runs_deadline ON agent_runs (deadline_at) WHERE status = 'running';

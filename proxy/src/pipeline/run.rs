@@ -29,7 +29,7 @@ pub(super) async fn attach(
 ) -> Result<Option<Arc<str>>, Refusal> {
     let reason = match crate::runs::presented(headers.get(crate::runs::HEADER), message.params()) {
         Ok(None) => return Ok(None),
-        Ok(Some(run_id)) => match app.runs.attach(caller.identity, &run_id).await {
+        Ok(Some(run_id)) => match app.runs.attach(caller.identity, run_id).await {
             Ok(Attachment::Run(id)) => return Ok(Some(id)),
             Ok(Attachment::Refused) => "unknown_run: no running run of this agent has this id",
             Err(e) => {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::auth::AgentKey;
+use crate::auth::{AgentIdentity, AgentKey};
 
 /// Most runs held in memory; a run not held is looked up in the database (and held once there is room).
 pub const MAX_LIVE: usize = 10_000;
@@ -60,12 +60,17 @@ pub struct Live {
 }
 
 impl Live {
-    /// The request path: counts one call of `owner` on `run_id` when it may.
-    pub fn attach(&self, run_id: &str, owner: &AgentKey, now_micros: i64) -> Lookup {
+    /// The request path: counts one call of `agent` on `run_id` when it may (compared in place: no key is
+    /// built per request).
+    pub fn attach(&self, run_id: &str, agent: &AgentIdentity, now_micros: i64) -> Lookup {
         let runs = self.runs.read().unwrap_or_else(|e| e.into_inner());
         match runs.get(run_id) {
             None => Lookup::Unknown,
-            Some(run) if run.owner != *owner || now_micros >= run.deadline_micros => {
+            Some(run)
+                if run.owner.agent_id != agent.id
+                    || run.owner.tenant_id != agent.tenant_id
+                    || now_micros >= run.deadline_micros =>
+            {
                 Lookup::Refused
             }
             Some(run) => {
@@ -120,28 +125,50 @@ mod tests {
         }
     }
 
+    fn agent(key: &AgentKey) -> AgentIdentity {
+        AgentIdentity {
+            id: key.agent_id.clone(),
+            tenant_id: key.tenant_id.clone(),
+            roles: vec![],
+            claims: serde_json::Value::Null,
+            expires_at: u64::MAX,
+        }
+    }
+
     #[test]
     fn only_the_owner_attaches_and_only_before_the_deadline() {
         let live = Live::default();
         live.hold(LiveRun::new("r1", key("alice"), 1_000)).unwrap();
         assert_eq!(
-            live.attach("r1", &key("alice"), 10),
+            live.attach("r1", &agent(&key("alice")), 10),
             Lookup::Attached("r1".into())
         );
         assert_eq!(
-            live.attach("r1", &key("alice"), 20),
+            live.attach("r1", &agent(&key("alice")), 20),
             Lookup::Attached("r1".into())
         );
-        assert_eq!(live.attach("r1", &key("bob"), 20), Lookup::Refused);
+        assert_eq!(live.attach("r1", &agent(&key("bob")), 20), Lookup::Refused);
         let other_tenant = AgentKey {
             tenant_id: None,
             agent_id: "alice".into(),
         };
-        assert_eq!(live.attach("r1", &other_tenant, 20), Lookup::Refused);
-        assert_eq!(live.attach("r1", &key("alice"), 1_000), Lookup::Refused);
-        assert_eq!(live.attach("r2", &key("alice"), 20), Lookup::Unknown);
+        assert_eq!(
+            live.attach("r1", &agent(&other_tenant), 20),
+            Lookup::Refused
+        );
+        assert_eq!(
+            live.attach("r1", &agent(&key("alice")), 1_000),
+            Lookup::Refused
+        );
+        assert_eq!(
+            live.attach("r2", &agent(&key("alice")), 20),
+            Lookup::Unknown
+        );
         let run = live.release("r1").unwrap();
         assert_eq!(run.take_calls(), 2, "the refused ones are not counted");
-        assert_eq!(live.attach("r1", &key("alice"), 30), Lookup::Unknown);
+        assert_eq!(
+            live.attach("r1", &agent(&key("alice")), 30),
+            Lookup::Unknown
+        );
     }
 }

@@ -28,7 +28,10 @@ impl TestDb {
             self.store().await,
             audit,
             metrics.clone(),
-            &RunsSettings { timeout_seconds },
+            &RunsSettings {
+                timeout_seconds,
+                max_running_per_agent: 3,
+            },
         );
         (runs, metrics)
     }
@@ -372,19 +375,46 @@ async fn the_listing_filters_and_pages(db: TestDb) {
 }
 on_both!(the_listing_filters_and_pages);
 
+async fn an_agent_runs_at_most_its_cap_at_once(db: TestDb) {
+    // The test instances allow 3 running runs per agent.
+    let (runs, _) = db.runs("c1", 3600).await;
+    let (alice, bob) = (identity(Some("t1"), "alice"), identity(Some("t1"), "bob"));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(runs.start_at(&alice, start_body("o"), t0()).await.unwrap());
+    }
+    assert!(matches!(
+        runs.start_at(&alice, start_body("o"), t0()).await,
+        Err(RunError::TooManyOfAgent(3))
+    ));
+    // Another agent has its own cap; an ended run frees a place.
+    runs.start_at(&bob, start_body("o"), t0()).await.unwrap();
+    let row = runs.owned(&alice, &ids[0]).await.unwrap();
+    runs.finish_at(row, finish_body(json!({ "status": "succeeded" })), t0())
+        .await
+        .unwrap();
+    runs.start_at(&alice, start_body("o"), t0()).await.unwrap();
+    assert_eq!(
+        events(&runs, "run_start").await.len(),
+        5,
+        "a refused start leaves no event"
+    );
+}
+on_both!(an_agent_runs_at_most_its_cap_at_once);
+
 #[test]
 fn a_request_names_its_run_by_header_or_meta_and_never_both_differently() {
     let h = hyper::header::HeaderValue::from_static("run_a");
     let meta = |id: serde_json::Value| json!({ "_meta": { META_KEY: id } });
     assert_eq!(presented(None, None), Ok(None));
-    assert_eq!(presented(Some(&h), None), Ok(Some("run_a".into())));
+    assert_eq!(presented(Some(&h), None), Ok(Some("run_a")));
     assert_eq!(
         presented(None, Some(&meta(json!("run_b")))),
-        Ok(Some("run_b".into()))
+        Ok(Some("run_b"))
     );
     assert_eq!(
         presented(Some(&h), Some(&meta(json!("run_a")))),
-        Ok(Some("run_a".into()))
+        Ok(Some("run_a"))
     );
     assert_eq!(
         presented(Some(&h), Some(&meta(json!("run_b")))),

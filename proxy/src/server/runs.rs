@@ -141,6 +141,7 @@ fn into_response(e: RunError) -> Response<Body> {
         RunError::NotFound => (StatusCode::NOT_FOUND, "run_not_found"),
         RunError::AlreadyEnded(_) => (StatusCode::CONFLICT, "run_ended"),
         RunError::TooMany => (StatusCode::SERVICE_UNAVAILABLE, "too_many_runs"),
+        RunError::TooManyOfAgent(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_runs"),
         RunError::Store(e) => {
             tracing::error!(error = %e, "runs store failed");
             (StatusCode::SERVICE_UNAVAILABLE, "runs_unavailable")

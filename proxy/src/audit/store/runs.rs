@@ -191,6 +191,15 @@ macro_rules! impl_runs {
                     tx.commit().await.map_err(AuditError::Query)
                 }
 
+                pub(super) async fn running_runs_of(&self, owner: &str) -> Result<i64, AuditError> {
+                    sqlx::query("SELECT COUNT(*) FROM agent_runs WHERE owner = $1 AND status = 'running'")
+                        .bind(owner.to_owned())
+                        .fetch_one(&self.pool)
+                        .await
+                        .and_then(|row| row.try_get(0))
+                        .map_err(AuditError::Query)
+                }
+
                 pub(super) async fn ended_among(
                     &self,
                     run_ids: &[String],
@@ -291,6 +300,11 @@ impl super::AuditStore {
             return Ok(());
         }
         dispatch!(self, s => s.add_run_calls(deltas).await)
+    }
+
+    /// How many runs of the agent `owner` are running.
+    pub(crate) async fn running_runs_of(&self, owner: &str) -> Result<i64, AuditError> {
+        dispatch!(self, s => s.running_runs_of(owner).await)
     }
 
     /// Which of `run_ids` are no longer running (ended here or on another instance).
