@@ -167,8 +167,10 @@ impl Runs {
         if self.store.running_runs_of(&owner).await? >= i64::from(self.max_running_per_agent) {
             return Err(RunError::TooManyOfAgent(self.max_running_per_agent));
         }
-        // 128 random bits: a run id cannot be guessed, and says nothing about the agent or the time.
-        let run_id = format!("run_{}", hex::encode(rand::random::<[u8; 16]>()));
+        // A random UUID (122 random bits): it cannot be guessed and says nothing about the agent or the time.
+        // Plain hex and dashes, which DLP takes for an identifier: a token-like id (`run_` and random base-36)
+        // could be taken for a secret and redacted out of the very events it is meant to tie together.
+        let run_id = uuid::Uuid::new_v4().hyphenated().to_string();
         let deadline = now + self.timeout;
         let live = self
             .live
@@ -552,14 +554,11 @@ pub const HEADER: &str = "toolgate-run-id";
 /// The `_meta` key naming a request's run.
 pub const META_KEY: &str = "io.toolgate/run_id";
 
-/// Whether `id` has the shape of the ids [`Runs::start_at`] makes.
+/// Whether `id` has the shape of the ids [`Runs::start_at`] makes: a version 4 UUID, lower-case, hyphenated.
 pub fn is_run_id(id: &str) -> bool {
-    id.strip_prefix("run_").is_some_and(|hex| {
-        hex.len() == 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    id.len() == 36
+        && uuid::Uuid::parse_str(id)
+            .is_ok_and(|u| u.get_version_num() == 4 && u.hyphenated().to_string() == id)
 }
 
 /// SHA-256 hex of the agent's tenant and `sub` as its token names them.

@@ -278,7 +278,7 @@ async fn bad_run_requests_are_refused_clearly() {
     // Unknown, and another agent's: the same 404.
     let unknown = post(
         &proxy,
-        &format!("/api/v1/runs/run_{}/finish", "0".repeat(32)),
+        &format!("/api/v1/runs/{}/finish", uuid::Uuid::new_v4()),
         &alice,
         r#"{"status":"succeeded"}"#,
     )
@@ -388,7 +388,7 @@ async fn a_call_naming_a_run_it_may_not_use_is_refused_and_recorded() {
         .status,
         StatusCode::OK
     );
-    let unknown = format!("run_{}", "f".repeat(32));
+    let unknown = uuid::Uuid::new_v4().to_string();
     for (i, run_id) in [
         alices.as_str(),
         ended.as_str(),

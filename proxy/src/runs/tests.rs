@@ -110,7 +110,7 @@ async fn a_run_lives_from_start_to_finish(db: TestDb) {
             Attachment::Refused
         );
     }
-    let unknown = format!("run_{}", "0".repeat(32));
+    let unknown = uuid::Uuid::new_v4().to_string();
     assert_eq!(
         runs.attach(&alice, &unknown).await.unwrap(),
         Attachment::Refused
@@ -137,6 +137,19 @@ async fn a_run_lives_from_start_to_finish(db: TestDb) {
         runs.owned(&bob, &run_id).await,
         Err(RunError::NotFound)
     ));
+    // Another instance on the same database reads the run from the table once, then counts in memory.
+    let (other, _) = db.runs("c2", 3600).await;
+    for _ in 0..2 {
+        assert_eq!(
+            other.attach(&alice, &run_id).await.unwrap(),
+            Attachment::Run(Arc::from(run_id.as_str()))
+        );
+    }
+    assert_eq!(
+        other.attach(&bob, &run_id).await.unwrap(),
+        Attachment::Refused
+    );
+    other.flush().await.unwrap();
     runs.attach(&alice, &run_id).await.unwrap();
     let row = runs.owned(&alice, &run_id).await.unwrap();
     let done = runs
@@ -150,8 +163,8 @@ async fn a_run_lives_from_start_to_finish(db: TestDb) {
     assert_eq!(done.status, "succeeded");
     assert_eq!(done.duration_ms, Some(90_250));
     assert_eq!(
-        done.calls, 4,
-        "the call counted after the flush went in with the end"
+        done.calls, 6,
+        "both instances' calls, the one counted here after the last flush going in with the end"
     );
     assert_eq!(done.artifacts, json!(["report.pdf"]));
     assert_eq!(
@@ -179,7 +192,13 @@ async fn a_run_lives_from_start_to_finish(db: TestDb) {
     assert_eq!(finished[0]["workflow_id"], run_id.as_str());
     assert_eq!(finished[0]["extra"]["status"], "succeeded");
     assert_eq!(finished[0]["extra"]["duration_ms"], 90_250);
-    assert_eq!(finished[0]["extra"]["calls"], 4);
+    assert_eq!(finished[0]["extra"]["calls"], 6);
+    // The other instance forgets the run ended here.
+    other.forget_ended_elsewhere().await.unwrap();
+    assert_eq!(
+        other.attach(&alice, &run_id).await.unwrap(),
+        Attachment::Refused
+    );
 
     let text = metrics.render();
     assert!(
@@ -401,6 +420,21 @@ async fn an_agent_runs_at_most_its_cap_at_once(db: TestDb) {
     );
 }
 on_both!(an_agent_runs_at_most_its_cap_at_once);
+
+#[test]
+fn run_ids_are_never_taken_for_secrets() {
+    // A run id is the `workflow_id` of every event of its run: redacting it would cut the run's events loose.
+    for _ in 0..5000 {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        assert!(is_run_id(&id), "{id}");
+        assert_eq!(crate::redaction::stored_text(id.clone()), id);
+    }
+    assert!(!is_run_id("run_0123"));
+    assert!(!is_run_id(
+        &uuid::Uuid::new_v4().hyphenated().to_string().to_uppercase()
+    ));
+    assert!(!is_run_id(&uuid::Uuid::now_v7().hyphenated().to_string()));
+}
 
 #[test]
 fn a_request_names_its_run_by_header_or_meta_and_never_both_differently() {
