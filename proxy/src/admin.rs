@@ -1,5 +1,6 @@
 //! The admin API under `/api/v1/`: audit query, verify and export, the live SSE feed, escalations, tool
-//! definitions, policy status, agents and the kill switch.
+//! definitions, policy status, agents and the kill switch, agent runs (read only: agents start and finish them
+//! with their own token, `crate::server::runs`).
 //!
 //! Every route needs `Authorization: Bearer <admin.token>`; with no token configured the admin API is off (404).
 //! This module authenticates the caller and hands the request to the module of its first path segment; each of

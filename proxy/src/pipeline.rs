@@ -1,7 +1,7 @@
 //! One pipeline for every message an agent sends through toolgate:
 //!
 //! ```text
-//! jwt -> [kill switch] -> message -> session -> route
+//! jwt -> [kill switch] -> message -> session -> run -> route
 //!   judged:   dlp -> policy -> [escalate] -> audit (write-ahead) -> forward -> result -> audit (outcome)
 //!   plumbing: dlp (a critical finding refuses) -> plumbing_decision -> forward
 //!   list:     forward -> visible per item (tool definitions pinned) -> audit (list)
@@ -22,7 +22,7 @@ mod record;
 pub mod refusal;
 mod result;
 pub mod route;
-pub mod run;
+mod run;
 mod server_request;
 pub mod sessions;
 pub mod stages;
