@@ -35,6 +35,8 @@ pub struct App {
     pub tools: Arc<crate::tools::ToolPins>,
     /// Agents seen, and the kill switch.
     pub agents: crate::agents::Agents,
+    /// Agent runs, their calls counted in memory, and their timeout.
+    pub runs: Arc<crate::runs::Runs>,
 }
 
 impl App {
@@ -120,6 +122,13 @@ impl App {
         .await
         .context("loading the escalations")?;
         escalations.start(audit.clone());
+        let runs = Arc::new(crate::runs::Runs::new(
+            audit.store().clone(),
+            audit.clone(),
+            metrics.clone(),
+            &config.runs,
+        ));
+        crate::runs::start(&runs);
         let app = Arc::new(App {
             auth,
             sessions,
@@ -131,6 +140,7 @@ impl App {
             escalations,
             tools,
             agents,
+            runs,
             config,
         });
         app.policies.start();

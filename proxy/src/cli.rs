@@ -236,6 +236,9 @@ async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::R
     if let Err(e) = app.agents.flush().await {
         tracing::warn!(error = %e, "the last agent counts were not stored");
     }
+    if let Err(e) = app.runs.flush().await {
+        tracing::warn!(error = %e, "the last run call counts were not stored");
+    }
     app.audit.close().await;
     Ok(())
 }

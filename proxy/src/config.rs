@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod listener;
+mod runs;
 
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
+pub use runs::RunsSettings;
 
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
@@ -70,6 +72,8 @@ pub struct Config {
     pub agents: AgentSettings,
     #[serde(default)]
     pub tools: ToolsSettings,
+    #[serde(default)]
+    pub runs: RunsSettings,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
 }
@@ -406,6 +410,7 @@ impl Config {
         }
         self.server.validate()?;
         self.tls.files()?;
+        self.runs.validate()?;
         for (key, value) in [
             ("session.max_sessions", self.session.max_sessions),
             (

@@ -18,6 +18,7 @@
 //! - [`policy_reload`]: the serving policy set and its hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
 //! - [`agents`]: agents seen (counted in memory, flushed to the audit database) and the kill switch.
+//! - [`runs`]: agent runs from start to finish (requests carrying a run id belong to it), and their timeout.
 //! - [`console`]: the web console at `/ui/`, its files embedded in the binary.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`redaction`]: what DLP flags redacted and long values capped, for everything written out (audit, logs,
@@ -45,6 +46,7 @@ pub mod policy_cli;
 pub mod policy_reload;
 pub mod redaction;
 pub mod response;
+pub mod runs;
 pub mod server;
 pub mod telemetry;
 pub mod tools;
