@@ -268,6 +268,17 @@ async fn stats_count_by_result_agent_and_tool(db: TestDb) {
             at(2, "a1", "read_file", "allow"),
             at(3, "a2", "delete", "deny"),
             at(59, "a2", "read_file", "allow"),
+            // The outcome of the first call repeats its decision: an event, not another decision.
+            EventDraft {
+                event_type: "tool_result".to_owned(),
+                ..at(1, "a1", "read_file", "allow")
+            },
+            EventDraft {
+                event_type: "session_start".to_owned(),
+                tool_name: None,
+                policy_result: None,
+                ..at(1, "a1", "read_file", "allow")
+            },
         ],
     )
     .await;
@@ -282,7 +293,7 @@ async fn stats_count_by_result_agent_and_tool(db: TestDb) {
     assert_eq!(hour.buckets.len(), 1);
     let b = &hour.buckets[0];
     assert_eq!(b.start, "2026-03-01T10:00:00Z");
-    assert_eq!(b.total, 4);
+    assert_eq!((b.total, b.decisions), (6, 4));
     assert_eq!(
         b.by_result,
         [("allow".to_owned(), 3), ("deny".to_owned(), 1)].into()
