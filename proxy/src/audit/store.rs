@@ -37,6 +37,7 @@ macro_rules! dispatch {
 }
 
 mod agents;
+mod chain_lock;
 mod dialect;
 mod escalations;
 mod feed;
@@ -49,6 +50,7 @@ mod verify;
 use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
 pub use agents::{AgentDelta, AgentPage, AgentRow};
+pub(crate) use chain_lock::ChainLock;
 pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use feed::FeedFilter;
 pub use queries::StatsRow;
