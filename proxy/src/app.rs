@@ -121,7 +121,13 @@ impl App {
         )
         .await
         .context("loading the escalations")?;
-        escalations.start(audit.clone());
+        // Settled escalations are kept as long as the events that record them, and at least as long as an
+        // approval's answer waits for its retry.
+        let keep_settled = (config.audit.retention_days > 0).then(|| {
+            Duration::from_secs(u64::from(config.audit.retention_days) * 86_400)
+                .max(Duration::from_secs(config.escalation.answer_ttl_seconds))
+        });
+        escalations.start(audit.clone(), keep_settled);
         let runs = Arc::new(crate::runs::Runs::new(
             audit.store().clone(),
             audit.clone(),

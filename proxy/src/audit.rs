@@ -23,7 +23,7 @@ pub mod store;
 pub mod stored;
 #[cfg(test)]
 pub(crate) mod test_db;
-mod timestamp;
+pub(crate) mod timestamp;
 pub mod writer;
 
 #[cfg(test)]
