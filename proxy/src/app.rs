@@ -35,6 +35,8 @@ pub struct App {
     pub tools: Arc<crate::tools::ToolPins>,
     /// Agents seen, and the kill switch.
     pub agents: crate::agents::Agents,
+    /// The admin API's tokens: every tenant, or one tenant each.
+    pub admin_tokens: crate::admin::AdminTokens,
     /// Agent runs, their calls counted in memory, and their timeout.
     pub runs: Arc<crate::runs::Runs>,
 }
@@ -52,6 +54,7 @@ impl App {
         client: crate::outbound::HttpClient,
     ) -> anyhow::Result<Arc<App>> {
         config.validate_for_serve()?;
+        let admin_tokens = crate::admin::AdminTokens::load(&config.admin)?;
         let metrics = Arc::new(Metrics::new(config.telemetry.metrics_max_agents));
         let auth = Arc::new(Authenticator::new(&config.auth).context("agent authentication")?);
         if let Some(url) = &config.auth.jwks_url {
@@ -147,6 +150,7 @@ impl App {
             tools,
             agents,
             runs,
+            admin_tokens,
             config,
         });
         app.policies.start();

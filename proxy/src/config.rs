@@ -81,14 +81,28 @@ pub struct Config {
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Bearer token of the admin API; none = the admin API is off.
+    /// Bearer token of the admin API (every tenant); none and no tenant token = the admin API is off.
     pub token: Option<String>,
+    /// Tokens that each see one tenant's objects only (`[[admin.tenant_tokens]]`).
+    #[serde(default)]
+    pub tenant_tokens: Vec<TenantTokenSettings>,
+}
+
+/// One `[[admin.tenant_tokens]]`: the tenant, and where its token is read from at start (never the config file
+/// itself, so the file can be shared).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantTokenSettings {
+    pub tenant: String,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSettings")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tenant_tokens", &self.tenant_tokens)
             .finish()
     }
 }

@@ -176,6 +176,7 @@ macro_rules! impl_queries {
                     prefix_len: i64,
                     start: Option<String>,
                     end: Option<String>,
+                    tenant: Option<String>,
                     max_rows: i64,
                 ) -> Result<Vec<StatsRow>, AuditError> {
                     // A literal, not a bind: PostgreSQL has no substr(text, int, bigint).
@@ -184,6 +185,9 @@ macro_rules! impl_queries {
                          tool_name, CASE WHEN event_type IN ({DECISION_TYPES}) THEN 1 ELSE 0 END AS decision, \
                          COUNT(*) FROM audit_events WHERE 1 = 1"
                     ));
+                    if let Some(tenant) = tenant {
+                        select.push(" AND tenant_id = ").push_bind(tenant);
+                    }
                     push_time_range(&mut select, start, end);
                     select
                         .push(" GROUP BY bucket, policy_result, agent_id, tool_name, decision ORDER BY bucket LIMIT ")
@@ -303,9 +307,10 @@ impl super::AuditStore {
         prefix_len: i64,
         start: Option<String>,
         end: Option<String>,
+        tenant: Option<String>,
         max_rows: i64,
     ) -> Result<Vec<StatsRow>, AuditError> {
-        dispatch!(self, s => s.stats_rows(prefix_len, start, end, max_rows).await)
+        dispatch!(self, s => s.stats_rows(prefix_len, start, end, tenant, max_rows).await)
     }
 
     pub(crate) async fn insert_checkpoint(
