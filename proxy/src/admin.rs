@@ -192,10 +192,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
 /// Whether a tenant's admin may use the route of `segments` at all; the routes it may use answer for its tenant
 /// only (their handlers scope every read and change). What belongs to no tenant (tool approvals, SIEM, policy),
 /// what spans every tenant's events (chain verification) and the routes not yet scoped to a tenant (the live
-/// feed, runs, alerts) are refused, never answered unscoped.
+/// feed, alerts) are refused, never answered unscoped.
 fn tenant_may(segments: &[&str]) -> Result<(), AdminError> {
     match segments {
-        ["audit", "events" | "export" | "stats", ..] | ["escalations", ..] | ["agents", ..] => {
+        ["audit", "events" | "export" | "stats", ..] | ["escalations" | "agents" | "runs", ..] => {
             Ok(())
         }
         ["tools" | "policy" | "siem", ..] => Err(AdminError::Forbidden(
@@ -266,6 +266,8 @@ mod tests {
             "escalations/e1/approve",
             "agents",
             "agents/a1/disable",
+            "runs",
+            "runs/r1",
         ] {
             assert!(may(open), "{open}");
         }
@@ -277,7 +279,6 @@ mod tests {
             "siem/s/test",
             "audit/verify",
             "audit/stream",
-            "runs",
             "alerts",
             "anything",
         ] {

@@ -1,5 +1,5 @@
 //! Tenant admin tokens (`[[admin.tenant_tokens]]`) through the real proxy: each sees and changes its own tenant's
-//! events, exports, stats, escalations and agents only (another tenant's objects are 404, never a hint), gets
+//! events, exports, stats, escalations, agents and runs only (another tenant's objects are 404, never a hint), gets
 //! 403 on what belongs to no tenant or is not scoped to tenants, while `admin.token` keeps seeing everything.
 
 mod common;
@@ -210,6 +210,48 @@ async fn each_tenant_admin_sees_its_own_tenant_only() {
         .await;
     assert_eq!(t2_worker.status, 200, "t2's worker is untouched");
 
+    // Runs: each tenant lists and reads its own; another tenant's run by id is 404.
+    let mut runs = Vec::new();
+    for tenant in ["t1", "t2"] {
+        let auth = format!("Bearer {}", agent_token("runner", Some(tenant)));
+        let started = send(
+            Method::POST,
+            &proxy.url("/api/v1/runs"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            json!({"objective": "tidy up"}).to_string(),
+        )
+        .await;
+        assert_eq!(started.status, 200, "{:?}", started.body);
+        runs.push(started.json()["run_id"].as_str().unwrap().to_owned());
+    }
+    let listed = admin(&proxy, T1, Method::GET, "/api/v1/runs").await.json();
+    let listed = listed["runs"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["run_id"], runs[0].as_str());
+    let theirs = admin(
+        &proxy,
+        T1,
+        Method::GET,
+        &format!("/api/v1/runs/{}", runs[1]),
+    )
+    .await;
+    assert_eq!(theirs.status, 404);
+    let own = admin(
+        &proxy,
+        T1,
+        Method::GET,
+        &format!("/api/v1/runs/{}", runs[0]),
+    )
+    .await;
+    assert_eq!(own.status, 200);
+    let every = admin(&proxy, ADMIN, Method::GET, "/api/v1/runs")
+        .await
+        .json();
+    assert_eq!(every["runs"].as_array().unwrap().len(), 2);
+
     // What belongs to no tenant, or is not scoped to tenants: 403 with a reason, for tenant tokens only.
     for (method, path) in [
         (Method::GET, "/api/v1/tools"),
@@ -217,7 +259,6 @@ async fn each_tenant_admin_sees_its_own_tenant_only() {
         (Method::GET, "/api/v1/siem"),
         (Method::GET, "/api/v1/audit/verify"),
         (Method::GET, "/api/v1/audit/stream"),
-        (Method::GET, "/api/v1/runs"),
         (Method::GET, "/api/v1/alerts"),
     ] {
         let answer = admin(&proxy, T2, method.clone(), path).await;
