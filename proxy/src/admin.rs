@@ -11,6 +11,7 @@ mod audit_routes;
 mod policy;
 mod query;
 mod review;
+mod siem;
 mod stream;
 mod tools;
 
@@ -141,6 +142,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Some("tools") => tools::route(&call).await,
         Some("policy") => policy::route(&call).await,
         Some("agents") => agents::route(&call).await,
+        Some("siem") => siem::route(&call).await,
         _ => None,
     };
     answer.unwrap_or_else(|| {

@@ -35,6 +35,8 @@ pub struct App {
     pub tools: Arc<crate::tools::ToolPins>,
     /// Agents seen, and the kill switch.
     pub agents: crate::agents::Agents,
+    /// The SIEM sinks and their delivery tasks.
+    pub siem: Arc<crate::siem::Siem>,
 }
 
 impl App {
@@ -120,6 +122,8 @@ impl App {
         .await
         .context("loading the escalations")?;
         escalations.start(audit.clone());
+        let siem = crate::siem::Siem::start(&config.siem, &audit, &client, metrics.siem.clone())
+            .context("starting the SIEM sinks")?;
         let app = Arc::new(App {
             auth,
             sessions,
@@ -131,6 +135,7 @@ impl App {
             escalations,
             tools,
             agents,
+            siem,
             config,
         });
         app.policies.start();

@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod listener;
+mod siem;
 
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
+pub use siem::{Secret, SiemSinkSettings, SinkKind, DATADOG_MAX_ENTRIES};
 
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
@@ -72,6 +74,9 @@ pub struct Config {
     pub tools: ToolsSettings,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
+    /// `[[siem]]`: the SIEM sinks the audit log is delivered to.
+    #[serde(default)]
+    pub siem: Vec<SiemSinkSettings>,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -282,6 +287,7 @@ impl Config {
             message: e.message().to_owned(),
         })?;
         config.apply_env(env)?;
+        siem::resolve_tokens(&mut config.siem, env)?;
         config.validate()?;
         Ok(config)
     }
@@ -406,6 +412,7 @@ impl Config {
         }
         self.server.validate()?;
         self.tls.files()?;
+        siem::validate(&self.siem)?;
         for (key, value) in [
             ("session.max_sessions", self.session.max_sessions),
             (

@@ -42,6 +42,7 @@ mod escalations;
 mod feed;
 mod partitions;
 mod queries;
+mod siem_cursors;
 mod tool_pins;
 mod verify;
 
@@ -51,6 +52,7 @@ pub use agents::{AgentDelta, AgentPage, AgentRow};
 pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use feed::FeedFilter;
 pub use queries::StatsRow;
+pub use siem_cursors::{CursorMove, SiemCursor, SiemLease};
 pub use tool_pins::ToolDefinitionRow;
 
 /// The result of `verify`, exactly the JSON of the verify endpoint and `toolgate audit verify`.
