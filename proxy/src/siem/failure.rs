@@ -195,3 +195,106 @@ impl RetentionHold for DeliveryHold {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::store::CursorMove;
+    use crate::audit::test_db::{on_both, run, Kind, TestDb};
+    use crate::audit::{AuditMetrics, AuditSettings};
+
+    async fn retention_waits_for_the_slowest_sink_and_says_so(db: TestDb) {
+        let settings = AuditSettings {
+            database_url: db.url.clone(),
+            chain_id: Some("ret".into()),
+            signing_key_file: Some(db.dir.path().join("key")),
+            retention_days: 1,
+            ..AuditSettings::default()
+        };
+        let log = AuditLog::open(&settings, AuditMetrics::unregistered())
+            .await
+            .unwrap();
+        for day in 1..=4 {
+            log.append(EventDraft {
+                event_type: "tool_call".into(),
+                timestamp: format!("2020-01-0{day}T12:00:00.000000Z"),
+                ..EventDraft::default()
+            })
+            .await
+            .unwrap();
+        }
+        log.append(EventDraft {
+            event_type: "tool_call".into(),
+            ..EventDraft::default()
+        })
+        .await
+        .unwrap();
+        let metrics = SiemMetrics::unregistered();
+        log.hold_retention(Arc::new(DeliveryHold::new(
+            vec!["fast".into(), "slow".into()],
+            log.clone(),
+            metrics.clone(),
+        )));
+        let store = log.store().clone();
+        for (sink, through) in [("fast", 5), ("slow", 2)] {
+            assert!(store
+                .siem_take_lease(sink, "ret", 0, i64::MAX / 2)
+                .await
+                .unwrap());
+            let m = CursorMove {
+                sink,
+                chain: "ret",
+                from: 0,
+                to: through,
+                sent: through,
+            };
+            assert!(store.siem_advance(&m, "ret").await.unwrap());
+        }
+        // Without the sinks, retention would prune through seq 4; it stops at the slow sink's seq 2.
+        assert_eq!(log.prune().await.unwrap(), Some(2));
+        assert_eq!(metrics.failing("slow").get(), 1);
+        assert_eq!(metrics.failing("fast").get(), 0);
+        let events = store
+            .chain_events("ret", 0, i64::MAX, &Default::default(), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            events.first().map(|e| e.seq),
+            Some(3),
+            "seq 3 and 4 are kept"
+        );
+        let filter = crate::audit::store::FeedFilter {
+            event_types: vec!["siem_delivery".into()],
+            ..Default::default()
+        };
+        let mut held = None;
+        for _ in 0..200 {
+            held = store
+                .chain_events("ret", 0, i64::MAX, &filter, 10)
+                .await
+                .unwrap()
+                .pop();
+            if held.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let held = held.expect("a siem_delivery event is recorded");
+        assert_eq!(held.extra["status"], "failed");
+        assert_eq!(held.extra["reason"], "retention_waiting");
+        assert_eq!(held.extra["sinks"], json!(["slow"]));
+        assert_eq!(held.extra["retention_wanted_seq"], 4);
+        // The slow sink catches up: retention goes on.
+        let m = CursorMove {
+            sink: "slow",
+            chain: "ret",
+            from: 2,
+            to: 5,
+            sent: 3,
+        };
+        assert!(store.siem_advance(&m, "ret").await.unwrap());
+        assert_eq!(log.prune().await.unwrap(), Some(4));
+        log.close().await;
+    }
+    on_both!(retention_waits_for_the_slowest_sink_and_says_so);
+}
