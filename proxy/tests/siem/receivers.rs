@@ -23,6 +23,8 @@ pub struct Received {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: Bytes,
+    /// The status the receiver answered.
+    pub status: u16,
 }
 
 impl Received {
@@ -39,6 +41,8 @@ pub struct HttpReceiver {
     pub requests: Arc<Mutex<Vec<Received>>>,
     /// Replaceable while running (an outage that ends).
     pub answer: Arc<Mutex<Answerer>>,
+    /// How long each answer waits (a slow sink).
+    pub delay: Arc<Mutex<std::time::Duration>>,
 }
 
 impl HttpReceiver {
@@ -65,36 +69,47 @@ pub async fn http(answer: Answerer) -> HttpReceiver {
     let addr = listener.local_addr().unwrap();
     let requests: Arc<Mutex<Vec<Received>>> = Arc::default();
     let answer = Arc::new(Mutex::new(answer));
-    let (reqs, ans) = (requests.clone(), answer.clone());
+    let delay: Arc<Mutex<std::time::Duration>> = Arc::default();
+    let (reqs, ans, wait) = (requests.clone(), answer.clone(), delay.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (reqs, ans) = (reqs.clone(), ans.clone());
+            let (reqs, ans, wait) = (reqs.clone(), ans.clone(), wait.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (reqs, ans) = (reqs.clone(), ans.clone());
+                    let (reqs, ans, wait) = (reqs.clone(), ans.clone(), wait.clone());
                     async move {
+                        let pause = *wait.lock().unwrap();
+                        tokio::time::sleep(pause).await;
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let received = Received {
                             method: parts.method.to_string(),
                             path: parts.uri.path().to_owned(),
                             headers: parts
                                 .headers
                                 .iter()
-                                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                                .map(|(k, v)| {
+                                    (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                                })
                                 .collect(),
                             body,
+                            status: 0,
                         };
                         let answerer = ans.lock().unwrap().clone();
-                        let n = {
+                        // Answered and recorded under one lock, so `n` counts requests in arrival order.
+                        let (status, body) = {
                             let mut all = reqs.lock().unwrap();
-                            all.push(received.clone());
-                            all.len() - 1
+                            let (status, body) = answerer(&received, all.len());
+                            all.push(Received { status, ..received });
+                            (status, body)
                         };
-                        let (status, body) = answerer(&received, n);
                         Ok::<_, Infallible>(
                             Response::builder()
                                 .status(status)
@@ -114,6 +129,7 @@ pub async fn http(answer: Answerer) -> HttpReceiver {
         addr,
         requests,
         answer,
+        delay,
     }
 }
 
@@ -132,7 +148,10 @@ pub fn elasticsearch(
         let mut items = Vec::new();
         let mut errors = false;
         for pair in lines.chunks(2) {
-            let id = pair[0]["create"]["_id"].as_str().expect("create action with _id").to_owned();
+            let id = pair[0]["create"]["_id"]
+                .as_str()
+                .expect("create action with _id")
+                .to_owned();
             let status = if fail_once.lock().unwrap().remove(&id) {
                 errors = true;
                 429
@@ -149,7 +168,10 @@ pub fn elasticsearch(
             let error = (status != 201).then(|| serde_json::json!({"type": if status == 409 {"version_conflict_engine_exception"} else {"es_rejected_execution_exception"}}));
             items.push(serde_json::json!({"create": {"_index": pair[0]["create"]["_index"], "_id": id, "status": status, "error": error}}));
         }
-        (200, serde_json::json!({"took": 1, "errors": errors, "items": items}).to_string())
+        (
+            200,
+            serde_json::json!({"took": 1, "errors": errors, "items": items}).to_string(),
+        )
     })
 }
 
@@ -185,16 +207,21 @@ pub async fn syslog_tcp() -> SyslogReceiver {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                     // Octet counting: digits, one space, exactly that many bytes.
-                    loop {
-                        let Some(space) = buf.iter().position(|&b| b == b' ') else { break };
+                    while let Some(space) = buf.iter().position(|&b| b == b' ') {
                         let len: usize = std::str::from_utf8(&buf[..space])
                             .ok()
                             .and_then(|s| s.parse().ok())
-                            .unwrap_or_else(|| panic!("bad frame length {:?}", String::from_utf8_lossy(&buf[..space.min(20)])));
+                            .unwrap_or_else(|| {
+                                panic!(
+                                    "bad frame length {:?}",
+                                    String::from_utf8_lossy(&buf[..space.min(20)])
+                                )
+                            });
                         if buf.len() < space + 1 + len {
                             break;
                         }
-                        let msg = String::from_utf8(buf[space + 1..space + 1 + len].to_vec()).unwrap();
+                        let msg =
+                            String::from_utf8(buf[space + 1..space + 1 + len].to_vec()).unwrap();
                         buf.drain(..space + 1 + len);
                         out.lock().unwrap().push(msg);
                     }
@@ -213,8 +240,12 @@ pub async fn syslog_udp() -> SyslogReceiver {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
         loop {
-            let Ok((n, _)) = socket.recv_from(&mut buf).await else { return };
-            out.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let Ok((n, _)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            out.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     });
     SyslogReceiver { addr, messages }
