@@ -76,6 +76,9 @@ impl Delivery {
             if *self.stop.borrow() {
                 break;
             }
+            // Every wake-up queued so far is answered by the read below: drop them, so a burst of commits does
+            // not turn into as many empty reads afterwards.
+            while committed.try_recv().is_ok() {}
             match self.renew_lease().await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -201,7 +204,11 @@ impl Delivery {
             } else {
                 "delivering"
             });
-            let sent = self.sink.send(&pending).await;
+            // A stop does not wait for a slow sink: the batch is abandoned and re-sent from the cursor later.
+            let sent = tokio::select! {
+                sent = self.sink.send(&pending) => sent,
+                _ = self.stop.changed() => return Err(Interrupted::Stopped),
+            };
             let (why, wait) = match sent.attempt {
                 Attempt::Ok => break,
                 Attempt::Retry(why) => (why, backoff),
