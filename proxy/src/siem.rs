@@ -78,11 +78,20 @@ pub struct Sent {
 impl Sent {
     fn http(answer: Result<Reply, Why>, judge: impl FnOnce(&Reply) -> Attempt) -> Sent {
         match answer {
-            Ok(reply) => Sent {
-                attempt: judge(&reply),
-                detail: format!("status {}", reply.status),
-                reply: Some(reply),
-            },
+            Ok(reply) => {
+                let mut attempt = judge(&reply);
+                // The sink's own words (e.g. Splunk's `Invalid token`) say more than the status alone; the
+                // excerpt has the sink's credentials removed already.
+                if let (Some(why), false) = (attempt.why_mut(), reply.body.is_empty()) {
+                    let said: String = reply.body.chars().take(200).collect();
+                    why.detail = format!("{}: {said}", why.detail);
+                }
+                Sent {
+                    attempt,
+                    detail: format!("status {}", reply.status),
+                    reply: Some(reply),
+                }
+            }
             Err(why) => Sent {
                 detail: why.detail.clone(),
                 attempt: Attempt::Retry(why),

@@ -518,6 +518,10 @@ async fn an_outage_loses_nothing_and_is_recorded_as_failed_then_recovered() {
     let sink = &status["sinks"][0];
     assert_eq!(sink["last_error"]["reason"], "status_5xx");
     assert_eq!(sink["last_error"]["status"], 503);
+    assert_eq!(
+        sink["last_error"]["detail"],
+        r#"status 503: {"error":"down"}"#
+    );
     assert!(sink["lag_events"].as_i64().unwrap() > 0);
     assert!(sink["lag_seconds"].as_f64().unwrap() >= 0.0);
     traffic(&proxy, "agent-5", 3).await;

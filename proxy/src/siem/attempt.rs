@@ -74,6 +74,15 @@ impl Attempt {
         }
     }
 
+    pub fn why_mut(&mut self) -> Option<&mut Why> {
+        match self {
+            Attempt::Ok => None,
+            Attempt::Retry(why) | Attempt::DontRetry(why) | Attempt::Partial { why, .. } => {
+                Some(why)
+            }
+        }
+    }
+
     pub fn why(&self) -> Option<&Why> {
         match self {
             Attempt::Ok => None,
