@@ -10,6 +10,7 @@ mod receivers;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, repo_root, start, token, Agent, Options, Proxy, SECRET};
@@ -50,6 +51,13 @@ fn acknowledged(receiver: &receivers::HttpReceiver) -> HashMap<String, usize> {
 /// kills and waits for it; a child that never gets ready fails the test, which ends the process group anyway.
 #[allow(clippy::zombie_processes)]
 fn serve(config: &std::path::Path) -> (Child, String) {
+    let (child, addr, _) = serve_logged(config);
+    (child, addr)
+}
+
+/// [`serve`], also keeping every log line the child prints.
+#[allow(clippy::zombie_processes)]
+fn serve_logged(config: &std::path::Path) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", config.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -58,8 +66,11 @@ fn serve(config: &std::path::Path) -> (Child, String) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = logs.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            kept.lock().unwrap().push(line.clone());
             let _ = tx.send(line);
         }
     });
@@ -73,7 +84,7 @@ fn serve(config: &std::path::Path) -> (Child, String) {
         if v["message"] == "toolgate ready" {
             // Keep draining the pipe so the child never blocks on a full stdout.
             std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, v["listen"].as_str().unwrap().to_owned());
+            return (child, v["listen"].as_str().unwrap().to_owned(), logs);
         }
     }
 }
@@ -253,4 +264,64 @@ async fn two_instances_on_postgres_deliver_each_event_once() {
         .execute(&admin)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credential_never_reaches_the_logs() {
+    // A hostile sink: it echoes the request headers back and refuses them, so every attempt fails and is logged.
+    let receiver = receivers::http(Arc::new(|req, _| {
+        (401, json!({ "echo": req.headers }).to_string())
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hec.token"), "hec-SECRET-in-logs").unwrap();
+    let config = dir.path().join("toolgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[auth]\nhs256_secret = \"{SECRET}\"\n[policy]\ndir = \"{}\"\n[audit]\ndatabase_url = \"sqlite://{}\"\nsigning_key_file = \"{}\"\n\
+             [telemetry]\ndebug = true\n\
+             [[upstream]]\nname = \"demo\"\ncommand = [\"{BIN}\", \"demo-server\", \"--sandbox\", \"{}\"]\nworkdir = \"/workspace\"\n\
+             [[siem]]\nname = \"splunk\"\nkind = \"splunk_hec\"\nurl = \"http://collector:pw-SECRET@{}\"\ntoken_file = \"{}\"\nfailing_after = 1\nbackoff_initial_ms = 50\nbackoff_max_seconds = 1\npoll_ms = 100\n",
+            repo_root().join("policies").display(),
+            dir.path().join("audit.db").display(),
+            dir.path().join("key").display(),
+            dir.path().join("sandbox").display(),
+            receiver.addr,
+            dir.path().join("hec.token").display(),
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, logs) = serve_logged(&config);
+    call(&addr, 2).await;
+    // Failures are logged (with the sink's echoed answer, scrubbed)…
+    eventually(Duration::from_secs(20), || async {
+        let logs = logs.lock().unwrap();
+        (logs
+            .iter()
+            .filter(|l| l.contains("SIEM delivery attempt failed"))
+            .count()
+            >= 2
+            && logs.iter().any(|l| l.contains("SIEM delivery failing")))
+        .then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // …and the sink did get the credentials, but no log line holds them.
+    assert!(receiver
+        .received()
+        .iter()
+        .any(|r| r.header("authorization") == Some("Splunk hec-SECRET-in-logs")));
+    let logs = logs.lock().unwrap();
+    assert!(
+        logs.iter().any(|l| l.contains("[REDACTED]")),
+        "the echoed credential is shown redacted"
+    );
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("collector:pw-SECRET");
+    for line in logs.iter() {
+        assert!(!line.contains("SECRET"), "a credential in the logs: {line}");
+        assert!(!line.contains(&basic), "a credential in the logs: {line}");
+    }
 }
