@@ -206,10 +206,13 @@ async fn two_instances_on_postgres_deliver_each_event_once() {
         return;
     };
     let receiver = receivers::http(receivers::ok()).await;
+    // A sink slower than the lease: the holder must keep its lease renewed while it waits for the answer, or
+    // the other instance would take over and send the same batch again.
+    *receiver.delay.lock().unwrap() = Duration::from_millis(1200);
     let keys = tempfile::tempdir().unwrap();
     std::fs::write(keys.path().join("k"), "pg-key").unwrap();
     let sink = format!(
-        "[[siem]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\ntoken_file = \"{}\"\nbatch_max = 5\nlease_seconds = 2\npoll_ms = 100\nbackoff_initial_ms = 50\nbackoff_max_seconds = 1\n",
+        "[[siem]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\ntoken_file = \"{}\"\nbatch_max = 5\nlease_seconds = 1\npoll_ms = 100\nbackoff_initial_ms = 50\nbackoff_max_seconds = 1\n",
         receiver.url("/hook"),
         keys.path().join("k").display()
     );
@@ -218,7 +221,7 @@ async fn two_instances_on_postgres_deliver_each_event_once() {
     echo(&a, 6).await;
     echo(&b, 6).await;
     let store = a.app.audit.store().clone();
-    eventually(Duration::from_secs(30), || async {
+    eventually(Duration::from_secs(60), || async {
         let events = stored(&store).await;
         let got = acknowledged(&receiver);
         let chains: HashSet<&str> = events.iter().map(|e| e.chain_id.as_str()).collect();

@@ -138,10 +138,7 @@ impl Delivery {
 
     /// Takes or renews the lease for `lease_seconds`.
     async fn renew_lease(&self) -> Result<bool, AuditError> {
-        let ttl = i64::try_from(self.sink.settings.lease().as_millis()).unwrap_or(i64::MAX);
-        self.store
-            .siem_take_lease(self.sink.name(), &self.holder, now_ms(), ttl)
-            .await
+        take_lease(&self.store, &self.sink, &self.holder).await
     }
 
     /// The next batch owed, from the chain after the last one served that has events past the cursor. Also
@@ -204,10 +201,26 @@ impl Delivery {
             } else {
                 "delivering"
             });
-            // A stop does not wait for a slow sink: the batch is abandoned and re-sent from the cursor later.
-            let sent = tokio::select! {
-                sent = self.sink.send(&pending) => sent,
-                _ = self.stop.changed() => return Err(Interrupted::Stopped),
+            // The lease is renewed while the sink takes its time, so a slow answer does not hand the sink to
+            // another instance. A stop does not wait for a slow sink: the batch is abandoned and re-sent from
+            // the cursor later.
+            let sent = {
+                let sink = self.sink.clone();
+                let send = sink.send(&pending);
+                tokio::pin!(send);
+                let mut renew = tokio::time::interval(self.sink.settings.lease() / 3);
+                renew.tick().await;
+                loop {
+                    tokio::select! {
+                        sent = &mut send => break sent,
+                        _ = renew.tick() => {
+                            if let Ok(false) = take_lease(&self.store, &self.sink, &self.holder).await {
+                                return Err(Interrupted::LeaseLost);
+                            }
+                        }
+                        _ = self.stop.changed() => return Err(Interrupted::Stopped),
+                    }
+                }
             };
             let (why, wait) = match sent.attempt {
                 Attempt::Ok => break,
@@ -305,6 +318,15 @@ impl Delivery {
             "at": crate::telemetry::format_rfc3339(time::OffsetDateTime::now_utc()),
         }));
     }
+}
+
+/// Takes or renews `sink`'s lease for `holder`, for `lease_seconds` from now. A free function, so that it can
+/// run beside a borrow of the task's other fields.
+async fn take_lease(store: &AuditStore, sink: &Sink, holder: &str) -> Result<bool, AuditError> {
+    let ttl = i64::try_from(sink.settings.lease().as_millis()).unwrap_or(i64::MAX);
+    store
+        .siem_take_lease(sink.name(), holder, now_ms(), ttl)
+        .await
 }
 
 /// Milliseconds since the Unix epoch: the clock of the lease (instances sharing a database must keep their
