@@ -312,6 +312,21 @@ async fn splunk_hec_and_datadog_get_their_envelopes() {
     })
     .await;
     assert!(tool_calls.len() >= 3);
+    // The events the filter skipped are passed too: nothing is owed, and only the tool calls were counted.
+    let status = eventually(Duration::from_secs(10), || async {
+        let status = siem_status(&proxy).await;
+        let dd = status["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "dd")
+            .cloned()
+            .unwrap();
+        (dd["lag_events"] == 0).then_some(dd)
+    })
+    .await;
+    assert_eq!(status["delivered"], tool_calls.len());
+    assert_eq!(status["event_types"], json!(["tool_call"]));
     for r in datadog.received() {
         assert_eq!(r.path, "/api/v2/logs");
         assert_eq!(r.header("dd-api-key"), Some("dd-key-1"));
