@@ -65,7 +65,7 @@ pub fn render(machine: &Machine, run: &SiemRun, quick: bool) -> String {
     );
     let _ = writeln!(
         out,
-        "| sink | max lag (events) | max lag (s) | delivered | counted by the receiver |"
+        "| sink | max lag (events) | max lag (s) | delivered during the load | counted by the receiver (warm-up included) |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|");
     for (name, f) in &run.sinks {

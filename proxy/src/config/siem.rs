@@ -104,6 +104,10 @@ pub struct SiemSinkSettings {
     /// How often the sink looks for events of other instances' chains when nothing woke it (ms).
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// After this instance's commits wake the sink, how long it waits for more before reading (ms), so that a
+    /// busy log is read in full batches a few times a second rather than once per commit. 0 reads at once.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
     /// How long the delivering instance's lease on the sink lasts without renewal; another instance takes
     /// the sink over once it expired.
     #[serde(default = "default_lease_seconds")]
@@ -138,6 +142,9 @@ impl SiemSinkSettings {
     pub fn poll(&self) -> Duration {
         Duration::from_millis(self.poll_ms)
     }
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_seconds)
     }
@@ -162,6 +169,9 @@ fn default_backoff_max_seconds() -> u64 {
 }
 fn default_failing_after() -> u32 {
     3
+}
+fn default_linger_ms() -> u64 {
+    200
 }
 fn default_poll_ms() -> u64 {
     500

@@ -40,6 +40,8 @@ pub(super) struct Delivery {
     failures: Failures,
     /// The chain served last, so that a busy chain does not starve the others.
     last_chain: Option<String>,
+    /// When this task last took or renewed the lease (`None`: it does not hold it).
+    renewed: Option<std::time::Instant>,
 }
 
 /// Why the task stopped working on a batch.
@@ -65,6 +67,7 @@ impl Delivery {
             metrics,
             stop,
             last_chain: None,
+            renewed: None,
         }
     }
 
@@ -112,10 +115,14 @@ impl Delivery {
                 } else {
                     "idle"
                 });
-                tokio::select! {
-                    _ = committed.recv() => {}
-                    _ = tokio::time::sleep(poll) => {}
+                let woken = tokio::select! {
+                    _ = committed.recv() => true,
+                    _ = tokio::time::sleep(poll) => false,
                     _ = self.stop.changed() => break,
+                };
+                let linger = self.sink.settings.linger();
+                if woken && !linger.is_zero() && self.sleep(linger).await.is_err() {
+                    break;
                 }
                 continue;
             };
@@ -123,6 +130,7 @@ impl Delivery {
                 Ok(()) => {}
                 Err(Interrupted::Stopped) => break,
                 Err(Interrupted::LeaseLost) => {
+                    self.renewed = None;
                     tracing::info!(sink = %self.sink.name(), "SIEM sink lease lost: another instance delivers");
                 }
             }
@@ -136,9 +144,20 @@ impl Delivery {
         }
     }
 
-    /// Takes or renews the lease for `lease_seconds`.
-    async fn renew_lease(&self) -> Result<bool, AuditError> {
-        take_lease(&self.store, &self.sink, &self.holder).await
+    /// Takes or renews the lease for `lease_seconds`. A lease renewed less than a third of its time ago is
+    /// still held (nobody may take it before it expires), so the database is not written on every pass: on
+    /// SQLite each renewal is a write that waits for the audit writer's lock.
+    async fn renew_lease(&mut self) -> Result<bool, AuditError> {
+        let fresh = self
+            .renewed
+            .is_some_and(|at| at.elapsed() < self.sink.settings.lease() / 3);
+        if fresh {
+            return Ok(true);
+        }
+        let started = std::time::Instant::now();
+        let held = take_lease(&self.store, &self.sink, &self.holder).await?;
+        self.renewed = held.then_some(started);
+        Ok(held)
     }
 
     /// The next batch owed, from the chain after the last one served that has events past the cursor. Also
@@ -214,8 +233,10 @@ impl Delivery {
                     tokio::select! {
                         sent = &mut send => break sent,
                         _ = renew.tick() => {
-                            if let Ok(false) = take_lease(&self.store, &self.sink, &self.holder).await {
-                                return Err(Interrupted::LeaseLost);
+                            match take_lease(&self.store, &self.sink, &self.holder).await {
+                                Ok(false) => return Err(Interrupted::LeaseLost),
+                                Ok(true) => self.renewed = Some(std::time::Instant::now()),
+                                Err(_) => {}
                             }
                         }
                         _ = self.stop.changed() => return Err(Interrupted::Stopped),
