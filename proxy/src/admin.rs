@@ -13,6 +13,7 @@ mod policy;
 mod query;
 mod review;
 mod runs;
+mod siem;
 mod stream;
 mod tokens;
 mod tools;
@@ -179,6 +180,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Some("policy") => policy::route(&call).await,
         Some("agents") => agents::route(&call).await,
         Some("runs") => runs::route(&call).await,
+        Some("siem") => siem::route(&call).await,
         _ => None,
     };
     answer.unwrap_or_else(|| {

@@ -39,6 +39,8 @@ pub struct App {
     pub admin_tokens: crate::admin::AdminTokens,
     /// Agent runs, their calls counted in memory, and their timeout.
     pub runs: Arc<crate::runs::Runs>,
+    /// The SIEM sinks and their delivery tasks.
+    pub siem: Arc<crate::siem::Siem>,
 }
 
 impl App {
@@ -138,6 +140,8 @@ impl App {
             &config.runs,
         ));
         crate::runs::start(&runs);
+        let siem = crate::siem::Siem::start(&config.siem, &audit, &client, metrics.siem.clone())
+            .context("starting the SIEM sinks")?;
         let app = Arc::new(App {
             auth,
             sessions,
@@ -151,6 +155,7 @@ impl App {
             agents,
             runs,
             admin_tokens,
+            siem,
             config,
         });
         app.policies.start();

@@ -15,6 +15,8 @@ mod runs;
 
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
 pub use runs::RunsSettings;
+mod siem;
+pub use siem::{Secret, SiemSinkSettings, SinkKind, DATADOG_MAX_ENTRIES};
 
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
@@ -76,6 +78,9 @@ pub struct Config {
     pub runs: RunsSettings,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
+    /// `[[siem]]`: the SIEM sinks the audit log is delivered to.
+    #[serde(default)]
+    pub siem: Vec<SiemSinkSettings>,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -300,6 +305,7 @@ impl Config {
             message: e.message().to_owned(),
         })?;
         config.apply_env(env)?;
+        siem::resolve_tokens(&mut config.siem, env)?;
         config.validate()?;
         Ok(config)
     }
@@ -425,6 +431,7 @@ impl Config {
         self.server.validate()?;
         self.tls.files()?;
         self.runs.validate()?;
+        siem::validate(&self.siem)?;
         for (key, value) in [
             ("session.max_sessions", self.session.max_sessions),
             (

@@ -44,6 +44,7 @@ mod feed;
 mod partitions;
 mod queries;
 mod runs;
+mod siem_cursors;
 mod tool_pins;
 mod verify;
 
@@ -55,6 +56,7 @@ pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use feed::FeedFilter;
 pub use queries::StatsRow;
 pub use runs::{RunEnd, RunPage, RunRow};
+pub use siem_cursors::{CursorMove, SiemCursor, SiemLease};
 pub use tool_pins::ToolDefinitionRow;
 
 /// The result of `verify`, exactly the JSON of the verify endpoint and `toolgate audit verify`.
