@@ -15,10 +15,9 @@ mod review;
 mod runs;
 mod siem;
 mod stream;
-mod tokens;
 mod tools;
 
-pub use tokens::AdminTokens;
+use crate::config::admin_tokens::AdminScope;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -219,6 +218,10 @@ fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Admin, AdminError>
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|presented| app.admin_tokens.identify(presented))
+        .map(|scope| match scope {
+            AdminScope::All => Admin::all(),
+            AdminScope::Tenant(tenant) => Admin::of_tenant(&tenant),
+        })
         .ok_or(AdminError::Unauthorized)
 }
 

@@ -36,7 +36,7 @@ pub struct App {
     /// Agents seen, and the kill switch.
     pub agents: crate::agents::Agents,
     /// The admin API's tokens: every tenant, or one tenant each.
-    pub admin_tokens: crate::admin::AdminTokens,
+    pub admin_tokens: crate::config::admin_tokens::AdminTokens,
     /// Agent runs, their calls counted in memory, and their timeout.
     pub runs: Arc<crate::runs::Runs>,
     /// The SIEM sinks and their delivery tasks.
@@ -56,7 +56,7 @@ impl App {
         client: crate::outbound::HttpClient,
     ) -> anyhow::Result<Arc<App>> {
         config.validate_for_serve()?;
-        let admin_tokens = crate::admin::AdminTokens::load(&config.admin)?;
+        let admin_tokens = crate::config::admin_tokens::AdminTokens::new(&config.admin);
         let metrics = Arc::new(Metrics::new(config.telemetry.metrics_max_agents));
         let auth = Arc::new(Authenticator::new(&config.auth).context("agent authentication")?);
         if let Some(url) = &config.auth.jwks_url {

@@ -15,8 +15,11 @@ mod runs;
 
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
 pub use runs::RunsSettings;
+pub mod admin_tokens;
+mod secret;
 mod siem;
-pub use siem::{Secret, SiemSinkSettings, SinkKind, DATADOG_MAX_ENTRIES};
+pub use secret::Secret;
+pub use siem::{SiemSinkSettings, SinkKind, DATADOG_MAX_ENTRIES};
 
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
@@ -93,14 +96,17 @@ pub struct AdminSettings {
     pub tenant_tokens: Vec<TenantTokenSettings>,
 }
 
-/// One `[[admin.tenant_tokens]]`: the tenant, and where its token is read from at start (never the config file
-/// itself, so the file can be shared).
+/// One `[[admin.tenant_tokens]]`: the tenant, and where its token is read from when the configuration is loaded
+/// (never the config file itself, so the file can be shared).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantTokenSettings {
     pub tenant: String,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// The token, read at load ([`admin_tokens`]).
+    #[serde(skip)]
+    pub token: Option<Secret>,
 }
 
 impl std::fmt::Debug for AdminSettings {
@@ -306,6 +312,7 @@ impl Config {
         })?;
         config.apply_env(env)?;
         siem::resolve_tokens(&mut config.siem, env)?;
+        admin_tokens::resolve(&mut config.admin, env)?;
         config.validate()?;
         Ok(config)
     }

@@ -48,13 +48,14 @@ fn tenants_of(items: &[Value]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_admin_sees_its_own_tenant_only() {
     let dir = tempfile::tempdir().unwrap();
-    let t2_file = dir.path().join("t2.token");
+    let (t1_file, t2_file) = (dir.path().join("t1.token"), dir.path().join("t2.token"));
+    std::fs::write(&t1_file, T1).unwrap();
     std::fs::write(&t2_file, format!("{T2}\n")).unwrap();
-    std::env::set_var("TOOLGATE_TEST_TENANT_ONE_TOKEN", T1);
     let proxy = start(Options {
         extra_toml: format!(
-            "[[admin.tenant_tokens]]\ntenant = \"t1\"\ntoken_env = \"TOOLGATE_TEST_TENANT_ONE_TOKEN\"\n\
+            "[[admin.tenant_tokens]]\ntenant = \"t1\"\ntoken_file = \"{}\"\n\
              [[admin.tenant_tokens]]\ntenant = \"t2\"\ntoken_file = \"{}\"\n",
+            t1_file.display(),
             t2_file.display()
         ),
         ..Default::default()

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::secret::Secret;
+
 use super::ConfigError;
 
 /// The wire format of a sink, spelled exactly as the contract does.
@@ -44,27 +46,6 @@ impl SinkKind {
             self,
             SinkKind::Webhook | SinkKind::SplunkHec | SinkKind::Datadog
         )
-    }
-}
-
-/// A credential: its `Debug` never shows it, and nothing serialises it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    /// The credential itself, for the one header or key that carries it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -200,30 +181,8 @@ pub(super) fn resolve_tokens(
             key: key.clone(),
             message,
         };
-        sink.token = match (&sink.token_env, &sink.token_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid("set token_env or token_file, not both".into()))
-            }
-            (Some(var), None) => match env.get(var).map(|v| v.trim()) {
-                Some(v) if !v.is_empty() => Some(Secret(v.to_owned())),
-                _ => {
-                    return Err(invalid(format!(
-                        "token_env names {var:?}, which is not set or empty"
-                    )))
-                }
-            },
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    invalid(format!("cannot read token_file {}: {e}", path.display()))
-                })?;
-                let text = text.trim();
-                if text.is_empty() {
-                    return Err(invalid(format!("token_file {} is empty", path.display())));
-                }
-                Some(Secret(text.to_owned()))
-            }
-            (None, None) => None,
-        };
+        sink.token = super::secret::read(sink.token_env.as_ref(), sink.token_file.as_ref(), env)
+            .map_err(invalid)?;
     }
     Ok(())
 }
