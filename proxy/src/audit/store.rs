@@ -362,9 +362,13 @@ const SELECT_COLUMNS: &str = "id, chain_id, seq, \"timestamp\", event_type, agen
 /// The store over one sqlx database.
 pub(crate) struct SqlStore<DB: Database> {
     pool: Pool<DB>,
-    /// The writer's batch inserts. SQLite file: a pool of its own with one connection, so every batch runs
-    /// on the same connection and finds its page cache warm (SQLite drops a connection's whole cache when
-    /// another connection wrote since its last transaction). Otherwise the same pool as `pool`.
+    /// Every write: the audit writer's batch inserts, and the other tables' changes (agents, runs, escalations,
+    /// pins, SIEM cursors and leases, checkpoints). SQLite file: a pool of its own with one connection, so every
+    /// batch runs on the same connection and finds its page cache warm (SQLite drops a connection's whole cache
+    /// when another connection wrote since its last transaction), and other writers queue for that connection
+    /// instead of meeting the audit writer at SQLite's write lock, where the loser sleeps in the busy handler
+    /// (1, 2, 5, 10… ms) while tool calls wait for their commit. Otherwise the same pool as `pool`. Retention's
+    /// deletes stay on `pool`: a long delete must not hold the audit writer's queue.
     writer: Pool<DB>,
     dialect: &'static Dialect,
     /// PostgreSQL: `audit_events` is a declaratively partitioned table whose daily partitions toolgate
@@ -549,7 +553,7 @@ macro_rules! impl_sql_store {
                     .bind(head.chain_id.clone())
                     .bind(head.seq)
                     .bind(head.hash.clone())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map(|_| ())
                 }

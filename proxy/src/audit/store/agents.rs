@@ -96,7 +96,7 @@ macro_rules! impl_agents {
                     &self,
                     deltas: &[AgentDelta],
                 ) -> Result<(), AuditError> {
-                    let mut tx = self.pool.begin().await.map_err(AuditError::Query)?;
+                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
                     for chunk in deltas.chunks(UPSERT_CHUNK) {
                         let mut q = QueryBuilder::<DB>::new(
                             "INSERT INTO agents (tenant_id, agent_id, calls, denials, escalations, \
@@ -213,7 +213,7 @@ macro_rules! impl_agents {
                     .bind(tenant_id.to_owned())
                     .bind(agent_id.to_owned())
                     .bind(!disabled)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();

@@ -132,7 +132,7 @@ macro_rules! impl_queries {
                     .bind(cp.jcs())
                     .bind(signed.public_key.clone())
                     .bind(signed.signature.clone())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map(|_| ())
                 }

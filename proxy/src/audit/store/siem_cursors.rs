@@ -94,7 +94,7 @@ macro_rules! impl_siem_cursors {
                     .bind(m.sent)
                     .bind(holder.to_owned())
                     .bind(now.to_owned())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map(|r| r.rows_affected() == 1)
                     .map_err(AuditError::Query)
@@ -116,7 +116,7 @@ macro_rules! impl_siem_cursors {
                     .bind(holder.to_owned())
                     .bind(now_ms.saturating_add(ttl_ms))
                     .bind(now_ms)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map(|r| r.rows_affected() == 1)
                     .map_err(AuditError::Query)
@@ -130,7 +130,7 @@ macro_rules! impl_siem_cursors {
                     sqlx::query("DELETE FROM siem_leases WHERE sink = $1 AND holder = $2")
                         .bind(sink.to_owned())
                         .bind(holder.to_owned())
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map(|_| ())
                         .map_err(AuditError::Query)
