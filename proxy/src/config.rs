@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod behavior;
 mod listener;
 
+pub use behavior::BehaviorSettings;
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
 
 use crate::audit::AuditSettings;
@@ -70,6 +72,9 @@ pub struct Config {
     pub agents: AgentSettings,
     #[serde(default)]
     pub tools: ToolsSettings,
+    /// `[behavior]`: baselines, scores and the alert rules' thresholds.
+    #[serde(default)]
+    pub behavior: BehaviorSettings,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
 }
@@ -405,6 +410,7 @@ impl Config {
             }
         }
         self.server.validate()?;
+        self.behavior.validate()?;
         self.tls.files()?;
         for (key, value) in [
             ("session.max_sessions", self.session.max_sessions),

@@ -37,6 +37,7 @@ macro_rules! dispatch {
 }
 
 mod agents;
+mod behaviour;
 mod dialect;
 mod escalations;
 mod feed;
@@ -48,6 +49,7 @@ mod verify;
 use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
 pub use agents::{AgentDelta, AgentPage, AgentRow};
+pub use behaviour::{AgentText, AlertPage, AlertRow};
 pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use feed::FeedFilter;
 pub use queries::StatsRow;

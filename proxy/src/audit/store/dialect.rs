@@ -54,6 +54,11 @@ pub(super) const SQLITE: Dialect = Dialect {
             "agents",
             include_str!("../../../migrations/sqlite/0006_agents.sql"),
         ),
+        (
+            7,
+            "behaviour",
+            include_str!("../../../migrations/sqlite/0007_behaviour.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
@@ -87,6 +92,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             5,
             "agents",
             include_str!("../../../migrations/postgres/0005_agents.sql"),
+        ),
+        (
+            6,
+            "behaviour",
+            include_str!("../../../migrations/postgres/0006_behaviour.sql"),
         ),
     ],
     ts_cast: Some("::timestamptz"),
