@@ -322,7 +322,7 @@ impl super::AuditStore {
         dispatch!(self, s => s.put_baselines(rows, at).await)
     }
 
-    pub(crate) async fn baselines(&self) -> Result<Vec<AgentText>, AuditError> {
+    pub async fn baselines(&self) -> Result<Vec<AgentText>, AuditError> {
         dispatch!(self, s => s.texts("SELECT tenant_id, agent_id, snapshot FROM behaviour_baselines").await)
     }
 
@@ -334,7 +334,7 @@ impl super::AuditStore {
         dispatch!(self, s => s.pin_prompts(pins, at).await)
     }
 
-    pub(crate) async fn prompt_pins(&self) -> Result<Vec<AgentText>, AuditError> {
+    pub async fn prompt_pins(&self) -> Result<Vec<AgentText>, AuditError> {
         dispatch!(self, s => s.texts("SELECT tenant_id, agent_id, prompt_hash FROM prompt_pins").await)
     }
 
