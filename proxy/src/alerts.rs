@@ -66,10 +66,19 @@ pub struct ListQuery {
 /// The open alerts as this instance knows them: what `raise` checks, and what the gauge shows.
 #[derive(Default)]
 struct Known {
-    /// Open in the table as last read, or opened here since.
-    open: HashSet<(Kind, StoredKey)>,
+    /// Open in the table as last read, or opened here since: the kinds open per agent (a lookup by reference,
+    /// so a rule checking on every call allocates nothing).
+    open: HashMap<StoredKey, HashSet<Kind>>,
     /// Raised here and not yet stored.
     queued: Vec<AlertRow>,
+}
+
+impl Known {
+    fn is_open(&self, kind: Kind, agent: &StoredKey) -> bool {
+        self.open
+            .get(agent)
+            .is_some_and(|kinds| kinds.contains(&kind))
+    }
 }
 
 /// The alerts of this instance.
@@ -121,10 +130,10 @@ impl Alerts {
         });
         {
             let mut known = lock(&self.known);
-            if known.open.contains(&(kind, agent.clone())) || known.queued.len() >= MAX_QUEUED {
+            if known.is_open(kind, &agent) || known.queued.len() >= MAX_QUEUED {
                 return;
             }
-            known.open.insert((kind, agent.clone()));
+            known.open.entry(agent.clone()).or_default().insert(kind);
             known.queued.push(AlertRow {
                 id: uuid::Uuid::now_v7().to_string(),
                 kind: kind.as_str().to_owned(),
@@ -142,6 +151,12 @@ impl Alerts {
         }
         self.set_gauge();
         self.wake.notify_one();
+    }
+
+    /// Whether an alert of `kind` is open for `agent` (stored form) as far as this instance knows: a rule that
+    /// holds on every call checks this before it builds its alert's detail.
+    pub fn is_open(&self, kind: Kind, agent: &StoredKey) -> bool {
+        lock(&self.known).is_open(kind, agent)
     }
 
     /// [`Alerts::raise`] with the kind's own severity.
@@ -216,17 +231,16 @@ impl Alerts {
     /// Reads the open alerts back (changes on other instances, acks and resolves) and sets the gauge.
     pub async fn refresh(&self) -> Result<(), AuditError> {
         let rows = self.store.open_alerts().await?;
-        let mut open = HashSet::with_capacity(rows.len());
+        let mut open: HashMap<StoredKey, HashSet<Kind>> = HashMap::with_capacity(rows.len());
         let mut counts: HashMap<Severity, i64> = HashMap::new();
         for (kind, tenant_id, agent_id, severity) in rows {
             if let Some(kind) = Kind::parse(&kind) {
-                open.insert((
-                    kind,
-                    StoredKey {
-                        tenant_id,
-                        agent_id,
-                    },
-                ));
+                open.entry(StoredKey {
+                    tenant_id,
+                    agent_id,
+                })
+                .or_default()
+                .insert(kind);
             }
             if let Some(s) = Severity::parse(&severity) {
                 *counts.entry(s).or_default() += 1;
@@ -237,13 +251,12 @@ impl Alerts {
             // Raised here and not stored yet: still open as far as `raise` is concerned.
             for row in &known.queued {
                 if let Some(kind) = Kind::parse(&row.kind) {
-                    open.insert((
-                        kind,
-                        StoredKey {
-                            tenant_id: row.tenant_id.clone(),
-                            agent_id: row.agent_id.clone(),
-                        },
-                    ));
+                    open.entry(StoredKey {
+                        tenant_id: row.tenant_id.clone(),
+                        agent_id: row.agent_id.clone(),
+                    })
+                    .or_default()
+                    .insert(kind);
                 }
             }
             known.open = open;

@@ -165,6 +165,7 @@ impl Behaviour {
             let info = observed.info;
             if info.zscore >= self.settings.alert_zscore
                 && observed.current_rate >= self.settings.rate_min_calls
+                && !self.alerts.is_open(Kind::RateAnomaly, &state.stored)
             {
                 self.alerts.raise_kind(
                     Kind::RateAnomaly,
@@ -178,7 +179,10 @@ impl Behaviour {
                     ),
                 );
             }
-            if info.new_tool && seen_before >= self.settings.new_tool_after_calls {
+            if info.new_tool
+                && seen_before >= self.settings.new_tool_after_calls
+                && !self.alerts.is_open(Kind::NewTool, &state.stored)
+            {
                 let tool = stored_text(call.tool.unwrap_or_default().to_owned());
                 self.alerts.raise_kind(
                     Kind::NewTool,
@@ -204,6 +208,7 @@ impl Behaviour {
             let s = &self.settings;
             if window.calls >= s.deny_spike_min_calls
                 && f64::from(window.denied) > s.deny_spike_ratio * f64::from(window.calls)
+                && !self.alerts.is_open(Kind::DenySpike, &state.stored)
             {
                 self.alerts.raise_kind(
                     Kind::DenySpike,

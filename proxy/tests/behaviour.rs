@@ -4,12 +4,15 @@
 //! target holding a secret never reaches the alerts API or the behaviour tables.
 
 mod common;
+#[path = "live_feed/sse.rs"]
+mod sse;
 
 use std::time::Duration;
 
 use common::{eventually, send, start, token, Agent, Options, Proxy, ADMIN};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
+use sse::{Ask, Feed};
 
 const AWS: &str = "AKIAIOSFODNN7EXAMPLE";
 
@@ -105,18 +108,36 @@ async fn denied_calls_open_deny_spike_listed_audited_counted_and_acknowledged() 
     assert_eq!(again.json()["error"], "already_acknowledged");
     let unknown = admin(&proxy, Method::POST, "/api/v1/alerts/nope/resolve").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert!(open_alerts(&proxy).await.iter().all(|a| a["id"] != id.as_str()));
+    assert!(open_alerts(&proxy)
+        .await
+        .iter()
+        .all(|a| a["id"] != id.as_str()));
     let bad = admin(&proxy, Method::GET, "/api/v1/alerts?status=sleeping").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.json()["message"].as_str().unwrap().contains("status"));
     let bad = admin(&proxy, Method::GET, "/api/v1/alerts?kind=nope").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    let listed = admin(&proxy, Method::GET, "/api/v1/alerts?kind=deny_spike&agent_id=mallory").await;
+    let listed = admin(
+        &proxy,
+        Method::GET,
+        "/api/v1/alerts?kind=deny_spike&agent_id=mallory",
+    )
+    .await;
     assert_eq!(listed.json()["alerts"].as_array().unwrap().len(), 1);
-    let resolved = admin(&proxy, Method::POST, &format!("/api/v1/alerts/{id}/resolve")).await;
+    let resolved = admin(
+        &proxy,
+        Method::POST,
+        &format!("/api/v1/alerts/{id}/resolve"),
+    )
+    .await;
     assert_eq!(resolved.status, StatusCode::OK);
     assert_eq!(resolved.json()["status"], "resolved");
-    let final_state = admin(&proxy, Method::POST, &format!("/api/v1/alerts/{id}/resolve")).await;
+    let final_state = admin(
+        &proxy,
+        Method::POST,
+        &format!("/api/v1/alerts/{id}/resolve"),
+    )
+    .await;
     assert_eq!(final_state.status, StatusCode::CONFLICT);
     let actions: Vec<String> = events(&proxy, "admin_action")
         .await
@@ -163,7 +184,10 @@ async fn a_changed_prompt_hash_opens_prompt_drift_until_an_admin_repins() {
     let second = "fedcba9876543210fedcba9876543210";
     assert_eq!(call_with_prompt(&agent, 1, first).await.error_code(), None);
     assert_eq!(call_with_prompt(&agent, 2, first).await.error_code(), None);
-    assert!(open_alerts(&proxy).await.iter().all(|a| a["kind"] != "prompt_drift"));
+    assert!(open_alerts(&proxy)
+        .await
+        .iter()
+        .all(|a| a["kind"] != "prompt_drift"));
     // Not a hash: refused with a clear message, never pinned.
     let refused = call_with_prompt(&agent, 3, "not a hash").await;
     assert_eq!(refused.error_code(), Some(-32602), "{refused:?}");
@@ -183,13 +207,21 @@ async fn a_changed_prompt_hash_opens_prompt_drift_until_an_admin_repins() {
     let again = admin(&proxy, Method::POST, "/api/v1/agents/pia/prompt/repin").await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let id = alert["id"].as_str().unwrap();
-    let resolved = admin(&proxy, Method::POST, &format!("/api/v1/alerts/{id}/resolve")).await;
+    let resolved = admin(
+        &proxy,
+        Method::POST,
+        &format!("/api/v1/alerts/{id}/resolve"),
+    )
+    .await;
     assert_eq!(resolved.status, StatusCode::OK);
     // The next declared hash is the new pin: no drift.
     assert_eq!(call_with_prompt(&agent, 5, second).await.error_code(), None);
     // Whatever that call raised is stored before the listing is read.
     proxy.app.alerts.store_raised().await.unwrap();
-    assert!(open_alerts(&proxy).await.iter().all(|a| a["kind"] != "prompt_drift"));
+    assert!(open_alerts(&proxy)
+        .await
+        .iter()
+        .all(|a| a["kind"] != "prompt_drift"));
     proxy.stop().await;
 }
 
@@ -211,7 +243,10 @@ async fn secrets_in_tool_names_and_targets_reach_no_alert_and_no_table() {
     let answer = admin(&proxy, Method::GET, "/api/v1/alerts").await;
     let text = String::from_utf8_lossy(&answer.body).into_owned();
     assert!(!text.contains(AWS), "{text}");
-    assert!(alert["detail"].as_str().unwrap().contains("REDACTED"), "{alert}");
+    assert!(
+        alert["detail"].as_str().unwrap().contains("REDACTED"),
+        "{alert}"
+    );
     // The snapshot is written within a second or two; nothing of the secret is in it either.
     let store = proxy.app.audit.store().clone();
     eventually(Duration::from_secs(5), || async {
@@ -220,7 +255,41 @@ async fn secrets_in_tool_names_and_targets_reach_no_alert_and_no_table() {
     })
     .await;
     for row in store.baselines().await.unwrap() {
-        assert!(!row.text.contains(AWS) && !row.agent_id.contains(AWS), "{row:?}");
+        assert!(
+            !row.text.contains(AWS) && !row.agent_id.contains(AWS),
+            "{row:?}"
+        );
     }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_finding_opens_dlp_critical_shown_on_the_live_feed_as_alert() {
+    let proxy = start(Options::default()).await;
+    let mut feed = Feed::served(
+        proxy.addr,
+        Ask {
+            query: "event_type=alert",
+            ..Ask::default()
+        },
+    )
+    .await;
+    let mut agent = Agent::new(&proxy, "demo", token("leaky", &["dev"]));
+    agent.initialize().await;
+    let answer = agent
+        .call("echo", json!({ "text": format!("key {AWS}") }))
+        .await;
+    assert_eq!(answer.error_code(), Some(-31001), "{answer:?}");
+    let event = tokio::time::timeout(Duration::from_secs(3), feed.next())
+        .await
+        .expect("the alert is on the feed within a second or so")
+        .expect("the feed is open");
+    assert_eq!(event.event, "alert");
+    assert_eq!(event.data["extra"]["kind"], "dlp_critical");
+    assert_eq!(event.data["extra"]["severity"], "critical");
+    assert_eq!(event.data["agent_id"], "leaky");
+    assert!(!event.data.to_string().contains(AWS));
+    let alert = alert_of(&proxy, "dlp_critical").await;
+    assert_eq!(alert["id"], event.data["extra"]["alert_id"]);
     proxy.stop().await;
 }

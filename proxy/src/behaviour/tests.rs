@@ -453,6 +453,7 @@ fn observe_costs_microseconds_at_most() {
             i.behaviour.judged(&a, Verdict::Allow);
         }
         let per_call = started.elapsed() / n as u32;
+        eprintln!("observe + judged: {per_call:?} per call");
         // The budget is 2 µs in release builds; debug builds (the tests) are several times slower.
         assert!(
             per_call < std::time::Duration::from_micros(40),
