@@ -32,13 +32,13 @@ export function render(root, signal) {
     const buttons = [];
     for (const [verb, label] of [['ack', 'Acknowledge'], ['resolve', 'Resolve']]) {
       if (alert.status === 'resolved' || (verb === 'ack' && alert.status !== 'open')) continue;
-      const b = el('button', { type: 'button', class: 'secondary' }, label);
+      const b = el('button', { type: 'button', class: 'secondary ' + verb }, label);
       b.addEventListener('click', () => act(alert, verb, b));
       buttons.push(b);
     }
     return el(
       'tr',
-      { class: 'alert-row sev-' + text(alert.severity) },
+      { class: 'alert-row sev-' + text(alert.severity), dataset: { id: text(alert.id), kind: text(alert.kind) } },
       el('td', {}, el('span', { class: 'finding-type sev-' + text(alert.severity) }, text(alert.severity))),
       el('td', {}, text(alert.kind)),
       el('td', {}, text(alert.agent_id), alert.tenant_id ? el('div', { class: 'muted' }, 'tenant ', alert.tenant_id) : ''),
