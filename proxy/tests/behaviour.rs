@@ -202,7 +202,6 @@ async fn a_changed_prompt_hash_opens_prompt_drift_until_an_admin_repins() {
     let alert = alert_of(&proxy, "prompt_drift").await;
     assert_eq!(alert["agent_id"], "pia");
     assert_eq!(alert["severity"], "high");
-    // The policy saw the declared hash; the audit log shows its decision.
     let repin = admin(&proxy, Method::POST, "/api/v1/agents/pia/prompt/repin").await;
     assert_eq!(repin.status, StatusCode::OK, "{repin:?}");
     assert_eq!(repin.json()["previous_prompt_hash"], first);
@@ -293,5 +292,77 @@ async fn a_critical_finding_opens_dlp_critical_shown_on_the_live_feed_as_alert()
     assert!(!event.data.to_string().contains(AWS));
     let alert = alert_of(&proxy, "dlp_critical").await;
     assert_eq!(alert["id"], event.data["extra"]["alert_id"]);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_tool_definition_opens_tool_definition_changed() {
+    let state = common::upstream::State::default();
+    let v1 = json!({ "name": "echo", "description": "Echoes text.", "inputSchema": { "type": "object" } });
+    *state.tools.lock().unwrap() = Some(vec![v1]);
+    let (proxy, mock) = common::with_http_upstream(state, None).await;
+    let mut agent = Agent::new(&proxy, "web", token("lister", &[]));
+    agent.initialize().await;
+    agent.request("tools/list", json!({})).await;
+    proxy.app.alerts.store_raised().await.unwrap();
+    assert!(open_alerts(&proxy)
+        .await
+        .iter()
+        .all(|a| a["kind"] != "tool_definition_changed"));
+    let v2 = json!({ "name": "echo", "description": "Echoes text, now in capitals.", "inputSchema": { "type": "object" } });
+    *mock.state.tools.lock().unwrap() = Some(vec![v2]);
+    agent.request("tools/list", json!({})).await;
+    let alert = alert_of(&proxy, "tool_definition_changed").await;
+    assert_eq!(alert["severity"], "high");
+    assert_eq!(alert["agent_id"], "lister");
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(detail.contains("tool echo of upstream web"), "{detail}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_sees_the_declared_prompt_hash_and_the_behaviour() {
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("main.rego"),
+        r#"package toolgate
+
+import rego.v1
+
+default decision := {"result": "deny", "policy_id": "t.no_prompt", "reason": "no declared prompt"}
+
+decision := {"result": "allow", "policy_id": "t.prompt", "reason": concat("", ["prompt ", input.agent.prompt_hash, " new tool ", sprintf("%v", [input.behavior.new_tool])])} if {
+	is_string(input.agent.prompt_hash)
+	is_number(input.behavior.score)
+	is_number(input.behavior.zscore)
+}
+"#,
+    )
+    .unwrap();
+    let proxy = start(Options {
+        policy_dir: Some(policies.path().to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let mut agent = Agent::new(&proxy, "demo", token("declarer", &[]));
+    agent.initialize().await;
+    let hash = "00112233445566778899aabbccddeeff";
+    assert_eq!(call_with_prompt(&agent, 1, hash).await.error_code(), None);
+    assert_eq!(call_with_prompt(&agent, 2, hash).await.error_code(), None);
+    let undeclared = agent.call("echo", json!({ "text": "hi" })).await;
+    assert_eq!(undeclared.error_code(), Some(-31001));
+    let mut reasons: Vec<String> = events(&proxy, "tool_call")
+        .await
+        .iter()
+        .map(|e| e["policy_reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            format!("prompt {hash} new tool false"),
+            format!("prompt {hash} new tool true")
+        ]
+    );
     proxy.stop().await;
 }
