@@ -227,20 +227,21 @@ impl Behaviour {
 
     /// The pinned hash against the declared one: the first declared is pinned, a different one is drift.
     fn check_prompt(&self, state: &mut AgentState, declared: &str) {
-        let stored = match &state.declared {
-            Some((raw, stored)) if raw == declared => stored.clone(),
-            _ => {
-                let stored = stored_text(declared.to_owned());
-                state.declared = Some((declared.to_owned(), stored.clone()));
-                stored
-            }
-        };
+        // The stored form is computed once per declared hash, not per call.
+        if !matches!(&state.declared, Some((raw, _)) if raw == declared) {
+            state.declared = Some((declared.to_owned(), stored_text(declared.to_owned())));
+        }
+        let stored = state
+            .declared
+            .as_ref()
+            .map(|(_, stored)| stored.as_str())
+            .unwrap_or_default();
         let pins = self.pins.load();
         match pins.get(&state.stored) {
             Some(pinned) if *pinned == stored => {}
             Some(_) => {
-                if state.drift_logged.as_deref() != Some(stored.as_str()) {
-                    state.drift_logged = Some(stored.clone());
+                if state.drift_logged.as_deref() != Some(stored) {
+                    state.drift_logged = Some(stored.to_owned());
                     tracing::warn!(
                         agent_id = %state.stored.agent_id,
                         tenant_id = %state.stored.tenant_id,
@@ -256,7 +257,7 @@ impl Behaviour {
             None => {
                 drop(pins);
                 let key = state.stored.clone();
-                let pinned = stored.clone();
+                let pinned = stored.to_owned();
                 self.pins.rcu(|pins| {
                     let mut pins = HashMap::clone(pins);
                     pins.entry(key.clone()).or_insert_with(|| pinned.clone());
@@ -265,7 +266,7 @@ impl Behaviour {
                 lock(&self.new_pins).push(AgentText {
                     tenant_id: state.stored.tenant_id.clone(),
                     agent_id: state.stored.agent_id.clone(),
-                    text: stored,
+                    text: pinned,
                 });
             }
         }

@@ -241,22 +241,15 @@ macro_rules! impl_behaviour {
                     agent_id: &str,
                     tenant_id: Option<&str>,
                 ) -> Result<Vec<AgentText>, AuditError> {
-                    let mut tx = self.pool.begin().await.map_err(AuditError::Query)?;
-                    let mut q = QueryBuilder::<DB>::new(
-                        "SELECT tenant_id, agent_id, prompt_hash FROM prompt_pins WHERE agent_id = ",
-                    );
-                    q.push_bind(agent_id.to_owned());
-                    if let Some(t) = tenant_id {
-                        q.push(" AND tenant_id = ").push_bind(t.to_owned());
-                    }
-                    let rows = q.build().fetch_all(&mut *tx).await.map_err(AuditError::Query)?;
+                    // One statement: a read then a write in one SQLite transaction could not upgrade its lock
+                    // while the audit writer writes.
                     let mut q = QueryBuilder::<DB>::new("DELETE FROM prompt_pins WHERE agent_id = ");
                     q.push_bind(agent_id.to_owned());
                     if let Some(t) = tenant_id {
                         q.push(" AND tenant_id = ").push_bind(t.to_owned());
                     }
-                    q.build().execute(&mut *tx).await.map_err(AuditError::Query)?;
-                    tx.commit().await.map_err(AuditError::Query)?;
+                    q.push(" RETURNING tenant_id, agent_id, prompt_hash");
+                    let rows = q.build().fetch_all(&self.pool).await.map_err(AuditError::Query)?;
                     rows.iter()
                         .map(|r| {
                             Ok(AgentText {
