@@ -1,5 +1,6 @@
 //! The admin API under `/api/v1/`: audit query, verify and export, the live SSE feed, escalations, tool
-//! definitions, policy status, agents and the kill switch, alerts and prompt pins.
+//! definitions, policy status, agents and the kill switch, alerts and prompt pins, agent runs (read only:
+//! agents start and finish them with their own token, `crate::server::runs`).
 //!
 //! Every route needs `Authorization: Bearer <admin.token>`; with no token configured the admin API is off (404).
 //! This module authenticates the caller and hands the request to the module of its first path segment; each of
@@ -12,6 +13,7 @@ mod audit_routes;
 mod policy;
 mod query;
 mod review;
+mod runs;
 mod stream;
 mod tools;
 
@@ -143,6 +145,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Some("policy") => policy::route(&call).await,
         Some("agents") => agents::route(&call).await,
         Some("alerts") => alerts::route(&call).await,
+        Some("runs") => runs::route(&call).await,
         _ => None,
     };
     answer.unwrap_or_else(|| {

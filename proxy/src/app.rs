@@ -39,6 +39,8 @@ pub struct App {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// Per-agent baselines, scores and prompt pins.
     pub behaviour: Arc<crate::behaviour::Behaviour>,
+    /// Agent runs, their calls counted in memory, and their timeout.
+    pub runs: Arc<crate::runs::Runs>,
 }
 
 impl App {
@@ -141,7 +143,20 @@ impl App {
         )
         .await
         .context("loading the escalations")?;
-        escalations.start(audit.clone());
+        // Settled escalations are kept as long as the events that record them, and at least as long as an
+        // approval's answer waits for its retry.
+        let keep_settled = (config.audit.retention_days > 0).then(|| {
+            Duration::from_secs(u64::from(config.audit.retention_days) * 86_400)
+                .max(Duration::from_secs(config.escalation.answer_ttl_seconds))
+        });
+        escalations.start(audit.clone(), keep_settled);
+        let runs = Arc::new(crate::runs::Runs::new(
+            audit.store().clone(),
+            audit.clone(),
+            metrics.clone(),
+            &config.runs,
+        ));
+        crate::runs::start(&runs);
         let app = Arc::new(App {
             auth,
             sessions,
@@ -155,6 +170,7 @@ impl App {
             agents,
             alerts,
             behaviour,
+            runs,
             config,
         });
         app.policies.start();

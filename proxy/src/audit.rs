@@ -23,7 +23,7 @@ pub mod store;
 pub mod stored;
 #[cfg(test)]
 pub(crate) mod test_db;
-mod timestamp;
+pub(crate) mod timestamp;
 pub mod writer;
 
 #[cfg(test)]
@@ -163,4 +163,6 @@ pub enum AuditError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("bad stats bucket: expected minute, hour or day")]
     BadBucket,
+    #[error("audit chain {0:?} is held by another live toolgate instance on this database: give each instance its own audit.chain_id")]
+    ChainHeld(String),
 }

@@ -243,6 +243,9 @@ async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::R
     if let Err(e) = app.alerts.store_raised().await {
         tracing::warn!(error = %e, "alerts raised at shutdown were not stored");
     }
+    if let Err(e) = app.runs.flush().await {
+        tracing::warn!(error = %e, "the last run call counts were not stored");
+    }
     app.audit.close().await;
     Ok(())
 }

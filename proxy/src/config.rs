@@ -12,9 +12,11 @@ use serde::Deserialize;
 
 mod behavior;
 mod listener;
+mod runs;
 
 pub use behavior::BehaviorSettings;
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
+pub use runs::RunsSettings;
 
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
@@ -75,6 +77,8 @@ pub struct Config {
     /// `[behavior]`: baselines, scores and the alert rules' thresholds.
     #[serde(default)]
     pub behavior: BehaviorSettings,
+    #[serde(default)]
+    pub runs: RunsSettings,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
 }
@@ -412,6 +416,7 @@ impl Config {
         self.server.validate()?;
         self.behavior.validate()?;
         self.tls.files()?;
+        self.runs.validate()?;
         for (key, value) in [
             ("session.max_sessions", self.session.max_sessions),
             (

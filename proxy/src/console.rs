@@ -56,6 +56,7 @@ const ASSETS: &[Asset] = &[
     asset!("event.js", JS),
     asset!("escalations.js", JS),
     asset!("agents.js", JS),
+    asset!("runs.js", JS),
     asset!("tools.js", JS),
     asset!("alerts.js", JS),
     asset!("siem.js", JS),

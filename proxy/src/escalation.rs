@@ -365,8 +365,11 @@ impl Escalations {
     /// Starts the task that expires pending escalations past their timeout (recording `escalation_expired` in
     /// `audit`), wakes calls held on escalations settled elsewhere, and keeps the gauge exact. It ends when
     /// these escalations are dropped.
-    pub fn start(&self, audit: AuditLog) {
-        keeper::spawn(Arc::downgrade(&self.shared), audit);
+    ///
+    /// With `keep_settled`, it also deletes, once an hour, the escalations settled longer ago than that (their
+    /// decisions stay in the audit log); `None` keeps them for ever.
+    pub fn start(&self, audit: AuditLog, keep_settled: Option<Duration>) {
+        keeper::spawn(Arc::downgrade(&self.shared), audit, keep_settled);
     }
 
     /// The most pending escalations one agent may have.

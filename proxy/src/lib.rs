@@ -20,6 +20,7 @@
 //! - [`behaviour`]: per-agent baselines, the score of each call, prompt pins, and the rules that open
 //!   [`alerts`] (stored alerts, their keeper, ack and resolve).
 //! - [`agents`]: agents seen (counted in memory, flushed to the audit database) and the kill switch.
+//! - [`runs`]: agent runs from start to finish (requests carrying a run id belong to it), and their timeout.
 //! - [`console`]: the web console at `/ui/`, its files embedded in the binary.
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`redaction`]: what DLP flags redacted and long values capped, for everything written out (audit, logs,
@@ -49,6 +50,7 @@ pub mod policy_cli;
 pub mod policy_reload;
 pub mod redaction;
 pub mod response;
+pub mod runs;
 pub mod server;
 pub mod telemetry;
 pub mod tools;

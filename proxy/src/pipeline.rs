@@ -1,7 +1,7 @@
 //! One pipeline for every message an agent sends through toolgate:
 //!
 //! ```text
-//! jwt -> [kill switch] -> message -> session -> route
+//! jwt -> [kill switch] -> message -> session -> run -> route
 //!   judged:   dlp -> policy -> [escalate] -> audit (write-ahead) -> forward -> result -> audit (outcome)
 //!   plumbing: dlp (a critical finding refuses) -> plumbing_decision -> forward
 //!   list:     forward -> visible per item (tool definitions pinned) -> audit (list)
@@ -22,6 +22,7 @@ mod record;
 pub mod refusal;
 mod result;
 pub mod route;
+mod run;
 mod server_request;
 pub mod sessions;
 pub mod stages;
@@ -66,6 +67,8 @@ pub struct Caller<'a> {
     pub protocol_version: Option<String>,
     pub trace_id: String,
     pub direction: Direction,
+    /// The agent run the message belongs to (`workflow_id` of its events, `agent.run_id` of the input).
+    pub run_id: Option<Arc<str>>,
 }
 
 /// `POST /mcp/{upstream}`: one message through the whole pipeline.
@@ -100,7 +103,7 @@ async fn judge(
     // session: the presented session is known and bound to this agent.
     let session =
         stages::session(app, &identity, upstream_name, &headers, &message, &trace_id).await?;
-    let caller = Caller {
+    let mut caller = Caller {
         protocol_version: stages::protocol_version(&message, session.as_deref(), &headers),
         identity: &identity,
         session,
@@ -108,7 +111,10 @@ async fn judge(
         upstream,
         trace_id,
         direction: Direction::ClientToServer,
+        run_id: None,
     };
+    // run: the agent run the message names, if any; never another agent's (refused and recorded).
+    caller.run_id = run::attach(app, &caller, &headers, &message).await?;
     // The contract's routes: plumbing and lists are answered without `decision`; everything else is judged.
     match Route::of(&message) {
         Route::Initialize(proof) => {
@@ -344,6 +350,7 @@ pub fn session_stream(
         upstream,
         trace_id,
         direction: Direction::ServerToClient,
+        run_id: None,
     };
     let server = server_request::ServerRequests::of(app, &caller, headers);
     let judges = result::StreamJudges {
@@ -366,7 +373,10 @@ impl InputBase {
     /// `calls`: the session's requests before this one.
     pub(crate) fn new(caller: &Caller<'_>, method: &str, calls: u64) -> InputBase {
         InputBase {
-            agent: agent_info(caller.identity),
+            agent: AgentInfo {
+                run_id: caller.run_id.as_deref().map(str::to_owned),
+                ..agent_info(caller.identity)
+            },
             session: SessionInfo {
                 id: caller.session.as_ref().map(|s| s.id.clone()),
                 calls,

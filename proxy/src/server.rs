@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod limits;
 pub mod public_verify;
 pub mod rate;
+pub mod runs;
 pub mod tls;
 
 use crate::app::App;
@@ -182,8 +183,15 @@ async fn route_open(
     if let Some(upstream) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
         return endpoint::resource_metadata(app, &base_url, upstream);
     }
+    // The runs API: an agent starts and finishes its runs with its JWT; the admin reads them (below).
+    if runs::is_agent_route(req.method(), &path) {
+        return runs::handle(app, req, &base_url).await;
+    }
     match path.as_str() {
         "/health" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        "/.well-known/oauth-protected-resource/api/v1/runs" => {
+            runs::resource_metadata(app, &base_url)
+        }
         "/ready" => ready(app).await,
         "/metrics" => Response::builder()
             .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")

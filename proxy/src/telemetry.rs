@@ -4,6 +4,7 @@
 
 pub mod logs;
 pub mod metrics;
+pub mod runs;
 pub mod traces;
 
 pub use metrics::{AuditMetrics, Metrics};

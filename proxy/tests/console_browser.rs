@@ -284,6 +284,7 @@ async fn the_console_works_in_a_real_browser() {
         "event",
         "escalations",
         "agents",
+        "runs",
         "policy",
         "policy-error",
     ] {

@@ -11,10 +11,11 @@ import * as event from './event.js';
 import * as feed from './feed.js';
 import * as overview from './overview.js';
 import * as policy from './policy.js';
+import * as runs from './runs.js';
 import * as siem from './siem.js';
 import * as tools from './tools.js';
 
-const PAGES = { overview, feed, event, escalations, agents, tools, alerts, siem, policy };
+const PAGES = { overview, feed, event, escalations, agents, runs, tools, alerts, siem, policy };
 const PENDING_POLL_MS = 10000;
 
 const $ = (id) => document.getElementById(id);

@@ -128,6 +128,19 @@ fn cases() -> Vec<Case> {
             "allow",
             "toolgate.filesystem.read",
         ),
+        // Percent-escapes an upstream may decode: judged as decoded too, on the VM as in the interpreter.
+        case(
+            "read_file",
+            json!({"path": "notes/%2e%2e/%2E%2E/etc/shadow"}),
+            "deny",
+            "toolgate.filesystem.system_path",
+        ),
+        case(
+            "read_file",
+            json!({"path": "/workspace/%2e%2e/root/.ssh/id_rsa"}),
+            "deny",
+            "toolgate.filesystem.secret_path",
+        ),
         case(
             "read_file",
             json!({"path": "/home/projects/../../etc/passwd"}),

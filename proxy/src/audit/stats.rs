@@ -59,7 +59,11 @@ impl BucketWidth {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Bucket {
     pub start: String,
+    /// Every event in the bucket.
     pub total: i64,
+    /// Judged requests: each counted once, by its decision event (`tool_call`, `request`, `policy_deny`,
+    /// `policy_escalate`); the `by_*` maps count these.
+    pub decisions: i64,
     pub by_result: BTreeMap<String, i64>,
     pub by_agent: BTreeMap<String, i64>,
     pub by_tool: BTreeMap<String, i64>,
@@ -78,8 +82,9 @@ pub struct Stats {
 /// Grouped rows read at most per request.
 const MAX_ROWS: i64 = 100_000;
 
-/// Counts of events in `[start, end]` (default: the last 24 hours) per `width` bucket. Events without a
-/// policy result, agent or tool (session and system events) count in `total` only.
+/// Counts of events in `[start, end]` (default: the last 24 hours) per `width` bucket: every event in `total`,
+/// judged requests (once each, by their decision event) in `decisions` and by result, agent and tool. Outcomes,
+/// session and system events count in `total` only.
 pub async fn stats(
     store: &AuditStore,
     start: Option<&str>,
@@ -103,6 +108,10 @@ pub async fn stats(
             ..Bucket::default()
         });
         bucket.total += row.count;
+        if !row.decision {
+            continue;
+        }
+        bucket.decisions += row.count;
         for (map, key) in [
             (&mut bucket.by_result, row.policy_result),
             (&mut bucket.by_agent, row.agent_id),

@@ -38,11 +38,13 @@ macro_rules! dispatch {
 
 mod agents;
 mod behaviour;
+mod chain_lock;
 mod dialect;
 mod escalations;
 mod feed;
 mod partitions;
 mod queries;
+mod runs;
 mod tool_pins;
 mod verify;
 
@@ -50,9 +52,11 @@ use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
 pub use agents::{AgentDelta, AgentPage, AgentRow};
 pub use behaviour::{AgentText, AlertPage, AlertRow};
+pub(crate) use chain_lock::ChainLock;
 pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use feed::FeedFilter;
 pub use queries::StatsRow;
+pub use runs::{RunEnd, RunPage, RunRow};
 pub use tool_pins::ToolDefinitionRow;
 
 /// The result of `verify`, exactly the JSON of the verify endpoint and `toolgate audit verify`.

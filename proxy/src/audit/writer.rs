@@ -97,6 +97,8 @@ impl AuditLog {
         .await?
         .with_trusted_keys(super::checkpoint::TrustedKeys::new(trusted));
         let chain_id = settings.effective_chain_id();
+        // Before the head is read: another live writer on this chain would move it under us.
+        let chain_lock = store.lock_chain(chain_id).await?;
         let (head, last_timestamp) = store.load_head(chain_id).await.map_err(AuditError::Query)?;
         store.init_chain(&head).await.map_err(AuditError::Query)?;
         let checkpointed = store
@@ -127,6 +129,7 @@ impl AuditLog {
             wal_checkpoint_started: Instant::now(),
             wal_checkpoint_running: Arc::default(),
             publishing: None,
+            chain_lock: Some(chain_lock),
         };
         tokio::spawn(writer.run());
         let log = AuditLog {
@@ -277,6 +280,8 @@ struct Writer {
     /// The background copy of the latest periodic checkpoint to the sink, if one may still run: a waiting
     /// checkpoint (explicit, or at close) waits for it first.
     publishing: Option<tokio::task::JoinHandle<()>>,
+    /// This process's hold on its chain (PostgreSQL), for as long as the writer runs.
+    chain_lock: Option<super::store::ChainLock>,
 }
 
 /// How often the writer starts a background WAL checkpoint while it commits (SQLite files). Measured at
@@ -350,6 +355,9 @@ impl Writer {
                 }
                 self.flush(&mut batch).await;
                 self.checkpoint(true).await;
+                if let Some(lock) = self.chain_lock.take() {
+                    lock.release().await;
+                }
                 let _ = done.send(());
                 return;
             }

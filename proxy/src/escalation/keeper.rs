@@ -1,7 +1,9 @@
 //! The escalations' background task, one per instance: every [`TICK`] it expires the pending escalations past
 //! their timeout (each an `escalation_expired` audit event, recorded by whichever instance expired it), wakes
 //! the calls held here on escalations settled by another instance, and sets `toolgate_escalations_pending`
-//! from the database's count, so the gauge follows every instance's changes.
+//! from the database's count, so the gauge follows every instance's changes. Once an hour it deletes the
+//! escalations settled longer ago than the audit log keeps events (`audit.retention_days`, and never before an
+//! approval's answer could still be taken).
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -15,15 +17,25 @@ use crate::audit::AuditLog;
 /// about this long (well within a second).
 pub(super) const TICK: Duration = Duration::from_millis(250);
 
-pub(super) fn spawn(shared: Weak<Shared>, audit: AuditLog) {
+/// How often settled escalations past `keep_settled` are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+pub(super) fn spawn(shared: Weak<Shared>, audit: AuditLog, keep_settled: Option<Duration>) {
     tokio::spawn(async move {
         let mut failing = false;
+        let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::time::sleep(TICK).await;
             // Gone with the App: nothing left to keep.
             let Some(shared) = shared.upgrade() else {
                 return;
             };
+            if let Some(keep) = keep_settled {
+                if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    pruned_at = Some(tokio::time::Instant::now());
+                    prune(&shared, keep).await;
+                }
+            }
             match tick(&shared, &audit).await {
                 Ok(()) if failing => {
                     tracing::info!("escalation upkeep works again");
@@ -58,6 +70,18 @@ async fn tick(shared: &Shared, audit: &AuditLog) -> Result<(), super::Escalation
         shared.raise(&id);
     }
     Ok(())
+}
+
+/// Deletes the escalations settled more than `keep` ago. A failure is logged and retried an hour later: the rows
+/// only take space.
+pub(super) async fn prune(shared: &Shared, keep: Duration) {
+    let cutoff = time::OffsetDateTime::now_utc() - keep;
+    let before = crate::audit::timestamp::format(cutoff);
+    match shared.store.prune_settled_escalations(&before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "settled escalations past retention deleted"),
+        Err(e) => tracing::warn!(error = %e, "deleting settled escalations failed"),
+    }
 }
 
 /// The `escalation_expired` event; the expiry stands whether or not it could be recorded (a failed write is

@@ -36,7 +36,7 @@ impl TestDb {
         let audit = AuditLog::open(&settings, AuditMetrics::unregistered())
             .await
             .unwrap();
-        escalations.start(audit.clone());
+        escalations.start(audit.clone(), None);
         (escalations, audit)
     }
 }
@@ -474,4 +474,26 @@ async fn stored_fields_are_redacted_and_bounded_and_hold_no_arguments(db: TestDb
     assert!(row.reason.contains("[REDACTED:"), "{}", row.reason);
     assert!(row.target.unwrap().starts_with("/workspace/[REDACTED:"));
     assert_eq!(row.fingerprint.len(), 64);
+}
+
+on_both!(settled_escalations_are_deleted_after_retention_and_pending_ones_never);
+async fn settled_escalations_are_deleted_after_retention_and_pending_ones_never(db: TestDb) {
+    let (e, _) = db.instance(16, 1800).await;
+    for (id, n) in [("approved", 1), ("denied", 2), ("pending", 3)] {
+        e.open(new(id), fp(n)).await.unwrap();
+    }
+    e.decide("approved", Review::Approved, "admin")
+        .await
+        .unwrap();
+    e.decide("denied", Review::Denied, "admin").await.unwrap();
+    // Kept for an hour: everything was settled just now, nothing goes.
+    keeper::prune(&e.shared, Duration::from_secs(3600)).await;
+    assert_eq!(all(&e, None).await.len(), 3);
+    // Kept for no time: the settled ones go, the pending one stays whatever its age.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    keeper::prune(&e.shared, Duration::ZERO).await;
+    let left: Vec<String> = all(&e, None).await.into_iter().map(|x| x.id).collect();
+    assert_eq!(left, ["pending"]);
+    assert!(e.get("approved").await.unwrap().is_none());
+    assert_eq!(one(&e, "pending").await.status, Status::Pending);
 }

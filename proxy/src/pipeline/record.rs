@@ -73,6 +73,7 @@ impl Record<'_> {
             agent_id: Some(caller.identity.id.clone()),
             session_id: caller.session.as_ref().map(|s| s.id.clone()),
             tenant_id: caller.identity.tenant_id.clone(),
+            workflow_id: caller.run_id.as_deref().map(str::to_owned),
             tool_name: self.tool_name.map(str::to_owned),
             mcp_server: Some(caller.upstream_name.to_owned()),
             action: self.action.map(str::to_owned),

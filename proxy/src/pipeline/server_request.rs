@@ -31,6 +31,8 @@ pub(super) struct ServerRequests {
     pub upstream_name: String,
     pub protocol_version: Option<String>,
     pub trace_id: String,
+    /// The run of the agent's request these server requests arrive within: theirs too.
+    pub run_id: Option<Arc<str>>,
     /// The agent's request headers: an answer toolgate gives the upstream in the agent's place travels in the
     /// same session.
     pub headers: HeaderMap,
@@ -45,6 +47,7 @@ impl ServerRequests {
             upstream_name: caller.upstream_name.to_owned(),
             protocol_version: caller.protocol_version.clone(),
             trace_id: caller.trace_id.clone(),
+            run_id: caller.run_id.clone(),
             headers: answer_headers(headers),
         }
     }
@@ -86,6 +89,7 @@ impl ServerRequests {
             protocol_version: self.protocol_version.clone(),
             trace_id: self.trace_id.clone(),
             direction: Direction::ServerToClient,
+            run_id: self.run_id.clone(),
         };
         let params = message.get("params");
         let calls = caller.session.as_ref().map(|s| s.calls()).unwrap_or(0);
@@ -202,6 +206,7 @@ impl ServerRequests {
             protocol_version: self.protocol_version.clone(),
             trace_id: self.trace_id.clone(),
             direction: Direction::ServerToClient,
+            run_id: self.run_id.clone(),
         };
         record_unroutable(&self.app, &caller, notice).await;
     }
@@ -270,6 +275,7 @@ pub(super) async fn record_unroutable(app: &App, caller: &Caller<'_>, notice: &U
         protocol_version: caller.protocol_version.clone(),
         trace_id: caller.trace_id.clone(),
         direction: Direction::ServerToClient,
+        run_id: caller.run_id.clone(),
     };
     let decision = unroutable_decision(notice.reason);
     let mut draft = super::stages::refused_draft(app, &caller, &notice.method);

@@ -374,6 +374,7 @@ pub(super) fn refused_draft(app: &App, caller: &Caller<'_>, method: &str) -> Eve
         agent_id: Some(caller.identity.id.clone()),
         session_id: caller.session.as_ref().map(|s| s.id.clone()),
         tenant_id: caller.identity.tenant_id.clone(),
+        workflow_id: caller.run_id.as_deref().map(str::to_owned),
         mcp_server: Some(caller.upstream_name.to_owned()),
         policy_result: Some("deny".into()),
         dlp_findings: json!([]),

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub tool_definitions: IntGaugeVec,
     /// The listener's connections: open, refused, timed out; TLS handshakes and certificate reloads.
     pub listener: ListenerMetrics,
+    /// Agent runs ended and their durations (`crate::runs`).
+    pub runs: super::runs::RunMetrics,
     /// `stage_duration` resolved once per stage, so timing a stage costs no label lookup.
     stages: Vec<Histogram>,
     /// Agent ids that have their own label value, each with that value ([`label_value`]), so an id is
@@ -213,6 +215,7 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         }
         let listener = ListenerMetrics::new(&registry);
+        let runs = super::runs::RunMetrics::new(&registry);
         // Resolved up front: dashboards see every stage from the first scrape, and timing costs no lookup.
         let stages = super::Stage::ALL
             .iter()
@@ -242,6 +245,7 @@ impl Metrics {
             results,
             tool_definitions,
             listener,
+            runs,
             stages,
             agents: Mutex::new(HashMap::new()),
             other_agent: Arc::from(OTHER_AGENT),

@@ -53,6 +53,16 @@ async function mcp(agent, method, params) {
 
 const call = (agent, name, args) => mcp(agent, 'tools/call', { name, arguments: args });
 
+/** An agent's POST to the runs API (`/api/v1/runs…`) with its own token: `{ status, body }`. */
+async function runs(agent, path, body) {
+  const resp = await fetch(`${BASE}/api/v1/runs${path}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKENS[agent]}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: resp.status, body: await resp.json() };
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
@@ -254,6 +264,34 @@ async function main() {
   await critical.locator('button.ack').click();
   await page.locator('#page-alerts .notice-ok').waitFor({ timeout: WAIT });
   await page.locator('#alert-table tr[data-kind="dlp_critical"]').waitFor({ state: 'detached', timeout: WAIT });
+  say('STEP agent runs');
+  const started = await runs('reader', '', { objective: `summarise ${HOSTILE_TOOL}`, plan: ['read', 'summarise'] });
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  const runId = started.body.run_id;
+  const inRun = await fetch(`${BASE}/mcp/demo`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${TOKENS.reader}`,
+      'Content-Type': 'application/json',
+      Accept: 'application/json, text/event-stream',
+      'Toolgate-Run-Id': runId,
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: nextId++, method: 'tools/call', params: { name: 'read_file', arguments: { path: '/workspace/readme.txt' }, _meta: META } }),
+  });
+  assert.equal(inRun.status, 200);
+  const finished = await runs('reader', `/${runId}/finish`, { status: 'succeeded', artifacts: ['summary.md'] });
+  assert.equal(finished.status, 200, JSON.stringify(finished.body));
+  await goto(page, '#/runs', '#run-table');
+  const runRow = page.locator(`#run-table tr[data-run="${runId}"]`);
+  await runRow.waitFor({ timeout: WAIT });
+  const runText = await runRow.textContent();
+  assert.ok(runText.includes('succeeded') && runText.includes(HOSTILE_TOOL), runText);
+  assert.equal(await runRow.locator('td.num').nth(1).textContent(), '1', 'the call in the run is counted');
+  await page.locator('#runs-status').selectOption('running');
+  await page.locator('#page-runs .notice-info').waitFor({ timeout: WAIT });
+  await page.locator('#runs-status').selectOption('');
+  await runRow.waitFor({ timeout: WAIT });
+  await shot(page, 'runs');
   await goto(page, '#/siem', '#sink-table, #siem-unavailable, #page-siem .notice-info');
   await shot(page, 'siem');
   await goto(page, '#/policy', '#policy-revision');

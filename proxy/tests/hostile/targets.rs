@@ -246,6 +246,9 @@ async fn ip_and_path_spellings_are_judged_as_what_they_name() {
         "../etc/passwd",
         // A plain path with escapes, under a system directory as written and as decoded.
         "/etc/%70asswd",
+        // Under the workspace as written, a system path once an upstream decodes it.
+        "notes/%2e%2e/%2E%2E/etc/shadow",
+        "/workspace/%2e%2e/etc/passwd",
     ] {
         let answer = agent
             .call_stateless("read_file", json!({"path": path}))

@@ -59,6 +59,11 @@ pub(super) const SQLITE: Dialect = Dialect {
             "behaviour",
             include_str!("../../../migrations/sqlite/0007_behaviour.sql"),
         ),
+        (
+            8,
+            "agent runs",
+            include_str!("../../../migrations/sqlite/0008_agent_runs.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
@@ -97,6 +102,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             6,
             "behaviour",
             include_str!("../../../migrations/postgres/0006_behaviour.sql"),
+        ),
+        (
+            7,
+            "agent runs",
+            include_str!("../../../migrations/postgres/0007_agent_runs.sql"),
         ),
     ],
     ts_cast: Some("::timestamptz"),

@@ -283,6 +283,21 @@ macro_rules! impl_escalations {
                     decode_all(rows)
                 }
 
+                pub(super) async fn prune_settled_escalations(
+                    &self,
+                    before: &str,
+                ) -> Result<u64, AuditError> {
+                    sqlx::query(
+                        "DELETE FROM escalations WHERE status <> 'pending' AND decided_at IS NOT NULL \
+                         AND decided_at < $1",
+                    )
+                    .bind(before.to_owned())
+                    .execute(&self.pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(AuditError::Query)
+                }
+
                 pub(super) async fn decided_among(
                     &self,
                     ids: &[String],
@@ -427,6 +442,12 @@ impl super::AuditStore {
         now: &str,
     ) -> Result<Vec<EscalationRow>, AuditError> {
         dispatch!(self, s => s.expire_escalations(now).await)
+    }
+
+    /// Deletes the escalations settled (approved, denied or expired) before `before`; pending ones are never
+    /// touched. Their decisions stay in the audit log (`escalation_decided`, `escalation_expired`).
+    pub(crate) async fn prune_settled_escalations(&self, before: &str) -> Result<u64, AuditError> {
+        dispatch!(self, s => s.prune_settled_escalations(before).await)
     }
 
     /// Which of `ids` are no longer pending.

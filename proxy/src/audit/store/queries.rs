@@ -11,6 +11,10 @@ use super::{
 };
 use crate::audit::AuditError;
 
+/// The event types that record a decision on a request, one per judged request: what the stats count by result,
+/// agent and tool (an allowed call's `tool_result` repeats its decision and is counted in the total only).
+const DECISION_TYPES: &str = "'tool_call', 'request', 'policy_deny', 'policy_escalate'";
+
 /// One group of the stats query: events of one bucket with one result, agent and tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsRow {
@@ -19,6 +23,8 @@ pub struct StatsRow {
     pub policy_result: Option<String>,
     pub agent_id: Option<String>,
     pub tool_name: Option<String>,
+    /// The rows are decisions (a judged request's first event), not outcomes or other events.
+    pub decision: bool,
     pub count: i64,
 }
 
@@ -175,11 +181,12 @@ macro_rules! impl_queries {
                     // A literal, not a bind: PostgreSQL has no substr(text, int, bigint).
                     let mut select = QueryBuilder::<DB>::new(format!(
                         "SELECT SUBSTR(\"timestamp\", 1, {prefix_len}) AS bucket, policy_result, agent_id, \
-                         tool_name, COUNT(*) FROM audit_events WHERE 1 = 1"
+                         tool_name, CASE WHEN event_type IN ({DECISION_TYPES}) THEN 1 ELSE 0 END AS decision, \
+                         COUNT(*) FROM audit_events WHERE 1 = 1"
                     ));
                     push_time_range(&mut select, start, end);
                     select
-                        .push(" GROUP BY bucket, policy_result, agent_id, tool_name ORDER BY bucket LIMIT ")
+                        .push(" GROUP BY bucket, policy_result, agent_id, tool_name, decision ORDER BY bucket LIMIT ")
                         .push_bind(max_rows);
                     let mut rows = select.build().fetch(&self.pool);
                     let mut out = Vec::new();
@@ -189,7 +196,8 @@ macro_rules! impl_queries {
                             policy_result: row.try_get(1).map_err(AuditError::Query)?,
                             agent_id: row.try_get(2).map_err(AuditError::Query)?,
                             tool_name: row.try_get(3).map_err(AuditError::Query)?,
-                            count: row.try_get(4).map_err(AuditError::Query)?,
+                            decision: row.try_get::<i32, _>(4).map_err(AuditError::Query)? == 1,
+                            count: row.try_get(5).map_err(AuditError::Query)?,
                         });
                     }
                     Ok(out)

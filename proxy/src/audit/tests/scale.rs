@@ -150,17 +150,61 @@ on_both!(a_second_writer_on_one_chain_fails_closed);
 async fn a_second_writer_on_one_chain_fails_closed(db: TestDb) {
     let first = open(&db, "dup").await;
     first.append(draft("a1", "echo", "allow")).await.unwrap();
-    let second = open(&db, "dup").await;
-    second.append(draft("a1", "echo", "allow")).await.unwrap();
+    let second = if db.kind == Kind::Postgres {
+        // A live writer holds its chain: a second one is refused at start, before it reads the head...
+        let refused = AuditLog::open(&settings(&db, "dup"), AuditMetrics::unregistered()).await;
+        match refused {
+            Err(e @ AuditError::ChainHeld(_)) => {
+                assert!(e.to_string().contains("audit.chain_id"), "{e}")
+            }
+            Err(e) => panic!("expected ChainHeld, got {e}"),
+            Ok(_) => panic!("a second writer on a held chain was opened"),
+        }
+        // ...another chain id is not, and neither is this one in another schema (tested by every other case
+        // running at once on its own schema with the same chain ids). The backstop still holds when the lock
+        // is lost: another writer's row moves the stored head under the first.
+        open(&db, "dup-other").await.close().await;
+        let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "UPDATE audit_chains SET head_seq = head_seq + 1, head_hash = repeat('f', 64) WHERE chain_id = 'dup'",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        None
+    } else {
+        let second = open(&db, "dup").await;
+        second.append(draft("a1", "echo", "allow")).await.unwrap();
+        Some(second)
+    };
     // The first writer's head is stale now: it must refuse rather than fork the chain.
     match first.append(draft("a1", "echo", "allow")).await {
         Err(e @ AuditError::Write(_)) => assert!(e.to_string().contains("another writer"), "{e}"),
         other => panic!("expected a write failure, got {other:?}"),
     }
-    let result = first.store().verify(None, None).await.unwrap();
-    assert!(result.chain_intact, "{result:?}");
-    assert_eq!(result.events_verified, 2);
-    second.close().await;
+    if let Some(second) = second {
+        let result = first.store().verify(None, None).await.unwrap();
+        assert!(result.chain_intact, "{result:?}");
+        assert_eq!(result.events_verified, 2);
+        second.close().await;
+    }
+    first.close().await;
+}
+
+/// The lock is released when its writer closes (and when its process dies: the connection goes with it, see
+/// `proxy/tests/chain_lock.rs`), so a restart with the same chain id continues the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_writer_releases_its_chain() {
+    run(Kind::Postgres, |db: TestDb| async move {
+        let first = open(&db, "restart").await;
+        first.append(draft("a1", "echo", "allow")).await.unwrap();
+        first.close().await;
+        let again = open(&db, "restart").await;
+        let ack = again.append(draft("a1", "echo", "allow")).await.unwrap();
+        assert_eq!(ack.seq(), 2);
+        again.close().await;
+    })
+    .await;
 }
 
 on_both!(retention_prunes_behind_a_signed_checkpoint);
@@ -268,6 +312,17 @@ async fn stats_count_by_result_agent_and_tool(db: TestDb) {
             at(2, "a1", "read_file", "allow"),
             at(3, "a2", "delete", "deny"),
             at(59, "a2", "read_file", "allow"),
+            // The outcome of the first call repeats its decision: an event, not another decision.
+            EventDraft {
+                event_type: "tool_result".to_owned(),
+                ..at(1, "a1", "read_file", "allow")
+            },
+            EventDraft {
+                event_type: "session_start".to_owned(),
+                tool_name: None,
+                policy_result: None,
+                ..at(1, "a1", "read_file", "allow")
+            },
         ],
     )
     .await;
@@ -282,7 +337,7 @@ async fn stats_count_by_result_agent_and_tool(db: TestDb) {
     assert_eq!(hour.buckets.len(), 1);
     let b = &hour.buckets[0];
     assert_eq!(b.start, "2026-03-01T10:00:00Z");
-    assert_eq!(b.total, 4);
+    assert_eq!((b.total, b.decisions), (6, 4));
     assert_eq!(
         b.by_result,
         [("allow".to_owned(), 3), ("deny".to_owned(), 1)].into()
