@@ -1,7 +1,7 @@
 # toolgate: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build policy-test bench bench-steady bench-soak fuzz-smoke fuzz-long fuzz-merge fmt lint clean stack
+.PHONY: run test build policy-test bench bench-steady bench-soak bench-siem fuzz-smoke fuzz-long fuzz-merge fmt lint clean stack
 
 ## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
 run:
@@ -49,6 +49,14 @@ SOAK_RATE ?= 1000
 bench-soak:
 	$(CARGO) build --release -p toolgate -p toolgate-bench
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --soak --soak-minutes $(SOAK_MINUTES) --soak-rate $(SOAK_RATE)
+
+## The SIEM comparison: toolgate at SIEM_RATE (default 1 000) calls/s for SIEM_SECONDS (default 30) s without SIEM
+## sinks, then with all six on local receivers: p99 with vs without, sink lag, catch-up, CPU per delivered event.
+SIEM_SECONDS ?= 30
+SIEM_RATE ?= 1000
+bench-siem:
+	$(CARGO) build --release -p toolgate -p toolgate-bench
+	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --siem --siem-seconds $(SIEM_SECONDS) --siem-rate $(SIEM_RATE)
 
 ## Fuzzing with cargo-fuzz/libFuzzer (docs/fuzzing.md); not part of `make test` and not needed by CI. Installs
 ## cargo-fuzz if missing (scripts/install-fuzz-deps.sh). Every target for 60 s, seeded from fuzz/corpus/.

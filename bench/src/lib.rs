@@ -8,6 +8,7 @@
 //! - [`procs`]: child processes (mock upstream, the real `toolgate` binary), readiness, resident size, CPU time.
 //! - [`nginx`]: nginx as a bare reverse-proxy hop, the reference for what one plain HTTP hop costs.
 //! - [`e2e`]: one toolgate instance measured against direct and nginx, both MCP flows, CPU per call; the steady run.
+//! - [`siem`]: the SIEM run: all six sinks on local receivers vs none, lag, catch-up, CPU per delivered event.
 //! - [`soak`]: the soak run: one rate for many minutes with sessions opening and closing, memory and descriptors.
 //! - [`storage`]: bytes per stored event of an SQLite audit database (`dbstat`).
 //! - [`inproc`]: engine per-call percentiles, audit writer and verify throughput.
@@ -23,6 +24,7 @@ pub mod load;
 pub mod nginx;
 pub mod procs;
 pub mod report;
+pub mod siem;
 pub mod sink;
 pub mod soak;
 pub mod storage;

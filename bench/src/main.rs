@@ -47,6 +47,14 @@ struct Args {
     soak_minutes: u32,
     #[arg(long, default_value_t = 1000)]
     soak_rate: u32,
+    /// Run only the SIEM comparison instead (`make bench-siem`): --siem-rate calls/s for --siem-seconds without
+    /// sinks, then with all six sinks on local receivers; writes its own section.
+    #[arg(long)]
+    siem: bool,
+    #[arg(long, default_value_t = 30)]
+    siem_seconds: u32,
+    #[arg(long, default_value_t = 1000)]
+    siem_rate: u32,
 }
 
 /// The fixed rates of the performance issue (its goals are stated at 1 000 and 2 000), calls per second.
@@ -99,6 +107,9 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     if args.soak {
         return soak(&args, started);
+    }
+    if args.siem {
+        return siem(&args, started);
     }
     let machine = Machine::probe();
     let mut skipped = Vec::new();
@@ -431,6 +442,122 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         results.steady = Some(run?);
     }
     upstream.stop();
+    Ok(())
+}
+
+/// The SIEM comparison alone: toolgate without sinks, then with all six on local receivers; its own section.
+fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
+    use std::sync::atomic::AtomicBool;
+    use toolgate_bench::siem;
+
+    let duration = Duration::from_secs(if args.quick {
+        5
+    } else {
+        u64::from(args.siem_seconds.max(1))
+    });
+    let warmup = Duration::from_secs(2);
+    let mut machine = Machine::probe();
+    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let run = runtime.block_on(async {
+        let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
+        let policies = std::fs::canonicalize(policy_dir())?;
+        let tokens = tokens()?;
+        let admin = format!("\n[admin]\ntoken = {:?}\n", siem::ADMIN_TOKEN);
+        let mut outcomes = Vec::new();
+        let mut sinks = std::collections::BTreeMap::new();
+        let mut catch_up = None;
+        for with_sinks in [false, true] {
+            let dir = tempfile::tempdir()?;
+            let url = sqlite_url(dir.path());
+            let receivers = siem::receivers(dir.path()).await?;
+            let extra = if with_sinks {
+                format!("{admin}{}", receivers.config)
+            } else {
+                admin.clone()
+            };
+            let tg = procs::start_toolgate_with(
+                &ToolgateSetup {
+                    binary: &toolgate,
+                    dir: dir.path(),
+                    policy_dir: &policies,
+                    upstream: upstream.addr,
+                    database_url: &url,
+                    chain_id: "bench-siem",
+                    otlp_endpoint: None,
+                    durability: None,
+                },
+                &extra,
+            )?;
+            let target = Arc::new(e2e::target(e2e::mcp_uri(&tg)?, &tokens, Flow::Stateless).await?);
+            eprintln!(
+                "siem: {} sinks: warm-up",
+                if with_sinks { "six" } else { "no" }
+            );
+            let _ = toolgate_bench::load::open_loop(target.clone(), args.siem_rate, warmup).await;
+            if with_sinks {
+                siem::wait_caught_up(&tg, Duration::from_secs(60)).await;
+            }
+            let delivered_before = siem::delivered(&tg)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let sampler = tokio::spawn(siem::sample_lags(tg.addr, stop.clone()));
+            let cpu_before = siem::cpu_seconds(&tg)?;
+            eprintln!("siem: {} calls/s for {duration:?}", args.siem_rate);
+            let outcome = toolgate_bench::load::open_loop(target, args.siem_rate, duration).await;
+            if with_sinks {
+                catch_up = siem::wait_caught_up(&tg, Duration::from_secs(60)).await;
+            }
+            let cpu = siem::cpu_seconds(&tg)? - cpu_before;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let lags = sampler.await?;
+            if with_sinks {
+                let delivered = siem::delivered(&tg)?;
+                for (i, name) in siem::SINKS.iter().enumerate() {
+                    let mut f = lags.get(*name).cloned().unwrap_or_default();
+                    f.delivered = delivered.get(*name).copied().unwrap_or(0)
+                        - delivered_before.get(*name).copied().unwrap_or(0);
+                    f.received = receivers.received.count(i);
+                    sinks.insert((*name).to_owned(), f);
+                }
+            }
+            outcomes.push((outcome, cpu));
+            tg.stop();
+        }
+        upstream.stop();
+        let (with, cpu_with) = outcomes.pop().expect("two runs");
+        let (without, cpu_without) = outcomes.pop().expect("two runs");
+        anyhow::Ok(siem::SiemRun {
+            rate: args.siem_rate,
+            duration,
+            without,
+            with,
+            cpu_without,
+            cpu_with,
+            sinks,
+            catch_up,
+        })
+    })?;
+    machine.load_after = report::loadavg();
+    let section = report::siem::render(&machine, &run, args.quick);
+    report::write_between(
+        &args.out,
+        report::siem::SIEM_BEGIN,
+        report::siem::SIEM_END,
+        &section,
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote the SIEM section of {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -191,6 +191,11 @@ pub struct ToolgateSetup<'a> {
 /// Writes a config into `dir` and starts `toolgate serve` on a free port, logs to `dir/toolgate.log`; returns
 /// once `/health` answers.
 pub fn start_toolgate(setup: &ToolgateSetup<'_>) -> anyhow::Result<Proc> {
+    start_toolgate_with(setup, "")
+}
+
+/// [`start_toolgate`] with `extra` appended to the config (more tables, e.g. `[admin]` and `[[siem]]`).
+pub fn start_toolgate_with(setup: &ToolgateSetup<'_>, extra: &str) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let telemetry = match setup.otlp_endpoint {
         Some(endpoint) => format!(
@@ -201,7 +206,7 @@ pub fn start_toolgate(setup: &ToolgateSetup<'_>) -> anyhow::Result<Proc> {
     let config = format!(
         "listen = \"127.0.0.1:{port}\"\n\n[auth]\nhs256_secret = {SECRET:?}\n\n[policy]\ndir = {policy:?}\n\n\
          [audit]\ndatabase_url = {db:?}\nchain_id = {chain:?}\n{durability}\n{telemetry}\n\
-         [[upstream]]\nname = \"bench\"\nurl = \"http://{up}/mcp\"\n",
+         [[upstream]]\nname = \"bench\"\nurl = \"http://{up}/mcp\"\n{extra}",
         policy = setup.policy_dir.display().to_string(),
         db = setup.database_url,
         chain = setup.chain_id,

@@ -14,8 +14,12 @@ mod policy;
 mod query;
 mod review;
 mod runs;
+mod siem;
 mod stream;
+mod tokens;
 mod tools;
+
+pub use tokens::AdminTokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +28,6 @@ use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use toolgate_engine::chain::EventDraft;
 
 use crate::app::App;
@@ -43,6 +46,8 @@ pub(crate) enum AdminError {
     BadRequest { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
@@ -75,6 +80,7 @@ impl AdminError {
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AdminError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AdminError::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
             AdminError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, *code),
         };
@@ -97,10 +103,37 @@ pub(crate) fn ok(value: impl serde::Serialize) -> Result<Response<Body>, AdminEr
     ))
 }
 
-/// Who made an admin change, as its `admin_action` event's `requester_id` names them: `admin` for `admin.token`.
+/// Who made an admin change, as its `admin_action` event's `requester_id` names them: `admin` for `admin.token`,
+/// `admin:<tenant>` for a tenant's token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     pub name: String,
+    /// The one tenant this admin sees; `None` for `admin.token`, which sees every tenant.
+    pub tenant: Option<String>,
+}
+
+impl Admin {
+    /// The admin of `admin.token`.
+    pub fn all() -> Admin {
+        Admin {
+            name: "admin".to_owned(),
+            tenant: None,
+        }
+    }
+
+    /// Whether this admin sees an object of `tenant` (`None`: an agent without a tenant, seen by `admin.token`
+    /// alone).
+    pub fn sees_tenant(&self, tenant: Option<&str>) -> bool {
+        self.tenant.is_none() || self.tenant.as_deref() == tenant
+    }
+
+    /// The admin of one tenant's token.
+    pub fn of_tenant(tenant: &str) -> Admin {
+        Admin {
+            name: format!("admin:{tenant}"),
+            tenant: Some(tenant.to_owned()),
+        }
+    }
 }
 
 /// One authenticated admin request, as the route modules see it.
@@ -138,6 +171,9 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         query: query::parse_query(req.uri().query().unwrap_or("")),
         headers: req.headers(),
     };
+    if call.admin.tenant.is_some() {
+        tenant_may(&call.segments)?;
+    }
     let answer = match call.segments.first().copied() {
         Some("audit") => audit_routes::route(&call).await,
         Some("escalations") => review::route(&call).await,
@@ -146,6 +182,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Some("agents") => agents::route(&call).await,
         Some("alerts") => alerts::route(&call).await,
         Some("runs") => runs::route(&call).await,
+        Some("siem") => siem::route(&call).await,
         _ => None,
     };
     answer.unwrap_or_else(|| {
@@ -156,22 +193,35 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     })
 }
 
+/// Whether a tenant's admin may use the route of `segments` at all; the routes it may use answer for its tenant
+/// only (their handlers scope every read and change). What belongs to no tenant (tool approvals, SIEM, policy),
+/// what spans every tenant's events (chain verification) and the routes not yet scoped to a tenant (the live
+/// feed, alerts) are refused, never answered unscoped.
+fn tenant_may(segments: &[&str]) -> Result<(), AdminError> {
+    match segments {
+        ["audit", "events" | "export" | "stats", ..] | ["escalations" | "agents" | "runs", ..] => {
+            Ok(())
+        }
+        ["tools" | "policy" | "siem", ..] => Err(AdminError::Forbidden(
+            "this belongs to no tenant: it needs admin.token".into(),
+        )),
+        _ => Err(AdminError::Forbidden(
+            "not available to a tenant's admin token: it needs admin.token".into(),
+        )),
+    }
+}
+
 /// The admin the request's bearer token names; no token configured turns the admin API off.
 fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Admin, AdminError> {
-    let Some(token) = &app.config.admin.token else {
+    if app.admin_tokens.is_off() {
         return Err(AdminError::Off);
-    };
-    let presented = req
-        .headers()
+    }
+    req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|p| same_secret(p, token)) {
-        return Err(AdminError::Unauthorized);
-    }
-    Ok(Admin {
-        name: "admin".to_owned(),
-    })
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|presented| app.admin_tokens.identify(presented))
+        .ok_or(AdminError::Unauthorized)
 }
 
 /// Records an admin change as an `admin_action` event in the hash chain: `requester_id` is the admin,
@@ -204,18 +254,39 @@ pub(crate) async fn record_admin_action(
     })
 }
 
-/// Compares secrets through their hashes, so the time taken says nothing about where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn secrets_compare_exactly() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abc", "abd"));
+    fn a_tenant_admin_reaches_only_the_routes_scoped_to_its_tenant() {
+        let may = |path: &str| tenant_may(&path.split('/').collect::<Vec<_>>()).is_ok();
+        for open in [
+            "audit/events",
+            "audit/events/x",
+            "audit/export",
+            "audit/stats",
+            "escalations",
+            "escalations/e1/approve",
+            "agents",
+            "agents/a1/disable",
+            "runs",
+            "runs/r1",
+        ] {
+            assert!(may(open), "{open}");
+        }
+        for closed in [
+            "tools",
+            "tools/demo/x/approve",
+            "policy",
+            "siem",
+            "siem/s/test",
+            "audit/verify",
+            "audit/stream",
+            "alerts",
+            "anything",
+        ] {
+            assert!(!may(closed), "{closed}");
+        }
     }
 }

@@ -97,6 +97,8 @@ pub enum ChangeError {
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub disabled: Option<bool>,
+    /// Only this tenant's agents (a tenant's admin); `None`: every tenant's.
+    pub tenant_id: Option<String>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size; default and most [`PAGE_LIMIT`].
@@ -234,6 +236,7 @@ impl Agents {
         let page = AgentPage {
             disabled: query.disabled,
             config_disabled: self.config_disabled.iter().cloned().collect(),
+            tenant_id: query.tenant_id.clone(),
             after: after.clone(),
             limit: limit + 1,
         };
@@ -245,7 +248,8 @@ impl Agents {
             None
         };
         let mut agents = Vec::new();
-        if after.is_none() && query.disabled != Some(false) {
+        // The configuration's never-seen agents belong to no tenant: listed to the all-tenant admin only.
+        if after.is_none() && query.disabled != Some(false) && query.tenant_id.is_none() {
             agents.extend(self.never_seen_config_disabled().await?);
         }
         agents.extend(rows.into_iter().map(|row| self.view(row)));

@@ -39,8 +39,12 @@ pub struct App {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// Per-agent baselines, scores and prompt pins.
     pub behaviour: Arc<crate::behaviour::Behaviour>,
+    /// The admin API's tokens: every tenant, or one tenant each.
+    pub admin_tokens: crate::admin::AdminTokens,
     /// Agent runs, their calls counted in memory, and their timeout.
     pub runs: Arc<crate::runs::Runs>,
+    /// The SIEM sinks and their delivery tasks.
+    pub siem: Arc<crate::siem::Siem>,
 }
 
 impl App {
@@ -56,6 +60,7 @@ impl App {
         client: crate::outbound::HttpClient,
     ) -> anyhow::Result<Arc<App>> {
         config.validate_for_serve()?;
+        let admin_tokens = crate::admin::AdminTokens::load(&config.admin)?;
         let metrics = Arc::new(Metrics::new(config.telemetry.metrics_max_agents));
         let auth = Arc::new(Authenticator::new(&config.auth).context("agent authentication")?);
         if let Some(url) = &config.auth.jwks_url {
@@ -157,6 +162,8 @@ impl App {
             &config.runs,
         ));
         crate::runs::start(&runs);
+        let siem = crate::siem::Siem::start(&config.siem, &audit, &client, metrics.siem.clone())
+            .context("starting the SIEM sinks")?;
         let app = Arc::new(App {
             auth,
             sessions,
@@ -171,6 +178,8 @@ impl App {
             alerts,
             behaviour,
             runs,
+            admin_tokens,
+            siem,
             config,
         });
         app.policies.start();

@@ -32,7 +32,7 @@ mod tests;
 pub use export::{ExportFormat, UnknownExportFormat};
 pub use store::{cursor_after, AuditStore, EventFilter, VerifyResult};
 pub use stored::StoredDraft;
-pub use writer::{AuditLog, Durable};
+pub use writer::{AuditLog, Durable, RetentionHold};
 
 /// How long a commit waits before the database may call it done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]

@@ -246,6 +246,8 @@ async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::R
     if let Err(e) = app.runs.flush().await {
         tracing::warn!(error = %e, "the last run call counts were not stored");
     }
+    // SIEM sinks finish their attempt and give their leases up before the log closes.
+    app.siem.stop().await;
     app.audit.close().await;
     Ok(())
 }

@@ -17,6 +17,8 @@ mod runs;
 pub use behavior::BehaviorSettings;
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
 pub use runs::RunsSettings;
+mod siem;
+pub use siem::{Secret, SiemSinkSettings, SinkKind, DATADOG_MAX_ENTRIES};
 
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
@@ -81,19 +83,36 @@ pub struct Config {
     pub runs: RunsSettings,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
+    /// `[[siem]]`: the SIEM sinks the audit log is delivered to.
+    #[serde(default)]
+    pub siem: Vec<SiemSinkSettings>,
 }
 
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Bearer token of the admin API; none = the admin API is off.
+    /// Bearer token of the admin API (every tenant); none and no tenant token = the admin API is off.
     pub token: Option<String>,
+    /// Tokens that each see one tenant's objects only (`[[admin.tenant_tokens]]`).
+    #[serde(default)]
+    pub tenant_tokens: Vec<TenantTokenSettings>,
+}
+
+/// One `[[admin.tenant_tokens]]`: the tenant, and where its token is read from at start (never the config file
+/// itself, so the file can be shared).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantTokenSettings {
+    pub tenant: String,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSettings")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tenant_tokens", &self.tenant_tokens)
             .finish()
     }
 }
@@ -291,6 +310,7 @@ impl Config {
             message: e.message().to_owned(),
         })?;
         config.apply_env(env)?;
+        siem::resolve_tokens(&mut config.siem, env)?;
         config.validate()?;
         Ok(config)
     }
@@ -417,6 +437,7 @@ impl Config {
         self.behavior.validate()?;
         self.tls.files()?;
         self.runs.validate()?;
+        siem::validate(&self.siem)?;
         for (key, value) in [
             ("session.max_sessions", self.session.max_sessions),
             (

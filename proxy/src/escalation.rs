@@ -265,6 +265,8 @@ pub enum EscalationError {
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub status: Option<Status>,
+    /// Only this tenant's escalations (a tenant's admin); `None`: every tenant's.
+    pub tenant_id: Option<String>,
     /// Page size, 1 to [`ListQuery::MAX_LIMIT`].
     pub limit: u32,
     /// From the previous page's `next_cursor`.
@@ -561,6 +563,7 @@ impl Escalations {
             .store
             .list_escalations(&EscalationPage {
                 status: query.status.map(|s| s.as_str().to_owned()),
+                tenant_id: query.tenant_id.clone(),
                 // One more than the page, to know whether another page follows.
                 limit: limit + 1,
                 after,

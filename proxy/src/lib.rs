@@ -27,6 +27,7 @@
 //!   spans, metric labels).
 //! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, signed checkpoints, verify, export.
 //! - [`telemetry`]: Prometheus metrics, OTLP traces (a span and a metric per stage) and JSON logs.
+//! - [`siem`]: SIEM sinks fed from the audit log, each from its own persisted cursor, off the request path.
 //! - [`tools`]: tool definitions pinned against rug pulls (cache and state machine; SQL in the audit store).
 //! - [`demo_server`]: the bundled stdio MCP server behind the default config.
 #![forbid(unsafe_code)]
@@ -52,5 +53,6 @@ pub mod redaction;
 pub mod response;
 pub mod runs;
 pub mod server;
+pub mod siem;
 pub mod telemetry;
 pub mod tools;

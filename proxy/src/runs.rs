@@ -99,6 +99,8 @@ pub enum RunError {
 /// A listing's filter and page.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
+    /// Only this tenant's runs (a tenant's admin); `None`: every tenant's.
+    pub tenant_id: Option<String>,
     /// As the audit log stores it.
     pub agent_id: Option<String>,
     pub status: Option<String>,
@@ -486,6 +488,7 @@ impl Runs {
         self.flush().await?;
         let limit = query.limit.unwrap_or(PAGE_LIMIT).clamp(1, PAGE_LIMIT);
         let page = RunPage {
+            tenant_id: query.tenant_id.clone(),
             agent_id: query.agent_id.clone(),
             status: query.status.clone(),
             after,

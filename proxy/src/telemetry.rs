@@ -5,9 +5,11 @@
 pub mod logs;
 pub mod metrics;
 pub mod runs;
+pub mod siem;
 pub mod traces;
 
 pub use metrics::{AuditMetrics, Metrics};
+pub use siem::SiemMetrics;
 pub use traces::stage;
 
 /// The stages of the pipeline, in order. `as usize` indexes [`Metrics::stage`]; each is one span and one

@@ -366,3 +366,63 @@ decision := {"result": "allow", "policy_id": "t.prompt", "reason": concat("", ["
     );
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_admin_cannot_repin_another_tenants_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let t1_file = dir.path().join("t1.token");
+    std::fs::write(&t1_file, "tenant-one-admin-token-behaviour\n").unwrap();
+    let proxy = start(Options {
+        extra_toml: format!(
+            "[[admin.tenant_tokens]]\ntenant = \"t1\"\ntoken_file = \"{}\"\n",
+            t1_file.display()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let settings = toolgate::auth::AuthSettings {
+        hs256_secret: Some(common::SECRET.into()),
+        ..Default::default()
+    };
+    let t2_token = toolgate::auth::mint_hs256(
+        &settings,
+        "pinned",
+        Some("t2"),
+        &[],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let mut agent = Agent::new(&proxy, "demo", t2_token);
+    agent.initialize().await;
+    let hash = "abcdefabcdefabcdefabcdefabcdefab";
+    assert_eq!(call_with_prompt(&agent, 1, hash).await.error_code(), None);
+    let t1 = |path: &str| {
+        let path = path.to_owned();
+        let proxy = &proxy;
+        async move {
+            send(
+                Method::POST,
+                &proxy.url(&path),
+                &[("authorization", "Bearer tenant-one-admin-token-behaviour")],
+                "",
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        t1("/api/v1/agents/pinned/prompt/repin").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t1("/api/v1/agents/pinned/prompt/repin?tenant=t2")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // The pin stands: the all-tenant admin removes it.
+    let repin = admin(&proxy, Method::POST, "/api/v1/agents/pinned/prompt/repin").await;
+    assert_eq!(repin.status, StatusCode::OK, "{repin:?}");
+    assert_eq!(repin.json()["tenant_id"], "t2");
+    assert_eq!(repin.json()["previous_prompt_hash"], hash);
+    proxy.stop().await;
+}

@@ -90,6 +90,7 @@ async fn stdio_upstream_2025_era_session_and_decisions() {
         .unwrap()
         .starts_with(&format!("escalation pending {esc_id}: ")));
     let query = toolgate::escalation::ListQuery {
+        tenant_id: None,
         status: Some(toolgate::escalation::Status::Pending),
         limit: 10,
         cursor: None,

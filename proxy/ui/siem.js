@@ -1,11 +1,24 @@
-// SIEM sinks: each sink's cursor, lag, delivered count and last error, and a test event on demand. Servers
-// without SIEM delivery answer 404 for /api/v1/siem, and the page says so.
+// SIEM sinks: each sink's state, cursor, lag, delivered count and last error, and a test event on demand
+// (docs/siem.md). Servers without SIEM delivery answer 404 for /api/v1/siem, and the page says so.
 
 import { ApiError, get, post } from './api.js';
 import { el, heading, notice, replace, table, text } from './dom.js';
 
 /** Sink fields shown first, when present; any other field follows, so new ones show without a console change. */
-const KNOWN = ['name', 'kind', 'cursor', 'lag', 'delivered', 'last_error'];
+const KNOWN = [
+  'name', 'kind', 'state', 'delivering_instance', 'cursor', 'lag_events', 'lag_seconds', 'delivered',
+  'last_error', 'last_delivery_at', 'url', 'event_types', 'batch_max', 'consecutive_failures',
+];
+
+/** A test send's answer in one line: outcome, the sink's status and the start of its body. */
+function testResult(answer) {
+  const parts = [answer.outcome];
+  if (answer.reason) parts.push(`(${answer.reason})`);
+  if (answer.status !== null && answer.status !== undefined) parts.push(`status ${answer.status}`);
+  else if (answer.detail) parts.push(answer.detail);
+  if (answer.body) parts.push(`: ${answer.body.slice(0, 200)}`);
+  return parts.join(' ');
+}
 
 export function render(root, signal) {
   const message = el('div', { class: 'messages' });
@@ -16,8 +29,9 @@ export function render(root, signal) {
   async function test(sink, button) {
     button.disabled = true;
     try {
-      await post(`/api/v1/siem/${encodeURIComponent(sink.name)}/test`);
-      replace(message, notice('ok', 'Sent a test event to ', sink.name, '.'));
+      const answer = await post(`/api/v1/siem/${encodeURIComponent(sink.name)}/test`);
+      const kind = answer && answer.outcome === 'ok' ? 'ok' : 'warn';
+      replace(message, notice(kind, 'Test event to ', text(sink.name), ': ', el('span', { id: 'siem-test-result' }, testResult(answer || {}))));
     } catch (e) {
       replace(message, notice('error', 'The test event to ', text(sink.name), ' failed: ', e.message));
     }
@@ -32,7 +46,7 @@ export function render(root, signal) {
       button.addEventListener('click', () => test(sink, button));
       return el(
         'tr',
-        { class: sink.last_error ? 'sink-failing' : '' },
+        { class: sink.state === 'failing' ? 'sink-failing' : '' },
         columns.map((k) => el('td', { class: k === 'last_error' && sink[k] ? 'warn' : '' }, text(sink[k]))),
         el('td', {}, button),
       );

@@ -46,6 +46,7 @@ async fn list(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
     };
     let query = ListQuery {
         disabled,
+        tenant_id: call.admin.tenant.clone(),
         cursor: call.q("cursor").map(str::to_owned),
         limit,
     };
@@ -65,9 +66,19 @@ async fn switch(
     disable: bool,
 ) -> Result<Response<Body>, AdminError> {
     let app = call.app;
+    // A tenant's admin acts in its own tenant only; naming another is as unknown as a missing agent.
+    let tenant = match (&call.admin.tenant, call.q("tenant")) {
+        (Some(own), Some(named)) if named != own => {
+            return Err(AdminError::NotFound(format!(
+                "no agent {agent_id:?} in this tenant"
+            )))
+        }
+        (Some(own), _) => Some(own.as_str()),
+        (None, named) => named,
+    };
     let changed = app
         .agents
-        .set_disabled(agent_id, call.q("tenant"), disable, &call.admin.name)
+        .set_disabled(agent_id, tenant, disable, &call.admin.name)
         .await
         .map_err(|e| match e {
             ChangeError::NotFound(_) => AdminError::NotFound(e.to_string()),

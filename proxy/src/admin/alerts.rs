@@ -91,9 +91,19 @@ pub(super) async fn repin(
     agent_id: &str,
 ) -> Result<Response<Body>, AdminError> {
     let app = call.app;
+    // A tenant's admin re-pins in its own tenant only; naming another is as unknown as a missing pin.
+    let tenant = match (&call.admin.tenant, call.q("tenant")) {
+        (Some(own), Some(named)) if named != own => {
+            return Err(AdminError::NotFound(format!(
+                "agent {agent_id:?} has no pinned prompt hash in this tenant"
+            )))
+        }
+        (Some(own), _) => Some(own.as_str()),
+        (None, named) => named,
+    };
     let removed = app
         .behaviour
-        .unpin_prompt(agent_id, call.q("tenant"))
+        .unpin_prompt(agent_id, tenant)
         .await
         .map_err(|e| AdminError::audit("behaviour_unavailable", e))?;
     if removed.is_empty() {

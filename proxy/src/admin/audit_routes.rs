@@ -17,8 +17,9 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
     let answer = match (&call.method, &call.segments[1..]) {
         (&Method::GET, ["events"]) => events(call).await,
         (&Method::GET, ["events", id]) => match app.audit.store().event(id).await {
-            Ok(Some(event)) => ok(event),
-            Ok(None) => Err(AdminError::NotFound("no audit event with this id".into())),
+            // Another tenant's event is as unknown as one that does not exist.
+            Ok(Some(event)) if call.admin.sees_tenant(event.tenant_id.as_deref()) => ok(event),
+            Ok(_) => Err(AdminError::NotFound("no audit event with this id".into())),
             Err(e) => Err(AdminError::audit("query_failed", e)),
         },
         (&Method::GET, ["stats"]) => stats(call).await,
@@ -38,6 +39,7 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
 
 async fn events(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
     let filter = EventFilter {
+        tenant_id: call.admin.tenant.clone(),
         agent_id: call.q("agent_id").map(str::to_owned),
         tool_name: call.q("tool_name").map(str::to_owned),
         policy_result: call.q("policy_result").map(str::to_owned),
@@ -81,6 +83,7 @@ async fn stats(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         call.q("start"),
         call.q("end"),
         width,
+        call.admin.tenant.as_deref(),
     )
     .await
     .map_err(|e| AdminError::audit("stats_failed", e))?;
@@ -95,6 +98,12 @@ async fn export(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         .map_err(|_| AdminError::bad_request("format must be csv, json or ndjson"))?;
     let (start, end) = (call.q("start"), call.q("end"));
     if call.q("manifest") == Some("true") {
+        if call.admin.tenant.is_some() {
+            // A manifest vouches for a whole-log export; a tenant's export is a subset of the chains.
+            return Err(AdminError::Forbidden(
+                "an export manifest covers every tenant: it needs admin.token".into(),
+            ));
+        }
         let manifest =
             crate::audit::export::Manifest::compute(call.app.audit.store(), format, start, end)
                 .await
@@ -110,6 +119,7 @@ async fn export(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         format,
         start.map(str::to_owned),
         end.map(str::to_owned),
+        call.admin.tenant.clone(),
     ))
 }
 
@@ -119,6 +129,7 @@ fn streamed_export(
     format: ExportFormat,
     start: Option<String>,
     end: Option<String>,
+    tenant: Option<String>,
 ) -> Response<Body> {
     let content_type = match format {
         ExportFormat::Csv => "text/csv; charset=utf-8",
@@ -129,7 +140,13 @@ fn streamed_export(
     let store = app.audit.store().clone();
     tokio::spawn(async move {
         if let Err(e) = store
-            .export(format, start.as_deref(), end.as_deref(), &mut writer)
+            .export_of(
+                format,
+                start.as_deref(),
+                end.as_deref(),
+                tenant.as_deref(),
+                &mut writer,
+            )
             .await
         {
             tracing::error!(error = %e, "audit export failed");

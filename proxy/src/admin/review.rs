@@ -44,6 +44,7 @@ async fn list(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
     };
     let query = ListQuery {
         status,
+        tenant_id: call.admin.tenant.clone(),
         limit,
         cursor: call.q("cursor").map(str::to_owned),
     };
@@ -63,6 +64,13 @@ async fn decide(
     review: Review,
 ) -> Result<Response<Body>, AdminError> {
     let app = call.app;
+    // Another tenant's escalation is as unknown as one that does not exist.
+    if call.admin.tenant.is_some() {
+        let seen = app.escalations.get(id).await.map_err(escalation_error)?;
+        if !seen.is_some_and(|e| call.admin.sees_tenant(e.tenant_id.as_deref())) {
+            return Err(AdminError::NotFound("no escalation with this id".into()));
+        }
+    }
     let decided = app
         .escalations
         .decide(id, review, &call.admin.name)

@@ -40,6 +40,7 @@ async fn list(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         Some(_) => return Err(AdminError::bad_request("limit must be a positive integer")),
     };
     let query = ListQuery {
+        tenant_id: call.admin.tenant.clone(),
         // Agents are matched as the audit log stores their ids, as `/agents` shows them.
         agent_id: call
             .q("agent_id")
@@ -61,8 +62,9 @@ async fn list(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
 
 async fn one(call: &AdminRequest<'_>, run_id: &str) -> Result<Response<Body>, AdminError> {
     match call.app.runs.get(run_id).await {
-        Ok(Some(run)) => ok(run),
-        Ok(None) => Err(AdminError::NotFound("no run with this id".into())),
+        // Another tenant's run is as unknown as one that does not exist.
+        Ok(Some(run)) if call.admin.sees_tenant(run.tenant_id.as_deref()) => ok(run),
+        Ok(_) => Err(AdminError::NotFound("no run with this id".into())),
         Err(e) => Err(AdminError::audit("runs_unavailable", e)),
     }
 }

@@ -84,12 +84,13 @@ const MAX_ROWS: i64 = 100_000;
 
 /// Counts of events in `[start, end]` (default: the last 24 hours) per `width` bucket: every event in `total`,
 /// judged requests (once each, by their decision event) in `decisions` and by result, agent and tool. Outcomes,
-/// session and system events count in `total` only.
+/// session and system events count in `total` only. With `tenant`, only that tenant's events count.
 pub async fn stats(
     store: &AuditStore,
     start: Option<&str>,
     end: Option<&str>,
     width: BucketWidth,
+    tenant: Option<&str>,
 ) -> Result<Stats, AuditError> {
     let (mut start, end) = timestamp::range(start, end)?;
     if start.is_none() && end.is_none() {
@@ -98,7 +99,13 @@ pub async fn stats(
         ));
     }
     let rows = store
-        .stats_rows(width.prefix_len(), start.clone(), end.clone(), MAX_ROWS)
+        .stats_rows(
+            width.prefix_len(),
+            start.clone(),
+            end.clone(),
+            tenant.map(str::to_owned),
+            MAX_ROWS,
+        )
         .await?;
     let truncated = rows.len() as i64 >= MAX_ROWS;
     let mut buckets: BTreeMap<String, Bucket> = BTreeMap::new();

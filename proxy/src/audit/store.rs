@@ -45,6 +45,7 @@ mod feed;
 mod partitions;
 mod queries;
 mod runs;
+mod siem_cursors;
 mod tool_pins;
 mod verify;
 
@@ -57,6 +58,7 @@ pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use feed::FeedFilter;
 pub use queries::StatsRow;
 pub use runs::{RunEnd, RunPage, RunRow};
+pub use siem_cursors::{CursorMove, SiemCursor, SiemLease};
 pub use tool_pins::ToolDefinitionRow;
 
 /// The result of `verify`, exactly the JSON of the verify endpoint and `toolgate audit verify`.
@@ -71,6 +73,9 @@ pub struct VerifyResult {
 /// Filters of the audit query endpoint; every filter is optional.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct EventFilter {
+    /// Only this tenant's events: set from a tenant's admin token, never from the query string.
+    #[serde(skip)]
+    pub tenant_id: Option<String>,
     pub agent_id: Option<String>,
     pub tool_name: Option<String>,
     pub policy_result: Option<String>,
@@ -222,8 +227,21 @@ impl AuditStore {
         end: Option<&str>,
         out: &mut W,
     ) -> Result<u64, AuditError> {
+        self.export_of(format, start, end, None, out).await
+    }
+
+    /// [`AuditStore::export`] of one tenant's events only (`None`: every tenant's).
+    pub async fn export_of<W: tokio::io::AsyncWrite + Unpin + Send>(
+        &self,
+        format: ExportFormat,
+        start: Option<&str>,
+        end: Option<&str>,
+        tenant: Option<&str>,
+        out: &mut W,
+    ) -> Result<u64, AuditError> {
         let (start, end) = timestamp::range(start, end)?;
-        dispatch!(self, s => s.export(format, start, end, out).await)
+        let tenant = tenant.map(str::to_owned);
+        dispatch!(self, s => s.export(format, start, end, tenant, out).await)
     }
 
     /// Events matching `filter`, newest first, at most `filter.effective_limit()` of them.
@@ -695,6 +713,7 @@ macro_rules! impl_sql_store {
                     format: ExportFormat,
                     start: Option<String>,
                     end: Option<String>,
+                    tenant: Option<String>,
                     out: &mut W,
                 ) -> Result<u64, AuditError> {
                     use tokio::io::AsyncWriteExt;
@@ -702,6 +721,9 @@ macro_rules! impl_sql_store {
                     let mut select = QueryBuilder::<DB>::new(format!(
                         "SELECT {SELECT_COLUMNS} FROM audit_events WHERE 1 = 1"
                     ));
+                    if let Some(tenant) = tenant {
+                        select.push(" AND tenant_id = ").push_bind(tenant);
+                    }
                     push_time_range(&mut select, start, end);
                     select.push(" ORDER BY chain_id, seq");
 
@@ -734,6 +756,7 @@ macro_rules! impl_sql_store {
                         "SELECT {SELECT_COLUMNS} FROM audit_events WHERE 1 = 1"
                     ));
                     for (column, value) in [
+                        ("tenant_id", &filter.tenant_id),
                         ("agent_id", &filter.agent_id),
                         ("tool_name", &filter.tool_name),
                         ("policy_result", &filter.policy_result),

@@ -47,6 +47,26 @@ pub struct AuditLog {
     retention_days: u32,
     /// Stops the retention task when the log is closed.
     retention: Arc<tokio::sync::Notify>,
+    /// Consumers that must have read an event before retention may prune it (the SIEM sinks); set once at
+    /// start.
+    retention_hold: Arc<std::sync::OnceLock<Arc<dyn RetentionHold>>>,
+}
+
+/// A consumer of the log that retention waits for: nothing after its [`RetentionHold::ceiling`] is pruned.
+pub trait RetentionHold: Send + Sync {
+    /// The highest seq of `chain` that may be pruned (`i64::MAX`: no limit).
+    fn ceiling<'a>(
+        &'a self,
+        chain: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<i64, AuditError>>;
+
+    /// Retention would have pruned `chain` through `wanted` but stopped at `ceiling`.
+    fn held<'a>(
+        &'a self,
+        chain: &'a str,
+        wanted: i64,
+        ceiling: i64,
+    ) -> futures_util::future::BoxFuture<'a, ()>;
 }
 
 enum Request {
@@ -141,6 +161,7 @@ impl AuditLog {
             sink,
             retention_days: settings.retention_days,
             retention: Arc::new(tokio::sync::Notify::new()),
+            retention_hold: Arc::default(),
         };
         if settings.retention_days > 0 {
             tokio::spawn(log.clone().retention_task());
@@ -163,16 +184,54 @@ impl AuditLog {
         }
     }
 
-    /// Applies `audit.retention_days` to this instance's chain now; returns the pruned seq, if any.
+    /// Makes retention wait for `hold` (once; a second hold is ignored).
+    pub fn hold_retention(&self, hold: Arc<dyn RetentionHold>) {
+        let _ = self.retention_hold.set(hold);
+    }
+
+    /// Applies `audit.retention_days` to this instance's chain now; returns the pruned seq, if any. Events a
+    /// [`RetentionHold`] still waits for are kept, and the hold is told so.
     pub async fn prune(&self) -> Result<Option<i64>, AuditError> {
         if self.retention_days == 0 {
             return Ok(None);
         }
         let cutoff =
             time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(self.retention_days));
-        self.store
-            .prune(&self.chain_id, cutoff, &self.signer, self.sink.as_deref())
-            .await
+        let Some(hold) = self.retention_hold.get() else {
+            return self
+                .store
+                .prune(
+                    &self.chain_id,
+                    cutoff,
+                    i64::MAX,
+                    &self.signer,
+                    self.sink.as_deref(),
+                )
+                .await;
+        };
+        let ceiling = hold.ceiling(&self.chain_id).await?;
+        let pruned = self
+            .store
+            .prune(
+                &self.chain_id,
+                cutoff,
+                ceiling,
+                &self.signer,
+                self.sink.as_deref(),
+            )
+            .await?;
+        if pruned.is_none_or(|seq| seq >= ceiling) {
+            // Held back only if retention would have gone further without the hold.
+            if let Some(wanted) = self
+                .store
+                .prune_point(&self.chain_id, cutoff, i64::MAX)
+                .await?
+                .filter(|&wanted| wanted > ceiling)
+            {
+                hold.held(&self.chain_id, wanted, ceiling).await;
+            }
+        }
+        Ok(pruned)
     }
 
     /// Signs, stores and publishes a checkpoint of the head now, if it moved since the last one.

@@ -104,6 +104,7 @@ const TTL: Duration = Duration::from_secs(3600);
 async fn all(e: &Escalations, status: Option<Status>) -> Vec<Escalation> {
     let query = ListQuery {
         status,
+        tenant_id: None,
         limit: ListQuery::MAX_LIMIT,
         cursor: None,
     };
@@ -419,6 +420,7 @@ async fn the_listing_pages_pending_first_then_newest_first(db: TestDb) {
         let page = e
             .list(&ListQuery {
                 status: None,
+                tenant_id: None,
                 limit: 2,
                 cursor,
             })
@@ -437,7 +439,8 @@ async fn the_listing_pages_pending_first_then_newest_first(db: TestDb) {
         e.list(&ListQuery {
             cursor: Some("not-a-cursor".into()),
             limit: 10,
-            status: None
+            status: None,
+            tenant_id: None,
         })
         .await,
         Err(EscalationError::BadCursor)

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub listener: ListenerMetrics,
     /// Agent runs ended and their durations (`crate::runs`).
     pub runs: super::runs::RunMetrics,
+    /// SIEM delivery (`super::siem`).
+    pub siem: super::SiemMetrics,
     /// `stage_duration` resolved once per stage, so timing a stage costs no label lookup.
     stages: Vec<Histogram>,
     /// Agent ids that have their own label value, each with that value ([`label_value`]), so an id is
@@ -216,6 +218,7 @@ impl Metrics {
         }
         let listener = ListenerMetrics::new(&registry);
         let runs = super::runs::RunMetrics::new(&registry);
+        let siem = super::SiemMetrics::new(&registry);
         // Resolved up front: dashboards see every stage from the first scrape, and timing costs no lookup.
         let stages = super::Stage::ALL
             .iter()
@@ -246,6 +249,7 @@ impl Metrics {
             tool_definitions,
             listener,
             runs,
+            siem,
             stages,
             agents: Mutex::new(HashMap::new()),
             other_agent: Arc::from(OTHER_AGENT),

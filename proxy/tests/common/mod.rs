@@ -178,6 +178,7 @@ impl Proxy {
         if let Some(s) = self.server.take() {
             let _ = s.await;
         }
+        self.app.siem.stop().await;
         self.app.audit.close().await;
     }
 }

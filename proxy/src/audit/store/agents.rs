@@ -45,6 +45,8 @@ pub struct AgentPage {
     pub disabled: Option<bool>,
     /// Agent ids (stored form) the configuration disables in every tenant: they count as disabled.
     pub config_disabled: Vec<String>,
+    /// Only this tenant's agents (stored form: `""` for agents without a tenant).
+    pub tenant_id: Option<String>,
     /// The `(last_seen, tenant_id, agent_id)` of the last row of the previous page.
     pub after: Option<(String, String, String)>,
     pub limit: u32,
@@ -145,6 +147,9 @@ macro_rules! impl_agents {
                     page: &AgentPage,
                 ) -> Result<Vec<AgentRow>, AuditError> {
                     let mut q = QueryBuilder::<DB>::new(format!("SELECT {COLUMNS} FROM agents WHERE TRUE"));
+                    if let Some(tenant) = &page.tenant_id {
+                        q.push(" AND tenant_id = ").push_bind(tenant.clone());
+                    }
                     if let Some(disabled) = page.disabled {
                         // Disabled in the table, or by the configuration (in every tenant).
                         q.push(if disabled { " AND (disabled" } else { " AND (NOT disabled" });

@@ -64,6 +64,11 @@ pub(super) const SQLITE: Dialect = Dialect {
             "agent runs",
             include_str!("../../../migrations/sqlite/0008_agent_runs.sql"),
         ),
+        (
+            9,
+            "siem cursors",
+            include_str!("../../../migrations/sqlite/0009_siem_cursors.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
@@ -107,6 +112,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             7,
             "agent runs",
             include_str!("../../../migrations/postgres/0007_agent_runs.sql"),
+        ),
+        (
+            8,
+            "siem cursors",
+            include_str!("../../../migrations/postgres/0008_siem_cursors.sql"),
         ),
     ],
     ts_cast: Some("::timestamptz"),

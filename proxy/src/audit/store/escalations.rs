@@ -49,6 +49,8 @@ pub struct EscalationKey {
 #[derive(Debug, Clone, Default)]
 pub struct EscalationPage {
     pub status: Option<String>,
+    /// Only this tenant's escalations (a tenant's admin).
+    pub tenant_id: Option<String>,
     pub limit: u32,
     pub after: Option<EscalationKey>,
 }
@@ -331,6 +333,9 @@ macro_rules! impl_escalations {
                         QueryBuilder::new(format!("SELECT {COLUMNS} FROM escalations WHERE 1 = 1"));
                     if let Some(status) = &page.status {
                         query.push(" AND status = ").push_bind(status.clone());
+                    }
+                    if let Some(tenant) = &page.tenant_id {
+                        query.push(" AND tenant_id = ").push_bind(tenant.clone());
                     }
                     if let Some(after) = &page.after {
                         // The rows after `after` in the listing's order (rank up, then time and id down).

@@ -176,6 +176,7 @@ macro_rules! impl_queries {
                     prefix_len: i64,
                     start: Option<String>,
                     end: Option<String>,
+                    tenant: Option<String>,
                     max_rows: i64,
                 ) -> Result<Vec<StatsRow>, AuditError> {
                     // A literal, not a bind: PostgreSQL has no substr(text, int, bigint).
@@ -184,6 +185,9 @@ macro_rules! impl_queries {
                          tool_name, CASE WHEN event_type IN ({DECISION_TYPES}) THEN 1 ELSE 0 END AS decision, \
                          COUNT(*) FROM audit_events WHERE 1 = 1"
                     ));
+                    if let Some(tenant) = tenant {
+                        select.push(" AND tenant_id = ").push_bind(tenant);
+                    }
                     push_time_range(&mut select, start, end);
                     select
                         .push(" GROUP BY bucket, policy_result, agent_id, tool_name, decision ORDER BY bucket LIMIT ")
@@ -204,19 +208,21 @@ macro_rules! impl_queries {
                 }
 
                 /// The newest event of `chain` stamped before `cutoff`, never the chain's last event (the
-                /// head stays stored, so a restart continues the chain).
+                /// head stays stored, so a restart continues the chain), nor one after `ceiling`.
                 pub(in crate::audit) async fn prune_point(
                     &self,
                     chain: &str,
                     cutoff: &str,
+                    ceiling: i64,
                 ) -> Result<Option<(i64, String)>, AuditError> {
                     let row = sqlx::query(
                         "SELECT seq, event_hash FROM audit_events WHERE chain_id = $1 AND \"timestamp\" < $2 \
-                         AND seq < (SELECT MAX(seq) FROM audit_events WHERE chain_id = $1) \
+                         AND seq < (SELECT MAX(seq) FROM audit_events WHERE chain_id = $1) AND seq <= $3 \
                          ORDER BY seq DESC LIMIT 1",
                     )
                     .bind(chain.to_owned())
                     .bind(cutoff.to_owned())
+                    .bind(ceiling)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(AuditError::Query)?;
@@ -303,9 +309,10 @@ impl super::AuditStore {
         prefix_len: i64,
         start: Option<String>,
         end: Option<String>,
+        tenant: Option<String>,
         max_rows: i64,
     ) -> Result<Vec<StatsRow>, AuditError> {
-        dispatch!(self, s => s.stats_rows(prefix_len, start, end, max_rows).await)
+        dispatch!(self, s => s.stats_rows(prefix_len, start, end, tenant, max_rows).await)
     }
 
     pub(crate) async fn insert_checkpoint(
@@ -351,18 +358,35 @@ impl super::AuditStore {
         Ok(chains.into_iter().collect())
     }
 
+    /// The seq retention would prune `chain` through for `cutoff` and `ceiling` (see [`Self::prune`]).
+    pub async fn prune_point(
+        &self,
+        chain: &str,
+        cutoff: time::OffsetDateTime,
+        ceiling: i64,
+    ) -> Result<Option<i64>, AuditError> {
+        let cutoff_text = super::timestamp::format(cutoff);
+        Ok(
+            dispatch!(self, s => s.prune_point(chain, &cutoff_text, ceiling).await)?
+                .map(|(seq, _)| seq),
+        )
+    }
+
     /// Retention for `chain`: signs and stores a "pruned" checkpoint of the newest event stamped before
-    /// `cutoff` (never the chain's last), publishes it through `sink`, then deletes the events it covers
-    /// (PostgreSQL: whole daily partitions first where possible). Returns the pruned seq, if any.
+    /// `cutoff` (never the chain's last, nor one after `ceiling`: events still owed to a SIEM sink), publishes
+    /// it through `sink`, then deletes the events it covers (PostgreSQL: whole daily partitions first where
+    /// possible). Returns the pruned seq, if any.
     pub async fn prune(
         &self,
         chain: &str,
         cutoff: time::OffsetDateTime,
+        ceiling: i64,
         signer: &crate::audit::checkpoint::Signer,
         sink: Option<&crate::audit::checkpoint::Sink>,
     ) -> Result<Option<i64>, AuditError> {
         let cutoff_text = super::timestamp::format(cutoff);
-        let Some((seq, hash)) = dispatch!(self, s => s.prune_point(chain, &cutoff_text).await)?
+        let Some((seq, hash)) =
+            dispatch!(self, s => s.prune_point(chain, &cutoff_text, ceiling).await)?
         else {
             return Ok(None);
         };

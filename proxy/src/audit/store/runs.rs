@@ -52,6 +52,8 @@ pub struct RunEnd {
 /// One page of the runs listing: newest start first, then by run id.
 #[derive(Debug, Clone, Default)]
 pub struct RunPage {
+    /// Tenant as stored (`''` for no tenant): a tenant's admin sees its own runs only.
+    pub tenant_id: Option<String>,
     /// Agent id as stored.
     pub agent_id: Option<String>,
     pub status: Option<String>,
@@ -246,6 +248,9 @@ macro_rules! impl_runs {
                     let mut q = QueryBuilder::<DB>::new(format!(
                         "SELECT {COLUMNS} FROM agent_runs WHERE TRUE"
                     ));
+                    if let Some(tenant_id) = &page.tenant_id {
+                        q.push(" AND tenant_id = ").push_bind(tenant_id.clone());
+                    }
                     if let Some(agent_id) = &page.agent_id {
                         q.push(" AND agent_id = ").push_bind(agent_id.clone());
                     }

@@ -331,6 +331,7 @@ async fn stats_count_by_result_agent_and_tool(db: TestDb) {
         Some("2026-03-01T00:00:00Z"),
         Some("2026-03-01T23:59:59Z"),
         stats::BucketWidth::Hour,
+        None,
     )
     .await
     .unwrap();
@@ -355,6 +356,7 @@ async fn stats_count_by_result_agent_and_tool(db: TestDb) {
         Some("2026-03-01T00:00:00Z"),
         None,
         stats::BucketWidth::Minute,
+        None,
     )
     .await
     .unwrap();

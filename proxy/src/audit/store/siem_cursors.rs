@@ -1,0 +1,337 @@
+//! The SQL of SIEM delivery: each sink's persisted cursor per chain (`siem_cursors`) and the lease on a sink
+//! (`siem_leases`) that lets one instance at a time deliver to it. What the cursors mean, and the delivery
+//! loops that move them, live in `crate::siem`.
+
+use sqlx::{Postgres, Row, Sqlite};
+
+use super::SqlStore;
+use crate::audit::AuditError;
+
+/// One sink's position in one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiemCursor {
+    pub chain_id: String,
+    /// The highest seq of the chain the sink acknowledged (or skipped by its `event_types` filter).
+    pub delivered_seq: i64,
+    /// Events of the chain sent to the sink and acknowledged.
+    pub delivered: i64,
+}
+
+/// A cursor move: `sink`'s cursor in `chain` from `from` to `to`, `sent` events acknowledged on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorMove<'a> {
+    pub sink: &'a str,
+    pub chain: &'a str,
+    pub from: i64,
+    pub to: i64,
+    pub sent: i64,
+}
+
+/// Who delivers to a sink, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiemLease {
+    pub holder: String,
+    pub expires_ms: i64,
+}
+
+macro_rules! impl_siem_cursors {
+    ($module:ident, $db:ty) => {
+        mod $module {
+            use super::*;
+
+            type DB = $db;
+
+            impl SqlStore<DB> {
+                pub(super) async fn siem_cursors(
+                    &self,
+                    sink: &str,
+                ) -> Result<Vec<SiemCursor>, AuditError> {
+                    sqlx::query(
+                        "SELECT chain_id, delivered_seq, delivered FROM siem_cursors WHERE sink = $1 \
+                         ORDER BY chain_id",
+                    )
+                    .bind(sink.to_owned())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(AuditError::Query)?
+                    .iter()
+                    .map(|row| {
+                        Ok(SiemCursor {
+                            chain_id: row.try_get(0)?,
+                            delivered_seq: row.try_get(1)?,
+                            delivered: row.try_get(2)?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(AuditError::Query)
+                }
+
+                pub(super) async fn siem_advance(
+                    &self,
+                    m: &CursorMove<'_>,
+                    holder: &str,
+                    now: &str,
+                ) -> Result<bool, AuditError> {
+                    // One statement each: the row is created at the first advance, moved only from where the
+                    // mover read it (`from`), and only while the mover holds the sink's lease.
+                    let sql = if m.from == 0 {
+                        "INSERT INTO siem_cursors (sink, chain_id, delivered_seq, delivered, updated_at) \
+                         SELECT $1, $2, $4, $5, $7 WHERE $3 = 0 AND EXISTS \
+                         (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6) \
+                         ON CONFLICT (sink, chain_id) DO UPDATE SET delivered_seq = $4, \
+                         delivered = siem_cursors.delivered + $5, updated_at = $7 \
+                         WHERE siem_cursors.delivered_seq = $3"
+                    } else {
+                        "UPDATE siem_cursors SET delivered_seq = $4, delivered = delivered + $5, \
+                         updated_at = $7 WHERE sink = $1 AND chain_id = $2 AND delivered_seq = $3 AND EXISTS \
+                         (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6)"
+                    };
+                    sqlx::query(sql)
+                    .bind(m.sink.to_owned())
+                    .bind(m.chain.to_owned())
+                    .bind(m.from)
+                    .bind(m.to)
+                    .bind(m.sent)
+                    .bind(holder.to_owned())
+                    .bind(now.to_owned())
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+                    .map_err(AuditError::Query)
+                }
+
+                pub(super) async fn siem_take_lease(
+                    &self,
+                    sink: &str,
+                    holder: &str,
+                    now_ms: i64,
+                    ttl_ms: i64,
+                ) -> Result<bool, AuditError> {
+                    sqlx::query(
+                        "INSERT INTO siem_leases (sink, holder, expires_ms) VALUES ($1, $2, $3) \
+                         ON CONFLICT (sink) DO UPDATE SET holder = $2, expires_ms = $3 \
+                         WHERE siem_leases.holder = $2 OR siem_leases.expires_ms < $4",
+                    )
+                    .bind(sink.to_owned())
+                    .bind(holder.to_owned())
+                    .bind(now_ms.saturating_add(ttl_ms))
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+                    .map_err(AuditError::Query)
+                }
+
+                pub(super) async fn siem_release_lease(
+                    &self,
+                    sink: &str,
+                    holder: &str,
+                ) -> Result<(), AuditError> {
+                    sqlx::query("DELETE FROM siem_leases WHERE sink = $1 AND holder = $2")
+                        .bind(sink.to_owned())
+                        .bind(holder.to_owned())
+                        .execute(&self.pool)
+                        .await
+                        .map(|_| ())
+                        .map_err(AuditError::Query)
+                }
+
+                pub(super) async fn siem_lease(
+                    &self,
+                    sink: &str,
+                ) -> Result<Option<SiemLease>, AuditError> {
+                    let row = sqlx::query("SELECT holder, expires_ms FROM siem_leases WHERE sink = $1")
+                        .bind(sink.to_owned())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(AuditError::Query)?;
+                    row.map(|r| {
+                        Ok(SiemLease {
+                            holder: r.try_get(0)?,
+                            expires_ms: r.try_get(1)?,
+                        })
+                    })
+                    .transpose()
+                    .map_err(AuditError::Query)
+                }
+            }
+        }
+    };
+}
+
+impl_siem_cursors!(sqlite_siem, Sqlite);
+impl_siem_cursors!(postgres_siem, Postgres);
+
+impl super::AuditStore {
+    /// `sink`'s cursors, one per chain it has delivered from (a chain without a row: nothing delivered yet).
+    pub async fn siem_cursors(&self, sink: &str) -> Result<Vec<SiemCursor>, AuditError> {
+        dispatch!(self, s => s.siem_cursors(sink).await)
+    }
+
+    /// Makes the cursor move `m` if the cursor still stands at `m.from` and `holder` holds the sink's lease.
+    /// `false`: it moved nothing (another instance took the sink over, or moved the cursor first).
+    pub async fn siem_advance(&self, m: &CursorMove<'_>, holder: &str) -> Result<bool, AuditError> {
+        let now = super::timestamp::now();
+        dispatch!(self, s => s.siem_advance(m, holder, &now).await)
+    }
+
+    /// Takes or renews the lease on `sink` for `ttl_ms` from `now_ms`: granted when nobody holds it, `holder`
+    /// already does, or the holder's lease expired. `false`: another live instance delivers to the sink.
+    pub async fn siem_take_lease(
+        &self,
+        sink: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, AuditError> {
+        dispatch!(self, s => s.siem_take_lease(sink, holder, now_ms, ttl_ms).await)
+    }
+
+    /// Gives the lease on `sink` up (at shutdown), so another instance takes over without waiting for it to
+    /// expire.
+    pub async fn siem_release_lease(&self, sink: &str, holder: &str) -> Result<(), AuditError> {
+        dispatch!(self, s => s.siem_release_lease(sink, holder).await)
+    }
+
+    /// The lease on `sink`, if anybody took it.
+    pub async fn siem_lease(&self, sink: &str) -> Result<Option<SiemLease>, AuditError> {
+        dispatch!(self, s => s.siem_lease(sink).await)
+    }
+
+    /// The highest seq of `chain` that every one of `sinks` has delivered (0 when one has not started it):
+    /// retention prunes nothing after it.
+    pub async fn siem_floor(&self, chain: &str, sinks: &[String]) -> Result<i64, AuditError> {
+        let mut floor = i64::MAX;
+        for sink in sinks {
+            let delivered = self
+                .siem_cursors(sink)
+                .await?
+                .into_iter()
+                .find(|c| c.chain_id == chain)
+                .map_or(0, |c| c.delivered_seq);
+            floor = floor.min(delivered);
+        }
+        Ok(floor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CursorMove;
+    use crate::audit::test_db::{on_both, run, Kind, TestDb};
+
+    async fn cursors_move_only_under_the_lease_and_from_where_they_stand(db: TestDb) {
+        let (a, b) = (db.store().await, db.store().await);
+        assert!(a
+            .siem_take_lease("s", "inst-a", 1_000, 10_000)
+            .await
+            .unwrap());
+        // Another live holder: refused; the holder renews.
+        assert!(!b
+            .siem_take_lease("s", "inst-b", 2_000, 10_000)
+            .await
+            .unwrap());
+        assert!(a
+            .siem_take_lease("s", "inst-a", 3_000, 10_000)
+            .await
+            .unwrap());
+        // Not the holder: the cursor does not move.
+        assert!(!b
+            .siem_advance(
+                &CursorMove {
+                    sink: "s",
+                    chain: "c1",
+                    from: 0,
+                    to: 5,
+                    sent: 5
+                },
+                "inst-b"
+            )
+            .await
+            .unwrap());
+        assert!(a.siem_cursors("s").await.unwrap().is_empty());
+        assert!(a
+            .siem_advance(
+                &CursorMove {
+                    sink: "s",
+                    chain: "c1",
+                    from: 0,
+                    to: 5,
+                    sent: 4
+                },
+                "inst-a"
+            )
+            .await
+            .unwrap());
+        // A stale `from` (somebody moved it) does not move it either.
+        assert!(!a
+            .siem_advance(
+                &CursorMove {
+                    sink: "s",
+                    chain: "c1",
+                    from: 0,
+                    to: 9,
+                    sent: 4
+                },
+                "inst-a"
+            )
+            .await
+            .unwrap());
+        assert!(a
+            .siem_advance(
+                &CursorMove {
+                    sink: "s",
+                    chain: "c1",
+                    from: 5,
+                    to: 9,
+                    sent: 3
+                },
+                "inst-a"
+            )
+            .await
+            .unwrap());
+        let cursors = b.siem_cursors("s").await.unwrap();
+        assert_eq!(cursors.len(), 1);
+        assert_eq!((cursors[0].delivered_seq, cursors[0].delivered), (9, 7));
+        // The holder's lease expires: the other instance takes over, and the old holder can no longer move
+        // the cursor.
+        assert!(b
+            .siem_take_lease("s", "inst-b", 13_001, 10_000)
+            .await
+            .unwrap());
+        assert!(!a
+            .siem_advance(
+                &CursorMove {
+                    sink: "s",
+                    chain: "c1",
+                    from: 9,
+                    to: 12,
+                    sent: 3
+                },
+                "inst-a"
+            )
+            .await
+            .unwrap());
+        assert!(!a
+            .siem_take_lease("s", "inst-a", 14_000, 10_000)
+            .await
+            .unwrap());
+        assert_eq!(a.siem_lease("s").await.unwrap().unwrap().holder, "inst-b");
+        // Released: taken at once.
+        b.siem_release_lease("s", "inst-b").await.unwrap();
+        assert!(a
+            .siem_take_lease("s", "inst-a", 14_001, 10_000)
+            .await
+            .unwrap());
+        // The floor of retention: the slowest sink, 0 for a sink that never delivered from the chain.
+        assert_eq!(a.siem_floor("c1", &["s".into()]).await.unwrap(), 9);
+        assert_eq!(
+            a.siem_floor("c1", &["s".into(), "other".into()])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(a.siem_floor("c1", &[]).await.unwrap(), i64::MAX);
+    }
+    on_both!(cursors_move_only_under_the_lease_and_from_where_they_stand);
+}

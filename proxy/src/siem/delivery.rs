@@ -1,0 +1,363 @@
+//! The delivery task of one sink: hold the sink's lease, read the next batch after the sink's cursor (one
+//! chain at a time, in seq order), send it, retry with capped exponential back-off until the sink acknowledged
+//! every event, and only then move the cursor. The task reads the audit log; it never waits on, nor is waited
+//! on by, a request.
+//!
+//! At least once: the cursor moves after the acknowledgement, so a crash between the two re-sends that one
+//! batch, nothing more. The cursor only moves from where this task read it, and only under the lease, so two
+//! instances never both advance a sink; an instance that lost the lease mid-batch drops the batch and the new
+//! holder sends it again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use toolgate_engine::chain::AuditEvent;
+
+use super::attempt::{Attempt, Why};
+use super::failure::Failures;
+use super::Sink;
+use crate::audit::store::CursorMove;
+use crate::audit::{AuditError, AuditLog, AuditStore};
+use crate::telemetry::SiemMetrics;
+
+/// The next events owed to the sink: from `chain`, after `from`; the cursor moves to `to` once they are
+/// acknowledged (past events the filter skipped, too).
+struct Batch {
+    chain: String,
+    from: i64,
+    to: i64,
+    events: Vec<AuditEvent>,
+}
+
+pub(super) struct Delivery {
+    sink: Arc<Sink>,
+    store: AuditStore,
+    audit: AuditLog,
+    holder: String,
+    metrics: SiemMetrics,
+    stop: watch::Receiver<bool>,
+    failures: Failures,
+    /// The chain served last, so that a busy chain does not starve the others.
+    last_chain: Option<String>,
+    /// When this task last took or renewed the lease (`None`: it does not hold it).
+    renewed: Option<std::time::Instant>,
+}
+
+/// Why the task stopped working on a batch.
+enum Interrupted {
+    Stopped,
+    LeaseLost,
+}
+
+impl Delivery {
+    pub(super) fn new(
+        sink: Arc<Sink>,
+        audit: AuditLog,
+        holder: String,
+        metrics: SiemMetrics,
+        stop: watch::Receiver<bool>,
+    ) -> Delivery {
+        Delivery {
+            failures: Failures::new(sink.clone(), audit.clone(), metrics.clone()),
+            store: audit.store().clone(),
+            sink,
+            audit,
+            holder,
+            metrics,
+            stop,
+            last_chain: None,
+            renewed: None,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        // Committed events of this instance wake the task at once; other instances' chains are polled.
+        let mut committed = self.audit.subscribe();
+        let poll = self.sink.settings.poll();
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            // Every wake-up queued so far is answered by the read below: drop them, so a burst of commits does
+            // not turn into as many empty reads afterwards.
+            while committed.try_recv().is_ok() {}
+            match self.renew_lease().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.set_state("standby");
+                    if self.sleep(self.sink.settings.lease() / 3).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.store_failed(&e);
+                    if self.sleep(self.sink.settings.backoff_max()).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let batch = match self.next_batch().await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.store_failed(&e);
+                    if self.sleep(poll).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(batch) = batch else {
+                self.set_state(if self.failures.failing() {
+                    "failing"
+                } else {
+                    "idle"
+                });
+                let woken = tokio::select! {
+                    _ = committed.recv() => true,
+                    _ = tokio::time::sleep(poll) => false,
+                    _ = self.stop.changed() => break,
+                };
+                let linger = self.sink.settings.linger();
+                if woken && !linger.is_zero() && self.sleep(linger).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            match self.deliver(batch).await {
+                Ok(()) => {}
+                Err(Interrupted::Stopped) => break,
+                Err(Interrupted::LeaseLost) => {
+                    self.renewed = None;
+                    tracing::info!(sink = %self.sink.name(), "SIEM sink lease lost: another instance delivers");
+                }
+            }
+        }
+        if let Err(e) = self
+            .store
+            .siem_release_lease(self.sink.name(), &self.holder)
+            .await
+        {
+            tracing::warn!(sink = %self.sink.name(), error = %e, "SIEM sink lease not released");
+        }
+    }
+
+    /// Takes or renews the lease for `lease_seconds`. A lease renewed less than a third of its time ago is
+    /// still held (nobody may take it before it expires), so the database is not written on every pass: on
+    /// SQLite each renewal is a write that waits for the audit writer's lock.
+    async fn renew_lease(&mut self) -> Result<bool, AuditError> {
+        let fresh = self
+            .renewed
+            .is_some_and(|at| at.elapsed() < self.sink.settings.lease() / 3);
+        if fresh {
+            return Ok(true);
+        }
+        let started = std::time::Instant::now();
+        let held = take_lease(&self.store, &self.sink, &self.holder).await?;
+        self.renewed = held.then_some(started);
+        Ok(held)
+    }
+
+    /// The next batch owed, from the chain after the last one served that has events past the cursor. Also
+    /// sets the lag gauge (events past the cursor over every chain).
+    async fn next_batch(&mut self) -> Result<Option<Batch>, AuditError> {
+        let heads = self.store.chain_heads().await?;
+        let cursors = self.store.siem_cursors(self.sink.name()).await?;
+        let cursor_of = |chain: &str| {
+            cursors
+                .iter()
+                .find(|c| c.chain_id == chain)
+                .map_or(0, |c| c.delivered_seq)
+        };
+        let lag: i64 = heads
+            .iter()
+            .map(|(chain, head)| (head - cursor_of(chain)).max(0))
+            .sum();
+        self.metrics.lag(self.sink.name()).set(lag);
+        let owed: Vec<&(String, i64)> = heads
+            .iter()
+            .filter(|(chain, head)| *head > cursor_of(chain))
+            .collect();
+        // Round robin: the first owed chain after the last one served.
+        let next = owed
+            .iter()
+            .find(|(chain, _)| self.last_chain.as_deref() < Some(chain.as_str()))
+            .or_else(|| owed.first());
+        let Some((chain, head)) = next.map(|&(c, h)| (c.clone(), *h)) else {
+            return Ok(None);
+        };
+        self.last_chain = Some(chain.clone());
+        let from = cursor_of(&chain);
+        let limit = u32::try_from(self.sink.settings.batch_max).unwrap_or(u32::MAX);
+        let events = self
+            .store
+            .chain_events(&chain, from, head, &self.sink.filter, limit)
+            .await?;
+        // A full batch ends at its last event; a short one holds every matching event up to the head, so the
+        // cursor may pass the skipped ones too.
+        let to = if events.len() >= self.sink.settings.batch_max {
+            events.last().map_or(head, |e| e.seq)
+        } else {
+            head
+        };
+        Ok(Some(Batch {
+            chain,
+            from,
+            to,
+            events,
+        }))
+    }
+
+    /// Sends `batch` until every event is acknowledged, then moves the cursor.
+    async fn deliver(&mut self, batch: Batch) -> Result<(), Interrupted> {
+        let mut pending: Vec<&AuditEvent> = batch.events.iter().collect();
+        let mut backoff = self.sink.settings.backoff_initial();
+        while !pending.is_empty() {
+            self.set_state(if self.failures.failing() {
+                "failing"
+            } else {
+                "delivering"
+            });
+            // The lease is renewed while the sink takes its time, so a slow answer does not hand the sink to
+            // another instance. A stop does not wait for a slow sink: the batch is abandoned and re-sent from
+            // the cursor later.
+            let sent = {
+                let sink = self.sink.clone();
+                let send = sink.send(&pending);
+                tokio::pin!(send);
+                let mut renew = tokio::time::interval(self.sink.settings.lease() / 3);
+                renew.tick().await;
+                loop {
+                    tokio::select! {
+                        sent = &mut send => break sent,
+                        _ = renew.tick() => {
+                            match take_lease(&self.store, &self.sink, &self.holder).await {
+                                Ok(false) => return Err(Interrupted::LeaseLost),
+                                Ok(true) => self.renewed = Some(std::time::Instant::now()),
+                                Err(_) => {}
+                            }
+                        }
+                        _ = self.stop.changed() => return Err(Interrupted::Stopped),
+                    }
+                }
+            };
+            let (why, wait) = match sent.attempt {
+                Attempt::Ok => break,
+                Attempt::Retry(why) => (why, backoff),
+                Attempt::DontRetry(why) => (why, self.sink.settings.backoff_max()),
+                Attempt::Partial { failed, why, retry } => {
+                    pending = failed
+                        .iter()
+                        .filter_map(|&i| pending.get(i).copied())
+                        .collect();
+                    let wait = if retry {
+                        backoff
+                    } else {
+                        self.sink.settings.backoff_max()
+                    };
+                    (why, wait)
+                }
+            };
+            let why = Why::new(why.reason, self.sink.scrub(&why.detail));
+            self.failures
+                .attempt_failed(&why, sent.reply.as_ref().map(|r| r.status))
+                .await;
+            tracing::debug!(sink = %self.sink.name(), reason = why.reason, retry_in_ms = wait.as_millis() as u64, "SIEM delivery attempt failed");
+            self.pause(wait).await?;
+            backoff = (backoff * 2).min(self.sink.settings.backoff_max());
+        }
+        let sent = batch.events.len();
+        match self
+            .store
+            .siem_advance(
+                &CursorMove {
+                    sink: self.sink.name(),
+                    chain: &batch.chain,
+                    from: batch.from,
+                    to: batch.to,
+                    sent: i64::try_from(sent).unwrap_or(i64::MAX),
+                },
+                &self.holder,
+            )
+            .await
+        {
+            Ok(true) => {
+                self.metrics.delivered(self.sink.name()).inc_by(sent as u64);
+                self.sink.health().last_delivery_at = Some(crate::telemetry::format_rfc3339(
+                    time::OffsetDateTime::now_utc(),
+                ));
+                self.failures.delivered().await;
+                Ok(())
+            }
+            // Someone else moved the cursor or holds the lease now: the batch is theirs to (re)send.
+            Ok(false) => Err(Interrupted::LeaseLost),
+            Err(e) => {
+                // Delivered but not recorded: the next pass re-sends the batch (receivers de-duplicate by
+                // event_hash); nothing is lost.
+                self.store_failed(&e);
+                self.pause(self.sink.settings.backoff_initial()).await
+            }
+        }
+    }
+
+    /// Waits `wait`, renewing the lease on the way; stops early when the task is stopped or the lease is lost.
+    async fn pause(&mut self, wait: Duration) -> Result<(), Interrupted> {
+        let step = (self.sink.settings.lease() / 3).max(Duration::from_millis(100));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            self.sleep(step.min(deadline - now)).await?;
+            if let Ok(false) = self.renew_lease().await {
+                return Err(Interrupted::LeaseLost);
+            }
+        }
+    }
+
+    /// Sleeps `wait` unless the task is stopped first.
+    async fn sleep(&mut self, wait: Duration) -> Result<(), Interrupted> {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = self.stop.changed() => Err(Interrupted::Stopped),
+        }
+    }
+
+    fn set_state(&self, state: &'static str) {
+        self.sink.health().state = state;
+    }
+
+    /// The audit database failed under the task (reading the log, the cursor or the lease).
+    fn store_failed(&self, e: &AuditError) {
+        tracing::warn!(sink = %self.sink.name(), error = %e, "SIEM delivery cannot read or move its cursor");
+        self.sink.health().last_error = Some(serde_json::json!({
+            "reason": "audit_database",
+            "detail": e.to_string(),
+            "at": crate::telemetry::format_rfc3339(time::OffsetDateTime::now_utc()),
+        }));
+    }
+}
+
+/// Takes or renews `sink`'s lease for `holder`, for `lease_seconds` from now. A free function, so that it can
+/// run beside a borrow of the task's other fields.
+async fn take_lease(store: &AuditStore, sink: &Sink, holder: &str) -> Result<bool, AuditError> {
+    let ttl = i64::try_from(sink.settings.lease().as_millis()).unwrap_or(i64::MAX);
+    store
+        .siem_take_lease(sink.name(), holder, now_ms(), ttl)
+        .await
+}
+
+/// Milliseconds since the Unix epoch: the clock of the lease (instances sharing a database must keep their
+/// clocks in step to well under `lease_seconds`).
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}

@@ -1,0 +1,301 @@
+//! Tenant admin tokens (`[[admin.tenant_tokens]]`) through the real proxy: each sees and changes its own tenant's
+//! events, exports, stats, escalations, agents and runs only (another tenant's objects are 404, never a hint), gets
+//! 403 on what belongs to no tenant or is not scoped to tenants, while `admin.token` keeps seeing everything.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{send, start, Agent, Options, Proxy, ADMIN, SECRET};
+use hyper::Method;
+use serde_json::{json, Value};
+
+const T1: &str = "tenant-one-admin-token-0123";
+const T2: &str = "tenant-two-admin-token-4567";
+
+fn agent_token(sub: &str, tenant: Option<&str>) -> String {
+    let settings = toolgate::auth::AuthSettings {
+        hs256_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    toolgate::auth::mint_hs256(&settings, sub, tenant, &[], Duration::from_secs(3600)).unwrap()
+}
+
+async fn admin(proxy: &Proxy, token: &str, method: Method, path: &str) -> common::Answer {
+    let auth = format!("Bearer {token}");
+    send(
+        method,
+        &proxy.url(path),
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await
+}
+
+async fn events(proxy: &Proxy, token: &str) -> Vec<Value> {
+    let answer = admin(proxy, token, Method::GET, "/api/v1/audit/events?limit=1000").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.json()["events"].as_array().unwrap().clone()
+}
+
+fn tenants_of(items: &[Value]) -> Vec<Value> {
+    let mut seen: Vec<Value> = items.iter().map(|e| e["tenant_id"].clone()).collect();
+    seen.sort_by_key(|v| v.to_string());
+    seen.dedup();
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_admin_sees_its_own_tenant_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t2_file = dir.path().join("t2.token");
+    std::fs::write(&t2_file, format!("{T2}\n")).unwrap();
+    std::env::set_var("TOOLGATE_TEST_TENANT_ONE_TOKEN", T1);
+    let proxy = start(Options {
+        extra_toml: format!(
+            "[[admin.tenant_tokens]]\ntenant = \"t1\"\ntoken_env = \"TOOLGATE_TEST_TENANT_ONE_TOKEN\"\n\
+             [[admin.tenant_tokens]]\ntenant = \"t2\"\ntoken_file = \"{}\"\n",
+            t2_file.display()
+        ),
+        ..Default::default()
+    })
+    .await;
+    // The same agent id in two tenants, and one agent of no tenant; each echoes and escalates a write.
+    for (sub, tenant) in [
+        ("worker", Some("t1")),
+        ("worker", Some("t2")),
+        ("loner", None),
+    ] {
+        let mut agent = Agent::new(&proxy, "demo", agent_token(sub, tenant));
+        let echo = agent.call_stateless("echo", json!({"text": "hi"})).await;
+        assert_eq!(echo.status, 200);
+        let write = agent
+            .call_stateless("write_file", json!({"path": "notes/a.txt", "content": "x"}))
+            .await;
+        assert_eq!(write.error_code(), Some(-31002), "{:?}", write.message());
+    }
+
+    // Events: each tenant its own; the all-tenant admin every tenant and the tenant-less agent.
+    let all = events(&proxy, ADMIN).await;
+    assert_eq!(tenants_of(&all), [json!("t1"), json!("t2"), json!(null)]);
+    let t1 = events(&proxy, T1).await;
+    assert!(!t1.is_empty());
+    assert_eq!(tenants_of(&t1), [json!("t1")]);
+    assert_eq!(tenants_of(&events(&proxy, T2).await), [json!("t2")]);
+    // Another tenant's event by id, a filter naming another tenant's agent: nothing.
+    let theirs = all.iter().find(|e| e["tenant_id"] == "t2").unwrap();
+    let path = format!("/api/v1/audit/events/{}", theirs["id"].as_str().unwrap());
+    assert_eq!(admin(&proxy, T1, Method::GET, &path).await.status, 404);
+    assert_eq!(admin(&proxy, T2, Method::GET, &path).await.status, 200);
+    let loner = admin(
+        &proxy,
+        T1,
+        Method::GET,
+        "/api/v1/audit/events?agent_id=loner",
+    )
+    .await;
+    assert_eq!(loner.json()["events"], json!([]));
+
+    // Export and stats count the tenant's events only.
+    let export = admin(
+        &proxy,
+        T1,
+        Method::GET,
+        "/api/v1/audit/export?format=ndjson",
+    )
+    .await;
+    assert_eq!(export.status, 200);
+    let lines: Vec<Value> = String::from_utf8_lossy(&export.body)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), t1.len());
+    assert_eq!(tenants_of(&lines), [json!("t1")]);
+    let manifest = admin(
+        &proxy,
+        T1,
+        Method::GET,
+        "/api/v1/audit/export?manifest=true",
+    )
+    .await;
+    assert_eq!(manifest.status, 403);
+    let stats = admin(&proxy, T1, Method::GET, "/api/v1/audit/stats")
+        .await
+        .json();
+    let total: i64 = stats["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["total"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, t1.len() as i64);
+    let all_stats = admin(&proxy, ADMIN, Method::GET, "/api/v1/audit/stats")
+        .await
+        .json();
+    let all_total: i64 = all_stats["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["total"].as_i64().unwrap())
+        .sum();
+    assert!(all_total > total, "{all_total} vs {total}");
+
+    // Escalations: listed per tenant; deciding another tenant's is 404 and changes nothing.
+    let list = |token: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let answer = admin(
+                proxy,
+                token,
+                Method::GET,
+                "/api/v1/escalations?status=pending",
+            )
+            .await;
+            answer.json()["escalations"].as_array().unwrap().clone()
+        }
+    };
+    let all_pending = list(ADMIN).await;
+    assert_eq!(all_pending.len(), 3);
+    let mine = list(T1).await;
+    assert_eq!(tenants_of(&mine), [json!("t1")]);
+    assert_eq!(mine.len(), 1);
+    let other = list(T2).await[0]["id"].as_str().unwrap().to_owned();
+    let stolen = admin(
+        &proxy,
+        T1,
+        Method::POST,
+        &format!("/api/v1/escalations/{other}/approve"),
+    )
+    .await;
+    assert_eq!(stolen.status, 404);
+    assert_eq!(list(T2).await.len(), 1, "still pending");
+    let own = mine[0]["id"].as_str().unwrap().to_owned();
+    let approved = admin(
+        &proxy,
+        T1,
+        Method::POST,
+        &format!("/api/v1/escalations/{own}/approve"),
+    )
+    .await;
+    assert_eq!(approved.status, 200, "{:?}", approved.body);
+    assert_eq!(approved.json()["decided_by"], "admin:t1");
+
+    // Agents: listed per tenant; the kill switch acts in the admin's tenant, never another named one.
+    let agents = admin(&proxy, T1, Method::GET, "/api/v1/agents")
+        .await
+        .json();
+    assert_eq!(
+        tenants_of(agents["agents"].as_array().unwrap()),
+        [json!("t1")]
+    );
+    let elsewhere = admin(
+        &proxy,
+        T1,
+        Method::POST,
+        "/api/v1/agents/worker/disable?tenant=t2",
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404);
+    let loner = admin(&proxy, T1, Method::POST, "/api/v1/agents/loner/disable").await;
+    assert_eq!(loner.status, 404);
+    let disabled = admin(&proxy, T1, Method::POST, "/api/v1/agents/worker/disable").await;
+    assert_eq!(disabled.status, 200, "{:?}", disabled.body);
+    assert_eq!(disabled.json()["tenant_id"], "t1");
+    let t1_worker = Agent::new(&proxy, "demo", agent_token("worker", Some("t1")))
+        .call_stateless("echo", json!({"text": "hi"}))
+        .await;
+    assert_eq!(t1_worker.status, 403);
+    let t2_worker = Agent::new(&proxy, "demo", agent_token("worker", Some("t2")))
+        .call_stateless("echo", json!({"text": "hi"}))
+        .await;
+    assert_eq!(t2_worker.status, 200, "t2's worker is untouched");
+
+    // Runs: each tenant lists and reads its own; another tenant's run by id is 404.
+    let mut runs = Vec::new();
+    for tenant in ["t1", "t2"] {
+        let auth = format!("Bearer {}", agent_token("runner", Some(tenant)));
+        let started = send(
+            Method::POST,
+            &proxy.url("/api/v1/runs"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            json!({"objective": "tidy up"}).to_string(),
+        )
+        .await;
+        assert_eq!(started.status, 200, "{:?}", started.body);
+        runs.push(started.json()["run_id"].as_str().unwrap().to_owned());
+    }
+    let listed = admin(&proxy, T1, Method::GET, "/api/v1/runs").await.json();
+    let listed = listed["runs"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["run_id"], runs[0].as_str());
+    let theirs = admin(
+        &proxy,
+        T1,
+        Method::GET,
+        &format!("/api/v1/runs/{}", runs[1]),
+    )
+    .await;
+    assert_eq!(theirs.status, 404);
+    let own = admin(
+        &proxy,
+        T1,
+        Method::GET,
+        &format!("/api/v1/runs/{}", runs[0]),
+    )
+    .await;
+    assert_eq!(own.status, 200);
+    let every = admin(&proxy, ADMIN, Method::GET, "/api/v1/runs")
+        .await
+        .json();
+    assert_eq!(every["runs"].as_array().unwrap().len(), 2);
+
+    // What belongs to no tenant, or is not scoped to tenants: 403 with a reason, for tenant tokens only.
+    for (method, path) in [
+        (Method::GET, "/api/v1/tools"),
+        (Method::GET, "/api/v1/policy"),
+        (Method::GET, "/api/v1/siem"),
+        (Method::GET, "/api/v1/audit/verify"),
+        (Method::GET, "/api/v1/audit/stream"),
+        (Method::GET, "/api/v1/alerts"),
+    ] {
+        let answer = admin(&proxy, T2, method.clone(), path).await;
+        assert_eq!(answer.status, 403, "{path}");
+        assert!(
+            answer.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("admin.token"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        admin(&proxy, ADMIN, Method::GET, "/api/v1/tools")
+            .await
+            .status,
+        200
+    );
+    // A near-miss of a tenant token is no token at all.
+    let near = admin(
+        &proxy,
+        &T1[..T1.len() - 1],
+        Method::GET,
+        "/api/v1/audit/events",
+    )
+    .await;
+    assert_eq!(near.status, 401);
+    // Every change a tenant admin made is recorded under its name.
+    let actions: Vec<Value> = events(&proxy, ADMIN)
+        .await
+        .into_iter()
+        .filter(|e| e["event_type"] == "admin_action")
+        .collect();
+    assert!(actions.len() >= 2);
+    assert!(
+        actions.iter().all(|e| e["requester_id"] == "admin:t1"),
+        "{actions:?}"
+    );
+    proxy.stop().await;
+}
