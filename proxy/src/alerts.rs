@@ -374,6 +374,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// the open alerts back every [`REFRESH`]; it ends once the alerts are dropped.
 pub fn start(alerts: &Arc<Alerts>) {
     tokio::spawn(keep(Arc::downgrade(alerts)));
+    tokio::spawn(watch_siem(Arc::downgrade(alerts), alerts.audit.subscribe()));
+}
+
+/// `siem_delivery_failure`: the SIEM sinks record a `siem_delivery` event `failed` when a sink keeps failing (or
+/// retention waits for one); the alert follows from that event as it is committed, so the sinks need no handle
+/// on the alerts.
+async fn watch_siem(
+    alerts: Weak<Alerts>,
+    mut committed: tokio::sync::broadcast::Receiver<Arc<toolgate_engine::chain::AuditEvent>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = match committed.recv().await {
+            Ok(event) => event,
+            // Events missed while this task was behind: a failure among them is recorded again while it lasts.
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        if event.event_type != "siem_delivery" || event.extra["status"] != "failed" {
+            continue;
+        }
+        let Some(a) = alerts.upgrade() else { return };
+        let sinks = event.extra["sinks"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let reason = event.extra["reason"].as_str().unwrap_or("unknown");
+        a.raise_kind(
+            Kind::SiemDeliveryFailure,
+            None,
+            &format!("SIEM delivery failing ({reason}) for sink(s): {sinks}"),
+        );
+    }
 }
 
 async fn keep(alerts: Weak<Alerts>) {

@@ -135,3 +135,34 @@ async fn the_listing_filters_and_pages(db: TestDb) {
     assert!(resolved.is_empty());
 }
 on_both!(the_listing_filters_and_pages);
+
+async fn a_failing_siem_sink_opens_siem_delivery_failure(db: TestDb) {
+    let (alerts, audit, gauge, _) = instance(&db, "a3").await;
+    let alerts = Arc::new(alerts);
+    start(&alerts);
+    let event = |status: &str| EventDraft {
+        event_type: "siem_delivery".into(),
+        dlp_findings: json!([]),
+        extra: json!({ "status": status, "reason": "http_status", "sinks": ["splunk"] }),
+        ..EventDraft::default()
+    };
+    audit.append(event("recovered")).await.unwrap();
+    audit.append(event("failed")).await.unwrap();
+    // The watcher raises it as the event is committed; the keeper stores it within a tick.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let listed = loop {
+        let (listed, _) = alerts.list(&ListQuery::default()).await.unwrap();
+        if !listed.is_empty() || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].kind, "siem_delivery_failure");
+    assert_eq!(listed[0].severity, "high");
+    assert_eq!(listed[0].agent_id, None);
+    assert!(listed[0].detail.contains("splunk"), "{}", listed[0].detail);
+    assert_eq!(gauge.with_label_values(&["high"]).get(), 1);
+}
+on_both!(a_failing_siem_sink_opens_siem_delivery_failure);
