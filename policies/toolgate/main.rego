@@ -8,6 +8,7 @@ package toolgate
 
 import rego.v1
 
+import data.toolgate.behaviour
 import data.toolgate.dlp
 import data.toolgate.filesystem
 import data.toolgate.network
@@ -54,9 +55,12 @@ else := sampling.deny | dlp.deny if route == "sampling"
 else := dlp.deny if route == "session"
 else := unknown_method | dlp.deny
 
-escalations := tool_escalations | dlp.escalate if route == "tools"
+route_escalations := tool_escalations | dlp.escalate if route == "tools"
 else := sampling.escalate | dlp.escalate if route == "sampling"
 else := dlp.escalate
+
+# An anomalous agent (package behaviour) is held whatever route its request took.
+escalations := route_escalations | behaviour.escalate
 
 allowances := tool_allowances if route == "tools"
 else := resource_allowances if route == "resources"

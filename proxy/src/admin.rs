@@ -1,6 +1,6 @@
 //! The admin API under `/api/v1/`: audit query, verify and export, the live SSE feed, escalations, tool
-//! definitions, policy status, agents and the kill switch, agent runs (read only: agents start and finish them
-//! with their own token, `crate::server::runs`).
+//! definitions, policy status, agents and the kill switch, alerts and prompt pins, agent runs (read only:
+//! agents start and finish them with their own token, `crate::server::runs`).
 //!
 //! Every route needs `Authorization: Bearer <admin.token>`; with no token configured the admin API is off (404).
 //! This module authenticates the caller and hands the request to the module of its first path segment; each of
@@ -8,6 +8,7 @@
 //! ([`record_admin_action`]).
 
 mod agents;
+mod alerts;
 mod audit_routes;
 mod policy;
 mod query;
@@ -178,6 +179,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Some("tools") => tools::route(&call).await,
         Some("policy") => policy::route(&call).await,
         Some("agents") => agents::route(&call).await,
+        Some("alerts") => alerts::route(&call).await,
         Some("runs") => runs::route(&call).await,
         Some("siem") => siem::route(&call).await,
         _ => None,

@@ -35,6 +35,10 @@ pub struct App {
     pub tools: Arc<crate::tools::ToolPins>,
     /// Agents seen, and the kill switch.
     pub agents: crate::agents::Agents,
+    /// Behavioural and operational alerts.
+    pub alerts: Arc<crate::alerts::Alerts>,
+    /// Per-agent baselines, scores and prompt pins.
+    pub behaviour: Arc<crate::behaviour::Behaviour>,
     /// The admin API's tokens: every tenant, or one tenant each.
     pub admin_tokens: crate::config::admin_tokens::AdminTokens,
     /// Agent runs, their calls counted in memory, and their timeout.
@@ -86,6 +90,24 @@ impl App {
         let agents = crate::agents::Agents::load(audit.store().clone(), &config.agents.disabled)
             .await
             .context("loading the disabled agents")?;
+        let alerts = crate::alerts::Alerts::load(
+            audit.store().clone(),
+            audit.clone(),
+            metrics.alerts_open.clone(),
+            metrics.audit_write_failures.clone(),
+        )
+        .await
+        .map(Arc::new)
+        .context("loading the open alerts")?;
+        let behaviour = crate::behaviour::Behaviour::load(
+            &config.behavior,
+            audit.store().clone(),
+            alerts.clone(),
+            Arc::new(crate::behaviour::SystemClock),
+        )
+        .await
+        .map(Arc::new)
+        .context("loading the behaviour baselines")?;
         let mut upstreams = HashMap::new();
         for u in &config.upstreams {
             let upstream = match (&u.url, &u.command) {
@@ -153,6 +175,8 @@ impl App {
             escalations,
             tools,
             agents,
+            alerts,
+            behaviour,
             runs,
             admin_tokens,
             siem,
@@ -160,6 +184,8 @@ impl App {
         });
         app.policies.start();
         crate::agents::start(&app);
+        crate::alerts::start(&app.alerts);
+        crate::behaviour::start(&app.behaviour);
         Ok(app)
     }
 

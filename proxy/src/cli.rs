@@ -236,6 +236,13 @@ async fn serve(config: Config, client: crate::outbound::HttpClient) -> anyhow::R
     if let Err(e) = app.agents.flush().await {
         tracing::warn!(error = %e, "the last agent counts were not stored");
     }
+    // The baselines as they are now, and any alert still queued, so a restart resumes from here.
+    if let Err(e) = app.behaviour.snapshot().await {
+        tracing::warn!(error = %e, "the last baseline snapshot was not stored");
+    }
+    if let Err(e) = app.alerts.store_raised().await {
+        tracing::warn!(error = %e, "alerts raised at shutdown were not stored");
+    }
     if let Err(e) = app.runs.flush().await {
         tracing::warn!(error = %e, "the last run call counts were not stored");
     }

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod behavior;
 mod listener;
 mod runs;
 
+pub use behavior::BehaviorSettings;
 pub use listener::{ClientAuth, ServerSettings, TlsFiles, TlsSettings};
 pub use runs::RunsSettings;
 pub mod admin_tokens;
@@ -77,6 +79,9 @@ pub struct Config {
     pub agents: AgentSettings,
     #[serde(default)]
     pub tools: ToolsSettings,
+    /// `[behavior]`: baselines, scores and the alert rules' thresholds.
+    #[serde(default)]
+    pub behavior: BehaviorSettings,
     #[serde(default)]
     pub runs: RunsSettings,
     #[serde(default, rename = "upstream")]
@@ -436,6 +441,7 @@ impl Config {
             }
         }
         self.server.validate()?;
+        self.behavior.validate()?;
         self.tls.files()?;
         self.runs.validate()?;
         siem::validate(&self.siem)?;

@@ -17,6 +17,8 @@
 //! - [`policy_cli`]: `toolgate policy test` and `toolgate policy eval`.
 //! - [`policy_reload`]: the serving policy set and its hot reload (folder watching, SIGHUP, the admin endpoint).
 //! - [`app`]: the shared state built at start; [`admin`]: the admin API; [`escalation`]: held calls.
+//! - [`behaviour`]: per-agent baselines, the score of each call, prompt pins, and the rules that open
+//!   [`alerts`] (stored alerts, their keeper, ack and resolve).
 //! - [`agents`]: agents seen (counted in memory, flushed to the audit database) and the kill switch.
 //! - [`runs`]: agent runs from start to finish (requests carrying a run id belong to it), and their timeout.
 //! - [`console`]: the web console at `/ui/`, its files embedded in the binary.
@@ -32,9 +34,11 @@
 
 pub mod admin;
 pub mod agents;
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod behaviour;
 pub mod cli;
 pub mod config;
 pub mod console;

@@ -148,10 +148,20 @@ async fn judged(
     let params = message.params();
     let workdir = app.workdir(caller.upstream_name);
     let calls_before = caller.session.as_ref().map(|s| s.count_call()).unwrap_or(0);
-    let base = InputBase::new(caller, method, calls_before);
-    let subject = match Subject::of(message, method, workdir, |name| {
-        app.tools.info(caller.upstream_name, name)
-    }) {
+    let mut base = InputBase::new(caller, method, calls_before);
+    // The declared prompt hash must look like a hash before it is pinned or compared.
+    let declared = crate::behaviour::declared_prompt_hash(headers, params);
+    let subject = match declared
+        .map_err(|message| Refusal::InvalidParams {
+            id: id.cloned(),
+            message,
+        })
+        .and_then(|hash| {
+            base.agent.prompt_hash = hash;
+            Subject::of(message, method, workdir, |name| {
+                app.tools.info(caller.upstream_name, name)
+            })
+        }) {
         Ok(s) => s,
         Err(refusal) => {
             stages::record_invalid(app, caller, method, &refusal).await;
@@ -167,12 +177,16 @@ async fn judged(
     let findings = crate::telemetry::stage(&app.metrics, Stage::Dlp)
         .in_scope(|| stages::dlp(app, caller, &message.value));
 
+    // The agent's behaviour against its own baseline, before the policy so that the policy can use it.
+    let behavior = stages::behaviour(app, caller, &subject, &base, &findings);
+
     // policy: the Rego decision on an input built straight from the parsed request.
     let input = PolicyInput {
         tool: subject.tool_input(),
         resource: subject.resource_input(),
         prompt: subject.prompt_input(),
         params,
+        behavior,
         ..base.input(&findings)
     };
     let doc = input.to_value();
@@ -191,6 +205,7 @@ async fn judged(
         findings: &findings,
         findings_json: serde_json::to_value(&findings).unwrap_or(Value::Array(vec![])),
         revision: &revision,
+        behavioral_score: record::score_text(behavior.score),
     };
     // A deny ends here, recorded; an escalation is recorded and held for a reviewer.
     let (decision, extra) = match decision.verdict() {

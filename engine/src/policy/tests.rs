@@ -50,6 +50,7 @@ fn the_shipped_library_loads() {
     assert_eq!(
         set.modules(),
         [
+            "toolgate/behaviour.rego",
             "toolgate/dlp.rego",
             "toolgate/filesystem.rego",
             "toolgate/main.rego",

@@ -21,6 +21,12 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
                 "the agent id must be percent-encoded UTF-8",
             )),
         },
+        (&Method::POST, [id, "prompt", "repin"]) => match percent_decode_segment(id) {
+            Some(id) => super::alerts::repin(call, &id).await,
+            None => Err(AdminError::bad_request(
+                "the agent id must be percent-encoded UTF-8",
+            )),
+        },
         _ => return None,
     };
     Some(answer)

@@ -37,6 +37,7 @@ macro_rules! dispatch {
 }
 
 mod agents;
+mod behaviour;
 mod chain_lock;
 mod dialect;
 mod escalations;
@@ -51,6 +52,7 @@ mod verify;
 use dialect::{Dialect, EmbeddedMigrations, POSTGRES, SQLITE};
 
 pub use agents::{AgentDelta, AgentPage, AgentRow};
+pub use behaviour::{AgentText, AlertPage, AlertRow};
 pub(crate) use chain_lock::ChainLock;
 pub use escalations::{EscalationKey, EscalationPage, EscalationRow};
 pub use feed::FeedFilter;

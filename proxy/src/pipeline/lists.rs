@@ -294,6 +294,21 @@ impl Filter<'_> {
             ..EventDraft::default()
         };
         for (name, status, hash) in &self.transitions {
+            if *status == crate::tools::Transition::Changed.as_str() {
+                // A rug pull: the definition differs from the pinned one. The alert names the agent that listed it.
+                let agent = crate::agents::StoredKey::of(
+                    caller.identity.tenant_id.as_deref(),
+                    &caller.identity.id,
+                );
+                self.app.alerts.raise_kind(
+                    crate::alerts::Kind::ToolDefinitionChanged,
+                    Some(&agent),
+                    &format!(
+                        "tool {name} of upstream {} changed its definition (now sha256 {hash})",
+                        caller.upstream_name
+                    ),
+                );
+            }
             let mut draft = base("tool_definition", json!({ "status": status, "hash": hash }));
             draft.tool_name = Some(name.clone());
             super::record::enqueue(self.app, draft).await;

@@ -26,6 +26,8 @@ pub(super) struct Record<'a> {
     pub findings_json: Value,
     /// The policy revision that judged the message.
     pub revision: &'a str,
+    /// The call's `behavior.score`, as every event of it carries it ([`score_text`]).
+    pub behavioral_score: String,
 }
 
 impl Record<'_> {
@@ -80,7 +82,7 @@ impl Record<'_> {
             policy_result: Some(decision.verdict().as_str().to_owned()),
             policy_id: Some(decision.policy_id().to_owned()),
             policy_reason: Some(decision.reason().to_owned()),
-            behavioral_score: Some("0.0".into()),
+            behavioral_score: Some(self.behavioral_score.clone()),
             dlp_findings: self.findings_json.clone(),
             dlp_action: Some(dlp_action(self.findings, decision).to_owned()),
             trace_id: Some(caller.trace_id.clone()),
@@ -131,6 +133,11 @@ pub(super) async fn enqueue(app: &App, draft: EventDraft) {
     if let Err(e) = app.audit.enqueue(draft).await {
         tracing::error!(event_type, error = %e, "audit write failed");
     }
+}
+
+/// A score as the audit events' `behavioral_score` spells it: a decimal with four places.
+pub(super) fn score_text(score: f64) -> String {
+    format!("{:.4}", score.clamp(0.0, 1.0))
 }
 
 /// What the request's DLP findings led to: `none` without findings, else the verdict they were part of.

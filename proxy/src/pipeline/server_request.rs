@@ -115,6 +115,8 @@ impl ServerRequests {
             findings: &findings,
             findings_json: serde_json::to_value(&findings).unwrap_or(json!([])),
             revision: &revision,
+            // A server's request is not the agent's own call: no baseline judges it.
+            behavioral_score: super::record::score_text(input.behavior.score),
         };
         let allowed = match decision.verdict() {
             Verdict::Allow => Ok((decision, json!({}))),

@@ -7,8 +7,8 @@ use std::time::Instant;
 use hyper::header::{HeaderMap, AUTHORIZATION};
 use serde_json::{json, Map, Value};
 use toolgate_engine::chain::EventDraft;
-use toolgate_engine::dlp::{Finding, Scanner};
-use toolgate_engine::input::Direction;
+use toolgate_engine::dlp::{Finding, Scanner, Severity};
+use toolgate_engine::input::{BehaviorInfo, Direction};
 use toolgate_engine::policy::{Decision, Verdict};
 
 use super::refusal::Refusal;
@@ -234,6 +234,47 @@ pub(super) fn policy(
     (decision, revision)
 }
 
+/// The agent's behaviour against its own baseline, for `input.behavior` and `behavioral_score`: scored before the
+/// policy (the call joins the baseline, and the rules it trips open their alerts). A critical DLP finding in
+/// the request opens `dlp_critical`.
+pub(super) fn behaviour(
+    app: &App,
+    caller: &Caller<'_>,
+    subject: &Subject<'_>,
+    base: &super::InputBase,
+    findings: &[Finding],
+) -> BehaviorInfo {
+    if caller.direction != Direction::ClientToServer {
+        return BehaviorInfo::default();
+    }
+    let critical: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Critical)
+        .map(|f| f.kind.as_str())
+        .collect();
+    if !critical.is_empty() {
+        let agent =
+            crate::agents::StoredKey::of(caller.identity.tenant_id.as_deref(), &caller.identity.id);
+        app.alerts.raise_kind(
+            crate::alerts::Kind::DlpCritical,
+            Some(&agent),
+            &format!(
+                "critical DLP finding(s) in a request to {}: {}",
+                caller.upstream_name,
+                critical.join(", ")
+            ),
+        );
+    }
+    app.behaviour.observe(
+        caller.identity,
+        crate::behaviour::Call {
+            tool: subject.name(),
+            target: subject.target(),
+            prompt_hash: base.agent.prompt_hash.as_deref(),
+        },
+    )
+}
+
 /// The decision's span attributes, log line and counters.
 pub(super) fn observe_decision(
     app: &App,
@@ -269,6 +310,8 @@ pub(super) fn observe_decision(
     // The agent's own calls; a server's request judged on its way to the agent is not one.
     if caller.direction == Direction::ClientToServer {
         app.agents.count(caller.identity, decision.verdict());
+        // The deny outcome joins the agent's baseline now that it is known (the `deny_spike` rule).
+        app.behaviour.judged(caller.identity, decision.verdict());
     }
     if method == "tools/call" {
         app.metrics

@@ -253,8 +253,17 @@ async function main() {
   await goto(page, '#/tools', '#tool-table');
   assert.ok((await page.locator('#tool-table').textContent()).includes('read_file'));
   await shot(page, 'tools');
+  // A request carrying a key: refused, and a dlp_critical alert opened (named by type, never the value).
+  const leak = await call('reader', 'echo', { text: 'AKIAZ7EXAMPLE4DEMO7Q' });
+  assert.equal(leak.message.error.code, -31001, JSON.stringify(leak.message));
   await goto(page, '#/alerts', '#alert-table, #alerts-unavailable, #page-alerts .notice-info');
+  const critical = page.locator('#alert-table tr[data-kind="dlp_critical"]');
+  await critical.waitFor({ timeout: WAIT });
+  assert.ok(!(await page.locator('#alert-table').textContent()).includes('AKIAZ7EXAMPLE4DEMO7Q'), 'the key is never shown');
   await shot(page, 'alerts');
+  await critical.locator('button.ack').click();
+  await page.locator('#page-alerts .notice-ok').waitFor({ timeout: WAIT });
+  await page.locator('#alert-table tr[data-kind="dlp_critical"]').waitFor({ state: 'detached', timeout: WAIT });
   say('STEP agent runs');
   const started = await runs('reader', '', { objective: `summarise ${HOSTILE_TOOL}`, plan: ['read', 'summarise'] });
   assert.equal(started.status, 200, JSON.stringify(started.body));

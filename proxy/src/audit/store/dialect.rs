@@ -55,6 +55,11 @@ pub(super) const SQLITE: Dialect = Dialect {
             include_str!("../../../migrations/sqlite/0006_agents.sql"),
         ),
         (
+            7,
+            "behaviour",
+            include_str!("../../../migrations/sqlite/0007_behaviour.sql"),
+        ),
+        (
             8,
             "agent runs",
             include_str!("../../../migrations/sqlite/0008_agent_runs.sql"),
@@ -97,6 +102,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             5,
             "agents",
             include_str!("../../../migrations/postgres/0005_agents.sql"),
+        ),
+        (
+            6,
+            "behaviour",
+            include_str!("../../../migrations/postgres/0006_behaviour.sql"),
         ),
         (
             7,
