@@ -89,7 +89,7 @@ macro_rules! impl_behaviour {
                     .bind(a.agent_id.clone())
                     .bind(a.opened_at.clone())
                     .bind(a.detail.clone())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();
@@ -134,7 +134,7 @@ macro_rules! impl_behaviour {
                     q.push(")");
                     let changed = q
                         .build()
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err(AuditError::Query)?
                         .rows_affected();
@@ -180,7 +180,7 @@ macro_rules! impl_behaviour {
                 }
 
                 pub(super) async fn put_baselines(&self, rows: &[AgentText], at: &str) -> Result<(), AuditError> {
-                    let mut tx = self.pool.begin().await.map_err(AuditError::Query)?;
+                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
                     for chunk in rows.chunks(UPSERT_CHUNK) {
                         let mut q = QueryBuilder::<DB>::new(
                             "INSERT INTO behaviour_baselines (tenant_id, agent_id, snapshot, updated_at) ",
@@ -218,7 +218,7 @@ macro_rules! impl_behaviour {
                 }
 
                 pub(super) async fn pin_prompts(&self, pins: &[AgentText], at: &str) -> Result<(), AuditError> {
-                    let mut tx = self.pool.begin().await.map_err(AuditError::Query)?;
+                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
                     for chunk in pins.chunks(UPSERT_CHUNK) {
                         let mut q = QueryBuilder::<DB>::new(
                             "INSERT INTO prompt_pins (tenant_id, agent_id, prompt_hash, pinned_at) ",
