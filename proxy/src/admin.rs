@@ -195,12 +195,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
 /// Whether a tenant's admin may use the route of `segments` at all; the routes it may use answer for its tenant
 /// only (their handlers scope every read and change). What belongs to no tenant (tool approvals, SIEM, policy),
 /// what spans every tenant's events (chain verification) and the routes not yet scoped to a tenant (the live
-/// feed, alerts) are refused, never answered unscoped.
+/// feed) are refused, never answered unscoped.
 fn tenant_may(segments: &[&str]) -> Result<(), AdminError> {
     match segments {
-        ["audit", "events" | "export" | "stats", ..] | ["escalations" | "agents" | "runs", ..] => {
-            Ok(())
-        }
+        ["audit", "events" | "export" | "stats", ..]
+        | ["escalations" | "agents" | "runs" | "alerts", ..] => Ok(()),
         ["tools" | "policy" | "siem", ..] => Err(AdminError::Forbidden(
             "this belongs to no tenant: it needs admin.token".into(),
         )),
@@ -275,6 +274,8 @@ mod tests {
             "agents/a1/disable",
             "runs",
             "runs/r1",
+            "alerts",
+            "alerts/x/ack",
         ] {
             assert!(may(open), "{open}");
         }
@@ -286,7 +287,6 @@ mod tests {
             "siem/s/test",
             "audit/verify",
             "audit/stream",
-            "alerts",
             "anything",
         ] {
             assert!(!may(closed), "{closed}");

@@ -59,6 +59,8 @@ pub struct ListQuery {
     pub kind: Option<Kind>,
     /// Stored form (as listed).
     pub agent_id: Option<String>,
+    /// Only this tenant's alerts (a tenant's admin); `None`: every tenant's.
+    pub tenant_id: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
 }
@@ -308,7 +310,7 @@ impl Alerts {
             status: query.status.map(|s| s.as_str().to_owned()),
             kind: query.kind.map(|k| k.as_str().to_owned()),
             agent_id: query.agent_id.clone(),
-            tenant_id: None,
+            tenant_id: query.tenant_id.clone(),
             after,
             limit: limit + 1,
         };
@@ -327,6 +329,11 @@ impl Alerts {
 
     /// Acknowledges an open alert (`to` = acknowledged) or resolves an open or acknowledged one (`to` =
     /// resolved); answers the changed alert.
+    /// One alert by id.
+    pub async fn get(&self, id: &str) -> Result<Option<AlertView>, AlertError> {
+        Ok(self.store.alert(id).await?.map(AlertView::from))
+    }
+
     pub async fn change(&self, id: &str, to: Status, by: &str) -> Result<AlertView, AlertError> {
         let from: &[&str] = match to {
             Status::Acknowledged => &["open"],

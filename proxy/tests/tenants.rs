@@ -1,5 +1,5 @@
 //! Tenant admin tokens (`[[admin.tenant_tokens]]`) through the real proxy: each sees and changes its own tenant's
-//! events, exports, stats, escalations, agents and runs only (another tenant's objects are 404, never a hint), gets
+//! events, exports, stats, escalations, agents, runs and alerts only (another tenant's objects are 404, never a hint), gets
 //! 403 on what belongs to no tenant or is not scoped to tenants, while `admin.token` keeps seeing everything.
 
 mod common;
@@ -253,6 +253,34 @@ async fn each_tenant_admin_sees_its_own_tenant_only() {
         .json();
     assert_eq!(every["runs"].as_array().unwrap().len(), 2);
 
+    // Alerts: a call carrying an AWS key (a critical DLP finding) opens `dlp_critical` for its agent in each
+    // tenant; each tenant lists its own, and acknowledging another tenant's is 404.
+    for tenant in ["t1", "t2"] {
+        let mut agent = Agent::new(&proxy, "demo", agent_token("leaker", Some(tenant)));
+        let key = ["AKIA", "QYLPMN5HFIQR7XYZ"].concat();
+        agent.call_stateless("echo", json!({"text": key})).await;
+    }
+    let alerts = |token: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let answer = admin(proxy, token, Method::GET, "/api/v1/alerts").await;
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+            answer.json()["alerts"].as_array().unwrap().clone()
+        }
+    };
+    let all_alerts = common::eventually(Duration::from_secs(10), || async {
+        let all = alerts(ADMIN).await;
+        (tenants_of(&all).len() >= 2).then_some(all)
+    })
+    .await;
+    let mine = alerts(T1).await;
+    assert!(!mine.is_empty());
+    assert_eq!(tenants_of(&mine), [json!("t1")]);
+    let theirs = all_alerts.iter().find(|a| a["tenant_id"] == "t2").unwrap();
+    let path = format!("/api/v1/alerts/{}/ack", theirs["id"].as_str().unwrap());
+    assert_eq!(admin(&proxy, T1, Method::POST, &path).await.status, 404);
+    assert_eq!(admin(&proxy, T2, Method::POST, &path).await.status, 200);
+
     // What belongs to no tenant, or is not scoped to tenants: 403 with a reason, for tenant tokens only.
     for (method, path) in [
         (Method::GET, "/api/v1/tools"),
@@ -260,7 +288,6 @@ async fn each_tenant_admin_sees_its_own_tenant_only() {
         (Method::GET, "/api/v1/siem"),
         (Method::GET, "/api/v1/audit/verify"),
         (Method::GET, "/api/v1/audit/stream"),
-        (Method::GET, "/api/v1/alerts"),
     ] {
         let answer = admin(&proxy, T2, method.clone(), path).await;
         assert_eq!(answer.status, 403, "{path}");
@@ -287,15 +314,18 @@ async fn each_tenant_admin_sees_its_own_tenant_only() {
     )
     .await;
     assert_eq!(near.status, 401);
-    // Every change a tenant admin made is recorded under its name.
+    // Every change a tenant admin made is recorded.
     let actions: Vec<Value> = events(&proxy, ADMIN)
         .await
         .into_iter()
         .filter(|e| e["event_type"] == "admin_action")
         .collect();
     assert!(actions.len() >= 2);
+    // Each under its tenant admin's name, and about an object of that tenant.
     assert!(
-        actions.iter().all(|e| e["requester_id"] == "admin:t1"),
+        actions.iter().all(|e| e["tenant_id"]
+            .as_str()
+            .is_some_and(|t| e["requester_id"] == format!("admin:{t}").as_str())),
         "{actions:?}"
     );
     proxy.stop().await;

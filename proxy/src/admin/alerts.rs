@@ -48,6 +48,7 @@ async fn list(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         status,
         kind,
         agent_id: call.q("agent_id").map(str::to_owned),
+        tenant_id: call.admin.tenant.clone(),
         cursor: call.q("cursor").map(str::to_owned),
         limit,
     };
@@ -63,6 +64,13 @@ async fn change(
     to: Status,
 ) -> Result<Response<Body>, AdminError> {
     let app = call.app;
+    // Another tenant's alert is as unknown as one that does not exist.
+    if call.admin.tenant.is_some() {
+        let seen = app.alerts.get(id).await.map_err(alert_error)?;
+        if !seen.is_some_and(|a| call.admin.sees_tenant(a.tenant_id.as_deref())) {
+            return Err(AdminError::NotFound("no alert with this id".into()));
+        }
+    }
     let changed = app
         .alerts
         .change(id, to, &call.admin.name)

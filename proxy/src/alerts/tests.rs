@@ -86,6 +86,7 @@ async fn the_listing_filters_and_pages(db: TestDb) {
         status: Some(Status::Open),
         kind,
         agent_id: agent.map(str::to_owned),
+        tenant_id: None,
         cursor,
         limit,
     };
