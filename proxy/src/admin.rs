@@ -126,6 +126,19 @@ impl Admin {
         self.tenant.is_none() || self.tenant.as_deref() == tenant
     }
 
+    /// Refuses what this admin does not see as if it did not exist (404 `not_found`, `what`): `tenant` is the
+    /// tenant of the object found, `None` when there is none.
+    pub(crate) fn must_see(
+        &self,
+        tenant: Option<Option<&str>>,
+        what: &str,
+    ) -> Result<(), AdminError> {
+        match tenant {
+            Some(tenant) if self.sees_tenant(tenant) => Ok(()),
+            _ => Err(AdminError::NotFound(what.to_owned())),
+        }
+    }
+
     /// The admin of one tenant's token.
     pub fn of_tenant(tenant: &str) -> Admin {
         Admin {

@@ -67,9 +67,8 @@ async fn change(
     // Another tenant's alert is as unknown as one that does not exist.
     if call.admin.tenant.is_some() {
         let seen = app.alerts.get(id).await.map_err(alert_error)?;
-        if !seen.is_some_and(|a| call.admin.sees_tenant(a.tenant_id.as_deref())) {
-            return Err(AdminError::NotFound("no alert with this id".into()));
-        }
+        let tenant = seen.as_ref().map(|a| a.tenant_id.as_deref());
+        call.admin.must_see(tenant, "no alert with this id")?;
     }
     let changed = app
         .alerts

@@ -67,9 +67,8 @@ async fn decide(
     // Another tenant's escalation is as unknown as one that does not exist.
     if call.admin.tenant.is_some() {
         let seen = app.escalations.get(id).await.map_err(escalation_error)?;
-        if !seen.is_some_and(|e| call.admin.sees_tenant(e.tenant_id.as_deref())) {
-            return Err(AdminError::NotFound("no escalation with this id".into()));
-        }
+        let tenant = seen.as_ref().map(|e| e.tenant_id.as_deref());
+        call.admin.must_see(tenant, "no escalation with this id")?;
     }
     let decided = app
         .escalations
