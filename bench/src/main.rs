@@ -546,19 +546,13 @@ fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
     })?;
     machine.load_after = report::loadavg();
     let section = report::siem::render(&machine, &run, args.quick);
-    report::write_between(
-        &args.out,
-        report::siem::SIEM_BEGIN,
-        report::siem::SIEM_END,
+    write_section(
+        args,
+        (report::siem::SIEM_BEGIN, report::siem::SIEM_END),
+        "SIEM",
         &section,
+        started,
     )
-    .with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!(
-        "wrote the SIEM section of {} in {:.0} s",
-        args.out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 /// The soak run alone: its own toolgate, its own section of the report.
@@ -611,15 +605,27 @@ fn soak(args: &Args, started: Instant) -> anyhow::Result<()> {
     })?;
     machine.load_after = report::loadavg();
     let section = report::soak::render(&machine, &run, args.quick);
-    report::write_between(
-        &args.out,
-        report::soak::SOAK_BEGIN,
-        report::soak::SOAK_END,
+    write_section(
+        args,
+        (report::soak::SOAK_BEGIN, report::soak::SOAK_END),
+        "soak",
         &section,
+        started,
     )
-    .with_context(|| format!("writing {}", args.out.display()))?;
+}
+
+/// Replaces the section between `markers` of the report with `section`, and says so with the time the run took.
+fn write_section(
+    args: &Args,
+    markers: (&str, &str),
+    name: &str,
+    section: &str,
+    started: Instant,
+) -> anyhow::Result<()> {
+    report::write_between(&args.out, markers.0, markers.1, section)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
-        "wrote the soak section of {} in {:.0} s",
+        "wrote the {name} section of {} in {:.0} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );

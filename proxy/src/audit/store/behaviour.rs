@@ -180,21 +180,35 @@ macro_rules! impl_behaviour {
                 }
 
                 pub(super) async fn put_baselines(&self, rows: &[AgentText], at: &str) -> Result<(), AuditError> {
+                    self.insert_texts(
+                        "INSERT INTO behaviour_baselines (tenant_id, agent_id, snapshot, updated_at) ",
+                        " ON CONFLICT (tenant_id, agent_id) DO UPDATE SET \
+                         snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+                        rows,
+                        at,
+                    )
+                    .await
+                }
+
+                /// `rows` (tenant, agent, text) and `at` inserted by `head` in chunks, each ending with
+                /// `on_conflict`, in one transaction.
+                async fn insert_texts(
+                    &self,
+                    head: &'static str,
+                    on_conflict: &'static str,
+                    rows: &[AgentText],
+                    at: &str,
+                ) -> Result<(), AuditError> {
                     let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
                     for chunk in rows.chunks(UPSERT_CHUNK) {
-                        let mut q = QueryBuilder::<DB>::new(
-                            "INSERT INTO behaviour_baselines (tenant_id, agent_id, snapshot, updated_at) ",
-                        );
+                        let mut q = QueryBuilder::<DB>::new(head);
                         q.push_values(chunk, |mut row, r| {
                             row.push_bind(r.tenant_id.clone())
                                 .push_bind(r.agent_id.clone())
                                 .push_bind(r.text.clone())
                                 .push_bind(at.to_owned());
                         });
-                        q.push(
-                            " ON CONFLICT (tenant_id, agent_id) DO UPDATE SET \
-                             snapshot = excluded.snapshot, updated_at = excluded.updated_at",
-                        );
+                        q.push(on_conflict);
                         q.build().execute(&mut *tx).await.map_err(AuditError::Query)?;
                     }
                     tx.commit().await.map_err(AuditError::Query)
@@ -218,22 +232,14 @@ macro_rules! impl_behaviour {
                 }
 
                 pub(super) async fn pin_prompts(&self, pins: &[AgentText], at: &str) -> Result<(), AuditError> {
-                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
-                    for chunk in pins.chunks(UPSERT_CHUNK) {
-                        let mut q = QueryBuilder::<DB>::new(
-                            "INSERT INTO prompt_pins (tenant_id, agent_id, prompt_hash, pinned_at) ",
-                        );
-                        q.push_values(chunk, |mut row, r| {
-                            row.push_bind(r.tenant_id.clone())
-                                .push_bind(r.agent_id.clone())
-                                .push_bind(r.text.clone())
-                                .push_bind(at.to_owned());
-                        });
+                    self.insert_texts(
+                        "INSERT INTO prompt_pins (tenant_id, agent_id, prompt_hash, pinned_at) ",
                         // The first pin stands: another instance's earlier one is not overwritten.
-                        q.push(" ON CONFLICT (tenant_id, agent_id) DO NOTHING");
-                        q.build().execute(&mut *tx).await.map_err(AuditError::Query)?;
-                    }
-                    tx.commit().await.map_err(AuditError::Query)
+                        " ON CONFLICT (tenant_id, agent_id) DO NOTHING",
+                        pins,
+                        at,
+                    )
+                    .await
                 }
 
                 pub(super) async fn unpin_prompt(
