@@ -183,8 +183,44 @@ impl Scanner {
                 tally.emit(&path, &mut out);
             }
         }
+        self.seal_pointers(&mut out);
         sort_findings(&mut out);
         out
+    }
+
+    /// Hides, in every finding's pointer, each key that would be a finding as a value. Keys are scanned as keys
+    /// (a `key=value` text inside a key name is not an assignment anyone made, so the assignment rule does not
+    /// report it), but a pointer is logged, audited and handed to the policy, so a key such as
+    /// `x_secret_access_key=…` must not reach it either. Only the pointers of findings are looked at: the cost
+    /// is paid when something was found, never on a clean message.
+    fn seal_pointers(&self, findings: &mut [Finding]) {
+        for finding in findings.iter_mut() {
+            if finding.path.is_empty() {
+                continue;
+            }
+            let mut sealed = String::with_capacity(finding.path.len());
+            let mut changed = false;
+            for segment in finding.path.split('/').skip(1) {
+                sealed.push('/');
+                let key = segment.replace("~1", "/").replace("~0", "~");
+                if segment != REDACTED_SEGMENT && self.holds_finding(&key) {
+                    sealed.push_str(REDACTED_SEGMENT);
+                    changed = true;
+                } else {
+                    sealed.push_str(segment);
+                }
+            }
+            if changed {
+                finding.path = sealed;
+            }
+        }
+    }
+
+    /// Whether `text`, as a value, holds a finding.
+    fn holds_finding(&self, text: &str) -> bool {
+        let mut tally = Tally::default();
+        self.scan_text(text, None, Role::Value, &mut tally, &mut Claims::default());
+        tally.total() > 0
     }
 
     /// Scans like [`Scanner::scan`] and, in the same walk, redacts what it finds: in every string, each byte

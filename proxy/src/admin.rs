@@ -207,11 +207,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
 
 /// Whether a tenant's admin may use the route of `segments` at all; the routes it may use answer for its tenant
 /// only (their handlers scope every read and change). What belongs to no tenant (tool approvals, SIEM, policy),
-/// what spans every tenant's events (chain verification) and the routes not yet scoped to a tenant (the live
-/// feed) are refused, never answered unscoped.
+/// and what spans every tenant's events (chain verification: another tenant's row could be the first bad one) are
+/// refused, never answered unscoped.
 fn tenant_may(segments: &[&str]) -> Result<(), AdminError> {
     match segments {
-        ["audit", "events" | "export" | "stats", ..]
+        ["audit", "events" | "export" | "stats" | "stream", ..]
         | ["escalations" | "agents" | "runs" | "alerts", ..] => Ok(()),
         ["tools" | "policy" | "siem", ..] => Err(AdminError::Forbidden(
             "this belongs to no tenant: it needs admin.token".into(),
@@ -281,6 +281,7 @@ mod tests {
             "audit/events/x",
             "audit/export",
             "audit/stats",
+            "audit/stream",
             "escalations",
             "escalations/e1/approve",
             "agents",
@@ -299,7 +300,6 @@ mod tests {
             "siem",
             "siem/s/test",
             "audit/verify",
-            "audit/stream",
             "anything",
         ] {
             assert!(!may(closed), "{closed}");

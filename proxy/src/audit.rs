@@ -10,6 +10,7 @@
 //! - [`export`]: the CSV, JSON and NDJSON renderings of events.
 //! - [`checkpoint`]: the ed25519 key, signed checkpoints and their external sinks.
 //! - [`stats`]: event counts by result, agent and tool over time buckets.
+//! - [`retention`]: how long events are kept, by tenant, and what that means for a hash chain.
 //! - [`cli`]: the bodies of `toolgate audit verify` and `toolgate audit export`.
 //!
 //! The hashing and the verification rules live in `toolgate_engine::chain`; this module only moves events
@@ -18,6 +19,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod export;
+pub mod retention;
 pub mod stats;
 pub mod store;
 pub mod stored;
@@ -73,6 +75,9 @@ pub struct AuditSettings {
     pub checkpoint_url: Option<String>,
     /// Events older than this many days are pruned (after a signed "pruned" checkpoint); 0 keeps everything.
     pub retention_days: u32,
+    /// The days the events of a tenant are kept, for the tenants named (the others follow `retention_days`);
+    /// see [`retention`] for how this meets the hash chain.
+    pub retention_days_by_tenant: std::collections::BTreeMap<String, u32>,
     /// Requests per minute one client IP may make to `/api/v1/public/verify`.
     pub public_verify_per_minute: u32,
     /// Seconds a database call waits for a connection before the write fails (fail closed).
@@ -96,6 +101,7 @@ impl Default for AuditSettings {
             checkpoint_dir: None,
             checkpoint_url: None,
             retention_days: 90,
+            retention_days_by_tenant: std::collections::BTreeMap::new(),
             public_verify_per_minute: 30,
             connect_timeout_seconds: 5,
             hold_outcomes_ms: 20,

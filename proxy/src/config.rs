@@ -429,6 +429,17 @@ impl Config {
                 ),
             ));
         }
+        if self
+            .audit
+            .retention_days_by_tenant
+            .keys()
+            .any(|tenant| tenant.trim().is_empty())
+        {
+            return Err(invalid(
+                "audit.retention_days_by_tenant",
+                "a tenant name is empty".to_owned(),
+            ));
+        }
         if let Some(url) = &self.public_url {
             let uri: hyper::Uri = url
                 .parse()
@@ -646,6 +657,8 @@ mod tests {
             ("[session]\nmax_sessions_per_agent = 0\n", "session.max_sessions_per_agent"),
             ("[escalation]\nmax_pending_per_agent = 0\n", "escalation.max_pending_per_agent"),
             ("[escalation]\ntimeout_seconds = 0\n", "escalation.timeout_seconds"),
+            ("[audit]\nretention_days_by_tenant = { \"\" = 3 }\n", "audit.retention_days_by_tenant"),
+            ("[audit]\nretention_days_by_tenant = { t1 = -3 }\n", "invalid config file"),
             ("[escalation]\ntimeout_seconds = 999999999999\n", "escalation.timeout_seconds"),
         ];
         for (text, want) in cases {

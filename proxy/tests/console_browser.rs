@@ -193,17 +193,35 @@ async fn the_console_works_in_a_real_browser() {
     // reviewer's answer applies to the agent's identical retry (no hold).
     let policies = tempfile::tempdir().unwrap();
     common::copy_dir(&common::repo_root().join("policies"), policies.path());
+    let tenant_token_file = policies.path().join("t1.admin-token");
+    std::fs::write(&tenant_token_file, TENANT_ADMIN).unwrap();
     let proxy = start(Options {
         policy_dir: Some(policies.path().to_owned()),
+        extra_toml: format!(
+            "[[admin.tenant_tokens]]\ntenant = \"t1\"\ntoken_file = \"{}\"\n",
+            tenant_token_file.display()
+        ),
         ..Default::default()
     })
     .await;
+    let tenant_agent = toolgate::auth::mint_hs256(
+        &toolgate::auth::AuthSettings {
+            hs256_secret: Some(common::SECRET.into()),
+            ..Default::default()
+        },
+        "tenant-agent",
+        Some("t1"),
+        &[],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
     let broken = policies.path().join("toolgate/console_broken.rego");
     let tokens = json!({
         "reader": token("reader", &[]),
         "writer": token("writer", &[]),
         "victim": token("victim", &[]),
         "hostile": token("hostile", &[]),
+        "tenant": tenant_agent,
     });
     let shots = screenshot_dir();
     let mut child = Command::new("node")
@@ -211,6 +229,7 @@ async fn the_console_works_in_a_real_browser() {
         .current_dir(console_dir())
         .env("TOOLGATE_URL", format!("http://{}", proxy.addr))
         .env("TOOLGATE_ADMIN_TOKEN", ADMIN)
+        .env("TOOLGATE_TENANT_ADMIN_TOKEN", TENANT_ADMIN)
         .env("TOOLGATE_AGENT_TOKENS", tokens.to_string())
         .env("SCREENSHOT_DIR", &shots)
         .stdin(Stdio::piped())
@@ -287,6 +306,7 @@ async fn the_console_works_in_a_real_browser() {
         "runs",
         "policy",
         "policy-error",
+        "tenant-event",
     ] {
         let file = shots.join(format!("{page}.png"));
         let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -294,6 +314,9 @@ async fn the_console_works_in_a_real_browser() {
     }
     proxy.stop().await;
 }
+
+/// The admin token of tenant `t1`.
+const TENANT_ADMIN: &str = "console-tenant-one-admin-token";
 
 /// A module regorus refuses: the rule's body never closes (line 4).
 const BROKEN_REGO: &str = "package toolgate.console_broken\n\nimport rego.v1\n\nbroken if {\n";

@@ -4,6 +4,7 @@
 import { SseParser } from './sse.js';
 
 const TOKEN_KEY = 'toolgate.admin_token';
+const SCOPE_KEY = 'toolgate.admin_scope';
 
 export const session = {
   token() {
@@ -14,6 +15,14 @@ export const session = {
   },
   signOut() {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(SCOPE_KEY);
+  },
+  /** `all` for admin.token, `tenant` for a tenant's admin token (it sees its own tenant alone). */
+  scope() {
+    return sessionStorage.getItem(SCOPE_KEY) || 'all';
+  },
+  setScope(scope) {
+    sessionStorage.setItem(SCOPE_KEY, scope);
   },
 };
 

@@ -43,6 +43,7 @@ function showLogin(message) {
 }
 
 function showShell() {
+  showScope(session.scope());
   $('login').hidden = true;
   $('shell').hidden = false;
   live.start();
@@ -51,11 +52,28 @@ function showShell() {
   route();
 }
 
-/** Checks the token with one admin request before anything is shown. */
+/** Whether the signed-in token is a tenant's: what belongs to no tenant (the policy) answers it 403. */
+async function learnScope() {
+  try {
+    await get('/api/v1/policy');
+    return 'all';
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 403) return 'tenant';
+    throw e;
+  }
+}
+
+function showScope(scope) {
+  document.body.dataset.scope = scope;
+  $('scope').hidden = scope !== 'tenant';
+}
+
+/** Checks the token with one admin request before anything is shown, and learns what it may see. */
 async function signIn(token) {
   session.signIn(token);
   try {
     await get('/api/v1/escalations?status=pending');
+    session.setScope(await learnScope());
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return; // onUnauthorized has said so
     session.signOut();

@@ -1,7 +1,7 @@
 // One audit event: every field, its DLP findings by type and path, its trace id, and Verify chain, which
 // recomputes the hash chain from the start of the log up to this event's timestamp on the server.
 
-import { get, withQuery } from './api.js';
+import { get, session, withQuery } from './api.js';
 import { el, heading, notice, pageLink, replace, resultClass, resultLabel, table, text } from './dom.js';
 
 /** Findings grouped by type: each type's severity, the paths it was found at and how often. */
@@ -104,14 +104,28 @@ export function render(root, signal, id) {
   );
 }
 
+/** A tenant's admin cannot verify chains that hold other tenants' events; the public check of one event's hash
+ * (found, and its chain intact from it on) needs no admin token and shows no event content. */
+function publicOutcome(answer) {
+  if (!answer.found) return notice('error', el('strong', {}, 'Not found. '), 'No stored event has this event hash.');
+  if (answer.chain_intact) return notice('ok', `This event is in the audit log (${text(answer.timestamp)}) and its chain is intact.`);
+  return notice('error', el('strong', {}, 'Chain broken. '), 'This event is in the audit log, but its chain does not verify: ask an all-tenant admin to run Verify chain.');
+}
+
 function show(root, event) {
+  const tenant = session.scope() === 'tenant';
   const outcome = el('div', { id: 'verify-outcome', 'aria-live': 'polite' });
-  const verify = el('button', { type: 'button', id: 'verify-chain' }, 'Verify chain');
+  const verify = el('button', { type: 'button', id: 'verify-chain' }, tenant ? 'Check this event' : 'Verify chain');
   verify.addEventListener('click', async () => {
     verify.disabled = true;
     replace(outcome, el('p', { class: 'muted' }, 'Recomputing the hash chain…'));
     try {
-      replace(outcome, verifyOutcome(await get(withQuery('/api/v1/audit/verify', { end: event.timestamp }))));
+      replace(
+        outcome,
+        tenant
+          ? publicOutcome(await get(withQuery('/api/v1/public/verify', { hash: event.event_hash })))
+          : verifyOutcome(await get(withQuery('/api/v1/audit/verify', { end: event.timestamp }))),
+      );
     } catch (e) {
       replace(outcome, notice('error', 'Verification failed to run: ', e.message));
     }
@@ -135,7 +149,15 @@ function show(root, event) {
       'section',
       { class: 'verify' },
       el('h2', {}, 'Hash chain'),
-      el('p', {}, `Seq ${text(event.seq)} of chain `, el('code', {}, text(event.chain_id)), '. Verify recomputes every event hash up to this one.'),
+      el(
+        'p',
+        {},
+        `Seq ${text(event.seq)} of chain `,
+        el('code', {}, text(event.chain_id)),
+        tenant
+          ? '. The check recomputes this event\'s hash and its chain from it on (the public check: no event content).'
+          : '. Verify recomputes every event hash up to this one.',
+      ),
       verify,
       outcome,
     ),

@@ -136,6 +136,7 @@ pub(super) fn redact(scanner: &Scanner, root: &mut Value) -> Vec<Finding> {
             tally.emit(&path, &mut out);
         }
     }
+    scanner.seal_pointers(&mut out);
     sort_findings(&mut out);
     out
 }

@@ -625,6 +625,26 @@ fn secret_in_object_key_is_found_and_redacted_from_the_path() {
 }
 
 #[test]
+fn a_key_that_would_be_a_finding_as_a_value_never_reaches_a_pointer() {
+    // The fuzzer's case: the key is an assignment (not reported as a key), but as a value it is a generic
+    // secret, and it sits in the pointer of the finding under it.
+    let key = "db_password=hunter2hunter2";
+    assert_eq!(scan(json!({ key: 1 })), vec![], "not a finding as a key");
+    let v = json!({ "outer": { key: [STRIPE_LIVE] } });
+    let found = scan(v.clone());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, "stripe_key");
+    assert_eq!(found[0].path, "/outer/~redacted/0");
+    // Redaction reports the same.
+    let mut redacted = v;
+    let reported = Scanner::new().redact(&mut redacted);
+    assert_eq!(reported, found);
+    // An ordinary key stays as written.
+    let plain = scan(json!({ "api_settings": [STRIPE_LIVE] }));
+    assert_eq!(plain[0].path, "/api_settings/0");
+}
+
+#[test]
 fn findings_never_contain_the_values() {
     let pem = private_key_block();
     let secrets = [

@@ -111,7 +111,8 @@ fn bad_last_event_id(e: cursor::BadCursor) -> AdminError {
     }
 }
 
-/// The filters `agent_id`, `policy_result` and `event_type`, each a comma-separated list of values.
+/// The filters `agent_id`, `policy_result` and `event_type`, each a comma-separated list of values; a tenant's
+/// admin sees its tenant's events alone, whatever it asks for.
 fn filter(call: &AdminRequest<'_>) -> Result<FeedFilter, AdminError> {
     let list = |key: &str| -> Result<Vec<String>, AdminError> {
         let Some(text) = call.q(key) else {
@@ -134,5 +135,6 @@ fn filter(call: &AdminRequest<'_>) -> Result<FeedFilter, AdminError> {
         agent_ids: list("agent_id")?,
         policy_results: list("policy_result")?,
         event_types: list("event_type")?,
+        tenant_ids: call.admin.tenant.iter().cloned().collect(),
     })
 }

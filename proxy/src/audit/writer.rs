@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
 
 use super::checkpoint::{Checkpoint, CheckpointKind, Signer, Sink};
+use super::retention::Retention;
 use super::store::AuditStore;
 use super::stored::StoredDraft;
 use super::{timestamp, AuditError, AuditMetrics, AuditSettings};
@@ -44,9 +45,9 @@ pub struct AuditLog {
     chain_id: Arc<str>,
     signer: Arc<Signer>,
     sink: Option<Arc<Sink>>,
-    retention_days: u32,
+    retention: Arc<Retention>,
     /// Stops the retention task when the log is closed.
-    retention: Arc<tokio::sync::Notify>,
+    retention_stop: Arc<tokio::sync::Notify>,
     /// Consumers that must have read an event before retention may prune it (the SIEM sinks); set once at
     /// start.
     retention_hold: Arc<std::sync::OnceLock<Arc<dyn RetentionHold>>>,
@@ -159,11 +160,14 @@ impl AuditLog {
             chain_id: Arc::from(chain_id),
             signer,
             sink,
-            retention_days: settings.retention_days,
-            retention: Arc::new(tokio::sync::Notify::new()),
+            retention: Arc::new(Retention::new(
+                settings.retention_days,
+                &settings.retention_days_by_tenant,
+            )),
+            retention_stop: Arc::new(tokio::sync::Notify::new()),
             retention_hold: Arc::default(),
         };
-        if settings.retention_days > 0 {
+        if !log.retention.keeps_everything() {
             tokio::spawn(log.clone().retention_task());
         }
         Ok(log)
@@ -175,7 +179,7 @@ impl AuditLog {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                _ = self.retention.notified() => return,
+                _ = self.retention_stop.notified() => return,
             }
             if let Err(e) = self.prune().await {
                 tracing::warn!(error = %e, "audit retention failed");
@@ -189,20 +193,20 @@ impl AuditLog {
         let _ = self.retention_hold.set(hold);
     }
 
-    /// Applies `audit.retention_days` to this instance's chain now; returns the pruned seq, if any. Events a
-    /// [`RetentionHold`] still waits for are kept, and the hold is told so.
+    /// Applies `audit.retention_days` (and `audit.retention_days_by_tenant`, see [`super::retention`]) to this
+    /// instance's chain now; returns the pruned seq, if any. Events a [`RetentionHold`] still waits for are
+    /// kept, and the hold is told so.
     pub async fn prune(&self) -> Result<Option<i64>, AuditError> {
-        if self.retention_days == 0 {
+        if self.retention.keeps_everything() {
             return Ok(None);
         }
-        let cutoff =
-            time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(self.retention_days));
+        let cutoffs = self.retention.cutoffs(time::OffsetDateTime::now_utc());
         let Some(hold) = self.retention_hold.get() else {
             return self
                 .store
                 .prune(
                     &self.chain_id,
-                    cutoff,
+                    &cutoffs,
                     i64::MAX,
                     &self.signer,
                     self.sink.as_deref(),
@@ -214,7 +218,7 @@ impl AuditLog {
             .store
             .prune(
                 &self.chain_id,
-                cutoff,
+                &cutoffs,
                 ceiling,
                 &self.signer,
                 self.sink.as_deref(),
@@ -224,7 +228,7 @@ impl AuditLog {
             // Held back only if retention would have gone further without the hold.
             if let Some(wanted) = self
                 .store
-                .prune_point(&self.chain_id, cutoff, i64::MAX)
+                .prune_point(&self.chain_id, &cutoffs, i64::MAX)
                 .await?
                 .filter(|&wanted| wanted > ceiling)
             {
@@ -300,7 +304,7 @@ impl AuditLog {
     ///
     /// A last checkpoint of the head is signed at close.
     pub async fn close(&self) {
-        self.retention.notify_waiters();
+        self.retention_stop.notify_waiters();
         let (done, stopped) = oneshot::channel();
         if self.requests.send(Request::Close { done }).await.is_ok() {
             let _ = stopped.await;

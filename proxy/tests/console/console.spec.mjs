@@ -2,7 +2,9 @@
 // proxy/tests/console_browser.rs, which passes in the environment:
 //   TOOLGATE_URL           the server, e.g. http://127.0.0.1:40123
 //   TOOLGATE_ADMIN_TOKEN   its admin token
-//   TOOLGATE_AGENT_TOKENS  JSON {"reader", "writer", "victim", "hostile"}: agent JWTs for upstream `demo`
+//   TOOLGATE_TENANT_ADMIN_TOKEN  the admin token of tenant `t1`
+//   TOOLGATE_AGENT_TOKENS  JSON {"reader", "writer", "victim", "hostile", "tenant"}: agent JWTs for upstream
+//                          `demo` (all of no tenant but `tenant`, agent `tenant-agent` of tenant `t1`)
 //   SCREENSHOT_DIR         where each page's PNG goes
 // Lines on stdout talk to the Rust side: `STEP <what>` (progress), `SKIP <why>` (a step that cannot run on this
 // server yet), `TAMPER <event id>` (then the script waits for `TAMPERED` on stdin), `BREAK_POLICY` and
@@ -16,6 +18,7 @@ import { chromium } from 'playwright-core';
 
 const BASE = process.env.TOOLGATE_URL;
 const ADMIN = process.env.TOOLGATE_ADMIN_TOKEN;
+const TENANT_ADMIN = process.env.TOOLGATE_TENANT_ADMIN_TOKEN;
 const TOKENS = JSON.parse(process.env.TOOLGATE_AGENT_TOKENS);
 const SHOTS = process.env.SCREENSHOT_DIR;
 const WAIT = 15000;
@@ -348,6 +351,31 @@ async function main() {
   await page.locator('#login').waitFor({ state: 'visible', timeout: WAIT });
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
   assert.equal(await page.locator('#page').evaluate((p) => p.childElementCount), 0);
+
+  say("STEP a tenant's admin sees its tenant alone, and no page of what belongs to no tenant");
+  assert.equal((await call('tenant', 'echo', { text: 'from a tenant' })).status, 200);
+  await page.locator('#token').fill(TENANT_ADMIN);
+  await page.locator('#login-form button[type=submit]').click();
+  await page.locator('#scope').waitFor({ state: 'visible', timeout: WAIT });
+  await goto(page, '#/overview', '#calls-per-minute svg');
+  for (const hidden of ['tools', 'siem', 'policy']) {
+    assert.ok(await page.locator(`#nav a[data-page="${hidden}"]`).isHidden(), `${hidden} is not offered`);
+  }
+  assert.ok(await page.locator('#nav a[data-page="escalations"]').isVisible());
+  await goto(page, '#/feed', '#feed-table');
+  const tenantRow = feedRow(page, 'tenant-agent');
+  await tenantRow.waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('#feed-table tr.feed-row').filter({ hasText: 'reader' }).count(), 0, 'no event of another tenant');
+  await tenantRow.click();
+  await page.locator('#verify-chain').waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('#verify-chain').textContent(), 'Check this event');
+  await page.locator('#verify-chain').click();
+  await page.locator('#verify-outcome .notice').waitFor({ timeout: WAIT });
+  assert.match(await page.locator('#verify-outcome').textContent(), /is in the audit log/);
+  await shot(page, 'tenant-event');
+  await page.locator('#logout').click();
+  await page.locator('#login').waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
 
   assert.deepEqual(violations, [], 'no CSP violation or uncaught error');
   await browser.close();

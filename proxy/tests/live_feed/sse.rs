@@ -49,6 +49,8 @@ pub struct Ask<'a> {
     pub last_event_id: Option<&'a str>,
     /// The socket's receive buffer, set before connecting (so the window it advertises stays small).
     pub receive_buffer: Option<u32>,
+    /// The admin token presented; `admin.token` when unset.
+    pub token: Option<&'a str>,
 }
 
 impl Feed {
@@ -62,7 +64,7 @@ impl Feed {
         let mut request = format!(
             "GET /api/v1/audit/stream?{} HTTP/1.1\r\nhost: toolgate\r\nauthorization: Bearer {}\r\naccept: text/event-stream\r\n",
             ask.query,
-            super::common::ADMIN
+            ask.token.unwrap_or(super::common::ADMIN)
         );
         if let Some(id) = ask.last_event_id {
             request.push_str(&format!("last-event-id: {id}\r\n"));

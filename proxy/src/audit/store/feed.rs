@@ -15,6 +15,8 @@ pub struct FeedFilter {
     pub agent_ids: Vec<String>,
     pub policy_results: Vec<String>,
     pub event_types: Vec<String>,
+    /// A tenant admin's feed: only events of these tenants (empty: every event, tenant or none).
+    pub tenant_ids: Vec<String>,
 }
 
 impl FeedFilter {
@@ -26,14 +28,16 @@ impl FeedFilter {
         passes(&self.agent_ids, event.agent_id.as_deref())
             && passes(&self.policy_results, event.policy_result.as_deref())
             && passes(&self.event_types, Some(&event.event_type))
+            && passes(&self.tenant_ids, event.tenant_id.as_deref())
     }
 
     /// `(column, allowed values)` for the SQL side.
-    fn columns(&self) -> [(&'static str, &[String]); 3] {
+    fn columns(&self) -> [(&'static str, &[String]); 4] {
         [
             ("agent_id", &self.agent_ids),
             ("policy_result", &self.policy_results),
             ("event_type", &self.event_types),
+            ("tenant_id", &self.tenant_ids),
         ]
     }
 }

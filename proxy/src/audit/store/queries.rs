@@ -9,6 +9,7 @@ use super::{
     decode_event, push_time_range, Checkpoint, CheckpointKind, SignedCheckpoint, SqlStore,
     TrustedKeys, SELECT_COLUMNS,
 };
+use crate::audit::retention::Cutoffs;
 use crate::audit::AuditError;
 
 /// The event types that record a decision on a request, one per judged request: what the stats count by result,
@@ -207,25 +208,34 @@ macro_rules! impl_queries {
                     Ok(out)
                 }
 
-                /// The newest event of `chain` stamped before `cutoff`, never the chain's last event (the
-                /// head stays stored, so a restart continues the chain), nor one after `ceiling`.
+                /// The event of `chain` just before the first one retention must still keep (see
+                /// [`crate::audit::retention`]), never the chain's last event (the head stays stored, so a
+                /// restart continues the chain), nor one after `ceiling`.
                 pub(in crate::audit) async fn prune_point(
                     &self,
                     chain: &str,
-                    cutoff: &str,
+                    cutoffs: &Cutoffs,
                     ceiling: i64,
                 ) -> Result<Option<(i64, String)>, AuditError> {
-                    let row = sqlx::query(
-                        "SELECT seq, event_hash FROM audit_events WHERE chain_id = $1 AND \"timestamp\" < $2 \
-                         AND seq < (SELECT MAX(seq) FROM audit_events WHERE chain_id = $1) AND seq <= $3 \
-                         ORDER BY seq DESC LIMIT 1",
-                    )
-                    .bind(chain.to_owned())
-                    .bind(cutoff.to_owned())
-                    .bind(ceiling)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(AuditError::Query)?;
+                    let mut query = QueryBuilder::<DB>::new(
+                        "SELECT seq, event_hash FROM audit_events WHERE chain_id = ",
+                    );
+                    query
+                        .push_bind(chain.to_owned())
+                        .push(" AND seq <= ")
+                        .push_bind(ceiling)
+                        .push(" AND seq < (SELECT MAX(seq) FROM audit_events WHERE chain_id = ")
+                        .push_bind(chain.to_owned())
+                        .push(") AND seq < COALESCE((SELECT MIN(seq) FROM audit_events WHERE chain_id = ")
+                        .push_bind(chain.to_owned())
+                        .push(" AND ");
+                    cutoffs.push_kept(&mut query);
+                    query.push("), ").push_bind(i64::MAX).push(") ORDER BY seq DESC LIMIT 1");
+                    let row = query
+                        .build()
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(AuditError::Query)?;
                     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                         .transpose()
                         .map_err(AuditError::Query)
@@ -358,35 +368,29 @@ impl super::AuditStore {
         Ok(chains.into_iter().collect())
     }
 
-    /// The seq retention would prune `chain` through for `cutoff` and `ceiling` (see [`Self::prune`]).
+    /// The seq retention would prune `chain` through for `cutoffs` and `ceiling` (see [`Self::prune`]).
     pub async fn prune_point(
         &self,
         chain: &str,
-        cutoff: time::OffsetDateTime,
+        cutoffs: &Cutoffs,
         ceiling: i64,
     ) -> Result<Option<i64>, AuditError> {
-        let cutoff_text = super::timestamp::format(cutoff);
-        Ok(
-            dispatch!(self, s => s.prune_point(chain, &cutoff_text, ceiling).await)?
-                .map(|(seq, _)| seq),
-        )
+        Ok(dispatch!(self, s => s.prune_point(chain, cutoffs, ceiling).await)?.map(|(seq, _)| seq))
     }
 
-    /// Retention for `chain`: signs and stores a "pruned" checkpoint of the newest event stamped before
-    /// `cutoff` (never the chain's last, nor one after `ceiling`: events still owed to a SIEM sink), publishes
-    /// it through `sink`, then deletes the events it covers (PostgreSQL: whole daily partitions first where
-    /// possible). Returns the pruned seq, if any.
+    /// Retention for `chain`: signs and stores a "pruned" checkpoint of the event just before the first one
+    /// still kept by `cutoffs` (never the chain's last, nor one after `ceiling`: events still owed to a SIEM
+    /// sink), publishes it through `sink`, then deletes the events it covers (PostgreSQL: whole daily partitions
+    /// first where possible). Returns the pruned seq, if any.
     pub async fn prune(
         &self,
         chain: &str,
-        cutoff: time::OffsetDateTime,
+        cutoffs: &Cutoffs,
         ceiling: i64,
         signer: &crate::audit::checkpoint::Signer,
         sink: Option<&crate::audit::checkpoint::Sink>,
     ) -> Result<Option<i64>, AuditError> {
-        let cutoff_text = super::timestamp::format(cutoff);
-        let Some((seq, hash)) =
-            dispatch!(self, s => s.prune_point(chain, &cutoff_text, ceiling).await)?
+        let Some((seq, hash)) = dispatch!(self, s => s.prune_point(chain, cutoffs, ceiling).await)?
         else {
             return Ok(None);
         };
@@ -412,7 +416,12 @@ impl super::AuditStore {
             }
         }
         if let super::Backend::Postgres(s) = &self.backend {
-            let dropped = s.drop_partitions(chain, seq, cutoff.date()).await?;
+            // Only days before every cut-off can be wholly past retention; a partition holding anything after
+            // `seq` is kept whatever its day.
+            let dropped = match cutoffs.latest() {
+                Some(latest) => s.drop_partitions(chain, seq, latest.date()).await?,
+                None => 0,
+            };
             if dropped > 0 {
                 tracing::info!(
                     partitions = dropped,

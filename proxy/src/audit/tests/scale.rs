@@ -263,6 +263,71 @@ async fn retention_prunes_behind_a_signed_checkpoint(db: TestDb) {
     log.close().await;
 }
 
+on_both!(retention_by_tenant_keeps_each_tenant_its_days_and_prunes_by_prefix);
+/// `audit.retention_days_by_tenant`: an event is kept while its tenant's retention says so, and pruning never
+/// cuts a chain past such an event, so what is left still verifies.
+async fn retention_by_tenant_keeps_each_tenant_its_days_and_prunes_by_prefix(db: TestDb) {
+    let settings = AuditSettings {
+        retention_days: 90,
+        retention_days_by_tenant: [("short".to_owned(), 1), ("long".to_owned(), 3650)].into(),
+        ..settings(&db, "tret")
+    };
+    let log = AuditLog::open(&settings, AuditMetrics::unregistered())
+        .await
+        .unwrap();
+    let ago = |days: i64| {
+        crate::audit::timestamp::format(
+            time::OffsetDateTime::now_utc() - time::Duration::days(days),
+        )
+    };
+    let event = |tenant: Option<&str>, stamped: String| EventDraft {
+        tenant_id: tenant.map(str::to_owned),
+        timestamp: stamped,
+        ..draft("a1", "echo", "allow")
+    };
+    append_all(
+        &log,
+        [
+            // Past its tenant's day, and past the default for no tenant: both go.
+            event(Some("short"), "2020-01-01T12:00:00.000000Z".to_owned()),
+            event(None, "2020-01-02T12:00:00.000000Z".to_owned()),
+            // Within ten years: kept, and with it everything after it.
+            event(Some("long"), ago(400)),
+            // Past "short"'s day but after a kept event: kept until that one goes.
+            event(Some("short"), ago(20)),
+            event(Some("short"), ago(0)),
+        ],
+    )
+    .await;
+    assert_eq!(log.prune().await.unwrap(), Some(2));
+    assert_eq!(log.prune().await.unwrap(), None);
+    let events = all_events(log.store()).await;
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    let result = log.store().verify(None, None).await.unwrap();
+    assert!(result.chain_intact, "{result:?}");
+    log.close().await;
+
+    // The same chain under a retention that no longer keeps "long" that long: the prefix moves on, and the
+    // events of a tenant without a retention of its own follow the default.
+    let settings = AuditSettings {
+        retention_days: 10,
+        retention_days_by_tenant: [("short".to_owned(), 0)].into(),
+        ..settings
+    };
+    let log = AuditLog::open(&settings, AuditMetrics::unregistered())
+        .await
+        .unwrap();
+    // "short" now keeps forever: seq 4 (20 days old) stays, and the prefix stops before it.
+    assert_eq!(log.prune().await.unwrap(), Some(3));
+    let events = all_events(log.store()).await;
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert!(log.store().verify(None, None).await.unwrap().chain_intact);
+    log.close().await;
+}
+
 on_both!(public_verify_says_found_and_intact_only);
 async fn public_verify_says_found_and_intact_only(db: TestDb) {
     let log = open(&db, "pub").await;
