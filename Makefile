@@ -1,7 +1,7 @@
 # toolgate: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build policy-test bench bench-steady bench-soak bench-siem fuzz-smoke fuzz-long fuzz-merge fmt lint clean stack
+.PHONY: run test build policy-test bench bench-steady bench-soak bench-siem bench-siem-outage fuzz-smoke fuzz-long fuzz-merge fmt lint clean stack
 
 ## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
 run:
@@ -57,6 +57,14 @@ SIEM_RATE ?= 1000
 bench-siem:
 	$(CARGO) build --release -p toolgate -p toolgate-bench
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --siem --siem-seconds $(SIEM_SECONDS) --siem-rate $(SIEM_RATE)
+
+## The SIEM outage: every receiver down for SIEM_OUTAGE_MINUTES (default 10) minutes under SIEM_OUTAGE_RATE (default
+## 500) calls/s, then back: toolgate's resident size through it, the sinks' lag and the catch-up time.
+SIEM_OUTAGE_MINUTES ?= 10
+SIEM_OUTAGE_RATE ?= 500
+bench-siem-outage:
+	$(CARGO) build --release -p toolgate -p toolgate-bench
+	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --siem-outage-minutes $(SIEM_OUTAGE_MINUTES) --siem-outage-rate $(SIEM_OUTAGE_RATE)
 
 ## Fuzzing with cargo-fuzz/libFuzzer (docs/fuzzing.md); not part of `make test` and not needed by CI. Installs
 ## cargo-fuzz if missing (scripts/install-fuzz-deps.sh). Every target for 60 s, seeded from fuzz/corpus/.

@@ -25,6 +25,7 @@ pub mod nginx;
 pub mod procs;
 pub mod report;
 pub mod siem;
+pub mod siem_outage;
 pub mod sink;
 pub mod soak;
 pub mod storage;

@@ -55,6 +55,12 @@ struct Args {
     siem_seconds: u32,
     #[arg(long, default_value_t = 1000)]
     siem_rate: u32,
+    /// Run only the SIEM outage instead (`make bench-siem-outage`): every receiver down for this many minutes
+    /// (in --quick mode, seconds) under --siem-outage-rate calls/s, then back; writes its own section.
+    #[arg(long, default_value_t = 0)]
+    siem_outage_minutes: u32,
+    #[arg(long, default_value_t = 500)]
+    siem_outage_rate: u32,
 }
 
 /// The fixed rates of the performance issue (its goals are stated at 1 000 and 2 000), calls per second.
@@ -107,6 +113,9 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     if args.soak {
         return soak(&args, started);
+    }
+    if args.siem_outage_minutes > 0 {
+        return siem_outage(&args, started);
     }
     if args.siem {
         return siem(&args, started);
@@ -550,6 +559,127 @@ fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
         args,
         (report::siem::SIEM_BEGIN, report::siem::SIEM_END),
         "SIEM",
+        &section,
+        started,
+    )
+}
+
+/// The SIEM outage run alone: one toolgate with six sinks whose receivers go down, then come back.
+fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
+    use toolgate_bench::{siem, siem_outage};
+
+    let unit = if args.quick { 1 } else { 60 };
+    let outage = Duration::from_secs(u64::from(args.siem_outage_minutes) * unit);
+    // A sample every 30 s (every 2 s in quick mode): enough points to see a trend, few enough to read.
+    let every = Duration::from_secs(if args.quick { 2 } else { 30 });
+    let mut machine = Machine::probe();
+    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let run = runtime.block_on(async {
+        let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
+        let policies = std::fs::canonicalize(policy_dir())?;
+        let tokens = tokens()?;
+        let dir = tempfile::tempdir()?;
+        let url = sqlite_url(dir.path());
+        let receivers = siem::receivers(dir.path()).await?;
+        let extra = format!(
+            "\n[admin]\ntoken = {:?}\n{}",
+            siem::ADMIN_TOKEN,
+            receivers.config
+        );
+        let tg = Arc::new(procs::start_toolgate_with(
+            &ToolgateSetup {
+                binary: &toolgate,
+                dir: dir.path(),
+                policy_dir: &policies,
+                upstream: upstream.addr,
+                database_url: &url,
+                chain_id: "bench-siem-outage",
+                otlp_endpoint: None,
+                durability: None,
+            },
+            &extra,
+        )?);
+        let target = Arc::new(e2e::target(e2e::mcp_uri(&tg)?, &tokens, Flow::Stateless).await?);
+        let rate = args.siem_outage_rate;
+        eprintln!("siem outage: warm-up at {rate} calls/s");
+        let _ = toolgate_bench::load::open_loop(target.clone(), rate, Duration::from_secs(10)).await;
+        siem::wait_caught_up(&tg, Duration::from_secs(120)).await;
+        let (rss_before_kib, _) = tg.memory_kib()?;
+
+        eprintln!("siem outage: receivers down for {outage:?} at {rate} calls/s");
+        receivers.received.set_down(true);
+        let down_at = Instant::now();
+        let load = tokio::spawn(toolgate_bench::load::open_loop(target, rate, outage));
+        let mut samples = Vec::new();
+        let sample = |phase: &'static str, at: Duration| {
+            let tg = tg.clone();
+            tokio::task::spawn_blocking(move || siem_outage::sample(&tg, at, phase))
+        };
+        while down_at.elapsed() < outage {
+            tokio::time::sleep(every.min(outage.saturating_sub(down_at.elapsed()))).await;
+            samples.push(sample("outage", down_at.elapsed()).await??);
+        }
+        let load = load.await?;
+        let lag_at_return = {
+            let addr = tg.addr;
+            tokio::task::spawn_blocking(move || siem::lags_at(addr)).await??
+        }
+        .into_iter()
+        .map(|(sink, (events, _))| (sink, events))
+        .collect();
+        let counted: Vec<u64> = (0..siem::SINKS.len())
+            .map(|i| receivers.received.count(i))
+            .collect();
+
+        eprintln!("siem outage: receivers back; waiting for the catch-up");
+        receivers.received.set_down(false);
+        let back_at = Instant::now();
+        let deadline = Duration::from_secs(if args.quick { 60 } else { 1800 });
+        let mut catch_up = None;
+        while back_at.elapsed() < deadline {
+            let s = sample("catch-up", down_at.elapsed()).await??;
+            let done = s.max_lag_events == 0;
+            samples.push(s);
+            if done {
+                catch_up = Some(back_at.elapsed());
+                break;
+            }
+            tokio::time::sleep(every.min(Duration::from_secs(5))).await;
+        }
+        let received_after = siem::SINKS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ((*name).to_owned(), receivers.received.count(i) - counted[i]))
+            .collect();
+        Arc::try_unwrap(tg)
+            .map_err(|_| anyhow::anyhow!("toolgate still shared"))?
+            .stop();
+        upstream.stop();
+        anyhow::Ok(siem_outage::OutageRun {
+            rate,
+            outage,
+            load,
+            rss_before_kib,
+            samples,
+            catch_up,
+            lag_at_return,
+            received_after,
+        })
+    })?;
+    machine.load_after = report::loadavg();
+    let section = siem_outage::render(&machine, &run, args.quick);
+    write_section(
+        args,
+        (siem_outage::OUTAGE_BEGIN, siem_outage::OUTAGE_END),
+        "SIEM outage",
         &section,
         started,
     )

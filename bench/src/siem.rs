@@ -35,15 +35,25 @@ pub const SINKS: [&str; 6] = [
     "cef",
 ];
 
-/// Events each receiver counted (by the `event_hash` members it saw).
+/// Events each receiver counted (by the `event_hash` members it saw), and whether the receivers are down (the
+/// outage run): then the HTTP receiver answers 503 and the TCP ones refuse connections.
 #[derive(Default)]
 pub struct Received {
     counts: [AtomicU64; 6],
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Received {
     pub fn count(&self, sink: usize) -> u64 {
         self.counts[sink].load(Ordering::Relaxed)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
     }
 }
 
@@ -108,6 +118,11 @@ async fn take(
     req: Request<Incoming>,
     received: Arc<Received>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if received.is_down() {
+        let mut refused = Response::new(Full::new(Bytes::from_static(b"{\"error\":\"outage\"}")));
+        *refused.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(refused);
+    }
     let path = req.uri().path().to_owned();
     let body = req
         .into_body()
@@ -137,9 +152,27 @@ async fn take(
     Ok(Response::new(Full::new(answer)))
 }
 
+/// A syslog receiver. Down, it is as a stopped receiver would be: its port refuses connections (the listener is
+/// closed, and bound again on the same port when it is back) and open connections are reset unread.
 async fn serve_tcp(listener: TcpListener, received: Arc<Received>, sink: usize) {
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    let mut listener = Some(listener);
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        if received.is_down() {
+            listener = None;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let Some(bound) = &listener else {
+            listener = TcpListener::bind(addr).await.ok();
+            continue;
+        };
+        // Accepts wake every 50 ms to notice an outage.
+        let Ok(Ok((mut stream, _))) =
+            tokio::time::timeout(Duration::from_millis(50), bound.accept()).await
+        else {
             continue;
         };
         let received = received.clone();
@@ -148,9 +181,15 @@ async fn serve_tcp(listener: TcpListener, received: Arc<Received>, sink: usize) 
             // The last bytes of the previous read, so a needle split across reads is still counted once.
             let mut carry: Vec<u8> = Vec::new();
             loop {
-                let n = match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
+                if received.is_down() {
+                    return;
+                }
+                let n = match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf))
+                    .await
+                {
+                    Err(_) => continue,
+                    Ok(Ok(0) | Err(_)) => return,
+                    Ok(Ok(n)) => n,
                 };
                 carry.extend_from_slice(&buf[..n]);
                 received.counts[sink].fetch_add(events_in(&carry), Ordering::Relaxed);
@@ -252,7 +291,7 @@ pub async fn sample_lags(
 }
 
 /// Each sink's (lag in events, lag in seconds) now, from `GET /api/v1/siem`.
-fn lags_at(addr: SocketAddr) -> anyhow::Result<BTreeMap<String, (i64, f64)>> {
+pub fn lags_at(addr: SocketAddr) -> anyhow::Result<BTreeMap<String, (i64, f64)>> {
     let body = get(addr, "/api/v1/siem")?;
     let json = &body[body.find('{').unwrap_or(0)..body.rfind('}').map_or(body.len(), |i| i + 1)];
     let value: serde_json::Value = serde_json::from_str(json)?;
