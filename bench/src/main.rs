@@ -646,7 +646,7 @@ fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
         let mut catch_up = None;
         while back_at.elapsed() < deadline {
             let s = sample("catch-up", down_at.elapsed()).await??;
-            let done = s.max_lag_events == 0;
+            let done = s.max_lag_events == Some(0);
             samples.push(s);
             if done {
                 catch_up = Some(back_at.elapsed());

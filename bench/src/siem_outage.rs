@@ -25,8 +25,9 @@ pub struct Sample {
     /// `outage` or `catch-up`.
     pub phase: &'static str,
     pub rss_kib: u64,
-    /// The largest lag of any sink, in events.
-    pub max_lag_events: i64,
+    /// The largest lag of any sink, in events; `None` when `GET /api/v1/siem` did not answer with the sinks
+    /// (an overloaded moment), never taken for 0.
+    pub max_lag_events: Option<i64>,
 }
 
 /// The whole outage run.
@@ -77,11 +78,9 @@ impl OutageRun {
 /// One sample of `tg` now.
 pub fn sample(tg: &Proc, at: Duration, phase: &'static str) -> anyhow::Result<Sample> {
     let (rss_kib, _) = tg.memory_kib()?;
-    let max_lag_events = lags_at(tg.addr)?
-        .values()
-        .map(|(events, _)| *events)
-        .max()
-        .unwrap_or(0);
+    let max_lag_events = lags_at(tg.addr)
+        .ok()
+        .and_then(|lags| lags.values().map(|(events, _)| *events).max());
     Ok(Sample {
         at,
         phase,
@@ -145,6 +144,7 @@ pub fn render(machine: &Machine, run: &OutageRun, quick: bool) -> String {
             s.phase,
             mib(s.rss_kib),
             s.max_lag_events
+                .map_or("no answer".to_owned(), |lag| lag.to_string())
         );
     }
     let _ = writeln!(out, "\n{OUTAGE_END}");
