@@ -610,7 +610,8 @@ fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
         let target = Arc::new(e2e::target(e2e::mcp_uri(&tg)?, &tokens, Flow::Stateless).await?);
         let rate = args.siem_outage_rate;
         eprintln!("siem outage: warm-up at {rate} calls/s");
-        let _ = toolgate_bench::load::open_loop(target.clone(), rate, Duration::from_secs(10)).await;
+        let _ =
+            toolgate_bench::load::open_loop(target.clone(), rate, Duration::from_secs(10)).await;
         siem::wait_caught_up(&tg, Duration::from_secs(120)).await;
         let (rss_before_kib, _) = tg.memory_kib()?;
 

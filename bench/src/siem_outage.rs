@@ -67,7 +67,11 @@ impl OutageRun {
 
     /// Resident size in the outage's last sample against its first, KiB (growth while events pile up).
     pub fn outage_growth_kib(&self) -> i64 {
-        let outage: Vec<_> = self.samples.iter().filter(|s| s.phase == "outage").collect();
+        let outage: Vec<_> = self
+            .samples
+            .iter()
+            .filter(|s| s.phase == "outage")
+            .collect();
         match (outage.first(), outage.last()) {
             (Some(first), Some(last)) => last.rss_kib as i64 - first.rss_kib as i64,
             _ => 0,
@@ -103,7 +107,11 @@ pub fn render(machine: &Machine, run: &OutageRun, quick: bool) -> String {
         run.outage,
         run.rate,
         machine.date,
-        if quick { ", quick mode: indicative only" } else { "" }
+        if quick {
+            ", quick mode: indicative only"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,
@@ -134,7 +142,10 @@ pub fn render(machine: &Machine, run: &OutageRun, quick: bool) -> String {
             run.received_after.get(name).copied().unwrap_or(0)
         );
     }
-    let _ = writeln!(out, "\n| since the outage began | phase | resident MiB | largest lag (events) |");
+    let _ = writeln!(
+        out,
+        "\n| since the outage began | phase | resident MiB | largest lag (events) |"
+    );
     let _ = writeln!(out, "|---|---|---|---|");
     for s in &run.samples {
         let _ = writeln!(

@@ -21,6 +21,7 @@ mod delivery;
 pub mod elasticsearch;
 mod failure;
 pub mod http;
+mod recent;
 pub mod splunk_hec;
 pub mod syslog;
 pub mod webhook;

@@ -1,5 +1,6 @@
 //! The delivery task of one sink: hold the sink's lease, read the next batch after the sink's cursor (one
-//! chain at a time, in seq order), send it, retry with capped exponential back-off until the sink acknowledged
+//! chain at a time, in seq order; from this instance's newest committed events kept in memory when they start
+//! right after the cursor, see [`super::recent`], else from the database), send it, retry with capped exponential back-off until the sink acknowledged
 //! every event, and only then move the cursor. The task reads the audit log; it never waits on, nor is waited
 //! on by, a request.
 //!
@@ -11,11 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use toolgate_engine::chain::AuditEvent;
 
 use super::attempt::{Attempt, Why};
 use super::failure::Failures;
+use super::recent::Recent;
 use super::Sink;
 use crate::audit::store::CursorMove;
 use crate::audit::{AuditError, AuditLog, AuditStore};
@@ -27,7 +29,7 @@ struct Batch {
     chain: String,
     from: i64,
     to: i64,
-    events: Vec<AuditEvent>,
+    events: Vec<Arc<AuditEvent>>,
 }
 
 pub(super) struct Delivery {
@@ -42,6 +44,8 @@ pub(super) struct Delivery {
     last_chain: Option<String>,
     /// When this task last took or renewed the lease (`None`: it does not hold it).
     renewed: Option<std::time::Instant>,
+    /// This instance's newest committed events, for batches that need no database read.
+    recent: Recent,
 }
 
 /// Why the task stopped working on a batch.
@@ -58,6 +62,8 @@ impl Delivery {
         metrics: SiemMetrics,
         stop: watch::Receiver<bool>,
     ) -> Delivery {
+        // Two batches' worth: a sink that keeps up never falls off the end between two reads.
+        let recent = Recent::new(audit.chain_id(), sink.settings.batch_max.saturating_mul(2));
         Delivery {
             failures: Failures::new(sink.clone(), audit.clone(), metrics.clone()),
             store: audit.store().clone(),
@@ -68,6 +74,16 @@ impl Delivery {
             stop,
             last_chain: None,
             renewed: None,
+            recent,
+        }
+    }
+
+    /// Keeps what the writer broadcast, or forgets everything kept when broadcasts were lost.
+    fn heard(&mut self, received: Result<Arc<AuditEvent>, broadcast::error::RecvError>) {
+        match received {
+            Ok(event) => self.recent.remember(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => self.recent.forget(),
+            Err(broadcast::error::RecvError::Closed) => {}
         }
     }
 
@@ -79,9 +95,15 @@ impl Delivery {
             if *self.stop.borrow() {
                 break;
             }
-            // Every wake-up queued so far is answered by the read below: drop them, so a burst of commits does
-            // not turn into as many empty reads afterwards.
-            while committed.try_recv().is_ok() {}
+            // Every wake-up queued so far is answered by the read below: take them all (each one an event kept
+            // for that read), so a burst of commits does not turn into as many empty reads afterwards.
+            loop {
+                match committed.try_recv() {
+                    Ok(event) => self.recent.remember(event),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => self.recent.forget(),
+                    Err(_) => break,
+                }
+            }
             match self.renew_lease().await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -116,7 +138,10 @@ impl Delivery {
                     "idle"
                 });
                 let woken = tokio::select! {
-                    _ = committed.recv() => true,
+                    received = committed.recv() => {
+                        self.heard(received);
+                        true
+                    }
                     _ = tokio::time::sleep(poll) => false,
                     _ = self.stop.changed() => break,
                 };
@@ -190,11 +215,28 @@ impl Delivery {
         };
         self.last_chain = Some(chain.clone());
         let from = cursor_of(&chain);
+        if let Some((events, to)) = self.recent.batch(
+            &chain,
+            from,
+            head,
+            &self.sink.filter,
+            self.sink.settings.batch_max,
+        ) {
+            return Ok(Some(Batch {
+                chain,
+                from,
+                to,
+                events,
+            }));
+        }
         let limit = u32::try_from(self.sink.settings.batch_max).unwrap_or(u32::MAX);
-        let events = self
+        let events: Vec<Arc<AuditEvent>> = self
             .store
             .chain_events(&chain, from, head, &self.sink.filter, limit)
-            .await?;
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         // A full batch ends at its last event; a short one holds every matching event up to the head, so the
         // cursor may pass the skipped ones too.
         let to = if events.len() >= self.sink.settings.batch_max {
@@ -212,7 +254,7 @@ impl Delivery {
 
     /// Sends `batch` until every event is acknowledged, then moves the cursor.
     async fn deliver(&mut self, batch: Batch) -> Result<(), Interrupted> {
-        let mut pending: Vec<&AuditEvent> = batch.events.iter().collect();
+        let mut pending: Vec<&AuditEvent> = batch.events.iter().map(|e| &**e).collect();
         let mut backoff = self.sink.settings.backoff_initial();
         while !pending.is_empty() {
             self.set_state(if self.failures.failing() {
