@@ -1,0 +1,280 @@
+//! The scale-out run (`make bench-scale`): what running several toolgate instances on one PostgreSQL costs.
+//!
+//! Two cores cannot show throughput scaling (every instance, nginx, PostgreSQL, the mock upstream and the load
+//! generator share them), so the run keeps the total rate fixed and changes only the number of instances behind
+//! nginx (round robin, the 2026-07-28 stateless flow, which needs no shared session state): 1, 2, 3 … on a
+//! fresh database each. What changes with the count is the price of scale-out: each instance's own group
+//! commits (fewer calls share a commit), its background work (polls, flushes, checkpoints) and its connections.
+//!
+//! Per step: start the instances and nginx, warm up, then an idle window (background commits and CPU with no
+//! load), then the load window; figures: end-to-end and per-instance latency (by nginx's `X-Toolgate-Replica`
+//! response header), errors, toolgate's CPU per call (all instances), PostgreSQL's CPU per call (its processes'
+//! `/proc/PID/stat`: the run database's backends and the server-wide helpers), and commits and rows written
+//! per call (`pg_stat_database` of the step's database, less the idle window's background rate).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::load::{closed_loop, open_loop, Outcome, Target};
+use crate::procs::{self, Proc, ToolgateSetup};
+
+pub mod balancer;
+pub mod postgres;
+
+use postgres::{Counters, CpuSample, CpuSplit, ScaleDatabase};
+
+/// Extra configuration of every instance: behind nginx every connection and every failed authentication
+/// comes from one address (the hardening's per-IP caps are for clients, not for a load balancer).
+const BEHIND_BALANCER: &str =
+    "\n[server]\nmax_connections_per_ip = 4096\nauth_failures_per_minute = 100000\n";
+/// The server publishes an idle backend's statistics within 10 s; the run waits this long before reading them.
+const STATS_SETTLE: Duration = Duration::from_secs(11);
+/// Pause after the load before reading CPU times, for work still finishing after the last answer.
+const CPU_SETTLE: Duration = Duration::from_millis(200);
+
+/// What the run does.
+pub struct ScalePlan {
+    /// Total calls per second, the same for every instance count.
+    pub rate: u32,
+    pub load: Duration,
+    pub idle: Duration,
+    pub warmup: Duration,
+    /// Instance counts to measure, e.g. `[1, 2, 3]`.
+    pub instances: Vec<usize>,
+    pub clock_ticks: u64,
+}
+
+/// One instance of a step, as the load saw it.
+pub struct InstanceFigures {
+    pub chain_id: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Its CPU time during the load divided by the calls it answered.
+    pub cpu_ms: Option<f64>,
+    /// Audit events its chain holds at the end of the step.
+    pub events: i64,
+}
+
+/// One instance count measured.
+pub struct ScaleStep {
+    pub instances: usize,
+    pub outcome: Outcome,
+    pub per_instance: Vec<InstanceFigures>,
+    /// All instances' CPU time during the load per call, ms.
+    pub toolgate_cpu_ms: f64,
+    /// PostgreSQL CPU time during the load window (ticks), and during the idle window.
+    pub pg_load: CpuSplit,
+    pub pg_idle: CpuSplit,
+    pub load_secs: f64,
+    pub idle_secs: f64,
+    /// `pg_stat_database` deltas of the step's database over the idle window and from the load's start to
+    /// [`STATS_SETTLE`] after its end (`counted_secs` long).
+    pub idle_counters: Counters,
+    pub load_counters: Counters,
+    pub counted_secs: f64,
+    /// Audit events written during the load (all chains).
+    pub events: i64,
+}
+
+impl ScaleStep {
+    fn per_call(&self, v: f64) -> f64 {
+        v / self.outcome.calls().max(1) as f64
+    }
+
+    /// The load's commits less the background rate of the idle window over the same time, per call.
+    pub fn commits_per_call(&self) -> f64 {
+        self.per_call(self.net(self.load_counters.commits, self.idle_counters.commits))
+    }
+
+    /// Rows inserted and updated by the load (net of background), per call.
+    pub fn rows_per_call(&self) -> (f64, f64) {
+        (
+            self.per_call(self.net(self.load_counters.inserted, self.idle_counters.inserted)),
+            self.per_call(self.net(self.load_counters.updated, self.idle_counters.updated)),
+        )
+    }
+
+    fn net(&self, load: i64, idle: i64) -> f64 {
+        load as f64 - idle as f64 / self.idle_secs.max(1e-9) * self.counted_secs
+    }
+
+    /// Background commits per second with no load (all instances).
+    pub fn idle_commits_per_sec(&self) -> f64 {
+        self.idle_counters.commits as f64 / self.idle_secs.max(1e-9)
+    }
+
+    /// Audit events per commit of the load.
+    pub fn events_per_commit(&self) -> f64 {
+        self.events as f64 / self.net(self.load_counters.commits, self.idle_counters.commits).max(1.0)
+    }
+}
+
+/// The whole run.
+pub struct ScaleRun {
+    pub rate: u32,
+    pub load: Duration,
+    pub idle: Duration,
+    pub steps: Vec<ScaleStep>,
+    pub nginx: String,
+    pub postgres_version: String,
+    pub max_connections: i64,
+    pub clock_ticks: u64,
+    /// False when no `postgres` process was visible in `/proc` (the server runs elsewhere): CPU not measured.
+    pub pg_cpu_seen: bool,
+}
+
+/// Runs every step of `plan` against the real `toolgate` binary, on databases created on `base_url`'s server.
+pub async fn run(
+    toolgate: &Path,
+    nginx: &Path,
+    policies: &Path,
+    base_url: &str,
+    tokens: &[String],
+    plan: &ScalePlan,
+) -> anyhow::Result<ScaleRun> {
+    let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
+    let mut steps = Vec::new();
+    let mut server = (0, String::new());
+    let mut pg_cpu_seen = true;
+    for &n in &plan.instances {
+        let db = ScaleDatabase::create(base_url).await?;
+        server = db.server().await.unwrap_or_default();
+        pg_cpu_seen &= !CpuSample::now().is_empty();
+        let outcome = step(toolgate, nginx, policies, &upstream, &db, tokens, plan, n).await;
+        db.drop_now().await?;
+        steps.push(outcome?);
+    }
+    upstream.stop();
+    Ok(ScaleRun {
+        rate: plan.rate,
+        load: plan.load,
+        idle: plan.idle,
+        steps,
+        nginx: crate::nginx::version(nginx),
+        postgres_version: server.1,
+        max_connections: server.0,
+        clock_ticks: plan.clock_ticks,
+        pg_cpu_seen,
+    })
+}
+
+/// Each instance's CPU ticks now (None for one whose `/proc` could not be read).
+fn toolgate_ticks(instances: &[(Proc, tempfile::TempDir)]) -> Vec<Option<u64>> {
+    instances.iter().map(|(p, _)| p.cpu_ticks().ok()).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn step(
+    toolgate: &Path,
+    nginx: &Path,
+    policies: &Path,
+    upstream: &Proc,
+    db: &ScaleDatabase,
+    tokens: &[String],
+    plan: &ScalePlan,
+    n: usize,
+) -> anyhow::Result<ScaleStep> {
+    eprintln!("scale: {n} instance(s) on database {}", db.name);
+    let mut instances = Vec::with_capacity(n);
+    for i in 1..=n {
+        let dir = tempfile::tempdir()?;
+        let chain = format!("scale-{i}");
+        let tg = procs::start_toolgate_with(
+            &ToolgateSetup {
+                binary: toolgate,
+                dir: dir.path(),
+                policy_dir: policies,
+                upstream: upstream.addr,
+                database_url: &db.url,
+                chain_id: &chain,
+                otlp_endpoint: None,
+                durability: None,
+            },
+            BEHIND_BALANCER,
+        )?;
+        instances.push((tg, dir));
+    }
+    let addrs: Vec<SocketAddr> = instances.iter().map(|(p, _)| p.addr).collect();
+    let lb_dir = tempfile::tempdir()?;
+    let lb = balancer::start(nginx, lb_dir.path(), &addrs)?;
+    let uri = format!("http://{}/mcp/bench", lb.addr).parse()?;
+    let target = Arc::new(Target::new(uri, tokens)?.with_route_header(balancer::ROUTE_HEADER));
+
+    let warm = closed_loop(target.clone(), 8, plan.warmup).await;
+    anyhow::ensure!(
+        warm.ok > 0,
+        "scale: warm-up through nginx got no successful call: {}",
+        warm.first_error.unwrap_or_default()
+    );
+
+    eprintln!("  idle {:?} (after {STATS_SETTLE:?} for the statistics)", plan.idle);
+    tokio::time::sleep(STATS_SETTLE).await;
+    let idle_start = (Instant::now(), db.counters().await?, CpuSample::now());
+    tokio::time::sleep(plan.idle).await;
+    let load_start = (
+        Instant::now(),
+        db.counters().await?,
+        CpuSample::now(),
+        toolgate_ticks(&instances),
+    );
+    let events_before: i64 = db.events_by_chain().await?.iter().map(|(_, c)| c).sum();
+
+    eprintln!("  {} calls/s for {:?} through nginx", plan.rate, plan.load);
+    let outcome = open_loop(target, plan.rate, plan.load).await;
+    tokio::time::sleep(CPU_SETTLE).await;
+    let load_end = (Instant::now(), CpuSample::now(), toolgate_ticks(&instances));
+    let serving = db.serving().await?;
+    tokio::time::sleep(STATS_SETTLE).await;
+    let counted_end = (Instant::now(), db.counters().await?);
+    let chains = db.events_by_chain().await?;
+    let events = chains.iter().map(|(_, c)| c).sum::<i64>() - events_before;
+
+    let ticks_ms = |t: u64| t as f64 * 1000.0 / plan.clock_ticks.max(1) as f64;
+    let mut toolgate_ticks_total = 0;
+    let mut per_instance = Vec::with_capacity(n);
+    for (i, (tg, _)) in instances.iter().enumerate() {
+        let chain_id = format!("scale-{}", i + 1);
+        let spent = load_start.3[i]
+            .zip(load_end.2[i])
+            .map(|(b, a)| a.saturating_sub(b));
+        toolgate_ticks_total += spent.unwrap_or(0);
+        let route = outcome.routes.get(&tg.addr.to_string());
+        let calls = route.map_or(0, |r| r.ok + r.errors);
+        per_instance.push(InstanceFigures {
+            events: chains
+                .iter()
+                .find(|(c, _)| *c == chain_id)
+                .map_or(0, |(_, e)| *e),
+            chain_id,
+            calls,
+            errors: route.map_or(0, |r| r.errors),
+            p50_ms: route.map_or(0.0, |r| r.latency.value_at_quantile(0.5) as f64 / 1000.0),
+            p99_ms: route.map_or(0.0, |r| r.latency.value_at_quantile(0.99) as f64 / 1000.0),
+            cpu_ms: spent.map(|t| ticks_ms(t) / calls.max(1) as f64),
+        });
+    }
+    let step = ScaleStep {
+        instances: n,
+        toolgate_cpu_ms: ticks_ms(toolgate_ticks_total) / outcome.calls().max(1) as f64,
+        pg_load: load_end.1.since(&load_start.2, &serving),
+        pg_idle: load_start.2.since(&idle_start.2, &serving),
+        load_secs: (load_end.0 - load_start.0).as_secs_f64(),
+        idle_secs: (load_start.0 - idle_start.0).as_secs_f64(),
+        idle_counters: load_start.1.minus(idle_start.1),
+        load_counters: counted_end.1.minus(load_start.1),
+        counted_secs: (counted_end.0 - load_start.0).as_secs_f64(),
+        events,
+        per_instance,
+        outcome,
+    };
+    lb.stop();
+    for (tg, _dir) in instances {
+        tg.stop();
+    }
+    Ok(step)
+}
+
