@@ -470,6 +470,15 @@ selftest() {
         die "FAIL: expected $REPLICAS intact chains, got $chains: $verify"
     fi
     say "ok: audit verify on replica-1 covers the $chains chains: $verify"
+
+    # Each replica signed its shutdown checkpoint with its own key, and that key is one the others trust.
+    local keys expected
+    keys="$(psql "$(database_url "$SERVER_URL" "$DB_NAME")" -XAtc "SELECT DISTINCT public_key FROM audit_checkpoints ORDER BY 1" | tr '\n' ' ')"
+    expected="$(sort "$STATE"/replica-*/key.pub | tr '\n' ' ')"
+    if [ "$keys" != "$expected" ]; then
+        die "FAIL: checkpoint keys ($keys) are not the replicas' keys ($expected)"
+    fi
+    say "ok: each replica's checkpoints are signed by its own key, listed in the others' audit.trusted_public_keys"
     SELFTEST_FAILED=0
     say "selftest passed"
 }
