@@ -58,16 +58,16 @@ bench-siem:
 	$(CARGO) build --release -p toolgate -p toolgate-bench
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --siem --siem-seconds $(SIEM_SECONDS) --siem-rate $(SIEM_RATE)
 
-## The scale-out comparison (docs/scale-out.md): SCALE_RATE (default 2 000) calls/s for SCALE_SECONDS (default 30) s,
+## The scale-out comparison (docs/scale-out.md): each of SCALE_RATES (default 1000,2000) calls/s for SCALE_SECONDS (default 30) s,
 ## round robin through nginx over 1, 2 and 3 toolgate instances on one PostgreSQL (a fresh database per step, on the
 ## server of TOOLGATE_TEST_POSTGRES_URL): latency per instance, toolgate's and PostgreSQL's CPU and commits per call.
 SCALE_SECONDS ?= 30
-SCALE_RATE ?= 2000
+SCALE_RATES ?= 1000,2000
 TOOLGATE_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 bench-scale:
 	./scripts/install-bench-deps.sh
 	$(CARGO) build --release -p toolgate -p toolgate-bench
-	TOOLGATE_TEST_POSTGRES_URL=$(TOOLGATE_TEST_POSTGRES_URL) ./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --scale --scale-seconds $(SCALE_SECONDS) --scale-rate $(SCALE_RATE)
+	TOOLGATE_TEST_POSTGRES_URL=$(TOOLGATE_TEST_POSTGRES_URL) ./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --scale --scale-seconds $(SCALE_SECONDS) --scale-rate $(SCALE_RATES)
 
 ## An example deployment: three toolgate replicas on one PostgreSQL (TOOLGATE_DATABASE_URL's server, database
 ## toolgate_replicas) behind nginx on 127.0.0.1:8090. `deploy/replicas.sh stop|status|selftest` (docs/scale-out.md).

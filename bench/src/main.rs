@@ -55,13 +55,13 @@ struct Args {
     siem_seconds: u32,
     #[arg(long, default_value_t = 1000)]
     siem_rate: u32,
-    /// Run only the scale-out comparison instead (`make bench-scale`): --scale-rate calls/s for --scale-seconds
+    /// Run only the scale-out comparison instead (`make bench-scale`): each --scale-rate (comma-separated) calls/s for --scale-seconds
     /// round robin through nginx over 1, 2 … --scale-instances toolgate instances on one PostgreSQL
     /// (TOOLGATE_TEST_POSTGRES_URL); writes its own section.
     #[arg(long)]
     scale: bool,
-    #[arg(long, default_value_t = 2000)]
-    scale_rate: u32,
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    scale_rate: Vec<u32>,
     #[arg(long, default_value_t = 30)]
     scale_seconds: u32,
     #[arg(long, default_value_t = 3)]
@@ -635,26 +635,43 @@ fn scale(args: &Args, started: Instant) -> anyhow::Result<()> {
         .ok()
         .filter(|u| !u.is_empty())
         .context("the scale-out run needs PostgreSQL: set TOOLGATE_TEST_POSTGRES_URL (it creates and drops a database per step)")?;
-    let nginx = nginx::find().context("the scale-out run needs nginx (scripts/install-bench-deps.sh)")?;
-    let toolgate = std::fs::canonicalize(&args.toolgate)
-        .with_context(|| format!("{} (build it: cargo build --release -p toolgate)", args.toolgate.display()))?;
+    let nginx =
+        nginx::find().context("the scale-out run needs nginx (scripts/install-bench-deps.sh)")?;
+    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
     let plan = ScalePlan {
-        rate: args.scale_rate,
-        load: Duration::from_secs(if args.quick { 5 } else { u64::from(args.scale_seconds.max(1)) }),
+        rates: args.scale_rate.clone(),
+        load: Duration::from_secs(if args.quick {
+            5
+        } else {
+            u64::from(args.scale_seconds.max(1))
+        }),
         idle: Duration::from_secs(if args.quick { 5 } else { 15 }),
         warmup: Duration::from_secs(2),
         instances: (1..=args.scale_instances.max(1)).collect(),
         clock_ticks: procs::clock_ticks_per_sec(),
     };
     let mut machine = Machine::probe();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let run = runtime.block_on(async {
         let policies = std::fs::canonicalize(policy_dir())?;
         scale::run(&toolgate, &nginx, &policies, &base, &tokens()?, &plan).await
     })?;
     machine.load_after = report::loadavg();
     let section = report::scale::render(&machine, &run, args.quick);
-    write_section(args, (report::scale::SCALE_BEGIN, report::scale::SCALE_END), "scale-out", &section, started)
+    write_section(
+        args,
+        (report::scale::SCALE_BEGIN, report::scale::SCALE_END),
+        "scale-out",
+        &section,
+        started,
+    )
 }
 
 /// Replaces the section between `markers` of the report with `section`, and says so with the time the run took.

@@ -6,8 +6,8 @@
 //! fresh database each. What changes with the count is the price of scale-out: each instance's own group
 //! commits (fewer calls share a commit), its background work (polls, flushes, checkpoints) and its connections.
 //!
-//! Per step: start the instances and nginx, warm up, then an idle window (background commits and CPU with no
-//! load), then the load window; figures: end-to-end and per-instance latency (by nginx's `X-Toolgate-Replica`
+//! Per instance count: start the instances and nginx, warm up, then an idle window (background commits and CPU
+//! with no load), then one load window per rate; figures: end-to-end and per-instance latency (by nginx's `X-Toolgate-Replica`
 //! response header), errors, toolgate's CPU per call (all instances), PostgreSQL's CPU per call (its processes'
 //! `/proc/PID/stat`: the run database's backends and the server-wide helpers), and commits and rows written
 //! per call (`pg_stat_database` of the step's database, less the idle window's background rate).
@@ -36,8 +36,8 @@ const CPU_SETTLE: Duration = Duration::from_millis(200);
 
 /// What the run does.
 pub struct ScalePlan {
-    /// Total calls per second, the same for every instance count.
-    pub rate: u32,
+    /// Total calls per second, each the same for every instance count (one load window per rate).
+    pub rates: Vec<u32>,
     pub load: Duration,
     pub idle: Duration,
     pub warmup: Duration,
@@ -59,9 +59,10 @@ pub struct InstanceFigures {
     pub events: i64,
 }
 
-/// One instance count measured.
+/// One instance count measured at one rate.
 pub struct ScaleStep {
     pub instances: usize,
+    pub rate: u32,
     pub outcome: Outcome,
     pub per_instance: Vec<InstanceFigures>,
     /// All instances' CPU time during the load per call, ms.
@@ -109,13 +110,16 @@ impl ScaleStep {
 
     /// Audit events per commit of the load.
     pub fn events_per_commit(&self) -> f64 {
-        self.events as f64 / self.net(self.load_counters.commits, self.idle_counters.commits).max(1.0)
+        self.events as f64
+            / self
+                .net(self.load_counters.commits, self.idle_counters.commits)
+                .max(1.0)
     }
 }
 
 /// The whole run.
 pub struct ScaleRun {
-    pub rate: u32,
+    pub rates: Vec<u32>,
     pub load: Duration,
     pub idle: Duration,
     pub steps: Vec<ScaleStep>,
@@ -146,11 +150,11 @@ pub async fn run(
         pg_cpu_seen &= !CpuSample::now().is_empty();
         let outcome = step(toolgate, nginx, policies, &upstream, &db, tokens, plan, n).await;
         db.drop_now().await?;
-        steps.push(outcome?);
+        steps.extend(outcome?);
     }
     upstream.stop();
     Ok(ScaleRun {
-        rate: plan.rate,
+        rates: plan.rates.clone(),
         load: plan.load,
         idle: plan.idle,
         steps,
@@ -177,7 +181,7 @@ async fn step(
     tokens: &[String],
     plan: &ScalePlan,
     n: usize,
-) -> anyhow::Result<ScaleStep> {
+) -> anyhow::Result<Vec<ScaleStep>> {
     eprintln!("scale: {n} instance(s) on database {}", db.name);
     let mut instances = Vec::with_capacity(n);
     for i in 1..=n {
@@ -211,70 +215,79 @@ async fn step(
         warm.first_error.unwrap_or_default()
     );
 
-    eprintln!("  idle {:?} (after {STATS_SETTLE:?} for the statistics)", plan.idle);
+    eprintln!(
+        "  idle {:?} (after {STATS_SETTLE:?} for the statistics)",
+        plan.idle
+    );
     tokio::time::sleep(STATS_SETTLE).await;
     let idle_start = (Instant::now(), db.counters().await?, CpuSample::now());
     tokio::time::sleep(plan.idle).await;
-    let load_start = (
-        Instant::now(),
-        db.counters().await?,
-        CpuSample::now(),
-        toolgate_ticks(&instances),
-    );
-    let events_before: i64 = db.events_by_chain().await?.iter().map(|(_, c)| c).sum();
+    let idle_end = (Instant::now(), db.counters().await?, CpuSample::now());
+    let idle_serving = db.serving().await?;
+    let mut steps = Vec::with_capacity(plan.rates.len());
+    for &rate in &plan.rates {
+        let load_start = (
+            Instant::now(),
+            db.counters().await?,
+            CpuSample::now(),
+            toolgate_ticks(&instances),
+        );
+        let events_before: i64 = db.events_by_chain().await?.iter().map(|(_, c)| c).sum();
 
-    eprintln!("  {} calls/s for {:?} through nginx", plan.rate, plan.load);
-    let outcome = open_loop(target, plan.rate, plan.load).await;
-    tokio::time::sleep(CPU_SETTLE).await;
-    let load_end = (Instant::now(), CpuSample::now(), toolgate_ticks(&instances));
-    let serving = db.serving().await?;
-    tokio::time::sleep(STATS_SETTLE).await;
-    let counted_end = (Instant::now(), db.counters().await?);
-    let chains = db.events_by_chain().await?;
-    let events = chains.iter().map(|(_, c)| c).sum::<i64>() - events_before;
+        eprintln!("  {rate} calls/s for {:?} through nginx", plan.load);
+        let outcome = open_loop(target.clone(), rate, plan.load).await;
+        tokio::time::sleep(CPU_SETTLE).await;
+        let load_end = (Instant::now(), CpuSample::now(), toolgate_ticks(&instances));
+        let serving = db.serving().await?;
+        // Also the pause before the next rate: the load's counts are all published after it.
+        tokio::time::sleep(STATS_SETTLE).await;
+        let counted_end = (Instant::now(), db.counters().await?);
+        let chains = db.events_by_chain().await?;
+        let events = chains.iter().map(|(_, c)| c).sum::<i64>() - events_before;
 
-    let ticks_ms = |t: u64| t as f64 * 1000.0 / plan.clock_ticks.max(1) as f64;
-    let mut toolgate_ticks_total = 0;
-    let mut per_instance = Vec::with_capacity(n);
-    for (i, (tg, _)) in instances.iter().enumerate() {
-        let chain_id = format!("scale-{}", i + 1);
-        let spent = load_start.3[i]
-            .zip(load_end.2[i])
-            .map(|(b, a)| a.saturating_sub(b));
-        toolgate_ticks_total += spent.unwrap_or(0);
-        let route = outcome.routes.get(&tg.addr.to_string());
-        let calls = route.map_or(0, |r| r.ok + r.errors);
-        per_instance.push(InstanceFigures {
-            events: chains
-                .iter()
-                .find(|(c, _)| *c == chain_id)
-                .map_or(0, |(_, e)| *e),
-            chain_id,
-            calls,
-            errors: route.map_or(0, |r| r.errors),
-            p50_ms: route.map_or(0.0, |r| r.latency.value_at_quantile(0.5) as f64 / 1000.0),
-            p99_ms: route.map_or(0.0, |r| r.latency.value_at_quantile(0.99) as f64 / 1000.0),
-            cpu_ms: spent.map(|t| ticks_ms(t) / calls.max(1) as f64),
+        let ticks_ms = |t: u64| t as f64 * 1000.0 / plan.clock_ticks.max(1) as f64;
+        let mut toolgate_ticks_total = 0;
+        let mut per_instance = Vec::with_capacity(n);
+        for (i, (tg, _)) in instances.iter().enumerate() {
+            let chain_id = format!("scale-{}", i + 1);
+            let spent = load_start.3[i]
+                .zip(load_end.2[i])
+                .map(|(b, a)| a.saturating_sub(b));
+            toolgate_ticks_total += spent.unwrap_or(0);
+            let route = outcome.routes.get(&tg.addr.to_string());
+            let calls = route.map_or(0, |r| r.ok + r.errors);
+            per_instance.push(InstanceFigures {
+                events: chains
+                    .iter()
+                    .find(|(c, _)| *c == chain_id)
+                    .map_or(0, |(_, e)| *e),
+                chain_id,
+                calls,
+                errors: route.map_or(0, |r| r.errors),
+                p50_ms: route.map_or(0.0, |r| r.latency.value_at_quantile(0.5) as f64 / 1000.0),
+                p99_ms: route.map_or(0.0, |r| r.latency.value_at_quantile(0.99) as f64 / 1000.0),
+                cpu_ms: spent.map(|t| ticks_ms(t) / calls.max(1) as f64),
+            });
+        }
+        steps.push(ScaleStep {
+            instances: n,
+            rate,
+            toolgate_cpu_ms: ticks_ms(toolgate_ticks_total) / outcome.calls().max(1) as f64,
+            pg_load: load_end.1.since(&load_start.2, &serving),
+            pg_idle: idle_end.2.since(&idle_start.2, &idle_serving),
+            load_secs: (load_end.0 - load_start.0).as_secs_f64(),
+            idle_secs: (idle_end.0 - idle_start.0).as_secs_f64(),
+            idle_counters: idle_end.1.minus(idle_start.1),
+            load_counters: counted_end.1.minus(load_start.1),
+            counted_secs: (counted_end.0 - load_start.0).as_secs_f64(),
+            events,
+            per_instance,
+            outcome,
         });
     }
-    let step = ScaleStep {
-        instances: n,
-        toolgate_cpu_ms: ticks_ms(toolgate_ticks_total) / outcome.calls().max(1) as f64,
-        pg_load: load_end.1.since(&load_start.2, &serving),
-        pg_idle: load_start.2.since(&idle_start.2, &serving),
-        load_secs: (load_end.0 - load_start.0).as_secs_f64(),
-        idle_secs: (load_start.0 - idle_start.0).as_secs_f64(),
-        idle_counters: load_start.1.minus(idle_start.1),
-        load_counters: counted_end.1.minus(load_start.1),
-        counted_secs: (counted_end.0 - load_start.0).as_secs_f64(),
-        events,
-        per_instance,
-        outcome,
-    };
     lb.stop();
     for (tg, _dir) in instances {
         tg.stop();
     }
-    Ok(step)
+    Ok(steps)
 }
-

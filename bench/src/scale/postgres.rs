@@ -78,9 +78,12 @@ impl ScaleDatabase {
     }
 
     pub async fn drop_now(self) -> anyhow::Result<()> {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&self.admin)
-            .await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&self.admin)
+        .await?;
         self.admin.close().await;
         Ok(())
     }
@@ -154,7 +157,11 @@ impl CpuSample {
         let mut ticks = HashMap::new();
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
                     continue;
                 };
                 let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
@@ -217,6 +224,9 @@ mod tests {
             database_url("postgres://u:p@h/test?sslmode=disable", "x"),
             "postgres://u:p@h/x?sslmode=disable"
         );
-        assert_eq!(database_url("postgres://h:5432", "x"), "postgres://h:5432/x");
+        assert_eq!(
+            database_url("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }
