@@ -653,6 +653,7 @@ fn scale(args: &Args, started: Instant) -> anyhow::Result<()> {
         idle: Duration::from_secs(if args.quick { 5 } else { 15 }),
         warmup: Duration::from_secs(2),
         instances: (1..=args.scale_instances.max(1)).collect(),
+        sessions: true,
         clock_ticks: procs::clock_ticks_per_sec(),
     };
     let mut machine = Machine::probe();

@@ -7,7 +7,9 @@
 //! commits (fewer calls share a commit), its background work (polls, flushes, checkpoints) and its connections.
 //!
 //! Per instance count: start the instances and nginx, warm up, then an idle window (background commits and CPU
-//! with no load), then one load window per rate; figures: end-to-end and per-instance latency (by nginx's `X-Toolgate-Replica`
+//! with no load), then one load window per rate, and one more at the first rate in the 2025-era session flow
+//! with nginx hashing each agent's token to one instance (sessions live in the instance that opened them);
+//! figures: end-to-end and per-instance latency (by nginx's `X-Toolgate-Replica`
 //! response header), errors, toolgate's CPU per call (all instances), PostgreSQL's CPU per call (its processes'
 //! `/proc/PID/stat`: the run database's backends and the server-wide helpers), and commits and rows written
 //! per call (`pg_stat_database` of the step's database, less the idle window's background rate).
@@ -17,12 +19,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load::{closed_loop, open_loop, Outcome, Target};
+use toolgate::auth::{mint_hs256, AuthSettings};
+
+use crate::load::{closed_loop, open_loop, Flow, Outcome, Target};
 use crate::procs::{self, Proc, ToolgateSetup};
 
 pub mod balancer;
 pub mod postgres;
 
+use balancer::Balance;
 use postgres::{Counters, CpuSample, CpuSplit, ScaleDatabase};
 
 /// Extra configuration of every instance: behind nginx every connection and every failed authentication
@@ -33,6 +38,9 @@ const BEHIND_BALANCER: &str =
 const STATS_SETTLE: Duration = Duration::from_secs(11);
 /// Pause after the load before reading CPU times, for work still finishing after the last answer.
 const CPU_SETTLE: Duration = Duration::from_millis(200);
+/// Agents and sessions of the session flow (3 sessions per agent).
+const SESSION_AGENTS: usize = 12;
+const SESSIONS: usize = 36;
 
 /// What the run does.
 pub struct ScalePlan {
@@ -43,6 +51,8 @@ pub struct ScalePlan {
     pub warmup: Duration,
     /// Instance counts to measure, e.g. `[1, 2, 3]`.
     pub instances: Vec<usize>,
+    /// Also the 2025-era session flow at the first rate, nginx hashing each agent to one instance.
+    pub sessions: bool,
     pub clock_ticks: u64,
 }
 
@@ -63,6 +73,8 @@ pub struct InstanceFigures {
 pub struct ScaleStep {
     pub instances: usize,
     pub rate: u32,
+    pub flow: Flow,
+    pub balance: Balance,
     pub outcome: Outcome,
     pub per_instance: Vec<InstanceFigures>,
     /// All instances' CPU time during the load per call, ms.
@@ -171,6 +183,16 @@ fn toolgate_ticks(instances: &[(Proc, tempfile::TempDir)]) -> Vec<Option<u64>> {
     instances.iter().map(|(p, _)| p.cpu_ticks().ok()).collect()
 }
 
+/// The instances of one step, the database they share, and what every measurement of the step reads.
+struct Bed<'a> {
+    db: &'a ScaleDatabase,
+    instances: Vec<(Proc, tempfile::TempDir)>,
+    plan: &'a ScalePlan,
+    /// The idle window: start and end (time, counters, PostgreSQL CPU) and who the processes served.
+    idle: (Instant, Counters, CpuSample, Instant, Counters, CpuSample),
+    idle_serving: std::collections::HashMap<u32, postgres::Serves>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn step(
     toolgate: &Path,
@@ -204,16 +226,10 @@ async fn step(
     }
     let addrs: Vec<SocketAddr> = instances.iter().map(|(p, _)| p.addr).collect();
     let lb_dir = tempfile::tempdir()?;
-    let lb = balancer::start(nginx, lb_dir.path(), &addrs)?;
-    let uri = format!("http://{}/mcp/bench", lb.addr).parse()?;
+    let lb = balancer::start(nginx, lb_dir.path(), &addrs, Balance::RoundRobin)?;
+    let uri: hyper::Uri = format!("http://{}/mcp/bench", lb.addr).parse()?;
     let target = Arc::new(Target::new(uri, tokens)?.with_route_header(balancer::ROUTE_HEADER));
-
-    let warm = closed_loop(target.clone(), 8, plan.warmup).await;
-    anyhow::ensure!(
-        warm.ok > 0,
-        "scale: warm-up through nginx got no successful call: {}",
-        warm.first_error.unwrap_or_default()
-    );
+    warm_up(&target, plan).await?;
 
     eprintln!(
         "  idle {:?} (after {STATS_SETTLE:?} for the statistics)",
@@ -223,23 +239,118 @@ async fn step(
     let idle_start = (Instant::now(), db.counters().await?, CpuSample::now());
     tokio::time::sleep(plan.idle).await;
     let idle_end = (Instant::now(), db.counters().await?, CpuSample::now());
-    let idle_serving = db.serving().await?;
-    let mut steps = Vec::with_capacity(plan.rates.len());
+    let bed = Bed {
+        db,
+        plan,
+        idle_serving: db.serving().await?,
+        idle: (
+            idle_start.0,
+            idle_start.1,
+            idle_start.2,
+            idle_end.0,
+            idle_end.1,
+            idle_end.2,
+        ),
+        instances,
+    };
+    let mut steps = Vec::with_capacity(plan.rates.len() + 1);
     for &rate in &plan.rates {
+        steps.push(
+            bed.measure(&target, rate, Flow::Stateless, Balance::RoundRobin)
+                .await?,
+        );
+    }
+    lb.stop();
+
+    if plan.sessions {
+        // 2025-era sessions live in the instance that opened them: nginx keeps each agent on one instance.
+        let rate = plan.rates.first().copied().unwrap_or(1000);
+        let lb_dir = tempfile::tempdir()?;
+        let lb = balancer::start(nginx, lb_dir.path(), &addrs, Balance::Agent)?;
+        let uri = format!("http://{}/mcp/bench", lb.addr).parse()?;
+        let target = Target::new(uri, &session_tokens()?)?
+            .with_route_header(balancer::ROUTE_HEADER)
+            .open_sessions(SESSIONS)
+            .await?;
+        let target = Arc::new(target);
+        warm_up(&target, plan).await?;
+        tokio::time::sleep(STATS_SETTLE).await;
+        steps.push(
+            bed.measure(&target, rate, Flow::Session, Balance::Agent)
+                .await?,
+        );
+        lb.stop();
+    }
+    for (tg, _dir) in bed.instances {
+        tg.stop();
+    }
+    Ok(steps)
+}
+
+async fn warm_up(target: &Arc<Target>, plan: &ScalePlan) -> anyhow::Result<()> {
+    let warm = closed_loop(target.clone(), 8, plan.warmup).await;
+    anyhow::ensure!(
+        warm.ok > 0,
+        "scale: warm-up through nginx got no successful call: {}",
+        warm.first_error.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Agents of the session flow: more than the stateless flow's four, so that hashing them spreads them over
+/// the instances about evenly.
+fn session_tokens() -> anyhow::Result<Vec<String>> {
+    let settings = AuthSettings {
+        hs256_secret: Some(procs::SECRET.to_owned()),
+        ..AuthSettings::default()
+    };
+    (0..SESSION_AGENTS)
+        .map(|i| {
+            mint_hs256(
+                &settings,
+                &format!("scale-agent-{i}"),
+                Some("bench"),
+                &["developer".to_owned()],
+                Duration::from_secs(3600),
+            )
+            .map_err(anyhow::Error::from)
+        })
+        .collect()
+}
+
+impl Bed<'_> {
+    /// One load window at `rate` through `target`, then [`STATS_SETTLE`] for the statistics.
+    async fn measure(
+        &self,
+        target: &Arc<Target>,
+        rate: u32,
+        flow: Flow,
+        balance: Balance,
+    ) -> anyhow::Result<ScaleStep> {
+        let (db, plan, n) = (self.db, self.plan, self.instances.len());
         let load_start = (
             Instant::now(),
             db.counters().await?,
             CpuSample::now(),
-            toolgate_ticks(&instances),
+            toolgate_ticks(&self.instances),
         );
         let events_before: i64 = db.events_by_chain().await?.iter().map(|(_, c)| c).sum();
 
-        eprintln!("  {rate} calls/s for {:?} through nginx", plan.load);
+        eprintln!(
+            "  {rate} calls/s for {:?} through nginx ({}, {})",
+            plan.load,
+            flow.label(),
+            balance.label()
+        );
         let outcome = open_loop(target.clone(), rate, plan.load).await;
         tokio::time::sleep(CPU_SETTLE).await;
-        let load_end = (Instant::now(), CpuSample::now(), toolgate_ticks(&instances));
+        let load_end = (
+            Instant::now(),
+            CpuSample::now(),
+            toolgate_ticks(&self.instances),
+        );
         let serving = db.serving().await?;
-        // Also the pause before the next rate: the load's counts are all published after it.
+        // Also the pause before the next window: the load's counts are all published after it.
         tokio::time::sleep(STATS_SETTLE).await;
         let counted_end = (Instant::now(), db.counters().await?);
         let chains = db.events_by_chain().await?;
@@ -248,7 +359,7 @@ async fn step(
         let ticks_ms = |t: u64| t as f64 * 1000.0 / plan.clock_ticks.max(1) as f64;
         let mut toolgate_ticks_total = 0;
         let mut per_instance = Vec::with_capacity(n);
-        for (i, (tg, _)) in instances.iter().enumerate() {
+        for (i, (tg, _)) in self.instances.iter().enumerate() {
             let chain_id = format!("scale-{}", i + 1);
             let spent = load_start.3[i]
                 .zip(load_end.2[i])
@@ -269,25 +380,23 @@ async fn step(
                 cpu_ms: spent.map(|t| ticks_ms(t) / calls.max(1) as f64),
             });
         }
-        steps.push(ScaleStep {
+        let idle = &self.idle;
+        Ok(ScaleStep {
             instances: n,
             rate,
+            flow,
+            balance,
             toolgate_cpu_ms: ticks_ms(toolgate_ticks_total) / outcome.calls().max(1) as f64,
             pg_load: load_end.1.since(&load_start.2, &serving),
-            pg_idle: idle_end.2.since(&idle_start.2, &idle_serving),
+            pg_idle: idle.5.since(&idle.2, &self.idle_serving),
             load_secs: (load_end.0 - load_start.0).as_secs_f64(),
-            idle_secs: (idle_end.0 - idle_start.0).as_secs_f64(),
-            idle_counters: idle_end.1.minus(idle_start.1),
+            idle_secs: (idle.3 - idle.0).as_secs_f64(),
+            idle_counters: idle.4.minus(idle.1),
             load_counters: counted_end.1.minus(load_start.1),
             counted_secs: (counted_end.0 - load_start.0).as_secs_f64(),
             events,
             per_instance,
             outcome,
-        });
+        })
     }
-    lb.stop();
-    for (tg, _dir) in instances {
-        tg.stop();
-    }
-    Ok(steps)
 }

@@ -17,8 +17,35 @@ use crate::procs::{self, Proc};
 /// The response header nginx adds with `$upstream_addr`, the instance that answered.
 pub const ROUTE_HEADER: &str = "x-toolgate-replica";
 
-fn config(prefix: &Path, listen: SocketAddr, instances: &[SocketAddr]) -> String {
+/// How nginx picks an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Every request to the next instance: for stateless (2026-07-28) calls.
+    RoundRobin,
+    /// `hash $http_authorization consistent`: every request of one agent token to one instance, so 2025-era
+    /// sessions, which live in the memory of the instance that opened them, keep working.
+    Agent,
+}
+
+impl Balance {
+    pub fn label(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round robin",
+            Balance::Agent => "agent hash",
+        }
+    }
+
+    fn directive(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "",
+            Balance::Agent => "        hash $http_authorization consistent;\n",
+        }
+    }
+}
+
+fn config(prefix: &Path, listen: SocketAddr, instances: &[SocketAddr], balance: Balance) -> String {
     let p = prefix.display();
+    let balance = balance.directive();
     let servers: String = instances
         .iter()
         .map(|a| format!("        server {a} max_fails=1 fail_timeout=5s;\n"))
@@ -40,7 +67,7 @@ http {{
     keepalive_requests 1000000;
     upstream toolgate {{
         zone toolgate_replicas 64k;
-{servers}        keepalive 256;
+{balance}{servers}        keepalive 256;
         keepalive_requests 1000000;
         keepalive_timeout 50s;
     }}
@@ -61,11 +88,17 @@ http {{
     )
 }
 
-/// Starts nginx in `dir`, round robin over `instances`, on a free loopback port; returns once it listens.
-pub fn start(binary: &Path, dir: &Path, instances: &[SocketAddr]) -> anyhow::Result<Proc> {
+/// Starts nginx in `dir` in front of `instances`, balanced as `balance` says, on a free loopback port; returns
+/// once it listens.
+pub fn start(
+    binary: &Path,
+    dir: &Path,
+    instances: &[SocketAddr],
+    balance: Balance,
+) -> anyhow::Result<Proc> {
     let listen = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
     let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, config(dir, listen, instances)).context("writing nginx.conf")?;
+    std::fs::write(&conf, config(dir, listen, instances, balance)).context("writing nginx.conf")?;
     let log = dir.join("stderr.log");
     let out = std::fs::File::create(&log)?;
     let child = Command::new(binary)
