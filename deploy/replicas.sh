@@ -301,13 +301,15 @@ start() {
     done
     curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" || die "nginx does not answer on 127.0.0.1:$PORT ($STATE/nginx-error.log)"
     echo "$nginx" >"$STATE/nginx.bin"
+    local admin="$ADMIN_TOKEN"
+    [ -z "${TOOLGATE_ADMIN_TOKEN:-}" ] || admin="\$TOOLGATE_ADMIN_TOKEN (your environment's, which overrides the config's)"
     echo "$TOOLGATE" >"$STATE/toolgate.bin"
     cat <<EOF
 toolgate: $REPLICAS replicas (chains replica-1..replica-$REPLICAS) on $(printf '%s' "$url" | sed -E 's#://[^@/]*@#://…@#'), behind nginx ($BALANCE balancing)
   MCP endpoint   http://127.0.0.1:$PORT/mcp/demo
   replicas       $(for i in $(seq 1 "$REPLICAS"); do printf 'http://127.0.0.1:%s ' "$((PORT + i))"; done)
   agent token    $0 token agent-1        (or: $TOOLGATE token --config $STATE/replica-1/toolgate.toml --sub agent-1)
-  admin token    $ADMIN_TOKEN
+  admin token    $admin
   try            curl -s http://127.0.0.1:$PORT/mcp/demo -H "Authorization: Bearer \$($0 token agent-1)" \\
                    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\
                    -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}'

@@ -88,6 +88,27 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
             ms(s.pg_load.other) / 1000.0,
         );
     }
+    let points: Vec<(f64, f64)> = run
+        .steps
+        .iter()
+        .map(|s| {
+            let calls = s.outcome.calls().max(1) as f64;
+            (
+                s.commits_per_call(),
+                ms(s.pg_load.run + s.pg_load.auxiliary) / calls,
+            )
+        })
+        .collect();
+    if let (true, Some((a, b))) = (run.pg_cpu_seen, fit(&points)) {
+        let per_core = |k: f64| 1000.0 / (a + b * k).max(1e-9);
+        let _ = writeln!(
+            out,
+            "\nLeast squares over these rows: PostgreSQL CPU per call ≈ **{a:.3} ms + {b:.3} ms × commits per call**, i.e. one PostgreSQL core serves about {:.0} calls/s at 0.1 commits per call (busy instances, full group commits), {:.0} at 0.3 and {:.0} at 1 (an instance so idle that each call commits alone).",
+            per_core(0.1),
+            per_core(0.3),
+            per_core(1.0)
+        );
+    }
     let _ = writeln!(
         out,
         "\nPer instance (latency end to end, by the instance nginx says answered):\n"
@@ -129,4 +150,33 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
     }
     let _ = writeln!(out, "{SCALE_END}");
     out
+}
+
+/// Least-squares line `y = a + b·x` through `points`; None when the x values do not spread.
+fn fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    if sxx < 1e-9 {
+        return None;
+    }
+    let b = sxy / sxx;
+    Some((my - b * mx, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn fit_finds_the_line_through_exact_points() {
+        let (a, b) = fit(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]).unwrap();
+        assert!((a - 1.0).abs() < 1e-9 && (b - 2.0).abs() < 1e-9, "{a} {b}");
+        assert!(fit(&[(1.0, 1.0), (1.0, 2.0)]).is_none());
+    }
 }
