@@ -377,7 +377,7 @@ balance() {
 
 # One MCP POST through nginx: prints the status, the replica that answered and the body, tab-separated.
 mcp_post() {
-    local bearer="$1" body="$2" session="${3:-}"
+    local bearer="$1" body="$2" session="${3:-}" extra="${4:-}"
     local headers
     headers="$(mktemp)"
     local out
@@ -385,7 +385,7 @@ mcp_post() {
         -H "Authorization: Bearer $bearer" -H 'Content-Type: application/json' \
         -H 'Accept: application/json, text/event-stream' \
         ${session:+-H "Mcp-Session-Id: $session"} ${session:+-H "MCP-Protocol-Version: 2025-11-25"} \
-        -d "$body" | tr -d '\n')"
+        ${extra:+-H "$extra"} -d "$body" | tr -d '\n')"
     local status replica sid
     status="$(head -n1 "$headers" | awk '{print $2}')"
     replica="$(tr -d '\r' <"$headers" | awk -F': ' 'tolower($1)=="x-toolgate-replica"{print $2}')"
@@ -448,6 +448,21 @@ selftest() {
         fi
     done
     say "ok: a 2025-era session (initialize + 6 calls) through nginx with agent balancing, on $(cut -f2 <<<"$answer")"
+
+    # Streams pass through nginx as they happen (no buffering): the admin SSE feed, read through nginx while a
+    # call is made, shows the call's event within the second. The call carries a traceparent, which must reach
+    # the replica (its trace id is written to the audit event).
+    local trace="0af7651916cd43dd8448eb211c8$(printf '%05d' $(( $$ % 100000 )))"
+    curl -sN --max-time 3 -H "Authorization: Bearer $ADMIN_TOKEN" \
+        "http://127.0.0.1:$PORT/api/v1/audit/stream?event_type=tool_call" >"$STATE/stream.out" 2>/dev/null &
+    local reader=$!
+    sleep 1
+    answer="$(mcp_post "$token" '{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"echo","arguments":{"text":"streamed"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}' "" "traceparent: 00-$trace-b7ad6b7169203331-01")"
+    wait "$reader" || true
+    if ! grep -q "$trace" "$STATE/stream.out"; then
+        die "FAIL: the SSE feed through nginx did not show the call within 2 s (buffered?): $(head -c 300 "$STATE/stream.out")"
+    fi
+    say "ok: the admin SSE feed streams through nginx, and the agent's traceparent reached the replica (trace id $trace in the event)"
 
     # A fourth instance with a chain id that a live replica holds is refused at start.
     local dup="$STATE/duplicate"

@@ -113,7 +113,7 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
         out,
         "\nPer instance (latency end to end, by the instance nginx says answered):\n"
     );
-    let _ = writeln!(out, "| calls/s | flow, balancing | instances | instance | calls | errors | p50 ms | p99 ms | CPU ms/call | events in its chain |");
+    let _ = writeln!(out, "| calls/s | flow, balancing | instances | instance | calls | errors | p50 ms | p99 ms | CPU ms/call | events in its chain so far |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for s in &run.steps {
         for i in &s.per_instance {
