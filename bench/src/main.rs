@@ -123,7 +123,14 @@ fn main() -> anyhow::Result<()> {
         return siem(&args, started);
     }
     if args.scale {
-        return scale(&args, started);
+        return toolgate_bench::scale::main(&toolgate_bench::scale::ScaleArgs {
+            toolgate: &args.toolgate,
+            out: &args.out,
+            quick: args.quick,
+            rates: args.scale_rate.clone(),
+            seconds: args.scale_seconds,
+            instances: args.scale_instances,
+        });
     }
     let machine = Machine::probe();
     let mut skipped = Vec::new();
@@ -623,53 +630,6 @@ fn soak(args: &Args, started: Instant) -> anyhow::Result<()> {
         args,
         (report::soak::SOAK_BEGIN, report::soak::SOAK_END),
         "soak",
-        &section,
-        started,
-    )
-}
-
-/// The scale-out comparison alone: its own instances, nginx and databases, its own section of the report.
-fn scale(args: &Args, started: Instant) -> anyhow::Result<()> {
-    use toolgate_bench::scale::{self, ScalePlan};
-    let base = std::env::var("TOOLGATE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .context("the scale-out run needs PostgreSQL: set TOOLGATE_TEST_POSTGRES_URL (it creates and drops a database per step)")?;
-    let nginx =
-        nginx::find().context("the scale-out run needs nginx (scripts/install-bench-deps.sh)")?;
-    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
-        format!(
-            "{} (build it: cargo build --release -p toolgate)",
-            args.toolgate.display()
-        )
-    })?;
-    let plan = ScalePlan {
-        rates: args.scale_rate.clone(),
-        load: Duration::from_secs(if args.quick {
-            5
-        } else {
-            u64::from(args.scale_seconds.max(1))
-        }),
-        idle: Duration::from_secs(if args.quick { 5 } else { 15 }),
-        warmup: Duration::from_secs(2),
-        instances: (1..=args.scale_instances.max(1)).collect(),
-        sessions: true,
-        clock_ticks: procs::clock_ticks_per_sec(),
-    };
-    let mut machine = Machine::probe();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let run = runtime.block_on(async {
-        let policies = std::fs::canonicalize(policy_dir())?;
-        scale::run(&toolgate, &nginx, &policies, &base, &tokens()?, &plan).await
-    })?;
-    machine.load_after = report::loadavg();
-    let section = report::scale::render(&machine, &run, args.quick);
-    write_section(
-        args,
-        (report::scale::SCALE_BEGIN, report::scale::SCALE_END),
-        "scale-out",
         &section,
         started,
     )

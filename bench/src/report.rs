@@ -15,7 +15,6 @@ use crate::storage::DbSize;
 mod e2e;
 mod engine;
 mod goals;
-pub mod scale;
 pub mod siem;
 pub mod soak;
 

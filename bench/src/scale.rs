@@ -19,13 +19,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use toolgate::auth::{mint_hs256, AuthSettings};
 
+use crate::fixtures::policy_dir;
 use crate::load::{closed_loop, open_loop, Flow, Outcome, Target};
 use crate::procs::{self, Proc, ToolgateSetup};
+use crate::report::{self, Machine};
 
 pub mod balancer;
 pub mod postgres;
+pub mod section;
 
 use balancer::Balance;
 use postgres::{Counters, CpuSample, CpuSplit, ScaleDatabase};
@@ -38,7 +42,10 @@ const BEHIND_BALANCER: &str =
 const STATS_SETTLE: Duration = Duration::from_secs(11);
 /// Pause after the load before reading CPU times, for work still finishing after the last answer.
 const CPU_SETTLE: Duration = Duration::from_millis(200);
-/// Agents and sessions of the session flow (3 sessions per agent).
+/// Agents of the stateless flow (as in the other end-to-end runs).
+const AGENTS: usize = 4;
+/// Agents and sessions of the session flow (3 sessions per agent): more agents than the stateless flow's, so
+/// that hashing them spreads them over the instances about evenly.
 const SESSION_AGENTS: usize = 12;
 const SESSIONS: usize = 36;
 
@@ -141,6 +148,72 @@ pub struct ScaleRun {
     pub clock_ticks: u64,
     /// False when no `postgres` process was visible in `/proc` (the server runs elsewhere): CPU not measured.
     pub pg_cpu_seen: bool,
+}
+
+/// What `toolgate-bench --scale` asks for.
+pub struct ScaleArgs<'a> {
+    pub toolgate: &'a Path,
+    pub out: &'a Path,
+    pub quick: bool,
+    pub rates: Vec<u32>,
+    pub seconds: u32,
+    /// Measure 1, 2 … this many instances.
+    pub instances: usize,
+}
+
+/// `make bench-scale`: the whole run on the server of `TOOLGATE_TEST_POSTGRES_URL`, its section written into
+/// the report.
+pub fn main(args: &ScaleArgs<'_>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let base = std::env::var("TOOLGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .context("the scale-out run needs PostgreSQL: set TOOLGATE_TEST_POSTGRES_URL (it creates and drops a database per step)")?;
+    let nginx = crate::nginx::find()
+        .context("the scale-out run needs nginx (scripts/install-bench-deps.sh)")?;
+    let toolgate = std::fs::canonicalize(args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
+    let plan = ScalePlan {
+        rates: args.rates.clone(),
+        load: Duration::from_secs(if args.quick {
+            5
+        } else {
+            u64::from(args.seconds.max(1))
+        }),
+        idle: Duration::from_secs(if args.quick { 5 } else { 15 }),
+        warmup: Duration::from_secs(2),
+        instances: (1..=args.instances.max(1)).collect(),
+        sessions: true,
+        clock_ticks: procs::clock_ticks_per_sec(),
+    };
+    let mut machine = Machine::probe();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let run = runtime.block_on(async {
+        let policies = std::fs::canonicalize(policy_dir())?;
+        let tokens = agent_tokens("bench-agent", AGENTS)?;
+        run(&toolgate, &nginx, &policies, &base, &tokens, &plan).await
+    })?;
+    machine.load_after = report::loadavg();
+    let rendered = section::render(&machine, &run, args.quick);
+    report::write_between(
+        args.out,
+        section::SCALE_BEGIN,
+        section::SCALE_END,
+        &rendered,
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote the scale-out section of {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Runs every step of `plan` against the real `toolgate` binary, on databases created on `base_url`'s server.
@@ -268,7 +341,7 @@ async fn step(
         let lb_dir = tempfile::tempdir()?;
         let lb = balancer::start(nginx, lb_dir.path(), &addrs, Balance::Agent)?;
         let uri = format!("http://{}/mcp/bench", lb.addr).parse()?;
-        let target = Target::new(uri, &session_tokens()?)?
+        let target = Target::new(uri, &agent_tokens("scale-agent", SESSION_AGENTS)?)?
             .with_route_header(balancer::ROUTE_HEADER)
             .open_sessions(SESSIONS)
             .await?;
@@ -297,18 +370,17 @@ async fn warm_up(target: &Arc<Target>, plan: &ScalePlan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Agents of the session flow: more than the stateless flow's four, so that hashing them spreads them over
-/// the instances about evenly.
-fn session_tokens() -> anyhow::Result<Vec<String>> {
+/// Tokens of `n` agents named `<prefix>-<i>`, signed with the secret the instances trust.
+fn agent_tokens(prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
     let settings = AuthSettings {
         hs256_secret: Some(procs::SECRET.to_owned()),
         ..AuthSettings::default()
     };
-    (0..SESSION_AGENTS)
+    (0..n)
         .map(|i| {
             mint_hs256(
                 &settings,
-                &format!("scale-agent-{i}"),
+                &format!("{prefix}-{i}"),
                 Some("bench"),
                 &["developer".to_owned()],
                 Duration::from_secs(3600),

@@ -1,11 +1,13 @@
 //! The scale-out section of `BENCHMARKS.md` (`make bench-scale`): its own markers, so this run and a
-//! `make bench` run each rewrite only their own figures.
+//! `make bench` run each rewrite only their own figures. It lives beside the run rather than in
+//! [`crate::report`]: the scale-out run writes its own section (through `report::write_between`), so a
+//! `report::scale` would make the two modules import each other.
 
 use std::fmt::Write as _;
 
-use super::Machine;
+use super::{ScaleRun, ScaleStep};
 use crate::load::Flow;
-use crate::scale::{ScaleRun, ScaleStep};
+use crate::report::Machine;
 
 fn label(s: &ScaleStep) -> String {
     let flow = match s.flow {
