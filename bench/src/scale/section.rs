@@ -28,7 +28,7 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
     let _ = writeln!(out, "{SCALE_BEGIN}");
     let _ = writeln!(
         out,
-        "## Scale-out: {} calls/s round robin over 1–{} instances on one PostgreSQL ({}){}\n",
+        "## Scale-out: {} calls/s through nginx over 1–{} instances on one PostgreSQL ({}){}\n",
         run.rates
             .iter()
             .map(u32::to_string)
