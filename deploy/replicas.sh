@@ -365,10 +365,10 @@ token() {
 
 balance() {
     BALANCE="${1:-}"
+    pid_alive "$STATE/nginx.pid" || die "nginx is not running: $0 start"
     write_nginx_config
     local nginx
     nginx="$(cat "$STATE/nginx.bin" 2>/dev/null || nginx_bin)"
-    pid_alive "$STATE/nginx.pid" || die "nginx is not running: $0 start"
     "$nginx" -c "$STATE/nginx.conf" -p "$STATE" -e "$STATE/nginx-error.log" -s reload
     # A reload starts new workers; wait until the old ones have handed over.
     sleep 1
