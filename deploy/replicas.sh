@@ -54,6 +54,8 @@ ADMIN_TOKEN="toolgate-replicas-dev-admin-token"
 
 say() { printf 'replicas: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+# A start that fails half-way stops what it started.
+abort() { stop quiet; die "$@"; }
 
 toolgate_bin() {
     if [ -n "${TOOLGATE_BIN:-}" ]; then
@@ -255,11 +257,11 @@ wait_ready() {
         fi
         if ! pid_alive "$STATE/replica-$i/pid"; then
             tail -n 20 "$log" >&2 || true
-            die "replica $i exited at start (log: $log)"
+            abort "replica $i exited at start (log: $log)"
         fi
         sleep 0.1
     done
-    die "replica $i was not ready within 30 s (log: $log)"
+    abort "replica $i was not ready within 30 s (log: $log)"
 }
 
 start() {
@@ -294,13 +296,13 @@ start() {
     done
     write_nginx_config
     "$nginx" -t -q -c "$STATE/nginx.conf" -p "$STATE" -e "$STATE/nginx-error.log" 2>&1 | grep -v '^$' >&2 || true
-    "$nginx" -c "$STATE/nginx.conf" -p "$STATE" -e "$STATE/nginx-error.log"
+    "$nginx" -c "$STATE/nginx.conf" -p "$STATE" -e "$STATE/nginx-error.log" || abort "nginx did not start ($STATE/nginx-error.log)"
+    echo "$nginx" >"$STATE/nginx.bin"
     for _ in $(seq 1 50); do
         curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null && break
         sleep 0.1
     done
-    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" || die "nginx does not answer on 127.0.0.1:$PORT ($STATE/nginx-error.log)"
-    echo "$nginx" >"$STATE/nginx.bin"
+    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" || abort "nginx does not answer on 127.0.0.1:$PORT ($STATE/nginx-error.log)"
     local admin="$ADMIN_TOKEN"
     [ -z "${TOOLGATE_ADMIN_TOKEN:-}" ] || admin="\$TOOLGATE_ADMIN_TOKEN (your environment's, which overrides the config's)"
     echo "$TOOLGATE" >"$STATE/toolgate.bin"
