@@ -1,7 +1,7 @@
 # toolgate: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build policy-test bench bench-steady bench-soak bench-siem bench-siem-outage fuzz-smoke fuzz-long fuzz-merge fmt lint clean stack
+.PHONY: run test build policy-test bench bench-steady bench-soak bench-siem bench-siem-outage bench-scale replicas fuzz-smoke fuzz-long fuzz-merge fmt lint clean stack
 
 ## Start toolgate in front of the bundled demo MCP server (SQLite audit log, shipped policies).
 run:
@@ -65,6 +65,23 @@ SIEM_OUTAGE_RATE ?= 500
 bench-siem-outage:
 	$(CARGO) build --release -p toolgate -p toolgate-bench
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --siem-outage-minutes $(SIEM_OUTAGE_MINUTES) --siem-outage-rate $(SIEM_OUTAGE_RATE)
+
+## The scale-out comparison (docs/scale-out.md): each of SCALE_RATES (default 1000,2000) calls/s for SCALE_SECONDS (default 30) s,
+## round robin through nginx over 1, 2 and 3 toolgate instances on one PostgreSQL (a fresh database per step, on the
+## server of TOOLGATE_TEST_POSTGRES_URL): latency per instance, toolgate's and PostgreSQL's CPU and commits per call.
+SCALE_SECONDS ?= 30
+SCALE_RATES ?= 1000,2000
+TOOLGATE_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+bench-scale:
+	./scripts/install-bench-deps.sh
+	$(CARGO) build --release -p toolgate -p toolgate-bench
+	TOOLGATE_TEST_POSTGRES_URL=$(TOOLGATE_TEST_POSTGRES_URL) ./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --scale --scale-seconds $(SCALE_SECONDS) --scale-rate $(SCALE_RATES)
+
+## An example deployment: three toolgate replicas on one PostgreSQL (TOOLGATE_DATABASE_URL's server, database
+## toolgate_replicas) behind nginx on 127.0.0.1:8090. `deploy/replicas.sh stop|status|selftest` (docs/scale-out.md).
+replicas:
+	$(CARGO) build --release -p toolgate
+	./deploy/replicas.sh start
 
 ## Fuzzing with cargo-fuzz/libFuzzer (docs/fuzzing.md); not part of `make test` and not needed by CI. Installs
 ## cargo-fuzz if missing (scripts/install-fuzz-deps.sh). Every target for 60 s, seeded from fuzz/corpus/.

@@ -10,6 +10,8 @@
 //! - [`e2e`]: one toolgate instance measured against direct and nginx, both MCP flows, CPU per call; the steady run.
 //! - [`siem`]: the SIEM run: all six sinks on local receivers vs none, lag, catch-up, CPU per delivered event.
 //! - [`soak`]: the soak run: one rate for many minutes with sessions opening and closing, memory and descriptors.
+//! - [`scale`]: the scale-out run (`make bench-scale`, it writes its own section): one total rate through nginx
+//!   over 1, 2, 3 instances on one PostgreSQL; PostgreSQL's CPU and commits per call, each instance's latency.
 //! - [`storage`]: bytes per stored event of an SQLite audit database (`dbstat`).
 //! - [`inproc`]: engine per-call percentiles, audit writer and verify throughput.
 //! - [`report`]: the machine description and the generated sections of `BENCHMARKS.md`.
@@ -24,6 +26,7 @@ pub mod load;
 pub mod nginx;
 pub mod procs;
 pub mod report;
+pub mod scale;
 pub mod siem;
 pub mod siem_outage;
 pub mod sink;

@@ -10,13 +10,14 @@
 //! answer therefore costs every request queued behind it, as it would cost real agents; the scheduler's own
 //! lateness is recorded separately so the floor of the measurement is known.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -57,6 +58,16 @@ pub struct Target {
     /// `k % agents` (a session is bound to its agent), and `len` is a multiple of the agents, so call `i` still
     /// goes out as agent `i % agents`.
     sessions: Vec<HeaderValue>,
+    /// When set, the response header naming the instance that answered (a load balancer's, e.g. nginx's
+    /// `$upstream_addr`): open-loop outcomes then also keep each instance's latencies apart ([`Outcome::routes`]).
+    route_header: Option<HeaderName>,
+}
+
+/// The calls of one run that one instance behind a load balancer answered (see [`Target::with_route_header`]).
+pub struct RouteOutcome {
+    pub latency: Histogram<u64>,
+    pub ok: u64,
+    pub errors: u64,
 }
 
 /// Latencies and counts of one run.
@@ -72,6 +83,9 @@ pub struct Outcome {
     /// The first error seen, to tell a broken setup from an overloaded one.
     pub first_error: Option<String>,
     pub elapsed: Duration,
+    /// Open loop with a route header only: the calls of each instance that answered, by the header's value
+    /// (calls answered without the header, e.g. a transport error, are only in the totals).
+    pub routes: BTreeMap<String, RouteOutcome>,
 }
 
 impl Outcome {
@@ -84,7 +98,24 @@ impl Outcome {
             errors: 0,
             first_error: None,
             elapsed: Duration::ZERO,
+            routes: BTreeMap::new(),
         }
+    }
+
+    fn record_routed(&mut self, micros: u64, result: Result<(), CallError>, route: Option<String>) {
+        if let Some(route) = route {
+            let r = self.routes.entry(route).or_insert_with(|| RouteOutcome {
+                latency: histogram(),
+                ok: 0,
+                errors: 0,
+            });
+            r.latency.saturating_record(micros.max(1));
+            match result {
+                Ok(()) => r.ok += 1,
+                Err(_) => r.errors += 1,
+            }
+        }
+        self.record(micros, result);
     }
 
     fn record(&mut self, micros: u64, result: Result<(), CallError>) {
@@ -135,7 +166,14 @@ impl Target {
             uri,
             bearers,
             sessions: Vec::new(),
+            route_header: None,
         })
+    }
+
+    /// Keeps each answering instance's latencies apart in open-loop runs, by response header `name`.
+    pub fn with_route_header(mut self, name: &'static str) -> Target {
+        self.route_header = Some(HeaderName::from_static(name));
+        self
     }
 
     /// Switches to the session flow: opens `n` sessions (rounded up to a multiple of the agents), 16 at a time,
@@ -185,6 +223,22 @@ impl Target {
 
     /// One `tools/call` of `echo` as agent `i % agents`: in `session` (2025-era), or stateless without one.
     pub async fn call_in(&self, i: u64, session: Option<&HeaderValue>) -> Result<(), CallError> {
+        self.call_routed_in(i, session).await.0
+    }
+
+    /// [`Target::call`], with the value of the route header of the answer (when the target has one and the
+    /// answer carried it).
+    pub async fn call_routed(&self, i: u64) -> (Result<(), CallError>, Option<String>) {
+        let session = (!self.sessions.is_empty())
+            .then(|| &self.sessions[(i % self.sessions.len() as u64) as usize]);
+        self.call_routed_in(i, session).await
+    }
+
+    async fn call_routed_in(
+        &self,
+        i: u64,
+        session: Option<&HeaderValue>,
+    ) -> (Result<(), CallError>, Option<String>) {
         let req = match session {
             None => {
                 let body = format!(
@@ -199,6 +253,7 @@ impl Target {
                 in_session(self.request(i, body), session)
             }
         };
+        let mut route = None;
         let send = async {
             let resp = self
                 .http
@@ -206,6 +261,13 @@ impl Target {
                 .await
                 .map_err(|e| CallError::Transport(e.to_string()))?;
             let status = resp.status();
+            if let Some(name) = &self.route_header {
+                route = resp
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+            }
             let bytes = resp
                 .into_body()
                 .collect()
@@ -220,9 +282,11 @@ impl Target {
             }
             Ok(())
         };
-        tokio::time::timeout(CALL_TIMEOUT, send)
+        let result = tokio::time::timeout(CALL_TIMEOUT, send)
             .await
-            .map_err(|_| CallError::Timeout(CALL_TIMEOUT))?
+            .map_err(|_| CallError::Timeout(CALL_TIMEOUT))
+            .and_then(|r| r);
+        (result, route)
     }
 
     /// A 2025-era `initialize` (then `notifications/initialized`), as agent `i`; returns the session id.
@@ -339,16 +403,16 @@ pub async fn open_loop_windows(
                     (interval.mul_f64(i as f64).as_nanos() / w.as_nanos().max(1)) as usize
                 });
                 handle.spawn(async move {
-                    let result = match gate.acquire().await {
-                        Ok(_permit) => target.call(i).await,
-                        Err(_) => Err(CallError::Transport("gate closed".into())),
+                    let (result, route) = match gate.acquire().await {
+                        Ok(_permit) => target.call_routed(i).await,
+                        Err(_) => (Err(CallError::Transport("gate closed".into())), None),
                     };
                     let micros = due.elapsed().as_micros() as u64;
                     if let Ok(mut o) = outcome.lock() {
                         if let Some(h) = slot.and_then(|k| o.windows.get_mut(k)) {
                             h.saturating_record(micros.max(1));
                         }
-                        o.record(micros, result);
+                        o.record_routed(micros, result, route);
                     }
                     // The Arc first: once the last `done` is gone the caller unwraps it.
                     drop(outcome);

@@ -61,6 +61,17 @@ struct Args {
     siem_outage_minutes: u32,
     #[arg(long, default_value_t = 500)]
     siem_outage_rate: u32,
+    /// Run only the scale-out comparison instead (`make bench-scale`): each --scale-rate (comma-separated) calls/s for --scale-seconds
+    /// round robin through nginx over 1, 2 … --scale-instances toolgate instances on one PostgreSQL
+    /// (TOOLGATE_TEST_POSTGRES_URL); writes its own section.
+    #[arg(long)]
+    scale: bool,
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    scale_rate: Vec<u32>,
+    #[arg(long, default_value_t = 30)]
+    scale_seconds: u32,
+    #[arg(long, default_value_t = 3)]
+    scale_instances: usize,
 }
 
 /// The fixed rates of the performance issue (its goals are stated at 1 000 and 2 000), calls per second.
@@ -119,6 +130,16 @@ fn main() -> anyhow::Result<()> {
     }
     if args.siem {
         return siem(&args, started);
+    }
+    if args.scale {
+        return toolgate_bench::scale::main(&toolgate_bench::scale::ScaleArgs {
+            toolgate: &args.toolgate,
+            out: &args.out,
+            quick: args.quick,
+            rates: args.scale_rate.clone(),
+            seconds: args.scale_seconds,
+            instances: args.scale_instances,
+        });
     }
     let machine = Machine::probe();
     let mut skipped = Vec::new();
