@@ -1,0 +1,246 @@
+//! The SIEM runs of `toolgate-bench` (`make bench-siem`, `make bench-siem-outage`): each starts its own toolgate
+//! with six sinks on local receivers and writes its own section of the report.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use toolgate_bench::e2e;
+use toolgate_bench::fixtures::policy_dir;
+use toolgate_bench::load::Flow;
+use toolgate_bench::procs::{self, ToolgateSetup};
+use toolgate_bench::report::{self, Machine};
+
+use super::{sqlite_url, tokens, write_section, Args};
+
+/// The SIEM comparison alone: toolgate without sinks, then with all six on local receivers; its own section.
+pub(super) fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
+    use std::sync::atomic::AtomicBool;
+    use toolgate_bench::siem;
+
+    let duration = Duration::from_secs(if args.quick {
+        5
+    } else {
+        u64::from(args.siem_seconds.max(1))
+    });
+    let warmup = Duration::from_secs(2);
+    let mut machine = Machine::probe();
+    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let run = runtime.block_on(async {
+        let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
+        let policies = std::fs::canonicalize(policy_dir())?;
+        let tokens = tokens()?;
+        let admin = format!("\n[admin]\ntoken = {:?}\n", siem::ADMIN_TOKEN);
+        let mut outcomes = Vec::new();
+        let mut sinks = std::collections::BTreeMap::new();
+        let mut catch_up = None;
+        for with_sinks in [false, true] {
+            let dir = tempfile::tempdir()?;
+            let url = sqlite_url(dir.path());
+            let receivers = siem::receivers(dir.path()).await?;
+            let extra = if with_sinks {
+                format!("{admin}{}", receivers.config)
+            } else {
+                admin.clone()
+            };
+            let tg = procs::start_toolgate_with(
+                &ToolgateSetup {
+                    binary: &toolgate,
+                    dir: dir.path(),
+                    policy_dir: &policies,
+                    upstream: upstream.addr,
+                    database_url: &url,
+                    chain_id: "bench-siem",
+                    otlp_endpoint: None,
+                    durability: None,
+                },
+                &extra,
+            )?;
+            let target = Arc::new(e2e::target(e2e::mcp_uri(&tg)?, &tokens, Flow::Stateless).await?);
+            eprintln!(
+                "siem: {} sinks: warm-up",
+                if with_sinks { "six" } else { "no" }
+            );
+            let _ = toolgate_bench::load::open_loop(target.clone(), args.siem_rate, warmup).await;
+            if with_sinks {
+                siem::wait_caught_up(&tg, Duration::from_secs(60)).await;
+            }
+            let delivered_before = siem::delivered(&tg)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let sampler = tokio::spawn(siem::sample_lags(tg.addr, stop.clone()));
+            let cpu_before = siem::cpu_seconds(&tg)?;
+            eprintln!("siem: {} calls/s for {duration:?}", args.siem_rate);
+            let outcome = toolgate_bench::load::open_loop(target, args.siem_rate, duration).await;
+            if with_sinks {
+                catch_up = siem::wait_caught_up(&tg, Duration::from_secs(60)).await;
+            }
+            let cpu = siem::cpu_seconds(&tg)? - cpu_before;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let lags = sampler.await?;
+            if with_sinks {
+                let delivered = siem::delivered(&tg)?;
+                for (i, name) in siem::SINKS.iter().enumerate() {
+                    let mut f = lags.get(*name).cloned().unwrap_or_default();
+                    f.delivered = delivered.get(*name).copied().unwrap_or(0)
+                        - delivered_before.get(*name).copied().unwrap_or(0);
+                    f.received = receivers.received.count(i);
+                    sinks.insert((*name).to_owned(), f);
+                }
+            }
+            outcomes.push((outcome, cpu));
+            tg.stop();
+        }
+        upstream.stop();
+        let (with, cpu_with) = outcomes.pop().expect("two runs");
+        let (without, cpu_without) = outcomes.pop().expect("two runs");
+        anyhow::Ok(siem::SiemRun {
+            rate: args.siem_rate,
+            duration,
+            without,
+            with,
+            cpu_without,
+            cpu_with,
+            sinks,
+            catch_up,
+        })
+    })?;
+    machine.load_after = report::loadavg();
+    let section = report::siem::render(&machine, &run, args.quick);
+    write_section(
+        args,
+        (report::siem::SIEM_BEGIN, report::siem::SIEM_END),
+        "SIEM",
+        &section,
+        started,
+    )
+}
+
+/// The SIEM outage run alone: one toolgate with six sinks whose receivers go down, then come back.
+pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
+    use toolgate_bench::{siem, siem_outage};
+
+    let unit = if args.quick { 1 } else { 60 };
+    let outage = Duration::from_secs(u64::from(args.siem_outage_minutes) * unit);
+    // A sample every 30 s (every 2 s in quick mode): enough points to see a trend, few enough to read.
+    let every = Duration::from_secs(if args.quick { 2 } else { 30 });
+    let mut machine = Machine::probe();
+    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let run = runtime.block_on(async {
+        let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
+        let policies = std::fs::canonicalize(policy_dir())?;
+        let tokens = tokens()?;
+        let dir = tempfile::tempdir()?;
+        let url = sqlite_url(dir.path());
+        let receivers = siem::receivers(dir.path()).await?;
+        let extra = format!(
+            "\n[admin]\ntoken = {:?}\n{}",
+            siem::ADMIN_TOKEN,
+            receivers.config
+        );
+        let tg = Arc::new(procs::start_toolgate_with(
+            &ToolgateSetup {
+                binary: &toolgate,
+                dir: dir.path(),
+                policy_dir: &policies,
+                upstream: upstream.addr,
+                database_url: &url,
+                chain_id: "bench-siem-outage",
+                otlp_endpoint: None,
+                durability: None,
+            },
+            &extra,
+        )?);
+        let target = Arc::new(e2e::target(e2e::mcp_uri(&tg)?, &tokens, Flow::Stateless).await?);
+        let rate = args.siem_outage_rate;
+        eprintln!("siem outage: warm-up at {rate} calls/s");
+        let _ =
+            toolgate_bench::load::open_loop(target.clone(), rate, Duration::from_secs(10)).await;
+        siem::wait_caught_up(&tg, Duration::from_secs(120)).await;
+        let (rss_before_kib, _) = tg.memory_kib()?;
+
+        eprintln!("siem outage: receivers down for {outage:?} at {rate} calls/s");
+        receivers.received.set_down(true);
+        let down_at = Instant::now();
+        let load = tokio::spawn(toolgate_bench::load::open_loop(target, rate, outage));
+        let mut samples = Vec::new();
+        let sample = |phase: &'static str, at: Duration| {
+            let tg = tg.clone();
+            tokio::task::spawn_blocking(move || siem_outage::sample(&tg, at, phase))
+        };
+        while down_at.elapsed() < outage {
+            tokio::time::sleep(every.min(outage.saturating_sub(down_at.elapsed()))).await;
+            samples.push(sample("outage", down_at.elapsed()).await??);
+        }
+        let load = load.await?;
+        let lag_at_return = {
+            let addr = tg.addr;
+            tokio::task::spawn_blocking(move || siem::lags_at(addr)).await??
+        }
+        .into_iter()
+        .map(|(sink, (events, _))| (sink, events))
+        .collect();
+        let counted: Vec<u64> = (0..siem::SINKS.len())
+            .map(|i| receivers.received.count(i))
+            .collect();
+
+        eprintln!("siem outage: receivers back; waiting for the catch-up");
+        receivers.received.set_down(false);
+        let back_at = Instant::now();
+        let deadline = Duration::from_secs(if args.quick { 60 } else { 1800 });
+        let mut catch_up = None;
+        while back_at.elapsed() < deadline {
+            let s = sample("catch-up", down_at.elapsed()).await??;
+            let done = s.max_lag_events == Some(0);
+            samples.push(s);
+            if done {
+                catch_up = Some(back_at.elapsed());
+                break;
+            }
+            tokio::time::sleep(every.min(Duration::from_secs(5))).await;
+        }
+        let received_after = siem::SINKS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ((*name).to_owned(), receivers.received.count(i) - counted[i]))
+            .collect();
+        Arc::try_unwrap(tg)
+            .map_err(|_| anyhow::anyhow!("toolgate still shared"))?
+            .stop();
+        upstream.stop();
+        anyhow::Ok(siem_outage::OutageRun {
+            rate,
+            outage,
+            load,
+            rss_before_kib,
+            samples,
+            catch_up,
+            lag_at_return,
+            received_after,
+        })
+    })?;
+    machine.load_after = report::loadavg();
+    let section = siem_outage::render(&machine, &run, args.quick);
+    write_section(
+        args,
+        (siem_outage::OUTAGE_BEGIN, siem_outage::OUTAGE_END),
+        "SIEM outage",
+        &section,
+        started,
+    )
+}
