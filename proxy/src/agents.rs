@@ -477,13 +477,14 @@ pub async fn end_sessions(
         .iter()
         .map(|k| (k.tenant_id.clone(), k.agent_id.clone()))
         .collect();
-    // Every instance's sessions of these agents end (shared store); each end is recorded once, by the
-    // instance that ended it.
+    // Every instance's sessions of these agents end (shared store: each instance ends those it holds as the
+    // disable reaches it); each end is recorded once, by the instance that ended it.
     let ended = sessions
-        .end_agents(&stored, |agent: &AgentKey| {
+        .end_agents(|agent: &AgentKey| {
             keys.contains(&StoredKey::of(agent.tenant_id.as_deref(), &agent.agent_id))
         })
         .await;
+    sessions.end_remainder(stored, audit);
     for session in &ended {
         let draft = session.audit_event(
             "session_end",

@@ -317,28 +317,23 @@ impl SessionStore {
     /// Ends every session of the agents whose stored form (tenant, `sub`) is in `stored` (the kill switch),
     /// here and on every instance; returns those this instance is to record. `is_one` tells which of this
     /// instance's sessions belong to them.
-    pub async fn end_agents(
-        &self,
-        stored: &[(String, String)],
-        is_one: impl Fn(&AgentKey) -> bool,
-    ) -> Vec<Arc<Session>> {
+    ///
+    /// Shared: each instance ends the sessions it holds (it knows their ids, which its records carry); the
+    /// others' are ended by them as the disable reaches them, and what is left by [`Self::end_remainder`].
+    pub async fn end_agents(&self, is_one: impl Fn(&AgentKey) -> bool) -> Vec<Arc<Session>> {
         let local = self.map_mut().remove_agents(is_one);
         let Some(shared) = &self.shared else {
             return local;
         };
-        match shared.end_agents(stored).await {
-            Ok(rows) => rows
-                .into_iter()
-                .map(|row| {
-                    local
-                        .iter()
-                        .find(|s| s.upstream == row.upstream && s.id_hash == row.id_hash)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::new(shared::from_row(row)))
-                })
-                .collect(),
-            // The agent is refused before its sessions are looked up anyway; what this instance held is ended.
-            Err(_) => local,
+        shared.end_held(&local).await
+    }
+
+    /// Shared: after [`shared::REMAINDER_AFTER`], ends the sessions of these agents (stored tenant and `sub`)
+    /// that no live instance ended (their holder died, or forgot them), each recorded in `audit` by its hash.
+    /// The agent is refused before any session is looked up meanwhile. In memory only: nothing to do.
+    pub fn end_remainder(&self, stored: Vec<(String, String)>, audit: &crate::audit::AuditLog) {
+        if let Some(shared) = &self.shared {
+            shared.end_remainder_later(stored, audit.clone());
         }
     }
 

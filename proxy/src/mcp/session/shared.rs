@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{agent_hash, id_hash, unix_ms, Session, SessionError};
 use crate::audit::store::{EndedRow, OpenedRow, SessionRow};
-use crate::audit::AuditStore;
+use crate::audit::{AuditLog, AuditStore};
 use crate::auth::AgentKey;
 use crate::redaction::stored_text;
 
@@ -24,6 +24,10 @@ const TOUCH_EVERY: Duration = Duration::from_secs(5);
 /// How long past its idle timeout a session no live instance knows (its opener died, or forgot it) waits
 /// before any instance ends it: the instances that know its id end it first, and record it by id.
 const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+
+/// How long the instances holding a disabled agent's sessions have to end them (and record them by id) before
+/// the instance that saw the disable ends what is left.
+pub const REMAINDER_AFTER: Duration = Duration::from_secs(2);
 
 /// Most touches written in one transaction.
 const TOUCH_BATCH: usize = 256;
@@ -195,21 +199,51 @@ impl Bindings {
         })
     }
 
-    /// Ends every binding of the agents with these stored (tenant, `sub`).
-    pub(super) async fn end_agents(
-        &self,
-        stored: &[(String, String)],
-    ) -> Result<Vec<SessionRow>, SessionError> {
+    /// Ends the bindings of these sessions this instance held; answers those it ended (not another instance).
+    pub(super) async fn end_held(&self, held: &[Arc<Session>]) -> Vec<Arc<Session>> {
         let mut ended = Vec::new();
-        for (tenant_id, agent_id) in stored {
-            let rows = self
+        for session in held {
+            match self
                 .store
-                .end_sessions_of(tenant_id, agent_id)
+                .end_idle_session(&session.upstream, &session.id_hash, i64::MAX)
                 .await
-                .map_err(unavailable)?;
-            ended.extend(rows);
+            {
+                Ok(true) => ended.push(session.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    // Refused everywhere anyway; the remainder pass ends what is left.
+                    tracing::warn!(error = %e, "ending a disabled agent's session failed");
+                    ended.push(session.clone());
+                }
+            }
         }
-        Ok(ended)
+        ended
+    }
+
+    /// After [`REMAINDER_AFTER`], ends every binding still left of the agents with these stored (tenant,
+    /// `sub`), each recorded in `audit` by its hash (`extra.session_hash`).
+    pub(super) fn end_remainder_later(&self, stored: Vec<(String, String)>, audit: AuditLog) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REMAINDER_AFTER).await;
+            for (tenant_id, agent_id) in &stored {
+                let rows = match store.end_sessions_of(tenant_id, agent_id).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ending a disabled agent's sessions failed; the idle sweep ends them");
+                        continue;
+                    }
+                };
+                for row in rows {
+                    let session = from_row(row);
+                    let draft = session.audit_event(
+                        "session_end",
+                        serde_json::json!({ "reason": "agent_disabled", "calls": 0 }),
+                    );
+                    let _ = audit.append(draft).await;
+                }
+            }
+        });
     }
 }
 

@@ -149,7 +149,7 @@ async fn ending_an_agents_sessions_leaves_the_others_and_the_same_sub_elsewhere(
     assert_eq!((s.count_of(&alice), s.count_of(&alice_t2)), (2, 1));
     let is_alice = |a: &AgentKey| a == &alice;
     let mut ended: Vec<String> = s
-        .end_agents(&[], is_alice)
+        .end_agents(is_alice)
         .await
         .into_iter()
         .filter_map(|s| s.id.clone())
@@ -162,7 +162,7 @@ async fn ending_an_agents_sessions_leaves_the_others_and_the_same_sub_elsewhere(
     );
     assert_eq!(s.count_of(&alice), 0);
     assert!(s.get("fs", "b1", &alice_t2).await.is_ok());
-    assert!(s.end_agents(&[], is_alice).await.is_empty());
+    assert!(s.end_agents(is_alice).await.is_empty());
     assert_eq!((s.count_of(&alice), s.count_of(&alice_t2)), (0, 1));
 }
 
@@ -280,11 +280,11 @@ mod shared_store {
             a.get("web", "a1", &alice).await.unwrap_err(),
             SessionError::NotFound
         );
-        // The kill switch on A ends alice's sessions opened on B, once; bob's stay.
-        let stored = [("t1".to_owned(), "alice".to_owned())];
-        let ended = a.end_agents(&stored, |k| k == &alice).await;
+        // The kill switch: each instance ends the sessions of alice it holds, once; bob's stay.
+        a.get("web", "a2", &alice).await.unwrap();
+        let ended = b.end_agents(|k| k == &alice).await;
         assert_eq!(ended.len(), 2);
-        assert!(b.end_agents(&stored, |k| k == &alice).await.is_empty());
+        assert!(a.end_agents(|k| k == &alice).await.is_empty(), "ended by B already");
         assert_eq!(
             a.get("web", "a2", &alice).await.unwrap_err(),
             SessionError::NotFound
