@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -331,28 +333,44 @@ async fn an_instance_killed_under_load_loses_no_acknowledged_call() {
     let urls: Vec<String> = nodes.iter().map(|n| n.url("/mcp/web")).collect();
     let agent = token("loader", &[]);
 
-    // A few hundred calls in flight over both instances, round robin; the first is killed in the middle.
+    // A few hundred calls in flight over both instances, round robin; the first instance is killed once a
+    // quarter of them were answered, while the rest are still on their way.
     const CALLS: usize = 400;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut victim = nodes.remove(0);
+    let killer = {
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            while answered.load(Ordering::Relaxed) < CALLS / 4 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            victim.kill();
+        })
+    };
     let mut calls = Vec::new();
     for n in 0..CALLS {
-        calls.push(tokio::spawn(traced_call(
-            urls[n % 2].clone(),
-            agent.clone(),
-            n,
-        )));
-        if n == CALLS / 2 {
-            nodes[0].kill();
-        }
+        let (url, agent, answered) = (urls[n % 2].clone(), agent.clone(), answered.clone());
+        calls.push(tokio::spawn(async move {
+            let outcome = traced_call(url, agent, n).await;
+            answered.fetch_add(1, Ordering::Relaxed);
+            (n % 2, outcome)
+        }));
     }
     let mut acknowledged = Vec::new();
     let mut lost = 0;
+    let mut acknowledged_by_victim = 0;
     for call in calls {
-        let (trace, answer) = call.await.unwrap();
+        let (node, (trace, answer)) = call.await.unwrap();
         match answer {
-            Some(a) if has_result(&a) => acknowledged.push(trace),
+            Some(a) if has_result(&a) => {
+                acknowledged.push(trace);
+                acknowledged_by_victim += usize::from(node == 0);
+            }
             _ => lost += 1,
         }
     }
+    killer.await.unwrap();
+    assert!(acknowledged_by_victim > 0, "the victim served calls before it died");
     assert!(lost > 0, "the kill happened while calls were in flight");
     assert!(acknowledged.len() >= CALLS / 2, "{} acknowledged", acknowledged.len());
 
@@ -390,12 +408,12 @@ async fn an_instance_killed_under_load_loses_no_acknowledged_call() {
         .filter(|t| !outcomes.contains(t.as_str()))
         .count();
     eprintln!(
-        "{} calls acknowledged, {lost} not; {without_outcome} acknowledged calls' outcome events were \
+        "{} calls acknowledged ({acknowledged_by_victim} by the killed instance), {lost} not; {without_outcome} acknowledged calls' outcome events were \
          not yet stored when their instance was killed",
         acknowledged.len()
     );
     // The survivor's chain verifies.
-    let verify = admin(&nodes[1], Method::GET, "/api/v1/audit/verify").await;
+    let verify = admin(&nodes[0], Method::GET, "/api/v1/audit/verify").await;
     assert_eq!(verify.json()["chain_intact"], Value::Bool(true), "{:?}", verify.json());
     drop(nodes);
     schema.drop_now().await;
