@@ -143,7 +143,9 @@ impl Bus {
                     Ok(Heard::Elsewhere) => {}
                     // Reconnected and listening again: whatever was sent meanwhile is reloaded.
                     Ok(Heard::Lost) => {
-                        tracing::warn!("the state-change connection was lost and is back; caches reload");
+                        tracing::warn!(
+                            "the state-change connection was lost and is back; caches reload"
+                        );
                         let _ = tx.send(Change::Resync);
                     }
                     Err(e) => {

@@ -363,15 +363,22 @@ impl ToolPins {
         // Under the change lock, so a change made here cannot be overwritten by a read from before it.
         let _change = self.changes.lock().await;
         let rows = self.store.tool_definitions().await?;
-        let records = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let records = rows
+            .into_iter()
+            .map(from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         {
             let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
             for record in records {
                 let by_name = cache.entry(record.upstream.clone()).or_default();
                 match by_name.get_mut(&record.name) {
                     Some(entry) => {
-                        let last_seen = entry.record.last_seen.clone().max(record.last_seen.clone());
-                        entry.record = ToolRecord { last_seen, ..record };
+                        let last_seen =
+                            entry.record.last_seen.clone().max(record.last_seen.clone());
+                        entry.record = ToolRecord {
+                            last_seen,
+                            ..record
+                        };
                     }
                     None => {
                         by_name.insert(
@@ -435,7 +442,10 @@ pub fn follow(pins: &Arc<ToolPins>, bus: &Bus) {
         while let Some(change) = changes.next().await {
             let mut burst = changes.drain();
             burst.push(change);
-            if !burst.iter().any(|c| matches!(c, Change::Tools | Change::Resync)) {
+            if !burst
+                .iter()
+                .any(|c| matches!(c, Change::Tools | Change::Resync))
+            {
                 continue;
             }
             let Some(pins) = pins.upgrade() else { return };

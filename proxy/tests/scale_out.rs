@@ -29,12 +29,7 @@ fn web(mock: &upstream::MockUpstream) -> String {
 }
 
 /// `count` instances named `i0`, `i1`, … on `schema`, each with its own chain, and `extra` in its config.
-fn instances(
-    dir: &std::path::Path,
-    schema: &PgSchema,
-    count: usize,
-    extra: &str,
-) -> Vec<Instance> {
+fn instances(dir: &std::path::Path, schema: &PgSchema, count: usize, extra: &str) -> Vec<Instance> {
     (0..count)
         .map(|i| {
             let name = format!("i{i}");
@@ -90,13 +85,17 @@ async fn a_session_opened_on_one_instance_is_used_on_another_and_ended_on_a_thir
     let mut on_a = Agent::at(a.url("/mcp/web"), alice.clone());
     on_a.initialize().await;
     let sid = on_a.session.clone().unwrap();
-    assert!(has_result(&on_a.call("echo", json!({ "text": "on a" })).await));
+    assert!(has_result(
+        &on_a.call("echo", json!({ "text": "on a" })).await
+    ));
 
     // The same session, through B: served (B reads the binding once, then knows it).
     let mut on_b = Agent::at(b.url("/mcp/web"), alice.clone());
     on_b.session = Some(sid.clone());
     for i in 0..3 {
-        let answer = on_b.call("echo", json!({ "text": format!("on b {i}") })).await;
+        let answer = on_b
+            .call("echo", json!({ "text": format!("on b {i}") }))
+            .await;
         assert!(has_result(&answer), "{:?}", answer.message());
     }
     // Another agent presenting it on B: as unknown as a session never opened.
@@ -166,7 +165,9 @@ async fn an_escalation_raised_on_one_is_approved_on_another_and_retried_on_a_thi
     // Held on A; approved through B's admin API: the held call is answered at once, not at the end of its hold.
     let mut on_a = Agent::at(a.url("/mcp/web"), token("writer", &[]));
     let held = tokio::spawn(async move {
-        let answer = on_a.call_stateless("write_file", write("/workspace/held.txt")).await;
+        let answer = on_a
+            .call_stateless("write_file", write("/workspace/held.txt"))
+            .await;
         (answer, Instant::now())
     });
     let pending = common::eventually(Duration::from_secs(5), || async {
@@ -177,29 +178,48 @@ async fn an_escalation_raised_on_one_is_approved_on_another_and_retried_on_a_thi
     })
     .await;
     let approve = format!("/api/v1/escalations/{pending}/approve");
-    assert_eq!(admin(b, Method::POST, &approve).await.status, StatusCode::OK);
+    assert_eq!(
+        admin(b, Method::POST, &approve).await.status,
+        StatusCode::OK
+    );
     let approved_at = Instant::now();
     let (answer, answered_at) = held.await.unwrap();
     assert!(has_result(&answer), "{:?}", answer.message());
     let waited = answered_at.saturating_duration_since(approved_at);
-    assert!(waited < Duration::from_secs(1), "woken {waited:?} after the approval");
+    assert!(
+        waited < Duration::from_secs(1),
+        "woken {waited:?} after the approval"
+    );
 
     // Raised on A (not held), approved on B, the identical retry passes on C, once.
     let mut on_a = Agent::at(a.url("/mcp/web"), token("writer", &[]));
     // Held for A's 5 s with nobody deciding: answered pending.
-    let raised = on_a.call_stateless("write_file", write("/workspace/later.txt")).await;
+    let raised = on_a
+        .call_stateless("write_file", write("/workspace/later.txt"))
+        .await;
     assert_eq!(raised.error_code(), Some(-31002), "{:?}", raised.message());
     let id = raised.message()["error"]["data"]["escalation_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let approve = format!("/api/v1/escalations/{id}/approve");
-    assert_eq!(admin(b, Method::POST, &approve).await.status, StatusCode::OK);
+    assert_eq!(
+        admin(b, Method::POST, &approve).await.status,
+        StatusCode::OK
+    );
     let mut on_c = Agent::at(c.url("/mcp/web"), token("writer", &[]));
-    let retried = on_c.call_stateless("write_file", write("/workspace/later.txt")).await;
+    let retried = on_c
+        .call_stateless("write_file", write("/workspace/later.txt"))
+        .await;
     assert!(has_result(&retried), "{:?}", retried.message());
-    let again = on_c.call_stateless("write_file", write("/workspace/later.txt")).await;
-    assert_eq!(again.error_code(), Some(-31002), "the approval served one retry");
+    let again = on_c
+        .call_stateless("write_file", write("/workspace/later.txt"))
+        .await;
+    assert_eq!(
+        again.error_code(),
+        Some(-31002),
+        "the approval served one retry"
+    );
     drop(nodes);
     schema.drop_now().await;
 }
@@ -223,7 +243,9 @@ async fn the_kill_switch_reaches_every_instance_within_a_second() {
     let mut on_b = Agent::at(b.url("/mcp/web"), alice.clone());
     on_b.initialize().await;
     let sid = on_b.session.clone().unwrap();
-    assert!(has_result(&on_b.call("echo", json!({ "text": "hi" })).await));
+    assert!(has_result(
+        &on_b.call("echo", json!({ "text": "hi" })).await
+    ));
     common::eventually(Duration::from_secs(5), || async {
         let listing = admin(a, Method::GET, "/api/v1/agents").await;
         listing.json()["agents"]
@@ -236,7 +258,9 @@ async fn the_kill_switch_reaches_every_instance_within_a_second() {
     .await;
 
     assert_eq!(
-        admin(a, Method::POST, "/api/v1/agents/alice/disable").await.status,
+        admin(a, Method::POST, "/api/v1/agents/alice/disable")
+            .await
+            .status,
         StatusCode::OK
     );
     let disabled_at = Instant::now();
@@ -273,7 +297,9 @@ async fn the_kill_switch_reaches_every_instance_within_a_second() {
 
     // Enabled again on C: served on A.
     assert_eq!(
-        admin(c, Method::POST, "/api/v1/agents/alice/enable").await.status,
+        admin(c, Method::POST, "/api/v1/agents/alice/enable")
+            .await
+            .status,
         StatusCode::OK
     );
     let url = a.url("/mcp/web");
@@ -370,9 +396,16 @@ async fn an_instance_killed_under_load_loses_no_acknowledged_call() {
         }
     }
     killer.await.unwrap();
-    assert!(acknowledged_by_victim > 0, "the victim served calls before it died");
+    assert!(
+        acknowledged_by_victim > 0,
+        "the victim served calls before it died"
+    );
     assert!(lost > 0, "the kill happened while calls were in flight");
-    assert!(acknowledged.len() >= CALLS / 2, "{} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() >= CALLS / 2,
+        "{} acknowledged",
+        acknowledged.len()
+    );
 
     // The survivor keeps serving.
     for n in 0..20 {
@@ -402,7 +435,10 @@ async fn an_instance_killed_under_load_loses_no_acknowledged_call() {
         .iter()
         .filter(|t| !decided.contains(t.as_str()))
         .collect();
-    assert!(missing.is_empty(), "acknowledged calls without their decision event: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged calls without their decision event: {missing:?}"
+    );
     let without_outcome = acknowledged
         .iter()
         .filter(|t| !outcomes.contains(t.as_str()))
@@ -414,7 +450,12 @@ async fn an_instance_killed_under_load_loses_no_acknowledged_call() {
     );
     // The survivor's chain verifies.
     let verify = admin(&nodes[0], Method::GET, "/api/v1/audit/verify").await;
-    assert_eq!(verify.json()["chain_intact"], Value::Bool(true), "{:?}", verify.json());
+    assert_eq!(
+        verify.json()["chain_intact"],
+        Value::Bool(true),
+        "{:?}",
+        verify.json()
+    );
     drop(nodes);
     schema.drop_now().await;
 }
@@ -459,7 +500,9 @@ async fn a_tool_definition_approved_on_one_instance_is_pinned_on_the_others_with
     })
     .await;
     assert_eq!(
-        admin(b, Method::POST, "/api/v1/tools/web/echo/approve").await.status,
+        admin(b, Method::POST, "/api/v1/tools/web/echo/approve")
+            .await
+            .status,
         StatusCode::OK
     );
     common::eventually(Duration::from_secs(1), || async {

@@ -220,7 +220,10 @@ impl SessionStore {
         let mut map = self.map_mut();
         let evicted = evicted
             .into_iter()
-            .map(|row| map.remove_hash(&row.upstream, &row.id_hash).unwrap_or_else(|| Arc::new(shared::from_row(row))))
+            .map(|row| {
+                map.remove_hash(&row.upstream, &row.id_hash)
+                    .unwrap_or_else(|| Arc::new(shared::from_row(row)))
+            })
             .collect();
         map.put(session.clone());
         Ok(Opened { session, evicted })
@@ -284,7 +287,13 @@ impl SessionStore {
             return self.map_mut().remove_own(upstream, id, agent);
         };
         let ended = shared.end(upstream, id, agent).await;
-        let local = self.map_mut().remove_hash(upstream, &id_hash(id));
+        // Ended here, or already gone: this instance forgets it too (another agent's attempt changes nothing).
+        let local = match &ended {
+            Ok(_) | Err(SessionError::NotFound) => {
+                self.map_mut().remove_hash(upstream, &id_hash(id))
+            }
+            Err(_) => None,
+        };
         let row = ended?;
         Ok(local.unwrap_or_else(|| {
             let mut session = shared::from_row(row);

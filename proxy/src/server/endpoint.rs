@@ -129,7 +129,11 @@ async fn delete(
         }
         Err(resp) => return Ok(resp),
     };
-    let session = match app.sessions.remove(upstream_name, &sid, &identity.key()).await {
+    let session = match app
+        .sessions
+        .remove(upstream_name, &sid, &identity.key())
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             pipeline::sessions::record_refused(

@@ -49,8 +49,14 @@ async fn changes_committed_on_one_instance_reach_the_others_bus() {
             opened_by: "a".into(),
         };
         other.open_session(&row, 8).await.unwrap();
-        other.end_session("web", &row.id_hash, &row.agent_hash).await.unwrap();
-        assert_eq!(heard(&mut sub).await, Change::SessionEnded(row.id_hash.clone()));
+        other
+            .end_session("web", &row.id_hash, &row.agent_hash)
+            .await
+            .unwrap();
+        assert_eq!(
+            heard(&mut sub).await,
+            Change::SessionEnded(row.id_hash.clone())
+        );
 
         let at = "2026-01-01T00:00:00.000000Z".to_owned();
         other

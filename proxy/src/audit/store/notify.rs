@@ -46,10 +46,12 @@ impl StateListener {
         };
         let mut parts = n.payload().splitn(3, ' ');
         Ok(match (parts.next(), parts.next(), parts.next()) {
-            (Some(schema), Some(kind), Some(key)) if schema == self.schema => Heard::Notice(Notice {
-                kind: kind.to_owned(),
-                key: key.to_owned(),
-            }),
+            (Some(schema), Some(kind), Some(key)) if schema == self.schema => {
+                Heard::Notice(Notice {
+                    kind: kind.to_owned(),
+                    key: key.to_owned(),
+                })
+            }
             _ => Heard::Elsewhere,
         })
     }

@@ -51,7 +51,8 @@ pub enum EndedRow {
     NotFound,
 }
 
-const COLUMNS: &str = "upstream, id_hash, agent_hash, tenant_id, agent_id, protocol_version, started_at, \
+const COLUMNS: &str =
+    "upstream, id_hash, agent_hash, tenant_id, agent_id, protocol_version, started_at, \
     last_used_ms, opened_by";
 
 macro_rules! impl_sessions {
@@ -287,7 +288,11 @@ impl_sessions!(
 impl super::AuditStore {
     /// Binds a new session, within its agent's cap of `cap` sessions (the agent's longest-idle ones end to
     /// make room), or refreshes the same agent's binding of the same id; refused when another agent holds it.
-    pub(crate) async fn open_session(&self, new: &SessionRow, cap: i64) -> Result<OpenedRow, AuditError> {
+    pub(crate) async fn open_session(
+        &self,
+        new: &SessionRow,
+        cap: i64,
+    ) -> Result<OpenedRow, AuditError> {
         dispatch!(self, s => s.open_session(new, cap).await)
     }
 
@@ -311,7 +316,10 @@ impl super::AuditStore {
     }
 
     /// Moves `last_used_ms` of each `(upstream, id_hash, at)` forward (never back), in one transaction.
-    pub(crate) async fn touch_sessions(&self, touched: &[(String, String, i64)]) -> Result<(), AuditError> {
+    pub(crate) async fn touch_sessions(
+        &self,
+        touched: &[(String, String, i64)],
+    ) -> Result<(), AuditError> {
         if touched.is_empty() {
             return Ok(());
         }
@@ -319,7 +327,10 @@ impl super::AuditStore {
     }
 
     /// Ends and answers the bindings unused since `before_ms`.
-    pub(crate) async fn sweep_sessions(&self, before_ms: i64) -> Result<Vec<SessionRow>, AuditError> {
+    pub(crate) async fn sweep_sessions(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<SessionRow>, AuditError> {
         dispatch!(self, s => s.sweep_sessions(before_ms).await)
     }
 

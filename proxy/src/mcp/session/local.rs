@@ -155,7 +155,10 @@ impl Sessions {
         expired.iter().filter_map(|k| self.remove(k)).collect()
     }
 
-    pub(super) fn remove_agents(&mut self, is_one: impl Fn(&AgentKey) -> bool) -> Vec<Arc<Session>> {
+    pub(super) fn remove_agents(
+        &mut self,
+        is_one: impl Fn(&AgentKey) -> bool,
+    ) -> Vec<Arc<Session>> {
         let keys: Vec<Key> = self
             .by_agent
             .iter()

@@ -90,7 +90,12 @@ impl Bindings {
             opened_by: self.instance.clone(),
         };
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        match self.store.open_session(&row, cap).await.map_err(unavailable)? {
+        match self
+            .store
+            .open_session(&row, cap)
+            .await
+            .map_err(unavailable)?
+        {
             OpenedRow::Added { evicted } => Ok(evicted),
             OpenedRow::Rebound => Ok(Vec::new()),
             OpenedRow::Taken => Err(SessionError::Taken),

@@ -54,7 +54,10 @@ async fn the_same_sub_in_another_tenant_is_another_agent() {
     let none = agent("", "alice");
     s.open(session("s1", "fs", &t1)).await.unwrap();
     for other in [&t2, &none] {
-        assert_eq!(s.get("fs", "s1", other).await.unwrap_err(), SessionError::Foreign);
+        assert_eq!(
+            s.get("fs", "s1", other).await.unwrap_err(),
+            SessionError::Foreign
+        );
         assert_eq!(
             s.remove("fs", "s1", other).await.unwrap_err(),
             SessionError::Foreign
@@ -97,7 +100,12 @@ async fn an_agent_at_its_cap_loses_its_own_longest_idle_session_never_anothers()
     let b = agent("t1", "b");
     s.open(session("b1", "fs", &b)).await.unwrap();
     for id in ["a1", "a2", "a3"] {
-        assert!(s.open(session(id, "fs", &a)).await.unwrap().evicted.is_empty());
+        assert!(s
+            .open(session(id, "fs", &a))
+            .await
+            .unwrap()
+            .evicted
+            .is_empty());
         std::thread::sleep(Duration::from_millis(2));
     }
     // a1 is used again: a2 is now the longest idle.
@@ -105,13 +113,19 @@ async fn an_agent_at_its_cap_loses_its_own_longest_idle_session_never_anothers()
     let opened = s.open(session("a4", "fs", &a)).await.unwrap();
     assert_eq!(opened.evicted[0].id.as_deref(), Some("a2"));
     assert_eq!(s.count_of(&a), 3);
-    assert_eq!(s.get("fs", "a2", &a).await.unwrap_err(), SessionError::NotFound);
+    assert_eq!(
+        s.get("fs", "a2", &a).await.unwrap_err(),
+        SessionError::NotFound
+    );
     for _ in 0..20 {
         let id = new_session_id();
         s.open(session(&id, "fs", &a)).await.unwrap();
     }
     assert_eq!(s.count_of(&a), 3);
-    assert!(s.get("fs", "b1", &b).await.is_ok(), "b's session is untouched");
+    assert!(
+        s.get("fs", "b1", &b).await.is_ok(),
+        "b's session is untouched"
+    );
     assert_eq!(s.len(), 4);
     // Re-binding the same id for the same agent takes no new slot and ends nothing.
     let again = s.open(session("b1", "fs", &b)).await.unwrap();
@@ -126,13 +140,18 @@ async fn the_store_is_bounded_and_idle_sessions_expire() {
     s.open(session("a", "fs", &x)).await.unwrap();
     s.open(session("b", "fs", &x)).await.unwrap();
     assert_eq!(
-        s.open(session("c", "fs", &agent("", "y"))).await.unwrap_err(),
+        s.open(session("c", "fs", &agent("", "y")))
+            .await
+            .unwrap_err(),
         SessionError::Full
     );
     let zero = SessionStore::new(10, 64, Duration::ZERO);
     zero.open(session("a", "fs", &x)).await.unwrap();
     std::thread::sleep(Duration::from_millis(2));
-    assert_eq!(zero.get("fs", "a", &x).await.unwrap_err(), SessionError::NotFound);
+    assert_eq!(
+        zero.get("fs", "a", &x).await.unwrap_err(),
+        SessionError::NotFound
+    );
     assert_eq!(zero.sweep_idle().await.len(), 1);
     assert!(zero.is_empty());
     assert_eq!(zero.count_of(&x), 0);
@@ -225,7 +244,11 @@ mod shared_store {
         for _ in 0..100 {
             b.get("web", "s1", &alice).await.unwrap();
         }
-        assert_eq!(b.store_lookups(), 1, "one read per session an instance did not know");
+        assert_eq!(
+            b.store_lookups(),
+            1,
+            "one read per session an instance did not know"
+        );
         // Another agent presenting it reads as unknown, on an instance that knows it or not.
         assert_eq!(
             b.get("web", "s1", &mallory).await.unwrap_err(),
@@ -284,7 +307,10 @@ mod shared_store {
         a.get("web", "a2", &alice).await.unwrap();
         let ended = b.end_agents(|k| k == &alice).await;
         assert_eq!(ended.len(), 2);
-        assert!(a.end_agents(|k| k == &alice).await.is_empty(), "ended by B already");
+        assert!(
+            a.end_agents(|k| k == &alice).await.is_empty(),
+            "ended by B already"
+        );
         assert_eq!(
             a.get("web", "a2", &alice).await.unwrap_err(),
             SessionError::NotFound
@@ -319,7 +345,11 @@ mod shared_store {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let swept = b.sweep_idle().await;
         assert_eq!(swept.len(), 1);
-        assert_eq!(swept[0].id.as_deref(), Some("s1"), "ended by one that knows its id");
+        assert_eq!(
+            swept[0].id.as_deref(),
+            Some("s1"),
+            "ended by one that knows its id"
+        );
         assert!(a.sweep_idle().await.is_empty(), "ended once");
     }
     on_both!(a_session_busy_elsewhere_is_not_swept);
