@@ -210,7 +210,9 @@ impl App {
         if app.bus.is_listening() {
             crate::tools::follow(&app.tools, &app.bus);
             crate::behaviour::follow(&app.behaviour, &app.bus);
-            tokio::spawn(follow_sessions(Arc::downgrade(&app)));
+            tokio::spawn(follow_sessions(Arc::downgrade(&app), app.bus.subscribe()));
+            // Whatever changed between a cache's load above and its subscription just now is read once more.
+            app.bus.publish(crate::shared_state::Change::Resync);
         }
         crate::alerts::start(&app.alerts);
         crate::behaviour::start(&app.behaviour);
@@ -252,10 +254,10 @@ impl crate::agents::Host for App {
 
 /// Forgets the cached sessions other instances ended (or every cached one when changes may have been missed:
 /// they are read again on their next use). Ends with the app.
-async fn follow_sessions(app: std::sync::Weak<App>) {
-    let Some(mut changes) = app.upgrade().map(|app| app.bus.subscribe()) else {
-        return;
-    };
+async fn follow_sessions(
+    app: std::sync::Weak<App>,
+    mut changes: crate::shared_state::Subscription,
+) {
     while let Some(change) = changes.next().await {
         let Some(app) = app.upgrade() else { return };
         match change {

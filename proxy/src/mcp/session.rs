@@ -14,7 +14,7 @@
 mod local;
 pub mod shared;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,9 @@ pub struct Session {
     calls: AtomicU64,
     /// A std mutex: held only to read or store an `Instant`.
     last_used: Mutex<Instant>,
-    /// Shared sessions: the last use written to the database (or queued to be), Unix milliseconds.
-    written_ms: AtomicI64,
+    /// Shared sessions: when the last use was written to the database (or queued to be), in milliseconds
+    /// since [`EPOCH`]: the request path compares it with the `Instant` it already took, at no extra clock read.
+    written_at: AtomicU64,
 }
 
 impl Session {
@@ -61,7 +62,7 @@ impl Session {
             protocol_version,
             calls: AtomicU64::new(0),
             last_used: Mutex::new(Instant::now()),
-            written_ms: AtomicI64::new(unix_ms()),
+            written_at: AtomicU64::new(since_epoch(Instant::now())),
         }
     }
 
@@ -100,8 +101,8 @@ impl Session {
         self.calls.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn touch(&self) {
-        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    fn touch(&self, now: Instant) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
     }
 
     fn idle_for(&self, now: Instant) -> Duration {
@@ -261,16 +262,18 @@ impl SessionStore {
     ) -> Result<Arc<Session>, SessionError> {
         let map = self.map();
         let session = map.get(upstream, id).ok_or(SessionError::NotFound)?;
+        // One clock read serves the idle check, the use and whether the use is due in the database.
+        let now = Instant::now();
         // Idle here; perhaps used on another instance since (shared: the database says).
-        if session.idle_for(Instant::now()) > self.idle_timeout {
+        if session.idle_for(now) > self.idle_timeout {
             return Err(SessionError::NotFound);
         }
         if &session.agent != agent {
             return Err(SessionError::Foreign);
         }
-        session.touch();
+        session.touch(now);
         if let Some(shared) = &self.shared {
-            shared.touched(session);
+            shared.touched(session, now);
         }
         Ok(session.clone())
     }
@@ -397,6 +400,13 @@ pub fn agent_hash(agent: &AgentKey) -> String {
     hasher.update((agent.agent_id.len() as u64).to_be_bytes());
     hasher.update(agent.agent_id.as_bytes());
     hex::encode(hasher.finalize())
+}
+
+/// The process's reference instant for [`Session::written_at`].
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unix_ms() -> i64 {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{agent_hash, id_hash, unix_ms, Session, SessionError};
+use super::{agent_hash, id_hash, since_epoch, unix_ms, Session, SessionError};
 use crate::audit::store::{EndedRow, OpenedRow, SessionRow};
 use crate::audit::{AuditLog, AuditStore};
 use crate::auth::AgentKey;
@@ -41,7 +41,7 @@ pub struct Bindings {
     /// This instance's chain id (`opened_by`).
     instance: String,
     touches: mpsc::UnboundedSender<Touch>,
-    touch_every_ms: i64,
+    touch_every_ms: u64,
     /// Reads of a binding from the database: cache misses.
     lookups: AtomicU64,
 }
@@ -58,7 +58,7 @@ impl Bindings {
             store,
             instance,
             touches,
-            touch_every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+            touch_every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
             lookups: AtomicU64::new(0),
         }
     }
@@ -125,29 +125,27 @@ impl Bindings {
         if row.agent_hash != agent_hash(agent) {
             return Err(SessionError::Foreign);
         }
-        let session = Session {
+        Ok(Session {
             id: Some(id.to_owned()),
             // The hash matched: the caller is exactly the agent that opened it.
             agent: agent.clone(),
             ..from_row(row)
-        };
-        self.touched(&session);
-        Ok(session)
+        })
     }
 
-    /// A use of `session`: queued for the database when the last one written is old enough.
-    pub(super) fn touched(&self, session: &Session) {
-        let now = unix_ms();
-        let written = session.written_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(written) >= self.touch_every_ms
+    /// A use of `session` at `now`: queued for the database when the last one written is old enough.
+    pub(super) fn touched(&self, session: &Session, now: Instant) {
+        let at = since_epoch(now);
+        let written = session.written_at.load(Ordering::Relaxed);
+        if at.saturating_sub(written) >= self.touch_every_ms
             && session
-                .written_ms
-                .compare_exchange(written, now, Ordering::Relaxed, Ordering::Relaxed)
+                .written_at
+                .compare_exchange(written, at, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let _ = self
-                .touches
-                .send((session.upstream.clone(), session.id_hash.clone(), now));
+            let _ =
+                self.touches
+                    .send((session.upstream.clone(), session.id_hash.clone(), unix_ms()));
         }
     }
 
@@ -266,7 +264,8 @@ pub(super) fn from_row(row: SessionRow) -> Session {
         protocol_version: row.protocol_version,
         calls: AtomicU64::new(0),
         last_used: std::sync::Mutex::new(Instant::now()),
-        written_ms: std::sync::atomic::AtomicI64::new(row.last_used_ms),
+        // Just read: its use is written again once due from now.
+        written_at: AtomicU64::new(since_epoch(Instant::now())),
     }
 }
 

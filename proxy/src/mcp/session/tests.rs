@@ -364,10 +364,11 @@ async fn session_lookup_cost() {
     let url = format!("sqlite://{}", dir.path().join("audit.db").display());
     let store = crate::audit::AuditStore::connect(&url).await.unwrap();
     let idle = Duration::from_secs(3600);
-    let memory = SessionStore::new(100_000, 64, idle);
+    // One agent holding them all: the cap out of the way.
+    let memory = SessionStore::new(100_000, 100_000, idle);
     let shared = SessionStore::shared(
         100_000,
-        64,
+        100_000,
         idle,
         shared::Bindings::new(store, "bench".into(), idle),
     );
