@@ -512,3 +512,67 @@ async fn a_tool_definition_approved_on_one_instance_is_pinned_on_the_others_with
     drop(nodes);
     schema.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_nobody_decides_expires_within_a_second_of_its_timeout() {
+    let Some(schema) = PgSchema::create("toolgate_scale").await else {
+        return;
+    };
+    let mock = upstream::start(upstream::State::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("{}[escalation]\ntimeout_seconds = 1\n", web(&mock));
+    let nodes = instances(dir.path(), &schema, 2, &extra);
+    let (a, b) = (&nodes[0], &nodes[1]);
+
+    // Raised on A; nobody polls: the keepers sleep until the expiry is due (no request needed to reach it).
+    let mut on_a = Agent::at(a.url("/mcp/web"), token("writer", &[]));
+    let raised = on_a
+        .call_stateless(
+            "write_file",
+            json!({ "path": "/workspace/x.txt", "content": "never reviewed" }),
+        )
+        .await;
+    assert_eq!(raised.error_code(), Some(-31002), "{:?}", raised.message());
+    let id = raised.message()["error"]["data"]["escalation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let raised_at = Instant::now();
+    let pool = schema.pool().await;
+    let (status, chain) = common::eventually(Duration::from_secs(3), || async {
+        let expired: Option<(String,)> = sqlx::query_as(
+            "SELECT chain_id FROM audit_events WHERE event_type = 'escalation_expired' \
+             AND CAST(extra AS TEXT) LIKE '%' || $1 || '%'",
+        )
+        .bind(&id)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        let status: String = sqlx::query_scalar("SELECT status FROM escalations WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        expired.map(|(chain,)| (status, chain))
+    })
+    .await;
+    assert_eq!(status, "expired");
+    assert!(chain == "i0" || chain == "i1");
+    // Within a second of the timeout (1 s), with a margin for the process round trips of a busy machine.
+    assert!(
+        raised_at.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        raised_at.elapsed()
+    );
+    let expiries: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE event_type = 'escalation_expired'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(expiries, 1, "expired once, by one instance");
+    let listing = admin(b, Method::GET, "/api/v1/escalations?status=pending").await;
+    assert_eq!(listing.json()["escalations"], json!([]));
+    drop(nodes);
+    schema.drop_now().await;
+}
