@@ -3,8 +3,10 @@
 //! Every authenticated request is a sighting of its agent (tenant and `sub`), and every judged call is counted
 //! (calls, denials, escalations) in memory ([`tracked`]); a background task adds the counts to the `agents`
 //! table about once a second, so instances sharing one database each add theirs. The agents disabled in that
-//! table are loaded at start and read back every [`REFRESH`], so a disable made on any instance refuses the agent
-//! everywhere within a second; the check on the request path is a lookup in memory. `agents.disabled` in the
+//! table are loaded at start and read back whenever the state-change bus says they changed (PostgreSQL: a
+//! notification from the instance that changed them), or every [`REFRESH`] where there are no notifications
+//! (SQLite), so a disable made on any instance refuses the agent everywhere within a second, and ends its
+//! sessions on every instance; the check on the request path is a lookup in memory. `agents.disabled` in the
 //! configuration disables agents too, in every tenant, and only the configuration can enable them again.
 //!
 //! Agents are stored, matched and shown by their ids as the audit log stores them (redacted of what DLP flags,
@@ -28,12 +30,17 @@ use crate::audit::{AuditError, AuditLog, AuditStore};
 use crate::auth::{AgentIdentity, AgentKey};
 use crate::mcp::session::SessionStore;
 use crate::redaction::stored_text;
+use crate::shared_state::{Bus, Change, Subscription};
 
 pub use tracked::MAX_TRACKED;
 
-/// How often the disabled set is read back from the database: a disable on another instance takes effect here
-/// within this long (plus one query).
+/// How often the disabled set is read back from the database when no notification tells of changes (SQLite,
+/// which several instances may share as a file), or while reading it fails: a disable on another instance takes
+/// effect here within this long (plus one query).
 pub const REFRESH: Duration = Duration::from_millis(250);
+
+/// With notifications (PostgreSQL), the disabled set is read on each change, and this often besides.
+pub const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// How often the counts in memory are added to the database.
 pub const FLUSH: Duration = Duration::from_secs(1);
@@ -390,20 +397,34 @@ pub trait Host: Send + Sync + 'static {
     fn agents(&self) -> &Agents;
     fn sessions(&self) -> &SessionStore;
     fn audit(&self) -> &AuditLog;
+    fn bus(&self) -> &Bus;
 }
 
 /// Starts the refresh and flush tasks; each ends once the host is gone.
 pub fn start<H: Host>(host: &Arc<H>) {
-    tokio::spawn(refresh_loop(Arc::downgrade(host)));
+    let listening = host.audit().store().is_shared();
+    tokio::spawn(refresh_loop(
+        Arc::downgrade(host),
+        host.bus().subscribe(),
+        listening,
+    ));
     tokio::spawn(flush_loop(Arc::downgrade(host)));
 }
 
-async fn refresh_loop<H: Host>(host: Weak<H>) {
-    let mut tick = tokio::time::interval(REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+async fn refresh_loop<H: Host>(host: Weak<H>, mut changes: Subscription, listening: bool) {
+    // Without notifications (SQLite: several instances may still share one file) the table is read every
+    // REFRESH; with them, on each change and every SAFETY_NET otherwise.
+    let every = if listening { SAFETY_NET } else { REFRESH };
     let mut failing = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            change = changes.next() => match change {
+                None => return,
+                Some(Change::Agents | Change::Resync) => {}
+                Some(_) => continue,
+            },
+            () = tokio::time::sleep(if failing { REFRESH } else { every }) => {}
+        }
         let Some(host) = host.upgrade() else { return };
         match host.agents().refresh().await {
             Ok(newly) => {
@@ -452,14 +473,18 @@ pub async fn end_sessions(
     audit: &AuditLog,
     keys: &HashSet<StoredKey>,
 ) -> usize {
-    let ended: Vec<_> = sessions
-        .agents()
-        .into_iter()
-        .filter(|agent: &AgentKey| {
+    let stored: Vec<(String, String)> = keys
+        .iter()
+        .map(|k| (k.tenant_id.clone(), k.agent_id.clone()))
+        .collect();
+    // Every instance's sessions of these agents end (shared store: each instance ends those it holds as the
+    // disable reaches it); each end is recorded once, by the instance that ended it.
+    let ended = sessions
+        .end_agents(|agent: &AgentKey| {
             keys.contains(&StoredKey::of(agent.tenant_id.as_deref(), &agent.agent_id))
         })
-        .flat_map(|agent| sessions.remove_agent(&agent))
-        .collect();
+        .await;
+    sessions.end_remainder(stored, audit);
     for session in &ended {
         let draft = session.audit_event(
             "session_end",

@@ -45,6 +45,8 @@ pub struct App {
     pub runs: Arc<crate::runs::Runs>,
     /// The SIEM sinks and their delivery tasks.
     pub siem: Arc<crate::siem::Siem>,
+    /// Changes committed by any instance sharing the database, for the caches above.
+    pub bus: crate::shared_state::Bus,
 }
 
 impl App {
@@ -79,6 +81,12 @@ impl App {
         let audit = AuditLog::open_with(&config.audit, metrics.audit(), client.clone())
             .await
             .context("opening the audit log")?;
+        // Listening before the caches load: a change committed between a cache's load and the first
+        // notification is then never missed.
+        let bus = crate::shared_state::Bus::new();
+        bus.listen(audit.store())
+            .await
+            .context("listening for the changes of other instances")?;
         let tools = crate::tools::ToolPins::load(
             audit.store().clone(),
             config.tools.pinning,
@@ -136,11 +144,25 @@ impl App {
             };
             upstreams.insert(u.name.clone(), upstream);
         }
-        let sessions = SessionStore::new(
-            config.session.max_sessions,
-            config.session.max_sessions_per_agent,
-            config.session.idle_timeout(),
-        );
+        // One instance (SQLite) keeps its sessions in memory; instances sharing PostgreSQL share them.
+        let sessions = if audit.store().is_shared() {
+            SessionStore::shared(
+                config.session.max_sessions,
+                config.session.max_sessions_per_agent,
+                config.session.idle_timeout(),
+                crate::mcp::session::shared::Bindings::new(
+                    audit.store().clone(),
+                    audit.chain_id().to_owned(),
+                    config.session.idle_timeout(),
+                ),
+            )
+        } else {
+            SessionStore::new(
+                config.session.max_sessions,
+                config.session.max_sessions_per_agent,
+                config.session.idle_timeout(),
+            )
+        };
         let escalations = Escalations::load(
             audit.store().clone(),
             metrics.escalations_pending.clone(),
@@ -154,7 +176,7 @@ impl App {
             Duration::from_secs(u64::from(config.audit.retention_days) * 86_400)
                 .max(Duration::from_secs(config.escalation.answer_ttl_seconds))
         });
-        escalations.start(audit.clone(), keep_settled);
+        escalations.start_with(audit.clone(), keep_settled, &bus);
         let runs = Arc::new(crate::runs::Runs::new(
             audit.store().clone(),
             audit.clone(),
@@ -181,9 +203,17 @@ impl App {
             admin_tokens,
             siem,
             config,
+            bus,
         });
         app.policies.start();
         crate::agents::start(&app);
+        if app.bus.is_listening() {
+            crate::tools::follow(&app.tools, &app.bus);
+            crate::behaviour::follow(&app.behaviour, &app.bus);
+            tokio::spawn(follow_sessions(Arc::downgrade(&app), app.bus.subscribe()));
+            // Whatever changed between a cache's load above and its subscription just now is read once more.
+            app.bus.publish(crate::shared_state::Change::Resync);
+        }
         crate::alerts::start(&app.alerts);
         crate::behaviour::start(&app.behaviour);
         Ok(app)
@@ -216,6 +246,25 @@ impl crate::agents::Host for App {
     }
     fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+    fn bus(&self) -> &crate::shared_state::Bus {
+        &self.bus
+    }
+}
+
+/// Forgets the cached sessions other instances ended (or every cached one when changes may have been missed:
+/// they are read again on their next use). Ends with the app.
+async fn follow_sessions(
+    app: std::sync::Weak<App>,
+    mut changes: crate::shared_state::Subscription,
+) {
+    while let Some(change) = changes.next().await {
+        let Some(app) = app.upgrade() else { return };
+        match change {
+            crate::shared_state::Change::SessionEnded(hash) => app.sessions.forget(Some(&hash)),
+            crate::shared_state::Change::Resync => app.sessions.forget(None),
+            _ => {}
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! for a few hundred nanoseconds of arithmetic ([`baseline`]); nothing here awaits on the request path. The
 //! baselines live in memory and are snapshotted to the database every `behavior.snapshot_seconds` by
 //! [`start`]'s task, and read back at start, so a restart does not reset them. Snapshots keep tool names as
-//! the audit log stores them (redacted) and targets only as hashes.
+//! the audit log stores them (redacted) and targets only as hashes. Prompt pins made or removed on another
+//! instance sharing the database are read back as soon as the state-change bus announces them ([`follow`]).
 //!
 //! Rules (thresholds in `[behavior]`, docs/behaviour.md): `rate_anomaly` when a call's rate z-score reaches
 //! `alert_zscore` with at least `rate_min_calls` calls in the current bucket; `deny_spike` when more than
@@ -32,6 +33,7 @@ use crate::audit::{AuditError, AuditStore};
 use crate::auth::AgentIdentity;
 use crate::config::BehaviorSettings;
 use crate::redaction::stored_text;
+use crate::shared_state::{Bus, Change};
 use baseline::{Baseline, Params, Snapshot};
 
 pub use prompt::{declared_prompt_hash, PROMPT_HASH_HEADER};
@@ -429,6 +431,47 @@ impl Behaviour {
             })
             .collect())
     }
+}
+
+impl Behaviour {
+    /// Reads the prompt pins back (another instance pinned or re-pinned one), keeping the pins made here and
+    /// not yet written.
+    pub async fn reload_pins(&self) -> Result<(), AuditError> {
+        let mut fresh = read_pins(&self.store).await?;
+        for p in lock(&self.new_pins).iter() {
+            fresh
+                .entry(StoredKey {
+                    tenant_id: p.tenant_id.clone(),
+                    agent_id: p.agent_id.clone(),
+                })
+                .or_insert_with(|| p.text.clone());
+        }
+        self.pins.store(Arc::new(fresh));
+        Ok(())
+    }
+}
+
+/// Keeps the prompt pins in step with those other instances make or remove: each change announced on the bus
+/// (a burst read once) reads them back. Ends with the bus, or once the behaviour is dropped.
+pub fn follow(behaviour: &Arc<Behaviour>, bus: &Bus) {
+    let behaviour = Arc::downgrade(behaviour);
+    let mut changes = bus.subscribe();
+    tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            let mut burst = changes.drain();
+            burst.push(change);
+            if !burst
+                .iter()
+                .any(|c| matches!(c, Change::PromptPins | Change::Resync))
+            {
+                continue;
+            }
+            let Some(b) = behaviour.upgrade() else { return };
+            if let Err(e) = b.reload_pins().await {
+                tracing::warn!(error = %e, "reading the prompt pins back failed; the next change retries");
+            }
+        }
+    });
 }
 
 async fn read_pins(store: &AuditStore) -> Result<HashMap<StoredKey, String>, AuditError> {

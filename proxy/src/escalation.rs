@@ -11,8 +11,9 @@
 //! another tenant never joins, nor takes the answer of, another tenant's escalation.
 //!
 //! A held call waits on an in-memory flag that a decision made on this instance raises at once; decisions made
-//! by another instance, and expiries, raise it from the [`keeper`] task, which looks at the database every
-//! [`keeper::TICK`]. Stored text is what the audit log stores (redacted of what DLP flags, capped at
+//! by another instance, and expiries, raise it from the [`keeper`] task, which the state-change bus wakes at once
+//! (PostgreSQL notifications, `crate::shared_state`) and which sleeps until the soonest expiry, or, without
+//! notifications (SQLite), looks at the database every [`keeper::TICK`]. Stored text is what the audit log stores (redacted of what DLP flags, capped at
 //! [`MAX_FIELD_BYTES`]); the call's arguments never are, only the fingerprint's digest.
 
 mod keeper;
@@ -35,6 +36,7 @@ use crate::audit::{AuditError, AuditLog, AuditStore};
 use crate::auth::AgentKey;
 use crate::config::EscalationSettings;
 use crate::redaction::stored_text;
+use crate::shared_state::{Bus, Change};
 
 /// The longest text an escalation keeps in any field (bytes): the audit log's own limit, since every field is
 /// stored as the audit log stores it (`prefix…[sha256:<hex> len:<n>]` when cut).
@@ -300,6 +302,8 @@ struct Shared {
     /// Escalations a call on this instance is held on, each with a flag raised once it is settled (here, by
     /// another instance, or by expiry). A std mutex: held for map operations only, never across an await.
     held: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Where a new escalation is announced, so the keeper times its expiry (set by `start`).
+    bus: std::sync::OnceLock<Bus>,
 }
 
 impl Shared {
@@ -358,6 +362,7 @@ impl Escalations {
             max_pending_per_agent: settings.max_pending_per_agent,
             timeout: Duration::from_secs(settings.timeout_seconds),
             held: Mutex::new(HashMap::new()),
+            bus: std::sync::OnceLock::new(),
         });
         let (pending, _) = shared.store.pending_escalations().await?;
         shared.gauge.set(pending);
@@ -371,7 +376,22 @@ impl Escalations {
     /// With `keep_settled`, it also deletes, once an hour, the escalations settled longer ago than that (their
     /// decisions stay in the audit log); `None` keeps them for ever.
     pub fn start(&self, audit: AuditLog, keep_settled: Option<Duration>) {
-        keeper::spawn(Arc::downgrade(&self.shared), audit, keep_settled);
+        self.start_with(audit, keep_settled, &Bus::new());
+    }
+
+    /// [`Escalations::start`] woken by the state-change bus: when it listens to the database's notifications
+    /// (PostgreSQL), a decision or a new escalation on any instance wakes the keeper at once, an expiry is
+    /// timed to the soonest one, and nothing polls in between (a slow safety net aside); otherwise the keeper
+    /// looks every [`keeper::TICK`].
+    pub fn start_with(&self, audit: AuditLog, keep_settled: Option<Duration>, bus: &Bus) {
+        let _ = self.shared.bus.set(bus.clone());
+        keeper::spawn(
+            Arc::downgrade(&self.shared),
+            audit,
+            keep_settled,
+            bus.subscribe(),
+            bus.is_listening(),
+        );
     }
 
     /// The most pending escalations one agent may have.
@@ -459,6 +479,9 @@ impl Escalations {
             ));
         }
         shared.refresh_gauge().await;
+        if let Some(bus) = shared.bus.get() {
+            bus.publish(Change::Escalation(row.id.clone()));
+        }
         from_row(row)
     }
 

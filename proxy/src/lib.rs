@@ -25,6 +25,8 @@
 //! - [`auth`]: JWT verification (HS256 dev secret, RS256/ES256 via JWKS) and dev token minting.
 //! - [`redaction`]: what DLP flags redacted and long values capped, for everything written out (audit, logs,
 //!   spans, metric labels).
+//! - [`shared_state`]: the state-change bus: PostgreSQL `LISTEN/NOTIFY` keeps each instance's caches (sessions,
+//!   disabled agents, escalations, tool and prompt pins) in step with the database the instances share.
 //! - [`audit`]: the audit stores (SQLite, PostgreSQL), the single writer task, signed checkpoints, verify, export.
 //! - [`telemetry`]: Prometheus metrics, OTLP traces (a span and a metric per stage) and JSON logs.
 //! - [`siem`]: SIEM sinks fed from the audit log, each from its own persisted cursor, off the request path.
@@ -53,6 +55,7 @@ pub mod redaction;
 pub mod response;
 pub mod runs;
 pub mod server;
+pub mod shared_state;
 pub mod siem;
 pub mod telemetry;
 pub mod tools;

@@ -2,7 +2,8 @@
 //! (`crate::server::endpoint`) are built from. Nothing here imports the modules above it.
 //!
 //! - [`jsonrpc`]: parsing once, error codes, duplicate-key rejection.
-//! - [`session`]: `Mcp-Session-Id` bound to the agent that opened it.
+//! - [`session`]: `Mcp-Session-Id` bound to the agent that opened it (in memory, and on PostgreSQL in the
+//!   database every instance shares).
 //! - [`upstream`]: the two kinds of upstream, [`http`] (streamable HTTP) and [`stdio`] (a shared child process).
 //! - [`sse`]: the few Server-Sent Events helpers the proxy needs.
 pub mod http;

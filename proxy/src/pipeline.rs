@@ -378,7 +378,7 @@ impl InputBase {
                 ..agent_info(caller.identity)
             },
             session: SessionInfo {
-                id: caller.session.as_ref().map(|s| s.id.clone()),
+                id: caller.session.as_ref().and_then(|s| s.id.clone()),
                 calls,
                 started_at: caller.session.as_ref().map(|s| s.started_at.clone()),
             },

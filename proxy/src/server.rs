@@ -112,7 +112,7 @@ async fn sweep_sessions(app: Arc<App>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
         tick.tick().await;
-        for session in app.sessions.sweep_idle() {
+        for session in app.sessions.sweep_idle().await {
             let draft = session.audit_event(
                 "session_end",
                 json!({ "reason": "idle_timeout", "calls": session.calls() }),

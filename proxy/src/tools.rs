@@ -5,10 +5,12 @@
 //! toolgate never asks an upstream for its tools itself: it only observes the `tools/list` answers passing
 //! through ([`ToolPins::observe`]). The state lives in the audit database (`tool_definitions`) and in an
 //! in-memory cache loaded at start, so a `tools/call` reads it ([`ToolPins::info`]) without I/O and a restart
-//! keeps every pin.
+//! keeps every pin. Instances sharing a database read the definitions back whenever another one stored,
+//! approved or saw a change of one ([`follow`], on the state-change bus), so an approval anywhere counts
+//! everywhere within a second.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,6 +20,7 @@ use toolgate_engine::input::{DefinitionInfo, DefinitionStatus};
 
 use crate::audit::store::ToolDefinitionRow;
 use crate::audit::{AuditError, AuditStore};
+use crate::shared_state::{Bus, Change};
 
 #[cfg(test)]
 mod tests;
@@ -353,6 +356,47 @@ impl ToolPins {
         cache.get(upstream)?.get(name).map(|e| e.record.clone())
     }
 
+    /// Reads every stored definition back, for what other instances sharing the database stored, approved or
+    /// saw change: the cache takes the database's records, keeping what only this instance knows (a later
+    /// `last_seen`, a `list_changed` mark).
+    pub async fn reload(&self) -> Result<(), AuditError> {
+        // Under the change lock, so a change made here cannot be overwritten by a read from before it.
+        let _change = self.changes.lock().await;
+        let rows = self.store.tool_definitions().await?;
+        let records = rows
+            .into_iter()
+            .map(from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        {
+            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            for record in records {
+                let by_name = cache.entry(record.upstream.clone()).or_default();
+                match by_name.get_mut(&record.name) {
+                    Some(entry) => {
+                        let last_seen =
+                            entry.record.last_seen.clone().max(record.last_seen.clone());
+                        entry.record = ToolRecord {
+                            last_seen,
+                            ..record
+                        };
+                    }
+                    None => {
+                        by_name.insert(
+                            record.name.clone(),
+                            Entry {
+                                record,
+                                written: Instant::now(),
+                                unverified: false,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.set_gauge();
+        Ok(())
+    }
+
     /// Caches a record the database holds, and sets the gauge to the cache's exact counts.
     fn put(&self, record: ToolRecord) {
         {
@@ -387,6 +431,29 @@ impl ToolPins {
                 .set(counts[rank(&status)]);
         }
     }
+}
+
+/// Keeps `pins` in step with the definitions other instances store, approve or see change: each change
+/// announced on the bus (a burst read once) reloads them. Ends with the bus, or once the pins are dropped.
+pub fn follow(pins: &Arc<ToolPins>, bus: &Bus) {
+    let pins = Arc::downgrade(pins);
+    let mut changes = bus.subscribe();
+    tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            let mut burst = changes.drain();
+            burst.push(change);
+            if !burst
+                .iter()
+                .any(|c| matches!(c, Change::Tools | Change::Resync))
+            {
+                continue;
+            }
+            let Some(pins) = pins.upgrade() else { return };
+            if let Err(e) = pins.reload().await {
+                tracing::warn!(error = %e, "reading the tool definitions back failed; the next change retries");
+            }
+        }
+    });
 }
 
 /// The record of a tool never seen before: pinned at once (tofu) or waiting for an approval.

@@ -461,3 +461,43 @@ fn observe_costs_microseconds_at_most() {
         );
     }));
 }
+
+/// PostgreSQL: a prompt pinned on one instance, and its re-pin (unpin), reach another instance within a second,
+/// through the state-change bus rather than the next snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_and_a_repin_on_one_instance_reach_another_within_a_second() {
+    run(Kind::Postgres, |db: TestDb| async move {
+        let settings = BehaviorSettings::default();
+        let here = Arc::new(db.behaviour_instance("p1", &settings).await.behaviour);
+        let there = Arc::new(db.behaviour_instance("p2", &settings).await.behaviour);
+        let bus = Bus::new();
+        bus.listen(&db.store().await).await.unwrap();
+        follow(&there, &bus);
+        let key = StoredKey {
+            tenant_id: "t1".into(),
+            agent_id: "a".into(),
+        };
+        let pinned_there = || there.pins.load().get(&key).cloned();
+
+        here.observe(&agent("a"), read(Some("aaaaaaaaaaaaaaaa")));
+        here.snapshot().await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while pinned_there().as_deref() != Some("aaaaaaaaaaaaaaaa") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pin did not arrive within a second"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        here.unpin_prompt("a", Some("t1")).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while pinned_there().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the re-pin did not arrive within a second"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

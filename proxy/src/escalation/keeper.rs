@@ -1,75 +1,122 @@
-//! The escalations' background task, one per instance: every [`TICK`] it expires the pending escalations past
-//! their timeout (each an `escalation_expired` audit event, recorded by whichever instance expired it), wakes
-//! the calls held here on escalations settled by another instance, and sets `toolgate_escalations_pending`
-//! from the database's count, so the gauge follows every instance's changes. Once an hour it deletes the
-//! escalations settled longer ago than the audit log keeps events (`audit.retention_days`, and never before an
-//! approval's answer could still be taken).
+//! The escalations' background task, one per instance. It expires the pending escalations past their timeout
+//! (each an `escalation_expired` audit event, recorded by whichever instance expired it), wakes the calls held
+//! here on escalations settled by another instance, and sets `toolgate_escalations_pending` from the database's
+//! count, so the gauge follows every instance's changes. Once an hour it deletes the escalations settled longer
+//! ago than the audit log keeps events (`audit.retention_days`, and never before an approval's answer could
+//! still be taken).
+//!
+//! When the state-change bus listens to the database (PostgreSQL), the keeper wakes on each escalation opened,
+//! decided or expired on any instance, and otherwise sleeps until the soonest pending expiry (or a slow safety
+//! net): no timer runs while nothing is pending. Without notifications (SQLite, whose file several instances
+//! may share), it looks every [`TICK`].
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::{from_row, Shared};
 use crate::audit::AuditLog;
+use crate::shared_state::{Change, Subscription};
 
-/// How often the database is looked at: an expiry, or a decision made elsewhere, reaches a held call within
-/// about this long (well within a second).
+/// How often the database is looked at without notifications (and while it fails): an expiry, or a decision
+/// made elsewhere, reaches a held call within about this long (well within a second).
 pub(super) const TICK: Duration = Duration::from_millis(250);
+
+/// With notifications, the longest the keeper sleeps with nothing due.
+const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// How often settled escalations past `keep_settled` are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-pub(super) fn spawn(shared: Weak<Shared>, audit: AuditLog, keep_settled: Option<Duration>) {
+pub(super) fn spawn(
+    shared: Weak<Shared>,
+    audit: AuditLog,
+    keep_settled: Option<Duration>,
+    mut changes: Subscription,
+    listening: bool,
+) {
     tokio::spawn(async move {
         let mut failing = false;
-        let mut pruned_at: Option<tokio::time::Instant> = None;
+        let mut pruned_at: Option<Instant> = None;
+        let mut wake = Instant::now() + TICK;
         loop {
-            tokio::time::sleep(TICK).await;
+            tokio::select! {
+                change = changes.next() => match change {
+                    None => return,
+                    Some(Change::Escalation(_) | Change::Resync) => {}
+                    Some(_) => continue,
+                },
+                () = tokio::time::sleep_until(wake) => {}
+            }
             // Gone with the App: nothing left to keep.
             let Some(shared) = shared.upgrade() else {
                 return;
             };
             if let Some(keep) = keep_settled {
                 if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-                    pruned_at = Some(tokio::time::Instant::now());
+                    pruned_at = Some(Instant::now());
                     prune(&shared, keep).await;
                 }
             }
             match tick(&shared, &audit).await {
-                Ok(()) if failing => {
-                    tracing::info!("escalation upkeep works again");
-                    failing = false;
+                Ok(soonest) => {
+                    if failing {
+                        tracing::info!("escalation upkeep works again");
+                        failing = false;
+                    }
+                    wake = if listening {
+                        Instant::now() + until(soonest.as_deref()).min(SAFETY_NET)
+                    } else {
+                        Instant::now() + TICK
+                    };
                 }
-                Ok(()) => {}
                 // Logged once per outage, not four times a second.
-                Err(e) if !failing => {
-                    tracing::error!(error = %e, "escalation upkeep failed; retrying");
-                    failing = true;
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(error = %e, "escalation upkeep failed; retrying");
+                        failing = true;
+                    }
+                    wake = Instant::now() + TICK;
                 }
-                Err(_) => {}
             }
         }
     });
 }
 
-async fn tick(shared: &Shared, audit: &AuditLog) -> Result<(), super::EscalationError> {
+/// How long until the expiry at `at` (RFC 3339) has passed, a moment after it so that it has when the keeper
+/// looks; unparseable text is looked at again soon.
+fn until(at: Option<&str>) -> Duration {
+    let Some(at) = at else {
+        return SAFETY_NET;
+    };
+    let Ok(at) = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+    else {
+        return TICK;
+    };
+    let left = at - time::OffsetDateTime::now_utc();
+    Duration::try_from(left).unwrap_or(Duration::ZERO) + Duration::from_millis(2)
+}
+
+/// One look at the database; answers the soonest expiry still pending.
+async fn tick(shared: &Shared, audit: &AuditLog) -> Result<Option<String>, super::EscalationError> {
     let now = crate::telemetry::now_rfc3339();
-    let (mut pending, soonest) = shared.store.pending_escalations().await?;
-    if soonest.is_some_and(|at| at <= now) {
+    let (mut pending, mut soonest) = shared.store.pending_escalations().await?;
+    if soonest.as_ref().is_some_and(|at| *at <= now) {
         let expired = shared.store.expire_escalations(&now).await?;
-        pending -= i64::try_from(expired.len()).unwrap_or(i64::MAX);
         for row in expired {
             shared.raise(&row.id);
             record_expiry(shared, audit, from_row(row)?).await;
         }
+        (pending, soonest) = shared.store.pending_escalations().await?;
     }
     shared.gauge.set(pending.max(0));
     let held: Vec<String> = shared.held().keys().cloned().collect();
     for id in shared.store.decided_among(&held).await? {
         shared.raise(&id);
     }
-    Ok(())
+    Ok(soonest)
 }
 
 /// Deletes the escalations settled more than `keep` ago. A failure is logged and retried an hour later: the rows

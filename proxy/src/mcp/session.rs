@@ -4,18 +4,33 @@
 //! session id reveals nothing about whose it is. Each agent holds at most `session.max_sessions_per_agent`
 //! sessions: opening one more ends its own longest-idle session, so one agent cannot fill the store and lock
 //! every other agent out.
+//!
+//! With SQLite (one instance) the sessions live in memory ([`local`]). With PostgreSQL, where several instances
+//! share the database, each binding is also a row of `mcp_sessions` ([`shared`]): a session opened on one
+//! instance is served by any other, ended everywhere by a `DELETE` on any, and the cap, the idle sweep and the
+//! kill switch count every instance's sessions. Memory stays in front as a cache, so a session this instance
+//! already knows costs no I/O; a session it does not know costs one read, once.
 
-use std::collections::{HashMap, HashSet};
+mod local;
+pub mod shared;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use crate::auth::AgentKey;
+use local::Sessions;
 
 /// One open session.
 #[derive(Debug)]
 pub struct Session {
-    pub id: String,
+    /// The id as presented, or `None` for a session ended by an instance that never saw it (the database
+    /// keeps only its hash): its end is then recorded under `extra.session_hash`.
+    pub id: Option<String>,
+    /// SHA-256 hex of the id: how the database and the other instances name it.
+    pub id_hash: String,
     pub upstream: String,
     /// The agent that opened it; only that same agent (tenant and `sub`) may use or end it.
     pub agent: AgentKey,
@@ -26,6 +41,9 @@ pub struct Session {
     calls: AtomicU64,
     /// A std mutex: held only to read or store an `Instant`.
     last_used: Mutex<Instant>,
+    /// Shared sessions: when the last use was written to the database (or queued to be), in milliseconds
+    /// since [`EPOCH`]: the request path compares it with the `Instant` it already took, at no extra clock read.
+    written_at: AtomicU64,
 }
 
 impl Session {
@@ -36,13 +54,15 @@ impl Session {
         protocol_version: Option<String>,
     ) -> Session {
         Session {
-            id,
+            id_hash: id_hash(&id),
+            id: Some(id),
             upstream,
             agent,
             started_at: crate::telemetry::now_rfc3339(),
             protocol_version,
             calls: AtomicU64::new(0),
             last_used: Mutex::new(Instant::now()),
+            written_at: AtomicU64::new(since_epoch(Instant::now())),
         }
     }
 
@@ -53,10 +73,16 @@ impl Session {
         event_type: &str,
         extra: serde_json::Value,
     ) -> toolgate_engine::chain::EventDraft {
+        let mut extra = extra;
+        if self.id.is_none() {
+            if let Some(map) = extra.as_object_mut() {
+                map.insert("session_hash".into(), self.id_hash.clone().into());
+            }
+        }
         toolgate_engine::chain::EventDraft {
             event_type: event_type.to_owned(),
             agent_id: Some(self.agent.agent_id.clone()),
-            session_id: Some(self.id.clone()),
+            session_id: self.id.clone(),
             tenant_id: self.agent.tenant_id.clone(),
             mcp_server: Some(self.upstream.clone()),
             dlp_findings: serde_json::json!([]),
@@ -75,8 +101,8 @@ impl Session {
         self.calls.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn touch(&self) {
-        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    fn touch(&self, now: Instant) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
     }
 
     fn idle_for(&self, now: Instant) -> Duration {
@@ -97,6 +123,9 @@ pub enum SessionError {
     /// apart only in the audit log.
     #[error("{UNKNOWN_SESSION}")]
     Foreign,
+    /// The shared session store (the database) did not answer: fail closed (503), nothing is served.
+    #[error("the session store is unavailable")]
+    Unavailable,
     #[error("too many open sessions")]
     Full,
     /// The upstream returned a session id that is bound to another agent.
@@ -124,46 +153,26 @@ pub fn presented(headers: &hyper::HeaderMap) -> Result<Option<&str>, SessionErro
         .map_err(|_| SessionError::BadHeader)
 }
 
-/// A session opened, and the agent's own session it ended to stay within its cap, if any.
+/// A session opened, and the agent's own sessions it ended to stay within its cap, if any.
 #[derive(Debug)]
 pub struct Opened {
     pub session: Arc<Session>,
-    pub evicted: Option<Arc<Session>>,
+    pub evicted: Vec<Arc<Session>>,
 }
 
-type Key = (String, String);
-
-/// The sessions and, per agent, the keys of its sessions (kept together under one lock).
-#[derive(Default)]
-struct Sessions {
-    /// Keyed by (upstream, session id).
-    by_key: HashMap<Key, Arc<Session>>,
-    by_agent: HashMap<AgentKey, HashSet<Key>>,
-}
-
-impl Sessions {
-    fn remove(&mut self, key: &Key) -> Option<Arc<Session>> {
-        let session = self.by_key.remove(key)?;
-        if let Some(keys) = self.by_agent.get_mut(&session.agent) {
-            keys.remove(key);
-            if keys.is_empty() {
-                self.by_agent.remove(&session.agent);
-            }
-        }
-        Some(session)
-    }
-}
-
-/// All open sessions of this instance.
+/// All open sessions this instance knows: every one (SQLite), or a cache in front of the database's.
 pub struct SessionStore {
     /// A std RwLock: never held across an await.
     sessions: RwLock<Sessions>,
     max_sessions: usize,
     max_per_agent: usize,
     idle_timeout: Duration,
+    /// PostgreSQL: the bindings every instance shares.
+    shared: Option<shared::Bindings>,
 }
 
 impl SessionStore {
+    /// Sessions in memory only (one instance).
     pub fn new(max_sessions: usize, max_per_agent: usize, idle_timeout: Duration) -> SessionStore {
         SessionStore {
             sessions: RwLock::new(Sessions::default()),
@@ -171,146 +180,240 @@ impl SessionStore {
             // A cap of 0 would refuse every session; the config refuses it, this keeps the store sane anyway.
             max_per_agent: max_per_agent.max(1),
             idle_timeout,
+            shared: None,
         }
+    }
+
+    /// Sessions shared through the database with every instance using it.
+    pub fn shared(
+        max_sessions: usize,
+        max_per_agent: usize,
+        idle_timeout: Duration,
+        bindings: shared::Bindings,
+    ) -> SessionStore {
+        SessionStore {
+            shared: Some(bindings),
+            ..SessionStore::new(max_sessions, max_per_agent, idle_timeout)
+        }
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, Sessions> {
+        self.sessions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, Sessions> {
+        self.sessions.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Binds a new session. An agent at its cap loses its longest-idle session (returned, so its end can be
-    /// recorded); the store as a whole beyond `max_sessions` refuses.
-    pub fn insert(&self, session: Session) -> Result<Opened, SessionError> {
-        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        let key = (session.upstream.clone(), session.id.clone());
-        if let Some(existing) = map.by_key.get(&key) {
-            // An upstream that hands out an id already bound to another agent must not move that binding: the
-            // first agent keeps its session, the newcomer gets none.
-            if existing.agent != session.agent {
-                return Err(SessionError::Taken);
-            }
-            // The same agent re-initialising the same id: the new session replaces the old, no new slot.
-            let session = Arc::new(session);
-            map.by_key.insert(key, session.clone());
-            return Ok(Opened {
-                session,
-                evicted: None,
-            });
-        }
-        let own = map.by_agent.get(&session.agent);
-        let evict = match own {
-            Some(keys) if keys.len() >= self.max_per_agent => {
-                let now = Instant::now();
-                keys.iter()
-                    .filter_map(|k| map.by_key.get(k).map(|s| (k, s.idle_for(now))))
-                    .max_by_key(|(_, idle)| *idle)
-                    .map(|(k, _)| k.clone())
-            }
-            _ => None,
+    /// recorded); beyond `max_sessions` sessions in memory, refused.
+    pub async fn open(&self, session: Session) -> Result<Opened, SessionError> {
+        let Some(shared) = &self.shared else {
+            return self
+                .map_mut()
+                .insert(session, self.max_sessions, self.max_per_agent);
         };
-        if evict.is_none() && map.by_key.len() >= self.max_sessions {
+        if self.map().len() >= self.max_sessions {
             return Err(SessionError::Full);
         }
-        let evicted = evict.and_then(|k| map.remove(&k));
         let session = Arc::new(session);
-        map.by_agent
-            .entry(session.agent.clone())
-            .or_default()
-            .insert(key.clone());
-        map.by_key.insert(key, session.clone());
+        let evicted = shared.open(&session, self.max_per_agent).await?;
+        let mut map = self.map_mut();
+        let evicted = evicted
+            .into_iter()
+            .map(|row| {
+                map.remove_hash(&row.upstream, &row.id_hash)
+                    .unwrap_or_else(|| Arc::new(shared::from_row(row)))
+            })
+            .collect();
+        map.put(session.clone());
         Ok(Opened { session, evicted })
     }
 
-    /// The session `id` on `upstream` if it exists and belongs to `agent`.
-    pub fn get(
+    /// The session `id` on `upstream` if it exists, is not idle past the timeout, and belongs to `agent`. From
+    /// memory when this instance knows it; else (shared) from the database, once, and then cached.
+    pub async fn get(
         &self,
         upstream: &str,
         id: &str,
         agent: &AgentKey,
     ) -> Result<Arc<Session>, SessionError> {
-        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        let session = map
-            .by_key
-            .get(&(upstream.to_owned(), id.to_owned()))
-            .ok_or(SessionError::NotFound)?;
-        if session.idle_for(Instant::now()) > self.idle_timeout {
+        match self.cached(upstream, id, agent) {
+            Err(SessionError::NotFound) => {}
+            found => return found,
+        }
+        let Some(shared) = &self.shared else {
+            return Err(SessionError::NotFound);
+        };
+        let session = Arc::new(shared.load(upstream, id, agent, self.idle_timeout).await?);
+        let mut map = self.map_mut();
+        if map.len() < self.max_sessions {
+            map.put(session.clone());
+        }
+        Ok(session)
+    }
+
+    /// The lookup in memory: the whole cost of a session this instance knows.
+    fn cached(
+        &self,
+        upstream: &str,
+        id: &str,
+        agent: &AgentKey,
+    ) -> Result<Arc<Session>, SessionError> {
+        let map = self.map();
+        let session = map.get(upstream, id).ok_or(SessionError::NotFound)?;
+        // One clock read serves the idle check, the use and whether the use is due in the database.
+        let now = Instant::now();
+        // Idle here; perhaps used on another instance since (shared: the database says).
+        if session.idle_for(now) > self.idle_timeout {
             return Err(SessionError::NotFound);
         }
         if &session.agent != agent {
             return Err(SessionError::Foreign);
         }
-        session.touch();
+        session.touch(now);
+        if let Some(shared) = &self.shared {
+            shared.touched(session, now);
+        }
         Ok(session.clone())
     }
 
-    /// Ends a session (DELETE); returns it so its end can be recorded.
-    pub fn remove(
+    /// Ends a session (DELETE); returns it so its end can be recorded (shared: by this instance only if it
+    /// is the one that ended it).
+    pub async fn remove(
         &self,
         upstream: &str,
         id: &str,
         agent: &AgentKey,
     ) -> Result<Arc<Session>, SessionError> {
-        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        let key = (upstream.to_owned(), id.to_owned());
-        match map.by_key.get(&key) {
-            Some(s) if &s.agent == agent => Ok(map.remove(&key).expect("present")),
-            Some(_) => Err(SessionError::Foreign),
-            None => Err(SessionError::NotFound),
+        let Some(shared) = &self.shared else {
+            return self.map_mut().remove_own(upstream, id, agent);
+        };
+        let ended = shared.end(upstream, id, agent).await;
+        // Ended here, or already gone: this instance forgets it too (another agent's attempt changes nothing).
+        let local = match &ended {
+            Ok(_) | Err(SessionError::NotFound) => {
+                self.map_mut().remove_hash(upstream, &id_hash(id))
+            }
+            Err(_) => None,
+        };
+        let row = ended?;
+        Ok(local.unwrap_or_else(|| {
+            let mut session = shared::from_row(row);
+            session.id = Some(id.to_owned());
+            session.agent = agent.clone();
+            Arc::new(session)
+        }))
+    }
+
+    /// Ends the sessions idle longer than the timeout and returns those this instance is to record.
+    pub async fn sweep_idle(&self) -> Vec<Arc<Session>> {
+        let now = Instant::now();
+        let idle: Vec<Arc<Session>> = self.map_mut().remove_idle(now, self.idle_timeout);
+        let Some(shared) = &self.shared else {
+            return idle;
+        };
+        // Idle here is not idle everywhere: the database, which every instance's use reaches, decides.
+        let mut ended = shared.sweep(&idle, self.idle_timeout).await;
+        // Sessions this instance never served (or forgot), long past their timeout.
+        ended.extend(
+            shared
+                .sweep_orphans(self.idle_timeout)
+                .await
+                .into_iter()
+                .map(|row| Arc::new(shared::from_row(row))),
+        );
+        ended
+    }
+
+    /// Ends every session of the agents whose stored form (tenant, `sub`) is in `stored` (the kill switch),
+    /// here and on every instance; returns those this instance is to record. `is_one` tells which of this
+    /// instance's sessions belong to them.
+    ///
+    /// Shared: each instance ends the sessions it holds (it knows their ids, which its records carry); the
+    /// others' are ended by them as the disable reaches them, and what is left by [`Self::end_remainder`].
+    pub async fn end_agents(&self, is_one: impl Fn(&AgentKey) -> bool) -> Vec<Arc<Session>> {
+        let local = self.map_mut().remove_agents(is_one);
+        let Some(shared) = &self.shared else {
+            return local;
+        };
+        shared.end_held(&local).await
+    }
+
+    /// Shared: after [`shared::REMAINDER_AFTER`], ends the sessions of these agents (stored tenant and `sub`)
+    /// that no live instance ended (their holder died, or forgot them), each recorded in `audit` by its hash.
+    /// The agent is refused before any session is looked up meanwhile. In memory only: nothing to do.
+    pub fn end_remainder(&self, stored: Vec<(String, String)>, audit: &crate::audit::AuditLog) {
+        if let Some(shared) = &self.shared {
+            shared.end_remainder_later(stored, audit.clone());
         }
     }
 
-    /// Removes and returns the sessions idle longer than the timeout.
-    pub fn sweep_idle(&self) -> Vec<Arc<Session>> {
-        let now = Instant::now();
-        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        let expired: Vec<_> = map
-            .by_key
-            .iter()
-            .filter(|(_, s)| s.idle_for(now) > self.idle_timeout)
-            .map(|(k, _)| k.clone())
-            .collect();
-        expired.iter().filter_map(|k| map.remove(k)).collect()
+    /// Forgets the cached sessions another instance ended (by id hash), or every cached one (`None`: changes may
+    /// have been missed). Nothing is recorded: whoever ended them did.
+    pub fn forget(&self, id_hash: Option<&str>) {
+        let mut map = self.map_mut();
+        match id_hash {
+            Some(hash) => map.forget_hash(hash),
+            None => *map = Sessions::default(),
+        }
     }
 
-    /// The agents holding at least one session.
-    pub fn agents(&self) -> Vec<AgentKey> {
-        self.sessions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_agent
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    /// Ends every session of `agent` (the kill switch); returns them so their end can be recorded.
-    pub fn remove_agent(&self, agent: &AgentKey) -> Vec<Arc<Session>> {
-        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        let keys: Vec<Key> = map
-            .by_agent
-            .get(agent)
-            .map(|keys| keys.iter().cloned().collect())
-            .unwrap_or_default();
-        keys.iter().filter_map(|k| map.remove(k)).collect()
-    }
-
+    /// Sessions in memory.
     pub fn len(&self) -> usize {
-        self.sessions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_key
-            .len()
+        self.map().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// How many sessions `agent` holds.
+    /// How many sessions of `agent` this instance holds in memory.
     pub fn count_of(&self, agent: &AgentKey) -> usize {
-        self.sessions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_agent
-            .get(agent)
-            .map_or(0, HashSet::len)
+        self.map().count_of(agent)
     }
+
+    /// Shared sessions: how many times the database was asked for a binding (a cache miss each).
+    pub fn store_lookups(&self) -> u64 {
+        self.shared.as_ref().map_or(0, shared::Bindings::lookups)
+    }
+}
+
+/// SHA-256 hex of a session id: the only form the database and the notifications carry.
+pub fn id_hash(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// SHA-256 hex of an agent's exact tenant and `sub` (length-prefixed, an absent tenant flagged): the owner of
+/// a shared session, exact even where the stored ids are redacted or cut.
+pub fn agent_hash(agent: &AgentKey) -> String {
+    let mut hasher = Sha256::new();
+    match &agent.tenant_id {
+        None => hasher.update([0u8]),
+        Some(t) => {
+            hasher.update([1u8]);
+            hasher.update((t.len() as u64).to_be_bytes());
+            hasher.update(t.as_bytes());
+        }
+    }
+    hasher.update([1u8]);
+    hasher.update((agent.agent_id.len() as u64).to_be_bytes());
+    hasher.update(agent.agent_id.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// The process's reference instant for [`Session::written_at`].
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A fresh, unguessable session id (128 random bits, hex).
@@ -320,195 +423,4 @@ pub fn new_session_id() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agent(tenant: &str, sub: &str) -> AgentKey {
-        AgentKey {
-            tenant_id: (!tenant.is_empty()).then(|| tenant.to_owned()),
-            agent_id: sub.into(),
-        }
-    }
-
-    fn session(id: &str, upstream: &str, who: &AgentKey) -> Session {
-        Session::new(id.into(), upstream.into(), who.clone(), None)
-    }
-
-    fn store() -> SessionStore {
-        SessionStore::new(2, 64, Duration::from_secs(60))
-    }
-
-    #[test]
-    fn a_session_belongs_to_its_agent_and_upstream() {
-        let s = store();
-        let alice = agent("t1", "alice");
-        let mallory = agent("t1", "mallory");
-        s.insert(session("s1", "fs", &alice)).unwrap();
-        assert_eq!(s.get("fs", "s1", &alice).unwrap().agent, alice);
-        assert_eq!(
-            s.get("fs", "s1", &mallory).unwrap_err(),
-            SessionError::Foreign
-        );
-        assert_eq!(
-            s.get("other", "s1", &alice).unwrap_err(),
-            SessionError::NotFound
-        );
-        assert_eq!(
-            s.get("fs", "nope", &alice).unwrap_err(),
-            SessionError::NotFound
-        );
-        assert_eq!(
-            s.remove("fs", "s1", &mallory).unwrap_err(),
-            SessionError::Foreign
-        );
-        assert!(s.remove("fs", "s1", &alice).is_ok());
-        assert_eq!(
-            s.get("fs", "s1", &alice).unwrap_err(),
-            SessionError::NotFound
-        );
-        assert_eq!(s.count_of(&alice), 0);
-    }
-
-    #[test]
-    fn the_same_sub_in_another_tenant_is_another_agent() {
-        let s = store();
-        let t1 = agent("t1", "alice");
-        let t2 = agent("t2", "alice");
-        let none = agent("", "alice");
-        s.insert(session("s1", "fs", &t1)).unwrap();
-        for other in [&t2, &none] {
-            assert_eq!(s.get("fs", "s1", other).unwrap_err(), SessionError::Foreign);
-            assert_eq!(
-                s.remove("fs", "s1", other).unwrap_err(),
-                SessionError::Foreign
-            );
-            assert_eq!(
-                s.insert(session("s1", "fs", other)).unwrap_err(),
-                SessionError::Taken
-            );
-        }
-        assert!(s.get("fs", "s1", &t1).is_ok());
-    }
-
-    #[test]
-    fn another_agents_session_reads_as_unknown() {
-        assert_eq!(
-            SessionError::Foreign.to_string(),
-            SessionError::NotFound.to_string()
-        );
-    }
-
-    #[test]
-    fn a_binding_never_moves_to_another_agent() {
-        let s = store();
-        let alice = agent("t1", "alice");
-        let mallory = agent("t1", "mallory");
-        s.insert(session("s1", "fs", &alice)).unwrap();
-        let err = s.insert(session("s1", "fs", &mallory)).unwrap_err();
-        assert_eq!(err, SessionError::Taken);
-        assert_eq!(s.get("fs", "s1", &alice).unwrap().agent, alice);
-        assert_eq!(
-            s.get("fs", "s1", &mallory).unwrap_err(),
-            SessionError::Foreign
-        );
-    }
-
-    #[test]
-    fn an_agent_at_its_cap_loses_its_own_longest_idle_session_never_anothers() {
-        let s = SessionStore::new(10, 3, Duration::from_secs(60));
-        let a = agent("t1", "a");
-        let b = agent("t1", "b");
-        s.insert(session("b1", "fs", &b)).unwrap();
-        for id in ["a1", "a2", "a3"] {
-            assert!(s.insert(session(id, "fs", &a)).unwrap().evicted.is_none());
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        // a1 is used again: a2 is now the longest idle.
-        s.get("fs", "a1", &a).unwrap();
-        let opened = s.insert(session("a4", "fs", &a)).unwrap();
-        assert_eq!(opened.evicted.unwrap().id, "a2");
-        assert_eq!(s.count_of(&a), 3);
-        assert_eq!(s.get("fs", "a2", &a).unwrap_err(), SessionError::NotFound);
-        for _ in 0..20 {
-            let id = new_session_id();
-            s.insert(session(&id, "fs", &a)).unwrap();
-        }
-        assert_eq!(s.count_of(&a), 3);
-        assert!(s.get("fs", "b1", &b).is_ok(), "b's session is untouched");
-        assert_eq!(s.len(), 4);
-        // Re-binding the same id for the same agent takes no new slot and ends nothing.
-        let again = s.insert(session("b1", "fs", &b)).unwrap();
-        assert!(again.evicted.is_none());
-        assert_eq!(s.count_of(&b), 1);
-    }
-
-    #[test]
-    fn the_store_is_bounded_and_idle_sessions_expire() {
-        let s = store();
-        let x = agent("", "x");
-        s.insert(session("a", "fs", &x)).unwrap();
-        s.insert(session("b", "fs", &x)).unwrap();
-        assert_eq!(
-            s.insert(session("c", "fs", &agent("", "y"))).unwrap_err(),
-            SessionError::Full
-        );
-        let zero = SessionStore::new(10, 64, Duration::ZERO);
-        zero.insert(session("a", "fs", &x)).unwrap();
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(zero.get("fs", "a", &x).unwrap_err(), SessionError::NotFound);
-        assert_eq!(zero.sweep_idle().len(), 1);
-        assert!(zero.is_empty());
-        assert_eq!(zero.count_of(&x), 0);
-    }
-
-    #[test]
-    fn ending_an_agents_sessions_leaves_the_others_and_the_same_sub_elsewhere() {
-        let s = SessionStore::new(10, 64, Duration::from_secs(60));
-        let alice = agent("t1", "alice");
-        let alice_t2 = agent("t2", "alice");
-        s.insert(session("a1", "fs", &alice)).unwrap();
-        s.insert(session("a2", "web", &alice)).unwrap();
-        s.insert(session("b1", "fs", &alice_t2)).unwrap();
-        let mut agents = s.agents();
-        agents.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-        assert_eq!(agents, [alice.clone(), alice_t2.clone()]);
-        let mut ended: Vec<String> = s
-            .remove_agent(&alice)
-            .into_iter()
-            .map(|s| s.id.clone())
-            .collect();
-        ended.sort();
-        assert_eq!(ended, ["a1", "a2"]);
-        assert_eq!(
-            s.get("fs", "a1", &alice).unwrap_err(),
-            SessionError::NotFound
-        );
-        assert_eq!(s.count_of(&alice), 0);
-        assert!(s.get("fs", "b1", &alice_t2).is_ok());
-        assert!(s.remove_agent(&alice).is_empty());
-        assert_eq!(s.agents(), [alice_t2]);
-    }
-
-    #[test]
-    fn exactly_one_readable_session_header_is_accepted() {
-        let mut headers = hyper::HeaderMap::new();
-        assert_eq!(presented(&headers), Ok(None));
-        headers.insert("mcp-session-id", "s1".parse().unwrap());
-        assert_eq!(presented(&headers), Ok(Some("s1")));
-        headers.append("mcp-session-id", "s2".parse().unwrap());
-        assert_eq!(presented(&headers), Err(SessionError::BadHeader));
-        let mut opaque = hyper::HeaderMap::new();
-        opaque.insert(
-            "mcp-session-id",
-            hyper::header::HeaderValue::from_bytes(b"s\xff1").unwrap(),
-        );
-        assert_eq!(presented(&opaque), Err(SessionError::BadHeader));
-    }
-
-    #[test]
-    fn session_ids_are_unique_and_long() {
-        let a = new_session_id();
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, new_session_id());
-    }
-}
+mod tests;

@@ -284,7 +284,7 @@ impl Filter<'_> {
         let base = |event_type: &str, extra: Value| EventDraft {
             event_type: event_type.to_owned(),
             agent_id: Some(caller.identity.id.clone()),
-            session_id: caller.session.as_ref().map(|s| s.id.clone()),
+            session_id: caller.session.as_ref().and_then(|s| s.id.clone()),
             tenant_id: caller.identity.tenant_id.clone(),
             workflow_id: caller.run_id.as_deref().map(str::to_owned),
             mcp_server: Some(caller.upstream_name.to_owned()),

@@ -71,7 +71,7 @@ impl Record<'_> {
         EventDraft {
             event_type: event_type.to_owned(),
             agent_id: Some(caller.identity.id.clone()),
-            session_id: caller.session.as_ref().map(|s| s.id.clone()),
+            session_id: caller.session.as_ref().and_then(|s| s.id.clone()),
             tenant_id: caller.identity.tenant_id.clone(),
             workflow_id: caller.run_id.as_deref().map(str::to_owned),
             tool_name: self.tool_name.map(str::to_owned),

@@ -175,7 +175,9 @@ impl Refusal {
                 let status = match error {
                     SessionError::NotFound | SessionError::Foreign => StatusCode::NOT_FOUND,
                     SessionError::BadHeader => StatusCode::BAD_REQUEST,
-                    SessionError::Full => StatusCode::SERVICE_UNAVAILABLE,
+                    SessionError::Full | SessionError::Unavailable => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
                     // The upstream reused a session id bound to another agent: its fault, nothing is bound.
                     SessionError::Taken => StatusCode::BAD_GATEWAY,
                 };

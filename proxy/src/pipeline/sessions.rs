@@ -118,8 +118,8 @@ async fn open(
         caller.identity.key(),
         version.clone(),
     );
-    let opened = app.sessions.insert(session)?;
-    if let Some(evicted) = &opened.evicted {
+    let opened = app.sessions.open(session).await?;
+    for evicted in &opened.evicted {
         // The agent was at `session.max_sessions_per_agent`: its longest-idle session made room.
         record(
             app,
@@ -182,8 +182,9 @@ pub async fn record_refused(
             "several or unreadable Mcp-Session-Id headers",
             None,
         ),
-        // Only `initialize` opens sessions; it records its own refusals.
-        SessionError::Full | SessionError::Taken => return,
+        // Only `initialize` opens sessions; it records its own refusals. A store that does not answer is
+        // logged where it failed.
+        SessionError::Full | SessionError::Taken | SessionError::Unavailable => return,
     };
     let draft = EventDraft {
         event_type: "policy_deny".into(),

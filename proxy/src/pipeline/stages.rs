@@ -89,15 +89,21 @@ pub async fn session(
     trace_id: &str,
 ) -> Result<Option<Arc<Session>>, Refusal> {
     let presented = crate::mcp::session::presented(headers);
-    let found =
-        crate::telemetry::stage(&app.metrics, Stage::Session).in_scope(|| match presented {
+    let lookup = async {
+        match presented {
             Ok(Some(sid)) if message.method() != Some("initialize") => app
                 .sessions
                 .get(upstream_name, sid, &identity.key())
+                .await
                 .map(Some),
             Ok(_) => Ok(None),
             Err(e) => Err(e),
-        });
+        }
+    };
+    // A session this instance knows is a lookup in memory; another instance's is read once (shared store).
+    let found = crate::telemetry::stage(&app.metrics, Stage::Session)
+        .run(lookup)
+        .await;
     let session = match found {
         Ok(session) => session,
         Err(error) => {
@@ -120,7 +126,9 @@ pub async fn session(
         }
     };
     if let Some(s) = &session {
-        crate::telemetry::traces::annotate(&[("mcp.session.id", &s.id)]);
+        if let Some(id) = &s.id {
+            crate::telemetry::traces::annotate(&[("mcp.session.id", id)]);
+        }
     }
     Ok(session)
 }
@@ -372,7 +380,7 @@ pub(super) fn refused_draft(app: &App, caller: &Caller<'_>, method: &str) -> Eve
     EventDraft {
         event_type: "policy_deny".into(),
         agent_id: Some(caller.identity.id.clone()),
-        session_id: caller.session.as_ref().map(|s| s.id.clone()),
+        session_id: caller.session.as_ref().and_then(|s| s.id.clone()),
         tenant_id: caller.identity.tenant_id.clone(),
         workflow_id: caller.run_id.as_deref().map(str::to_owned),
         mcp_server: Some(caller.upstream_name.to_owned()),

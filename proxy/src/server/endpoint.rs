@@ -66,7 +66,7 @@ async fn get(
     };
     let session =
         match presented_session(app, &identity, upstream_name, &req, &trace_id, "GET").await {
-            Ok(Some(sid)) => match app.sessions.get(upstream_name, &sid, &identity.key()) {
+            Ok(Some(sid)) => match app.sessions.get(upstream_name, &sid, &identity.key()).await {
                 Ok(s) => Some(s),
                 Err(e) => {
                     // The `method` of the record is the HTTP verb: these requests carry no JSON-RPC message.
@@ -129,7 +129,11 @@ async fn delete(
         }
         Err(resp) => return Ok(resp),
     };
-    let session = match app.sessions.remove(upstream_name, &sid, &identity.key()) {
+    let session = match app
+        .sessions
+        .remove(upstream_name, &sid, &identity.key())
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             pipeline::sessions::record_refused(
@@ -201,6 +205,7 @@ async fn presented_session(
 fn session_refusal(error: SessionError) -> Response<Body> {
     let (status, code) = match error {
         SessionError::BadHeader => (StatusCode::BAD_REQUEST, "bad_session_header"),
+        SessionError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable"),
         _ => (StatusCode::NOT_FOUND, "session_not_found"),
     };
     json_response(

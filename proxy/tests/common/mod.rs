@@ -2,6 +2,7 @@
 //! demo server as a stdio child, and a mock streamable-HTTP MCP server), and speaks MCP to it over HTTP.
 #![allow(dead_code)]
 
+pub mod instances;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -306,6 +307,16 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// An agent of the MCP endpoint at `url` (another process's, say).
+    pub fn at(url: String, token: String) -> Agent {
+        Agent {
+            url,
+            token,
+            session: None,
+            next_id: 1,
+        }
+    }
+
     pub fn new(proxy: &Proxy, upstream: &str, token: String) -> Agent {
         Agent {
             url: proxy.url(&format!("/mcp/{upstream}")),

@@ -45,6 +45,8 @@ pub struct State {
     /// Answers `tools/call` with this SSE body as written, `"ID"` replaced by the request's id: an upstream that
     /// frames its own events (line endings, field order, anything).
     pub raw_call_sse: Option<String>,
+    /// Each `initialize` gets a session id of its own (default: always `upstream-session-1`).
+    pub unique_sessions: bool,
 }
 
 impl State {
@@ -214,13 +216,20 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     };
     let result = |r: Value| json!({ "jsonrpc": "2.0", "id": id, "result": r });
     let resp = match method {
-        "initialize" => json_body(
-            StatusCode::OK,
-            result(
-                json!({ "protocolVersion": msg["params"]["protocolVersion"], "capabilities": { "tools": {} }, "serverInfo": { "name": "mock", "version": "1" } }),
-            ),
-            Some("upstream-session-1"),
-        ),
+        "initialize" => {
+            let session = if state.unique_sessions {
+                format!("upstream-session-{}", uuid::Uuid::new_v4().simple())
+            } else {
+                "upstream-session-1".to_owned()
+            };
+            json_body(
+                StatusCode::OK,
+                result(
+                    json!({ "protocolVersion": msg["params"]["protocolVersion"], "capabilities": { "tools": {} }, "serverInfo": { "name": "mock", "version": "1" } }),
+                ),
+                Some(&session),
+            )
+        }
         "server/discover" if state.legacy_only => json_body(
             StatusCode::BAD_REQUEST,
             json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "Method not found" } }),

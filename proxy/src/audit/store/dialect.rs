@@ -69,6 +69,11 @@ pub(super) const SQLITE: Dialect = Dialect {
             "siem cursors",
             include_str!("../../../migrations/sqlite/0009_siem_cursors.sql"),
         ),
+        (
+            10,
+            "mcp sessions",
+            include_str!("../../../migrations/sqlite/0010_mcp_sessions.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
@@ -117,6 +122,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             8,
             "siem cursors",
             include_str!("../../../migrations/postgres/0008_siem_cursors.sql"),
+        ),
+        (
+            9,
+            "shared state",
+            include_str!("../../../migrations/postgres/0009_shared_state.sql"),
         ),
     ],
     ts_cast: Some("::timestamptz"),
