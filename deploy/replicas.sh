@@ -25,17 +25,16 @@
 #   TOOLGATE_REPLICAS_DB       default toolgate_replicas
 #   TOOLGATE_REPLICAS_DIR      state folder (configs, keys, logs, pid files); default ${TMPDIR:-/tmp}/toolgate-replicas
 #   TOOLGATE_REPLICAS_PORT     nginx's port (default 8090); replica i listens on PORT+i
-#   TOOLGATE_REPLICAS_BALANCE  `agent` (default) or `round-robin`
+#   TOOLGATE_REPLICAS_BALANCE  `round-robin` (default) or `agent`
 #   TOOLGATE_REPLICAS_UPSTREAM an MCP streamable-HTTP URL to protect; default the bundled demo server (stdio, one
 #                              child per replica, one shared sandbox folder)
 #   TOOLGATE_BIN               the toolgate binary; default ${CARGO_TARGET_DIR:-target}/release/toolgate (built if
 #                              missing)
 #
-# Balancing. `round-robin` spreads every request over the replicas; it is right for the 2026-07-28 stateless
-# era, and for 2025-era sessions once sessions are shared through the database. `agent` hashes the
-# Authorization header (`hash $http_authorization consistent`), so every request of one agent token, its
-# `initialize` included, reaches the same replica: 2025-era sessions then work whether or not the replicas share
-# them. Hashing the Mcp-Session-Id header instead does not work for MCP: the `initialize` that creates a session
+# Balancing. `round-robin` spreads every request over the replicas: 2025-era sessions are shared through the
+# database (a session opened on one replica is served by every other), so nothing needs to be sticky. `agent`
+# hashes the Authorization header (`hash $http_authorization consistent`), so every request of one agent token, its
+# `initialize` included, reaches the same replica: each replica then serves its sessions from its cache alone. Hashing the Mcp-Session-Id header instead does not work for MCP: the `initialize` that creates a session
 # carries no id yet, so the replica that mints the id is not the one the id hashes to.
 set -euo pipefail
 
@@ -46,7 +45,7 @@ SERVER_URL="${TOOLGATE_DATABASE_URL:-$DEFAULT_SERVER_URL}"
 DB_NAME="${TOOLGATE_REPLICAS_DB:-toolgate_replicas}"
 STATE="${TOOLGATE_REPLICAS_DIR:-${TMPDIR:-/tmp}/toolgate-replicas}"
 PORT="${TOOLGATE_REPLICAS_PORT:-8090}"
-BALANCE="${TOOLGATE_REPLICAS_BALANCE:-agent}"
+BALANCE="${TOOLGATE_REPLICAS_BALANCE:-round-robin}"
 UPSTREAM_URL="${TOOLGATE_REPLICAS_UPSTREAM:-}"
 # Development secrets of this example only, like toolgate.toml's: use a JWKS and a real admin token elsewhere.
 JWT_SECRET="toolgate-replicas-dev-secret-0123456789abcdef"
@@ -450,6 +449,28 @@ selftest() {
         fi
     done
     say "ok: a 2025-era session (initialize + 6 calls) through nginx with agent balancing, on $(cut -f2 <<<"$answer")"
+
+    # The same under round robin: the session's calls land on several replicas, and each serves it (sessions are
+    # shared through the database).
+    balance round-robin 2>/dev/null
+    answer="$(mcp_post "$token" '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"selftest","version":"0"}}}')"
+    sid="$(cut -f3 <<<"$answer")"
+    if [ "$(cut -f1 <<<"$answer")" != 200 ] || [ -z "$sid" ]; then
+        die "FAIL: initialize through nginx (round robin): $answer"
+    fi
+    seen=""
+    for i in $(seq 2 10); do
+        answer="$(mcp_post "$token" "{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"shared $i\"}}}" "$sid")"
+        if [ "$(cut -f1 <<<"$answer")" != 200 ] || ! grep -q '"result"' <<<"$answer"; then
+            die "FAIL: call $i of a session through nginx (round robin): $answer"
+        fi
+        replica="$(cut -f2 <<<"$answer")"
+        case " $seen " in *" $replica "*) ;; *) seen="$seen $replica" ;; esac
+    done
+    if [ "$(wc -w <<<"$seen")" -lt 2 ]; then
+        die "FAIL: a round-robin session reached only$seen"
+    fi
+    say "ok: one 2025-era session served by several replicas under round robin:$seen"
 
     # Streams pass through nginx as they happen (no buffering): the admin SSE feed, read through nginx while a
     # call is made, shows the call's event within the second. The call carries a traceparent, which must reach
