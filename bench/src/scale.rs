@@ -7,8 +7,8 @@
 //! commits (fewer calls share a commit), its background work (polls, flushes, checkpoints) and its connections.
 //!
 //! Per instance count: start the instances and nginx, warm up, then an idle window (background commits and CPU
-//! with no load), then one load window per rate, and one more at the first rate in the 2025-era session flow
-//! with nginx hashing each agent's token to one instance (sessions live in the instance that opened them);
+//! with no load), then one load window per rate, and two more at the first rate in the 2025-era session flow,
+//! nginx hashing each agent's token to one instance, then round robin (sessions are shared through the database);
 //! figures: end-to-end and per-instance latency (by nginx's `X-Toolgate-Replica`
 //! response header), errors, toolgate's CPU per call (all instances), PostgreSQL's CPU per call (its processes'
 //! `/proc/PID/stat`: the run database's backends and the server-wide helpers), and commits and rows written
@@ -58,7 +58,7 @@ pub struct ScalePlan {
     pub warmup: Duration,
     /// Instance counts to measure, e.g. `[1, 2, 3]`.
     pub instances: Vec<usize>,
-    /// Also the 2025-era session flow at the first rate, nginx hashing each agent to one instance.
+    /// Also the 2025-era session flow at the first rate, nginx hashing each agent to one instance, then round robin.
     pub sessions: bool,
     pub clock_ticks: u64,
 }
@@ -336,23 +336,23 @@ async fn step(
     lb.stop();
 
     if plan.sessions {
-        // 2025-era sessions live in the instance that opened them: nginx keeps each agent on one instance.
+        // 2025-era sessions are shared through the database: under round robin each call of a session may land
+        // on another instance (a cache miss reads the session once there); agent hashing keeps an agent on one.
         let rate = plan.rates.first().copied().unwrap_or(1000);
-        let lb_dir = tempfile::tempdir()?;
-        let lb = balancer::start(nginx, lb_dir.path(), &addrs, Balance::Agent)?;
-        let uri = format!("http://{}/mcp/bench", lb.addr).parse()?;
-        let target = Target::new(uri, &agent_tokens("scale-agent", SESSION_AGENTS)?)?
-            .with_route_header(balancer::ROUTE_HEADER)
-            .open_sessions(SESSIONS)
-            .await?;
-        let target = Arc::new(target);
-        warm_up(&target, plan).await?;
-        tokio::time::sleep(STATS_SETTLE).await;
-        steps.push(
-            bed.measure(&target, rate, Flow::Session, Balance::Agent)
-                .await?,
-        );
-        lb.stop();
+        for balance in [Balance::Agent, Balance::RoundRobin] {
+            let lb_dir = tempfile::tempdir()?;
+            let lb = balancer::start(nginx, lb_dir.path(), &addrs, balance)?;
+            let uri = format!("http://{}/mcp/bench", lb.addr).parse()?;
+            let target = Target::new(uri, &agent_tokens("scale-agent", SESSION_AGENTS)?)?
+                .with_route_header(balancer::ROUTE_HEADER)
+                .open_sessions(SESSIONS)
+                .await?;
+            let target = Arc::new(target);
+            warm_up(&target, plan).await?;
+            tokio::time::sleep(STATS_SETTLE).await;
+            steps.push(bed.measure(&target, rate, Flow::Session, balance).await?);
+            lb.stop();
+        }
     }
     for (tg, _dir) in bed.instances {
         tg.stop();
