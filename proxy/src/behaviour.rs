@@ -454,24 +454,13 @@ impl Behaviour {
 /// Keeps the prompt pins in step with those other instances make or remove: each change announced on the bus
 /// (a burst read once) reads them back. Ends with the bus, or once the behaviour is dropped.
 pub fn follow(behaviour: &Arc<Behaviour>, bus: &Bus) {
-    let behaviour = Arc::downgrade(behaviour);
-    let mut changes = bus.subscribe();
-    tokio::spawn(async move {
-        while let Some(change) = changes.next().await {
-            let mut burst = changes.drain();
-            burst.push(change);
-            if !burst
-                .iter()
-                .any(|c| matches!(c, Change::PromptPins | Change::Resync))
-            {
-                continue;
-            }
-            let Some(b) = behaviour.upgrade() else { return };
-            if let Err(e) = b.reload_pins().await {
-                tracing::warn!(error = %e, "reading the prompt pins back failed; the next change retries");
-            }
-        }
-    });
+    crate::shared_state::reload_on(
+        bus,
+        behaviour,
+        |c| matches!(c, Change::PromptPins),
+        "prompt pins",
+        |b| async move { b.reload_pins().await },
+    );
 }
 
 async fn read_pins(store: &AuditStore) -> Result<HashMap<StoredKey, String>, AuditError> {

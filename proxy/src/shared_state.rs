@@ -187,5 +187,39 @@ impl Subscription {
     }
 }
 
+/// Keeps a cache in step with what other instances change: after each burst of changes on the bus of which
+/// `concerns` says yes (a burst is read once), `reload` reads the cache behind `cache` back from the database.
+/// Ends with the bus, or once the cache is dropped. `what` names the state in the warning of a failed reload.
+pub fn reload_on<T, F, Fut>(
+    bus: &Bus,
+    cache: &Arc<T>,
+    concerns: fn(&Change) -> bool,
+    what: &'static str,
+    reload: F,
+) where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), crate::audit::AuditError>> + Send,
+{
+    let cache = Arc::downgrade(cache);
+    let mut changes = bus.subscribe();
+    tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            let mut burst = changes.drain();
+            burst.push(change);
+            if !burst
+                .iter()
+                .any(|c| concerns(c) || matches!(c, Change::Resync))
+            {
+                continue;
+            }
+            let Some(cache) = cache.upgrade() else { return };
+            if let Err(e) = reload(cache).await {
+                tracing::warn!(error = %e, state = what, "reading shared state back failed; the next change retries");
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests;

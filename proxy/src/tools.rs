@@ -436,24 +436,13 @@ impl ToolPins {
 /// Keeps `pins` in step with the definitions other instances store, approve or see change: each change
 /// announced on the bus (a burst read once) reloads them. Ends with the bus, or once the pins are dropped.
 pub fn follow(pins: &Arc<ToolPins>, bus: &Bus) {
-    let pins = Arc::downgrade(pins);
-    let mut changes = bus.subscribe();
-    tokio::spawn(async move {
-        while let Some(change) = changes.next().await {
-            let mut burst = changes.drain();
-            burst.push(change);
-            if !burst
-                .iter()
-                .any(|c| matches!(c, Change::Tools | Change::Resync))
-            {
-                continue;
-            }
-            let Some(pins) = pins.upgrade() else { return };
-            if let Err(e) = pins.reload().await {
-                tracing::warn!(error = %e, "reading the tool definitions back failed; the next change retries");
-            }
-        }
-    });
+    crate::shared_state::reload_on(
+        bus,
+        pins,
+        |c| matches!(c, Change::Tools),
+        "tool definitions",
+        |p| async move { p.reload().await },
+    );
 }
 
 /// The record of a tool never seen before: pinned at once (tofu) or waiting for an approval.

@@ -151,8 +151,17 @@ impl Delivery {
                 }
                 continue;
             };
+            // A batch shorter than `batch_max` took everything there was: wait `linger` for more before the next
+            // read, so a busy log goes out in a few full batches a second (one cursor commit each) instead of a
+            // trickle of small ones right behind the writer, each a commit competing with the tool calls'.
+            let short = batch.events.len() < self.sink.settings.batch_max;
             match self.deliver(batch).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    let linger = self.sink.settings.linger();
+                    if short && !linger.is_zero() && self.sleep(linger).await.is_err() {
+                        break;
+                    }
+                }
                 Err(Interrupted::Stopped) => break,
                 Err(Interrupted::LeaseLost) => {
                     self.renewed = None;
