@@ -101,7 +101,21 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
             )
         })
         .collect();
-    if let (true, Some((a, b))) = (run.pg_cpu_seen, fit(&points)) {
+    let (low, high) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.0), hi.max(p.0))
+    });
+    let fitted = fit(&points).filter(|&(a, b)| high - low >= MIN_SPREAD && a >= 0.0 && b > 0.0);
+    if run.pg_cpu_seen && fitted.is_none() && !points.is_empty() {
+        // Without spread in commits per call a line through the points says nothing (its slope is noise).
+        let per_commit = points.iter().map(|p| p.1 / p.0.max(1e-9)).sum::<f64>() / points.len() as f64;
+        let _ = writeln!(
+            out,
+            "
+Commits per call hardly varied over these rows ({low:.2}–{high:.2}), so no line is fitted: PostgreSQL spent on average **{per_commit:.3} ms of CPU per commit** here, i.e. one PostgreSQL core serves about {:.0} commits/s (calls/s at one commit per call).",
+            1000.0 / per_commit.max(1e-9)
+        );
+    }
+    if let (true, Some((a, b))) = (run.pg_cpu_seen, fitted) {
         let per_core = |k: f64| 1000.0 / (a + b * k).max(1e-9);
         let _ = writeln!(
             out,
@@ -155,6 +169,9 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
 }
 
 /// Least-squares line `y = a + b·x` through `points`; None when the x values do not spread.
+/// The least spread in commits per call over which a line is fitted.
+const MIN_SPREAD: f64 = 0.2;
+
 fn fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     let n = points.len() as f64;
     if points.len() < 2 {
