@@ -107,7 +107,8 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
     let fitted = fit(&points).filter(|&(a, b)| high - low >= MIN_SPREAD && a >= 0.0 && b > 0.0);
     if run.pg_cpu_seen && fitted.is_none() && !points.is_empty() {
         // Without spread in commits per call a line through the points says nothing (its slope is noise).
-        let per_commit = points.iter().map(|p| p.1 / p.0.max(1e-9)).sum::<f64>() / points.len() as f64;
+        let per_commit =
+            points.iter().map(|p| p.1 / p.0.max(1e-9)).sum::<f64>() / points.len() as f64;
         let _ = writeln!(
             out,
             "
