@@ -46,6 +46,8 @@ pub(super) struct Delivery {
     renewed: Option<std::time::Instant>,
     /// This instance's newest committed events, for batches that need no database read.
     recent: Recent,
+    /// Events past the cursors at the last read, over every chain (the lag gauge's value).
+    lag: i64,
 }
 
 /// Why the task stopped working on a batch.
@@ -75,6 +77,7 @@ impl Delivery {
             last_chain: None,
             renewed: None,
             recent,
+            lag: 0,
         }
     }
 
@@ -209,6 +212,7 @@ impl Delivery {
             .iter()
             .map(|(chain, head)| (head - cursor_of(chain)).max(0))
             .sum();
+        self.lag = lag;
         self.metrics.lag(self.sink.name()).set(lag);
         let owed: Vec<&(String, i64)> = heads
             .iter()
@@ -336,6 +340,9 @@ impl Delivery {
         {
             Ok(true) => {
                 self.metrics.delivered(self.sink.name()).inc_by(sent as u64);
+                // The gauge follows the cursor at once, not at the next read (which may linger).
+                self.lag = (self.lag - (batch.to - batch.from)).max(0);
+                self.metrics.lag(self.sink.name()).set(self.lag);
                 self.sink.health().last_delivery_at = Some(crate::telemetry::format_rfc3339(
                     time::OffsetDateTime::now_utc(),
                 ));
