@@ -227,12 +227,7 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         ),
     }
 
-    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
-        format!(
-            "{} (build it: cargo build --release -p toolgate)",
-            args.toolgate.display()
-        )
-    })?;
+    let toolgate = toolgate_binary(args)?;
     let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
     let tokens = tokens()?;
     let policies = std::fs::canonicalize(policy_dir())?;
@@ -486,12 +481,7 @@ fn soak(args: &Args, started: Instant) -> anyhow::Result<()> {
         Duration::from_secs(60)
     };
     let mut machine = Machine::probe();
-    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
-        format!(
-            "{} (build it: cargo build --release -p toolgate)",
-            args.toolgate.display()
-        )
-    })?;
+    let toolgate = toolgate_binary(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -581,6 +571,16 @@ fn tokens() -> anyhow::Result<Vec<String>> {
 }
 
 /// The audit database of one toolgate instance, in its scratch folder.
+/// The toolgate binary under test (`--toolgate`), as an absolute path; a clear error when it was not built.
+fn toolgate_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(&args.toolgate).with_context(|| {
+        format!(
+            "{} (build it: cargo build --release -p toolgate)",
+            args.toolgate.display()
+        )
+    })
+}
+
 fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("audit.db").display())
 }

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use toolgate_bench::e2e;
 use toolgate_bench::fixtures::policy_dir;
 use toolgate_bench::load::Flow;
 use toolgate_bench::procs::{self, ToolgateSetup};
 use toolgate_bench::report::{self, Machine};
 
-use super::{sqlite_url, tokens, write_section, Args};
+use super::{sqlite_url, tokens, toolgate_binary, write_section, Args};
 
 /// The SIEM comparison alone: toolgate without sinks, then with all six on local receivers; its own section.
 pub(super) fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
@@ -25,12 +24,7 @@ pub(super) fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
     });
     let warmup = Duration::from_secs(2);
     let mut machine = Machine::probe();
-    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
-        format!(
-            "{} (build it: cargo build --release -p toolgate)",
-            args.toolgate.display()
-        )
-    })?;
+    let toolgate = toolgate_binary(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -132,12 +126,7 @@ pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
     // A sample every 30 s (every 2 s in quick mode): enough points to see a trend, few enough to read.
     let every = Duration::from_secs(if args.quick { 2 } else { 30 });
     let mut machine = Machine::probe();
-    let toolgate = std::fs::canonicalize(&args.toolgate).with_context(|| {
-        format!(
-            "{} (build it: cargo build --release -p toolgate)",
-            args.toolgate.display()
-        )
-    })?;
+    let toolgate = toolgate_binary(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
