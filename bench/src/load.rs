@@ -129,6 +129,31 @@ impl Outcome {
         }
     }
 
+    /// Adds `other`'s calls to these (a measurement taken in several slices).
+    pub fn merge(&mut self, other: Outcome) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.lag.add(&other.lag);
+        self.windows.extend(other.windows);
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        for (route, r) in other.routes {
+            match self.routes.get_mut(&route) {
+                Some(mine) => {
+                    let _ = mine.latency.add(&r.latency);
+                    mine.ok += r.ok;
+                    mine.errors += r.errors;
+                }
+                None => {
+                    self.routes.insert(route, r);
+                }
+            }
+        }
+    }
+
     /// Calls answered or failed.
     pub fn calls(&self) -> u64 {
         self.ok + self.errors

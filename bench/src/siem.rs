@@ -79,7 +79,11 @@ pub async fn receivers(dir: &std::path::Path) -> anyhow::Result<Receivers> {
     std::fs::write(&token, "bench-siem-token")?;
     let token = format!("token_file = {:?}\n", token.display().to_string());
     let table = |name: &str, url: String, extra: &str| {
-        format!("\n[[siem]]\nname = \"{name}\"\nkind = \"{name}\"\nurl = \"{url}\"\nbatch_max = 500\n{extra}")
+        // Experiments: `BENCH_SIEM_EXTRA="linger_ms = 50;poll_ms = 100"` adds keys to every sink's table.
+        let tuning = std::env::var("BENCH_SIEM_EXTRA")
+            .unwrap_or_default()
+            .replace(';', "\n");
+        format!("\n[[siem]]\nname = \"{name}\"\nkind = \"{name}\"\nurl = \"{url}\"\nbatch_max = 500\n{tuning}\n{extra}")
     };
     let config = [
         table("webhook", format!("http://{http_addr}/hook"), &token),
@@ -260,6 +264,8 @@ pub struct SiemRun {
     pub sinks: BTreeMap<String, SinkFigures>,
     /// From the end of the load until every sink's lag was 0; `None` if not within the deadline.
     pub catch_up: Option<Duration>,
+    /// Each round's p99 in ms: (without sinks, with sinks).
+    pub rounds: Vec<(f64, f64)>,
 }
 
 impl SiemRun {

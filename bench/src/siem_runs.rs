@@ -12,16 +12,20 @@ use toolgate_bench::report::{self, Machine};
 
 use super::{sqlite_url, tokens, toolgate_binary, write_section, Args};
 
-/// The SIEM comparison alone: toolgate without sinks, then with all six on local receivers; its own section.
+/// The SIEM comparison alone: two toolgates side by side, one without sinks and one with all six on local
+/// receivers, loaded in turn, slice after slice, so both see the same machine (on two shared cores a p99 moves
+/// by more between two runs a minute apart than sinks move it); its own section.
 pub(super) fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
     use std::sync::atomic::AtomicBool;
     use toolgate_bench::siem;
 
     let duration = Duration::from_secs(if args.quick {
-        5
+        4
     } else {
         u64::from(args.siem_seconds.max(1))
     });
+    let rounds: u32 = if args.quick { 2 } else { 6 };
+    let slice = duration / rounds;
     let warmup = Duration::from_secs(2);
     let mut machine = Machine::probe();
     let toolgate = toolgate_binary(args)?;
@@ -33,9 +37,8 @@ pub(super) fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
         let policies = std::fs::canonicalize(policy_dir())?;
         let tokens = tokens()?;
         let admin = format!("\n[admin]\ntoken = {:?}\n", siem::ADMIN_TOKEN);
-        let mut outcomes = Vec::new();
-        let mut sinks = std::collections::BTreeMap::new();
-        let mut catch_up = None;
+        // [without sinks, with sinks]: each its own database and receivers.
+        let mut variants = Vec::new();
         for with_sinks in [false, true] {
             let dir = tempfile::tempdir()?;
             let url = sqlite_url(dir.path());
@@ -67,43 +70,72 @@ pub(super) fn siem(args: &Args, started: Instant) -> anyhow::Result<()> {
             if with_sinks {
                 siem::wait_caught_up(&tg, Duration::from_secs(60)).await;
             }
-            let delivered_before = siem::delivered(&tg)?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let sampler = tokio::spawn(siem::sample_lags(tg.addr, stop.clone()));
-            let cpu_before = siem::cpu_seconds(&tg)?;
-            eprintln!("siem: {} calls/s for {duration:?}", args.siem_rate);
-            let outcome = toolgate_bench::load::open_loop(target, args.siem_rate, duration).await;
-            if with_sinks {
-                catch_up = siem::wait_caught_up(&tg, Duration::from_secs(60)).await;
-            }
-            let cpu = siem::cpu_seconds(&tg)? - cpu_before;
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let lags = sampler.await?;
-            if with_sinks {
-                let delivered = siem::delivered(&tg)?;
-                for (i, name) in siem::SINKS.iter().enumerate() {
-                    let mut f = lags.get(*name).cloned().unwrap_or_default();
-                    f.delivered = delivered.get(*name).copied().unwrap_or(0)
-                        - delivered_before.get(*name).copied().unwrap_or(0);
-                    f.received = receivers.received.count(i);
-                    sinks.insert((*name).to_owned(), f);
+            variants.push((dir, receivers, tg, target));
+        }
+        let sinks_tg = &variants[1].2;
+        let delivered_before = siem::delivered(sinks_tg)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = tokio::spawn(siem::sample_lags(sinks_tg.addr, stop.clone()));
+        let mut merged = [None::<toolgate_bench::load::Outcome>, None];
+        let mut cpu = [0.0f64; 2];
+        let mut p99s = Vec::new();
+        eprintln!(
+            "siem: {} calls/s, {rounds} rounds of {slice:?} each without and with sinks",
+            args.siem_rate
+        );
+        let mut catch_up = None;
+        for round in 0..rounds {
+            let mut p99 = [0.0; 2];
+            for (i, (_, _, tg, target)) in variants.iter().enumerate() {
+                let cpu_before = siem::cpu_seconds(tg)?;
+                let outcome =
+                    toolgate_bench::load::open_loop(target.clone(), args.siem_rate, slice).await;
+                // The sinks' work on what the slice wrote counts against them: the sinks toolgate's CPU is
+                // taken once it caught up (it rests while the other one is loaded anyway).
+                if i == 1 {
+                    let waited = siem::wait_caught_up(tg, Duration::from_secs(60)).await;
+                    if round + 1 == rounds {
+                        catch_up = waited;
+                    }
+                }
+                cpu[i] += siem::cpu_seconds(tg)? - cpu_before;
+                p99[i] = outcome.ms(0.99);
+                match &mut merged[i] {
+                    Some(m) => m.merge(outcome),
+                    slot => *slot = Some(outcome),
                 }
             }
-            outcomes.push((outcome, cpu));
+            p99s.push((p99[0], p99[1]));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let lags = sampler.await?;
+        let (_, receivers, sinks_tg, _) = &variants[1];
+        let delivered = siem::delivered(sinks_tg)?;
+        let mut sinks = std::collections::BTreeMap::new();
+        for (i, name) in siem::SINKS.iter().enumerate() {
+            let mut f = lags.get(*name).cloned().unwrap_or_default();
+            f.delivered = delivered.get(*name).copied().unwrap_or(0)
+                - delivered_before.get(*name).copied().unwrap_or(0);
+            f.received = receivers.received.count(i);
+            sinks.insert((*name).to_owned(), f);
+        }
+        for (_, _, tg, _) in variants {
             tg.stop();
         }
         upstream.stop();
-        let (with, cpu_with) = outcomes.pop().expect("two runs");
-        let (without, cpu_without) = outcomes.pop().expect("two runs");
+        let [Some(without), Some(with)] = merged else {
+            anyhow::bail!("no round ran");
+        };
         anyhow::Ok(siem::SiemRun {
             rate: args.siem_rate,
             duration,
             without,
             with,
-            cpu_without,
-            cpu_with,
+            cpu_without: cpu[0],
+            cpu_with: cpu[1],
             sinks,
             catch_up,
+            rounds: p99s,
         })
     })?;
     machine.load_after = report::loadavg();

@@ -16,17 +16,20 @@
 
 pub mod attempt;
 pub mod cef;
+mod cursors;
 pub mod datadog;
 mod delivery;
 pub mod elasticsearch;
 mod failure;
 pub mod http;
 mod recent;
+mod runtime;
 pub mod splunk_hec;
 pub mod syslog;
 pub mod webhook;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
@@ -327,6 +330,10 @@ impl Sink {
     }
 }
 
+/// How long the cursor keeper waits, after one sink's acknowledged batch, for the other sinks' (fed by the
+/// same commits, they finish within a few milliseconds of each other) to commit all of them at once.
+const CURSOR_GATHER: Duration = Duration::from_millis(20);
+
 /// The configured sinks and their delivery tasks.
 pub struct Siem {
     sinks: Vec<Arc<Sink>>,
@@ -374,6 +381,16 @@ impl Siem {
             audit.clone(),
             metrics.clone(),
         )));
+        // The cursor keeper stays on the caller's runtime: its transaction holds the writer's connection, which
+        // the audit writer needs next, so it must not wait for a low-priority thread between its statements.
+        let (cursors, keeper) = cursors::CursorKeeper::start(
+            siem.store.clone(),
+            siem.holder.clone(),
+            siem.sinks.len(),
+            CURSOR_GATHER,
+        );
+        // Every other task runs on the SIEM's own low-priority thread, never on the request path's workers.
+        let _on_the_siem_thread = runtime::handle()?.enter();
         let mut tasks = Vec::new();
         for sink in &siem.sinks {
             let task = delivery::Delivery::new(
@@ -382,9 +399,13 @@ impl Siem {
                 siem.holder.clone(),
                 metrics.clone(),
                 siem.stop.subscribe(),
+                cursors.clone(),
             );
             tasks.push(tokio::spawn(task.run()));
         }
+        // Last: it ends once every delivery task has (they hold its handles), so `stop` waits for it too.
+        drop(cursors);
+        tasks.push(keeper);
         *siem.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(siem)
     }

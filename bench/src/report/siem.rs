@@ -28,8 +28,10 @@ pub fn render(machine: &Machine, run: &SiemRun, quick: bool) -> String {
     );
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), {}, kernel {}; load before {}, after {}. toolgate (release, SQLite, `durability = \"full\"`, shipped policies) in front of the mock upstream, stateless calls; once without sinks, then on a fresh database with six `[[siem]]` sinks (`batch_max = 500`) delivering to receivers in the benchmark's own process on the same cores: webhook, Splunk HEC, Datadog and Elasticsearch `_bulk` on one HTTP receiver, syslog and CEF on two TCP receivers. Latency is from each call's due time; lag is sampled from `GET /api/v1/siem` every 250 ms during the load.\n",
-        machine.nproc, machine.cpu, machine.memory, machine.kernel, machine.load_before, machine.load_after
+        "Machine: {} CPUs ({}), {}, kernel {}; load before {}, after {}. toolgate (release, SQLite, `durability = \"full\"`, shipped policies) in front of the mock upstream, stateless calls; two toolgates side by side, each on its own database, one without sinks and one with six `[[siem]]` sinks (`batch_max = 500`) delivering to receivers in the benchmark's own process on the same cores (webhook, Splunk HEC, Datadog and Elasticsearch `_bulk` on one HTTP receiver, syslog and CEF on two TCP receivers), loaded in turn for {} rounds of {:?} each, so that both see the same machine; after each slice of the sinks' toolgate its sinks catch up before the next slice. Latency is from each call's due time; lag is sampled from `GET /api/v1/siem` every 250 ms.\n",
+        machine.nproc, machine.cpu, machine.memory, machine.kernel, machine.load_before, machine.load_after,
+        run.rounds.len(),
+        run.duration / u32::try_from(run.rounds.len().max(1)).unwrap_or(1),
     );
     let _ = writeln!(
         out,
@@ -62,6 +64,16 @@ pub fn render(machine: &Machine, run: &SiemRun, quick: bool) -> String {
         "\np99 with sinks vs without: {change:+.1} % (goal: within 15 %). Catch-up after the load: {}. toolgate's extra CPU per delivered event (all sinks, CPU with sinks including the catch-up minus CPU without): {}.\n",
         run.catch_up.map_or("not within 60 s".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
         run.cpu_us_per_event().map_or("—".to_owned(), |us| format!("{us:.1} µs")),
+    );
+    let rounds: Vec<String> = run
+        .rounds
+        .iter()
+        .map(|(without, with)| format!("{without:.2} / {with:.2}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "p99 of each round, without / with sinks (ms): {}.\n",
+        rounds.join("; ")
     );
     let _ = writeln!(
         out,

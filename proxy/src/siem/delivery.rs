@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, watch};
 use toolgate_engine::chain::AuditEvent;
 
 use super::attempt::{Attempt, Why};
+use super::cursors::CursorKeeper;
 use super::failure::Failures;
 use super::recent::Recent;
 use super::Sink;
@@ -48,6 +49,8 @@ pub(super) struct Delivery {
     recent: Recent,
     /// Events past the cursors at the last read, over every chain (the lag gauge's value).
     lag: i64,
+    /// Commits this sink's cursor moves together with the other sinks'.
+    cursors: CursorKeeper,
 }
 
 /// Why the task stopped working on a batch.
@@ -63,6 +66,7 @@ impl Delivery {
         holder: String,
         metrics: SiemMetrics,
         stop: watch::Receiver<bool>,
+        cursors: CursorKeeper,
     ) -> Delivery {
         // Two batches' worth: a sink that keeps up never falls off the end between two reads.
         let recent = Recent::new(audit.chain_id(), sink.settings.batch_max.saturating_mul(2));
@@ -78,6 +82,7 @@ impl Delivery {
             renewed: None,
             recent,
             lag: 0,
+            cursors,
         }
     }
 
@@ -325,17 +330,14 @@ impl Delivery {
         }
         let sent = batch.events.len();
         match self
-            .store
-            .siem_advance(
-                &CursorMove {
-                    sink: self.sink.name(),
-                    chain: &batch.chain,
-                    from: batch.from,
-                    to: batch.to,
-                    sent: i64::try_from(sent).unwrap_or(i64::MAX),
-                },
-                &self.holder,
-            )
+            .cursors
+            .advance(&CursorMove {
+                sink: self.sink.name(),
+                chain: &batch.chain,
+                from: batch.from,
+                to: batch.to,
+                sent: i64::try_from(sent).unwrap_or(i64::MAX),
+            })
             .await
         {
             Ok(true) => {

@@ -66,38 +66,46 @@ macro_rules! impl_siem_cursors {
                     .map_err(AuditError::Query)
                 }
 
-                pub(super) async fn siem_advance(
+                /// Every move in one transaction (one commit, one `fsync`, for all of them); each one's
+                /// outcome in order.
+                pub(super) async fn siem_advance_all(
                     &self,
-                    m: &CursorMove<'_>,
+                    moves: &[CursorMove<'_>],
                     holder: &str,
                     now: &str,
-                ) -> Result<bool, AuditError> {
-                    // One statement each: the row is created at the first advance, moved only from where the
-                    // mover read it (`from`), and only while the mover holds the sink's lease.
-                    let sql = if m.from == 0 {
-                        "INSERT INTO siem_cursors (sink, chain_id, delivered_seq, delivered, updated_at) \
-                         SELECT $1, $2, $4, $5, $7 WHERE $3 = 0 AND EXISTS \
-                         (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6) \
-                         ON CONFLICT (sink, chain_id) DO UPDATE SET delivered_seq = $4, \
-                         delivered = siem_cursors.delivered + $5, updated_at = $7 \
-                         WHERE siem_cursors.delivered_seq = $3"
-                    } else {
-                        "UPDATE siem_cursors SET delivered_seq = $4, delivered = delivered + $5, \
-                         updated_at = $7 WHERE sink = $1 AND chain_id = $2 AND delivered_seq = $3 AND EXISTS \
-                         (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6)"
-                    };
-                    sqlx::query(sql)
-                    .bind(m.sink.to_owned())
-                    .bind(m.chain.to_owned())
-                    .bind(m.from)
-                    .bind(m.to)
-                    .bind(m.sent)
-                    .bind(holder.to_owned())
-                    .bind(now.to_owned())
-                    .execute(&self.writer)
-                    .await
-                    .map(|r| r.rows_affected() == 1)
-                    .map_err(AuditError::Query)
+                ) -> Result<Vec<bool>, AuditError> {
+                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
+                    let mut moved = Vec::with_capacity(moves.len());
+                    for m in moves {
+                        // The row is created at the first advance, moved only from where the mover read it
+                        // (`from`), and only while the mover holds the sink's lease.
+                        let sql = if m.from == 0 {
+                            "INSERT INTO siem_cursors (sink, chain_id, delivered_seq, delivered, updated_at) \
+                             SELECT $1, $2, $4, $5, $7 WHERE $3 = 0 AND EXISTS \
+                             (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6) \
+                             ON CONFLICT (sink, chain_id) DO UPDATE SET delivered_seq = $4, \
+                             delivered = siem_cursors.delivered + $5, updated_at = $7 \
+                             WHERE siem_cursors.delivered_seq = $3"
+                        } else {
+                            "UPDATE siem_cursors SET delivered_seq = $4, delivered = delivered + $5, \
+                             updated_at = $7 WHERE sink = $1 AND chain_id = $2 AND delivered_seq = $3 AND EXISTS \
+                             (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6)"
+                        };
+                        let done = sqlx::query(sql)
+                            .bind(m.sink.to_owned())
+                            .bind(m.chain.to_owned())
+                            .bind(m.from)
+                            .bind(m.to)
+                            .bind(m.sent)
+                            .bind(holder.to_owned())
+                            .bind(now.to_owned())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(AuditError::Query)?;
+                        moved.push(done.rows_affected() == 1);
+                    }
+                    tx.commit().await.map_err(AuditError::Query)?;
+                    Ok(moved)
                 }
 
                 pub(super) async fn siem_take_lease(
@@ -171,8 +179,25 @@ impl super::AuditStore {
     /// Makes the cursor move `m` if the cursor still stands at `m.from` and `holder` holds the sink's lease.
     /// `false`: it moved nothing (another instance took the sink over, or moved the cursor first).
     pub async fn siem_advance(&self, m: &CursorMove<'_>, holder: &str) -> Result<bool, AuditError> {
+        let moved = self
+            .siem_advance_all(std::slice::from_ref(m), holder)
+            .await?;
+        Ok(moved.first().copied().unwrap_or(false))
+    }
+
+    /// Makes every move of `moves` (each as [`Self::siem_advance`] would) in one transaction: several sinks'
+    /// acknowledgements cost one commit on the writer's connection, which the audit writer also needs. Each
+    /// move's outcome, in order; an error moved nothing.
+    pub async fn siem_advance_all(
+        &self,
+        moves: &[CursorMove<'_>],
+        holder: &str,
+    ) -> Result<Vec<bool>, AuditError> {
+        if moves.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = super::timestamp::now();
-        dispatch!(self, s => s.siem_advance(m, holder, &now).await)
+        dispatch!(self, s => s.siem_advance_all(moves, holder, &now).await)
     }
 
     /// Takes or renews the lease on `sink` for `ttl_ms` from `now_ms`: granted when nobody holds it, `holder`
