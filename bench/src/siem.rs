@@ -63,18 +63,52 @@ pub struct Receivers {
     pub config: String,
 }
 
-/// Starts the receivers; the token file for the HTTP kinds goes into `dir`.
+/// Starts the receivers on a thread and runtime of their own (on the load generator's runtime, parsing a
+/// burst of bulk bodies delayed the answers it was timing); the token file for the HTTP kinds goes into `dir`.
 pub async fn receivers(dir: &std::path::Path) -> anyhow::Result<Receivers> {
     let received = Arc::new(Received::default());
-    let http = TcpListener::bind("127.0.0.1:0").await?;
-    let http_addr = http.local_addr()?;
-    tokio::spawn(serve_http(http, received.clone()));
-    let mut syslog_addrs = Vec::new();
-    for sink in [4, 5] {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        syslog_addrs.push(listener.local_addr()?);
-        tokio::spawn(serve_tcp(listener, received.clone(), sink));
-    }
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let serving = received.clone();
+    std::thread::Builder::new()
+        .name("siem-receivers".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = bound_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let bind = || TcpListener::bind("127.0.0.1:0");
+                let listeners = async {
+                    Ok::<_, std::io::Error>((bind().await?, bind().await?, bind().await?))
+                };
+                let (http, syslog, cef) = match listeners.await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let addrs = (|| {
+                    Ok((
+                        http.local_addr()?,
+                        [syslog.local_addr()?, cef.local_addr()?],
+                    ))
+                })();
+                let _ = bound_tx.send(addrs);
+                tokio::spawn(serve_http(http, serving.clone()));
+                tokio::spawn(serve_tcp(syslog, serving.clone(), 4));
+                tokio::spawn(serve_tcp(cef, serving, 5));
+                // The receivers serve until the benchmark exits.
+                std::future::pending::<()>().await;
+            });
+        })?;
+    let (http_addr, syslog_addrs) = bound_rx.await??;
     let token = dir.join("siem.token");
     std::fs::write(&token, "bench-siem-token")?;
     let token = format!("token_file = {:?}\n", token.display().to_string());

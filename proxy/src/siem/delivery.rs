@@ -9,8 +9,9 @@
 //! instances never both advance a sink; an instance that lost the lease mid-batch drops the batch and the new
 //! holder sends it again.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
 use toolgate_engine::chain::AuditEvent;
@@ -51,6 +52,21 @@ pub(super) struct Delivery {
     lag: i64,
     /// Commits this sink's cursor moves together with the other sinks'.
     cursors: CursorKeeper,
+    /// What the last database read said, kept up to date by this task's own moves; `None`: read it again.
+    known: Option<Known>,
+}
+
+/// The chains' heads and the sink's cursors as last read from the database, kept between batches while the
+/// task holds the lease: nobody else moves its cursors then (a move is a compare-and-set from where this task
+/// put them, so a lease lost unnoticed shows as a failed move, which drops all of this). Before, every pass
+/// read both back: two queries per batch per sink on the pool the tool calls also use.
+struct Known {
+    /// Head seq by chain; this instance's own chain follows the writer's broadcasts in between.
+    heads: BTreeMap<String, i64>,
+    /// Delivered seq by chain (absent: 0).
+    cursors: BTreeMap<String, i64>,
+    /// Other instances' chains move without telling: heads are read again after `poll`.
+    read_at: Instant,
 }
 
 /// Why the task stopped working on a batch.
@@ -83,6 +99,7 @@ impl Delivery {
             recent,
             lag: 0,
             cursors,
+            known: None,
         }
     }
 
@@ -173,6 +190,7 @@ impl Delivery {
                 Err(Interrupted::Stopped) => break,
                 Err(Interrupted::LeaseLost) => {
                     self.renewed = None;
+                    self.known = None;
                     tracing::info!(sink = %self.sink.name(), "SIEM sink lease lost: another instance delivers");
                 }
             }
@@ -198,6 +216,10 @@ impl Delivery {
         }
         let started = std::time::Instant::now();
         let held = take_lease(&self.store, &self.sink, &self.holder).await?;
+        if self.renewed.is_none() || !held {
+            // Taken afresh (or lost): another instance may have moved the cursors meanwhile.
+            self.known = None;
+        }
         self.renewed = held.then_some(started);
         Ok(held)
     }
@@ -205,23 +227,49 @@ impl Delivery {
     /// The next batch owed, from the chain after the last one served that has events past the cursor. Also
     /// sets the lag gauge (events past the cursor over every chain).
     async fn next_batch(&mut self) -> Result<Option<Batch>, AuditError> {
-        let heads = self.store.chain_heads().await?;
-        let cursors = self.store.siem_cursors(self.sink.name()).await?;
-        let cursor_of = |chain: &str| {
-            cursors
-                .iter()
-                .find(|c| c.chain_id == chain)
-                .map_or(0, |c| c.delivered_seq)
+        let poll = self.sink.settings.poll();
+        if self
+            .known
+            .as_ref()
+            .is_none_or(|k| k.read_at.elapsed() >= poll)
+        {
+            let read_at = Instant::now();
+            let heads = self.store.chain_heads().await?.into_iter().collect();
+            let cursors = self
+                .store
+                .siem_cursors(self.sink.name())
+                .await?
+                .into_iter()
+                .map(|c| (c.chain_id, c.delivered_seq))
+                .collect();
+            self.known = Some(Known {
+                heads,
+                cursors,
+                read_at,
+            });
+        }
+        let Some(known) = self.known.as_mut() else {
+            return Ok(None);
         };
-        let lag: i64 = heads
+        if let Some(last) = self.recent.last_seq() {
+            let head = known
+                .heads
+                .entry(self.audit.chain_id().to_owned())
+                .or_insert(0);
+            *head = (*head).max(last);
+        }
+        let cursor_of = |chain: &str| known.cursors.get(chain).copied().unwrap_or(0);
+        let lag: i64 = known
+            .heads
             .iter()
             .map(|(chain, head)| (head - cursor_of(chain)).max(0))
             .sum();
         self.lag = lag;
         self.metrics.lag(self.sink.name()).set(lag);
-        let owed: Vec<&(String, i64)> = heads
+        let owed: Vec<(&String, &i64)> = known
+            .heads
             .iter()
-            .filter(|(chain, head)| *head > cursor_of(chain))
+            .filter(|(chain, head)| **head > cursor_of(chain))
             .collect();
         // Round robin: the first owed chain after the last one served.
         let next = owed
@@ -231,8 +279,8 @@ impl Delivery {
         let Some((chain, head)) = next.map(|&(c, h)| (c.clone(), *h)) else {
             return Ok(None);
         };
-        self.last_chain = Some(chain.clone());
         let from = cursor_of(&chain);
+        self.last_chain = Some(chain.clone());
         if let Some((events, to)) = self.recent.batch(
             &chain,
             from,
@@ -341,6 +389,9 @@ impl Delivery {
             .await
         {
             Ok(true) => {
+                if let Some(known) = self.known.as_mut() {
+                    known.cursors.insert(batch.chain.clone(), batch.to);
+                }
                 self.metrics.delivered(self.sink.name()).inc_by(sent as u64);
                 // The gauge follows the cursor at once, not at the next read (which may linger).
                 self.lag = (self.lag - (batch.to - batch.from)).max(0);
@@ -352,8 +403,12 @@ impl Delivery {
                 Ok(())
             }
             // Someone else moved the cursor or holds the lease now: the batch is theirs to (re)send.
-            Ok(false) => Err(Interrupted::LeaseLost),
+            Ok(false) => {
+                self.known = None;
+                Err(Interrupted::LeaseLost)
+            }
             Err(e) => {
+                self.known = None;
                 // Delivered but not recorded: the next pass re-sends the batch (receivers de-duplicate by
                 // event_hash); nothing is lost.
                 self.store_failed(&e);

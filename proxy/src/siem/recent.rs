@@ -49,6 +49,11 @@ impl Recent {
         }
     }
 
+    /// The seq of the newest event kept: this instance's chain is committed at least that far.
+    pub(super) fn last_seq(&self) -> Option<i64> {
+        self.events.back().map(|e| e.seq)
+    }
+
     /// Broadcasts were lost (the receiver lagged): nothing kept can be trusted to be gap-free any more.
     pub(super) fn forget(&mut self) {
         self.events.clear();
