@@ -450,11 +450,12 @@ impl SqlStore<Sqlite> {
                 .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(acquire_timeout)
-                // 8 MiB for the one writing connection: the indexes' inner pages stay cached, so a batch
-                // insert does not re-read them. Not more: SQLite walks the whole cache's hash table on every
-                // commit (`pcache1TruncateUnsafe`, 2 % of the CPU at 16 MiB), and 16 MiB on each of five
-                // connections was most of the process's resident memory after a load.
-                .connect_with(options.pragma("cache_size", "-8192"))
+                // The writing connection keeps SQLite's default 2 MiB too: a batch touches the rightmost pages
+                // of the table and of the time-ordered indexes, plus one random leaf of the hash index per
+                // row, which no cache this side of the whole index would hold. 8 MiB filled up under load and
+                // stayed (a third of the resident growth), and SQLite walks the whole cache's hash table on
+                // every commit (`pcache1TruncateUnsafe`).
+                .connect_with(options)
                 .await
                 .map_err(AuditError::Connect)?;
             store.wal_checkpoints = true;
