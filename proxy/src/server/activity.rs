@@ -270,10 +270,12 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// `elapsed` is `want`, give or take scheduling (real time: tokio's paused clock is not built here).
+    /// `elapsed` is `want`, give or take scheduling (real time: tokio's paused clock is not built here). Up to
+    /// 2 ms early too: tokio's timer wheel counts whole milliseconds from the runtime's start, so a deadline
+    /// can fire within a millisecond before the instant it was computed from (seen: 199.8 ms for 200 ms).
     fn about(elapsed: Duration, want: Duration) {
         assert!(
-            elapsed >= want && elapsed < want + 150 * MS,
+            elapsed + 2 * MS >= want && elapsed < want + 150 * MS,
             "{elapsed:?} is not about {want:?}"
         );
     }
