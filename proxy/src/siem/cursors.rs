@@ -182,6 +182,32 @@ mod tests {
             assert_eq!((cursors[0].delivered_seq, cursors[0].delivered), (10, 10));
         }
         assert!(store.siem_cursors("s5").await.unwrap().is_empty());
+        // The steady state (cursors that exist) is one statement for all: each move still only from where its
+        // cursor stands.
+        let moved = futures_util::future::join_all(sinks.iter().map(|s| {
+            let keeper = keeper.clone();
+            let from = if *s == "s4" { 5 } else { 10 };
+            async move {
+                let m = CursorMove {
+                    from,
+                    to: 20,
+                    sent: 10,
+                    ..first(s)
+                };
+                keeper.advance(&m).await.unwrap()
+            }
+        }))
+        .await;
+        assert_eq!(moved, [true, true, true, true, false, false]);
+        assert_eq!(keeper.commits(), 2);
+        for (sink, want) in [("s0", (20, 20)), ("s3", (20, 20)), ("s4", (10, 10))] {
+            let cursors = store.siem_cursors(sink).await.unwrap();
+            assert_eq!(
+                (cursors[0].delivered_seq, cursors[0].delivered),
+                want,
+                "{sink}"
+            );
+        }
         // The task ends with the last handle.
         drop(keeper);
         task.await.unwrap();
@@ -189,8 +215,8 @@ mod tests {
         let (keeper, _task) =
             CursorKeeper::start(store.clone(), "me".into(), 6, Duration::from_millis(10));
         let next = CursorMove {
-            from: 10,
-            to: 20,
+            from: 20,
+            to: 30,
             ..first("s0")
         };
         assert!(keeper.advance(&next).await.unwrap());

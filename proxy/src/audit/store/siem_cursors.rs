@@ -74,6 +74,9 @@ macro_rules! impl_siem_cursors {
                     holder: &str,
                     now: &str,
                 ) -> Result<Vec<bool>, AuditError> {
+                    if moves.iter().all(|m| m.from > 0) {
+                        return self.siem_move_existing(moves, holder, now).await;
+                    }
                     let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
                     let mut moved = Vec::with_capacity(moves.len());
                     for m in moves {
@@ -106,6 +109,56 @@ macro_rules! impl_siem_cursors {
                     }
                     tx.commit().await.map_err(AuditError::Query)?;
                     Ok(moved)
+                }
+
+                /// Moves of cursors that exist (`from > 0`, the steady state) as one `UPDATE … FROM (VALUES …)`:
+                /// one request to the writer's connection, so it is held for one statement, not for a
+                /// transaction's round trips from a task that may wait for a busy worker between them.
+                async fn siem_move_existing(
+                    &self,
+                    moves: &[CursorMove<'_>],
+                    holder: &str,
+                    now: &str,
+                ) -> Result<Vec<bool>, AuditError> {
+                    let tuples: Vec<String> = (0..moves.len())
+                        .map(|i| {
+                            let p = 3 + i * 5;
+                            format!(
+                                "(CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
+                                 CAST(${} AS BIGINT))",
+                                p, p + 1, p + 2, p + 3, p + 4
+                            )
+                        })
+                        .collect();
+                    let sql = format!(
+                        "WITH moves (sink, chain_id, from_seq, to_seq, sent) AS (VALUES {}) \
+                         UPDATE siem_cursors SET delivered_seq = m.to_seq, \
+                         delivered = siem_cursors.delivered + m.sent, updated_at = $2 FROM moves m \
+                         WHERE siem_cursors.sink = m.sink AND siem_cursors.chain_id = m.chain_id \
+                         AND siem_cursors.delivered_seq = m.from_seq AND EXISTS \
+                         (SELECT 1 FROM siem_leases l WHERE l.sink = m.sink AND l.holder = $1) \
+                         RETURNING siem_cursors.sink, siem_cursors.chain_id",
+                        tuples.join(", ")
+                    );
+                    let mut query = sqlx::query(&sql).bind(holder.to_owned()).bind(now.to_owned());
+                    for m in moves {
+                        query = query
+                            .bind(m.sink.to_owned())
+                            .bind(m.chain.to_owned())
+                            .bind(m.from)
+                            .bind(m.to)
+                            .bind(m.sent);
+                    }
+                    let rows = query.fetch_all(&self.writer).await.map_err(AuditError::Query)?;
+                    let moved: Vec<(String, String)> = rows
+                        .iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                        .collect::<Result<_, sqlx::Error>>()
+                        .map_err(AuditError::Query)?;
+                    Ok(moves
+                        .iter()
+                        .map(|m| moved.iter().any(|(s, c)| s == m.sink && c == m.chain))
+                        .collect())
                 }
 
                 pub(super) async fn siem_take_lease(
