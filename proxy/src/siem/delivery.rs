@@ -177,8 +177,9 @@ impl Delivery {
                 continue;
             };
             // A batch shorter than `batch_max` took everything there was: wait `linger` for more before the next
-            // read, so a busy log goes out in a few full batches a second (one cursor commit each) instead of a
-            // trickle of small ones right behind the writer, each a commit competing with the tool calls'.
+            // read, so a busy log goes out in batches of a few dozen events (their cursor moves gathered into one
+            // commit) instead of a trickle of one-commit batches right behind the writer. Not much longer: a
+            // large batch is a burst of CPU that the tool calls' p99 feels (docs/siem.md, `linger_ms`).
             let short = batch.events.len() < self.sink.settings.batch_max;
             match self.deliver(batch).await {
                 Ok(()) => {
