@@ -66,60 +66,73 @@ macro_rules! impl_siem_cursors {
                     .map_err(AuditError::Query)
                 }
 
-                /// Every move in one transaction (one commit, one `fsync`, for all of them); each one's
-                /// outcome in order.
+                /// Every move in one commit (one `fsync` for all of them); each one's outcome in order. The
+                /// moves of existing cursors (`from > 0`, the steady state) are one statement; a sink's first
+                /// move in a chain creates its row, in a transaction with the others.
                 pub(super) async fn siem_advance_all(
                     &self,
                     moves: &[CursorMove<'_>],
                     holder: &str,
                     now: &str,
                 ) -> Result<Vec<bool>, AuditError> {
-                    if moves.iter().all(|m| m.from > 0) {
-                        return self.siem_move_existing(moves, holder, now).await;
+                    let (first, existing): (Vec<&CursorMove<'_>>, Vec<&CursorMove<'_>>) =
+                        moves.iter().partition(|m| m.from == 0);
+                    if first.is_empty() {
+                        return Self::move_existing(&self.writer, &existing, holder, now).await;
                     }
                     let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
-                    let mut moved = Vec::with_capacity(moves.len());
-                    for m in moves {
-                        // The row is created at the first advance, moved only from where the mover read it
-                        // (`from`), and only while the mover holds the sink's lease.
-                        let sql = if m.from == 0 {
+                    let mut created = Vec::with_capacity(first.len());
+                    for m in &first {
+                        // The row is created at the first advance, only while the mover holds the lease; a row
+                        // that exists is moved only from 0, where the mover read it.
+                        let done = sqlx::query(
                             "INSERT INTO siem_cursors (sink, chain_id, delivered_seq, delivered, updated_at) \
-                             SELECT $1, $2, $4, $5, $7 WHERE $3 = 0 AND EXISTS \
-                             (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6) \
-                             ON CONFLICT (sink, chain_id) DO UPDATE SET delivered_seq = $4, \
-                             delivered = siem_cursors.delivered + $5, updated_at = $7 \
-                             WHERE siem_cursors.delivered_seq = $3"
-                        } else {
-                            "UPDATE siem_cursors SET delivered_seq = $4, delivered = delivered + $5, \
-                             updated_at = $7 WHERE sink = $1 AND chain_id = $2 AND delivered_seq = $3 AND EXISTS \
-                             (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $6)"
-                        };
-                        let done = sqlx::query(sql)
-                            .bind(m.sink.to_owned())
-                            .bind(m.chain.to_owned())
-                            .bind(m.from)
-                            .bind(m.to)
-                            .bind(m.sent)
-                            .bind(holder.to_owned())
-                            .bind(now.to_owned())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(AuditError::Query)?;
-                        moved.push(done.rows_affected() == 1);
+                             SELECT $1, $2, $3, $4, $6 WHERE EXISTS \
+                             (SELECT 1 FROM siem_leases WHERE sink = $1 AND holder = $5) \
+                             ON CONFLICT (sink, chain_id) DO UPDATE SET delivered_seq = $3, \
+                             delivered = siem_cursors.delivered + $4, updated_at = $6 \
+                             WHERE siem_cursors.delivered_seq = 0",
+                        )
+                        .bind(m.sink.to_owned())
+                        .bind(m.chain.to_owned())
+                        .bind(m.to)
+                        .bind(m.sent)
+                        .bind(holder.to_owned())
+                        .bind(now.to_owned())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(AuditError::Query)?;
+                        created.push(done.rows_affected() == 1);
                     }
+                    let moved = if existing.is_empty() {
+                        Vec::new()
+                    } else {
+                        Self::move_existing(&mut *tx, &existing, holder, now).await?
+                    };
                     tx.commit().await.map_err(AuditError::Query)?;
-                    Ok(moved)
+                    let (mut created, mut moved) = (created.into_iter(), moved.into_iter());
+                    Ok(moves
+                        .iter()
+                        .map(|m| {
+                            let outcome = if m.from == 0 { created.next() } else { moved.next() };
+                            outcome.unwrap_or(false)
+                        })
+                        .collect())
                 }
 
-                /// Moves of cursors that exist (`from > 0`, the steady state) as one `UPDATE … FROM (VALUES …)`:
-                /// one request to the writer's connection, so it is held for one statement, not for a
-                /// transaction's round trips from a task that may wait for a busy worker between them.
-                async fn siem_move_existing(
-                    &self,
-                    moves: &[CursorMove<'_>],
+                /// Moves of cursors that exist as one `UPDATE … FROM (VALUES …)`: one request to the writer's
+                /// connection, so it is held for one statement, not for a transaction's round trips from a task
+                /// that may wait for a busy worker between them. Each moves only from where its cursor stands,
+                /// and only while `holder` holds its sink's lease.
+                async fn move_existing<'c, E>(
+                    executor: E,
+                    moves: &[&CursorMove<'_>],
                     holder: &str,
                     now: &str,
-                ) -> Result<Vec<bool>, AuditError> {
+                ) -> Result<Vec<bool>, AuditError>
+                where
+                    E: sqlx::Executor<'c, Database = DB>,
+                {
                     let tuples: Vec<String> = (0..moves.len())
                         .map(|i| {
                             let p = 3 + i * 5;
@@ -137,7 +150,7 @@ macro_rules! impl_siem_cursors {
                          WHERE siem_cursors.sink = m.sink AND siem_cursors.chain_id = m.chain_id \
                          AND siem_cursors.delivered_seq = m.from_seq AND EXISTS \
                          (SELECT 1 FROM siem_leases l WHERE l.sink = m.sink AND l.holder = $1) \
-                         RETURNING siem_cursors.sink, siem_cursors.chain_id",
+                         RETURNING siem_cursors.sink, siem_cursors.chain_id, siem_cursors.delivered_seq",
                         tuples.join(", ")
                     );
                     let mut query = sqlx::query(&sql).bind(holder.to_owned()).bind(now.to_owned());
@@ -149,16 +162,22 @@ macro_rules! impl_siem_cursors {
                             .bind(m.to)
                             .bind(m.sent);
                     }
-                    let rows = query.fetch_all(&self.writer).await.map_err(AuditError::Query)?;
-                    let moved: Vec<(String, String)> = rows
-                        .iter()
-                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                        .collect::<Result<_, sqlx::Error>>()
-                        .map_err(AuditError::Query)?;
-                    Ok(moves
-                        .iter()
-                        .map(|m| moved.iter().any(|(s, c)| s == m.sink && c == m.chain))
-                        .collect())
+                    let rows = query.fetch_all(executor).await.map_err(AuditError::Query)?;
+                    // A cursor moves once per statement: each row returned is the one move of `moves` that
+                    // took it to where it now stands (RETURNING sees only the updated table, so the move is
+                    // found by sink, chain and the seq it moved to).
+                    let mut outcome = vec![false; moves.len()];
+                    for row in &rows {
+                        let sink: String = row.try_get(0).map_err(AuditError::Query)?;
+                        let chain: String = row.try_get(1).map_err(AuditError::Query)?;
+                        let at: i64 = row.try_get(2).map_err(AuditError::Query)?;
+                        if let Some(i) = (0..moves.len()).find(|&i| {
+                            !outcome[i] && moves[i].sink == sink && moves[i].chain == chain && moves[i].to == at
+                        }) {
+                            outcome[i] = true;
+                        }
+                    }
+                    Ok(outcome)
                 }
 
                 pub(super) async fn siem_take_lease(
@@ -238,7 +257,7 @@ impl super::AuditStore {
         Ok(moved.first().copied().unwrap_or(false))
     }
 
-    /// Makes every move of `moves` (each as [`Self::siem_advance`] would) in one transaction: several sinks'
+    /// Makes every move of `moves` (each as [`Self::siem_advance`] would) in one commit: several sinks'
     /// acknowledgements cost one commit on the writer's connection, which the audit writer also needs. Each
     /// move's outcome, in order; an error moved nothing.
     pub async fn siem_advance_all(
@@ -412,4 +431,38 @@ mod tests {
         assert_eq!(a.siem_floor("c1", &[]).await.unwrap(), i64::MAX);
     }
     on_both!(cursors_move_only_under_the_lease_and_from_where_they_stand);
+
+    /// First moves (which create rows) and moves of existing cursors in one commit: each gets its own outcome,
+    /// in the order given.
+    async fn first_and_later_moves_commit_together(db: TestDb) {
+        let store = db.store().await;
+        for sink in ["a", "b"] {
+            assert!(store
+                .siem_take_lease(sink, "me", 0, i64::MAX / 2)
+                .await
+                .unwrap());
+        }
+        let m = |sink, from, to| CursorMove {
+            sink,
+            chain: "c",
+            from,
+            to,
+            sent: to - from,
+        };
+        assert!(store.siem_advance(&m("a", 0, 5), "me").await.unwrap());
+        let moved = store
+            .siem_advance_all(
+                &[m("a", 5, 9), m("b", 0, 3), m("a", 1, 2), m("b", 0, 4)],
+                "me",
+            )
+            .await
+            .unwrap();
+        // `a` moves from 5; `b` is created; a stale `from` for `a` and a second first move for `b` do nothing.
+        assert_eq!(moved, [true, true, false, false]);
+        let at = |cursors: Vec<super::SiemCursor>| (cursors[0].delivered_seq, cursors[0].delivered);
+        assert_eq!(at(store.siem_cursors("a").await.unwrap()), (9, 9));
+        assert_eq!(at(store.siem_cursors("b").await.unwrap()), (3, 3));
+    }
+
+    on_both!(first_and_later_moves_commit_together);
 }
