@@ -206,12 +206,12 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
 }
 
 /// Whether a tenant's admin may use the route of `segments` at all; the routes it may use answer for its tenant
-/// only (their handlers scope every read and change). What belongs to no tenant (tool approvals, SIEM, policy),
-/// and what spans every tenant's events (chain verification: another tenant's row could be the first bad one) are
-/// refused, never answered unscoped.
+/// only (their handlers scope every read and change; chain verification recomputes every chain but counts and
+/// names only the tenant's rows). What belongs to no tenant (tool approvals, SIEM, policy) is refused, never
+/// answered unscoped.
 fn tenant_may(segments: &[&str]) -> Result<(), AdminError> {
     match segments {
-        ["audit", "events" | "export" | "stats" | "stream", ..]
+        ["audit", "events" | "export" | "stats" | "stream" | "verify", ..]
         | ["escalations" | "agents" | "runs" | "alerts", ..] => Ok(()),
         ["tools" | "policy" | "siem", ..] => Err(AdminError::Forbidden(
             "this belongs to no tenant: it needs admin.token".into(),
@@ -282,6 +282,7 @@ mod tests {
             "audit/export",
             "audit/stats",
             "audit/stream",
+            "audit/verify",
             "escalations",
             "escalations/e1/approve",
             "agents",
@@ -299,7 +300,7 @@ mod tests {
             "policy",
             "siem",
             "siem/s/test",
-            "audit/verify",
+            "policy/reload",
             "anything",
         ] {
             assert!(!may(closed), "{closed}");

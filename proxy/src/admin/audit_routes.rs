@@ -23,13 +23,16 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
             Err(e) => Err(AdminError::audit("query_failed", e)),
         },
         (&Method::GET, ["stats"]) => stats(call).await,
-        (&Method::GET, ["verify"]) => app
-            .audit
-            .store()
-            .verify(call.q("start"), call.q("end"))
-            .await
+        (&Method::GET, ["verify"]) => {
+            let store = app.audit.store();
+            let (start, end) = (call.q("start"), call.q("end"));
+            match call.admin.tenant.as_deref() {
+                None => store.verify(start, end).await,
+                Some(tenant) => store.verify_for_tenant(start, end, tenant).await,
+            }
             .map_err(|e| AdminError::audit("verify_failed", e))
-            .and_then(ok),
+            .and_then(ok)
+        }
         (&Method::GET, ["export"]) => export(call).await,
         (&Method::GET, ["stream"]) => super::stream::stream(call).await,
         _ => return None,

@@ -181,47 +181,6 @@ impl AuditStore {
         dispatch!(self, s => s.ping().await)
     }
 
-    /// Recomputes every chain, or the part of each chain inside the `[start, end]` timestamp range.
-    ///
-    /// A range is taken per chain as the seq interval from its first to its last event in the range, anchored
-    /// on the stored event before it, so a deleted row at the range's edge still shows up as a gap.
-    ///
-    /// Each chain is anchored on its newest trusted "pruned" checkpoint (retention), and when the range is open
-    /// at the end, checked against its newest trusted head checkpoint: a chain that ends before that
-    /// checkpoint's seq, or holds another hash there, has lost or rewritten rows.
-    pub async fn verify(
-        &self,
-        start: Option<&str>,
-        end: Option<&str>,
-    ) -> Result<VerifyResult, AuditError> {
-        self.verify_against(start, end, &[]).await
-    }
-
-    /// [`AuditStore::verify`] with more head checkpoints, e.g. read from files kept outside the database; each
-    /// must be signed by a trusted key.
-    pub async fn verify_against(
-        &self,
-        start: Option<&str>,
-        end: Option<&str>,
-        external: &[SignedCheckpoint],
-    ) -> Result<VerifyResult, AuditError> {
-        let started = Instant::now();
-        let (start, end) = timestamp::range(start, end)?;
-        let mut extra = Vec::new();
-        for signed in external {
-            self.trusted.verify(signed)?;
-            extra.push(signed.checkpoint.clone());
-        }
-        let trusted = self.trusted.clone();
-        let report = dispatch!(self, s => s.verify(start, end, &trusted, &extra).await)?;
-        Ok(VerifyResult {
-            events_verified: report.events_verified,
-            chain_intact: report.chain_intact,
-            first_bad_row: report.first_bad_row,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })
-    }
-
     /// Streams the events whose timestamp is in `[start, end]`, ordered by chain and seq, to `out` in
     /// `format`; returns how many events were written. `out` is not flushed.
     pub async fn export<W: tokio::io::AsyncWrite + Unpin + Send>(

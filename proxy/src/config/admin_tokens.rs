@@ -23,8 +23,8 @@ pub enum AdminScope {
 }
 
 /// Reads every tenant token (environment variable or file, one of the two, trimmed) when the configuration is
-/// loaded; a missing, empty, short or reused token, an empty or repeated tenant stop start-up naming the
-/// tenant (never the token).
+/// loaded; a missing, empty, short or reused token, an empty or repeated tenant, or one the audit log would not
+/// store as it is stop start-up naming the tenant (never the token).
 pub(super) fn resolve(
     admin: &mut AdminSettings,
     env: &HashMap<String, String>,
@@ -33,12 +33,24 @@ pub(super) fn resolve(
     let all = admin.token.as_deref().map(digest);
     for entry in &mut admin.tenant_tokens {
         let tenant = entry.tenant.trim().to_owned();
+        // Named as a log line may carry it: a name that looks like a secret is not printed.
+        let shown = crate::redaction::loggable(&tenant).into_owned();
         let invalid = |message: String| ConfigError::Invalid {
             key: "admin.tenant_tokens".into(),
-            message: format!("tenant {tenant:?}: {message}"),
+            message: format!("tenant {shown:?}: {message}"),
         };
         if tenant.is_empty() {
             return Err(invalid("the tenant is empty".into()));
+        }
+        // Events, escalations, agents, runs and alerts store the agents' tenant claim in the audit log's form
+        // (redacted, capped), and the token's tenant is compared with that: a name the log would rewrite would
+        // match no stored object, or the rewritten name of another tenant.
+        if crate::redaction::stored_text(tenant.clone()) != tenant {
+            return Err(invalid(format!(
+                "the audit log would not store this tenant name as it is (part of it looks like a secret, or \
+                 it is longer than {} bytes), so the token would see none of its events: rename the tenant",
+                crate::redaction::FIELD_LIMIT
+            )));
         }
         let token = super::secret::read(entry.token_env.as_ref(), entry.token_file.as_ref(), env)
             .map_err(invalid)?
@@ -200,5 +212,30 @@ mod tests {
             .err()
             .unwrap()
             .contains("token_env or token_file"));
+    }
+
+    #[test]
+    fn a_tenant_the_log_would_not_store_as_it_is_stops_start_up_unprinted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t1.token");
+        std::fs::write(&file, "tenant-one-secret-token").unwrap();
+        let secret_like = ["AKIA", "QYLPMN5HFIQR7XYZ"].concat();
+        for tenant in [format!("acme-{secret_like}"), "t".repeat(1025)] {
+            let mut admin = settings(&file);
+            admin.tenant_tokens[0].tenant = tenant.clone();
+            let e = load(admin, &[]).err().expect("refused");
+            assert!(e.contains("would not store this tenant name"), "{e}");
+            assert!(!e.contains(&secret_like) && !e.contains(&tenant), "{e}");
+        }
+        // The longest name stored as it is, and one with spaces around it (trimmed), are taken.
+        for tenant in ["t".repeat(1024), " t1 ".to_owned()] {
+            let mut admin = settings(&file);
+            admin.tenant_tokens[0].tenant = tenant.clone();
+            let tokens = load(admin, &[]).unwrap();
+            assert_eq!(
+                tokens.identify("tenant-one-secret-token"),
+                Some(AdminScope::Tenant(tenant.trim().to_owned()))
+            );
+        }
     }
 }

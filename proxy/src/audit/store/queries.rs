@@ -293,7 +293,7 @@ impl super::AuditStore {
             let pruned = s.checkpoint(&chain, CheckpointKind::Pruned, None, &trusted).await?;
             let target = s.checkpoint(&chain, CheckpointKind::Head, Some(seq), &trusted).await?;
             let mut verifier = toolgate_engine::chain::Verifier::new();
-            let mut problems = Vec::new();
+            let mut tally = super::verify::Tally::default();
             s.verify_chain(
                 &mut verifier,
                 &chain,
@@ -301,10 +301,10 @@ impl super::AuditStore {
                 target.as_ref().map(|t| t.seq),
                 pruned.as_ref(),
                 target.as_ref(),
-                &mut problems,
+                &mut tally,
             )
             .await?;
-            verifier.finish().chain_intact && problems.is_empty()
+            verifier.finish().chain_intact && tally.problems.is_empty()
         });
         Ok(PublicVerdict {
             found: true,

@@ -3,16 +3,17 @@
 //! Written once and stamped out for each concrete database, like the rest of the store.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use futures_util::TryStreamExt;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 use toolgate_engine::chain::{AuditEvent, BadRow, ChainHead, Verifier, VerifyReport};
 
 use super::{
-    decode_event, json_column, push_time_range, Checkpoint, CheckpointKind, SqlStore, TrustedKeys,
-    SELECT_COLUMNS,
+    decode_event, json_column, push_time_range, AuditStore, Checkpoint, CheckpointKind,
+    SignedCheckpoint, SqlStore, TrustedKeys, VerifyResult, SELECT_COLUMNS,
 };
-use crate::audit::AuditError;
+use crate::audit::{timestamp, AuditError};
 
 /// SQLite: each row of a span read as one JSON array of its columns (in `decode_event`'s order), which
 /// sqlx copies as one value instead of 28 (`sqlite3_value_dup` per column was most of verify's cost). The
@@ -91,6 +92,128 @@ fn decode_packed(row: &<Sqlite as sqlx::Database>::Row) -> Result<AuditEvent, sq
     })
 }
 
+/// What a verification gathers beside the engine's verifier: the problems found against checkpoints, and how
+/// many of the rows read belong to one tenant (a tenant's admin is told its own count, not the log's).
+#[derive(Debug, Default)]
+pub(in crate::audit) struct Tally {
+    pub problems: Vec<BadRow>,
+    /// The tenant whose rows are counted; `None` counts nothing.
+    pub tenant: Option<String>,
+    pub tenant_events: u64,
+}
+
+impl Tally {
+    /// Counting the rows of `tenant`, as stored.
+    pub fn of_tenant(tenant: &str) -> Tally {
+        Tally {
+            tenant: Some(tenant.to_owned()),
+            ..Tally::default()
+        }
+    }
+
+    fn count(&mut self, event: &AuditEvent) {
+        if self.tenant.is_some() && event.tenant_id == self.tenant {
+            self.tenant_events += 1;
+        }
+    }
+}
+
+/// The answer a tenant's admin gets for a bad row that is not its own: where the chain breaks, not whose row
+/// it is nor what it holds.
+const NOT_YOUR_ROW: &str =
+    "a row of another tenant, or of no tenant, fails verification (admin.token sees which and why)";
+
+impl AuditStore {
+    /// Recomputes every chain, or the part of each chain inside the `[start, end]` timestamp range.
+    ///
+    /// A range is taken per chain as the seq interval from its first to its last event in the range, anchored
+    /// on the stored event before it, so a deleted row at the range's edge still shows up as a gap.
+    ///
+    /// Each chain is anchored on its newest trusted "pruned" checkpoint (retention), and when the range is open
+    /// at the end, checked against its newest trusted head checkpoint: a chain that ends before that
+    /// checkpoint's seq, or holds another hash there, has lost or rewritten rows.
+    pub async fn verify(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<VerifyResult, AuditError> {
+        self.verify_against(start, end, &[]).await
+    }
+
+    /// [`AuditStore::verify`] with more head checkpoints, e.g. read from files kept outside the database; each
+    /// must be signed by a trusted key.
+    pub async fn verify_against(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+        external: &[SignedCheckpoint],
+    ) -> Result<VerifyResult, AuditError> {
+        self.verify_tallied(start, end, external, &mut Tally::default())
+            .await
+    }
+
+    /// [`AuditStore::verify`] as a tenant's admin sees it. Every chain is recomputed all the same (integrity is
+    /// a property of the whole log, and a tampered row of another tenant breaks the linkage of this tenant's
+    /// rows too), but `events_verified` counts only `tenant`'s rows, and a first bad row that is not
+    /// `tenant`'s keeps its chain and seq and loses its id and reason (the reason quotes the row's hashes).
+    /// `tenant` is compared as stored.
+    pub async fn verify_for_tenant(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+        tenant: &str,
+    ) -> Result<VerifyResult, AuditError> {
+        let mut tally = Tally::of_tenant(tenant);
+        let mut result = self.verify_tallied(start, end, &[], &mut tally).await?;
+        result.events_verified = tally.tenant_events;
+        if let Some(bad) = result.first_bad_row.as_mut() {
+            if !self.row_is_tenants(bad, tenant).await? {
+                bad.id = String::new();
+                NOT_YOUR_ROW.clone_into(&mut bad.reason);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Whether `bad` names a row that `tenant` sees: a stored row of that tenant at that chain and seq. A
+    /// problem that names no row (a checkpoint that the chain's tail no longer reaches) concerns the chain, and
+    /// its reason quotes no row, so it is shown whole.
+    async fn row_is_tenants(&self, bad: &BadRow, tenant: &str) -> Result<bool, AuditError> {
+        if bad.id.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.event(&bad.id).await?.is_some_and(|row| {
+            row.chain_id == bad.chain_id
+                && row.seq == bad.seq
+                && row.tenant_id.as_deref() == Some(tenant)
+        }))
+    }
+
+    async fn verify_tallied(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+        external: &[SignedCheckpoint],
+        tally: &mut Tally,
+    ) -> Result<VerifyResult, AuditError> {
+        let started = Instant::now();
+        let (start, end) = timestamp::range(start, end)?;
+        let mut extra = Vec::new();
+        for signed in external {
+            self.trusted.verify(signed)?;
+            extra.push(signed.checkpoint.clone());
+        }
+        let trusted = self.trusted.clone();
+        let report = dispatch!(self, s => s.verify(start, end, &trusted, &extra, tally).await)?;
+        Ok(VerifyResult {
+            events_verified: report.events_verified,
+            chain_intact: report.chain_intact,
+            first_bad_row: report.first_bad_row,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
 macro_rules! impl_verify {
     ($module:ident, $db:ty, $columns:expr, $decode:path) => {
         mod $module {
@@ -105,6 +228,7 @@ macro_rules! impl_verify {
                     end: Option<String>,
                     trusted: &TrustedKeys,
                     external: &[Checkpoint],
+                    tally: &mut Tally,
                 ) -> Result<VerifyReport, AuditError> {
                     let ranged = start.is_some() || end.is_some();
                     let open_end = end.is_none();
@@ -131,7 +255,6 @@ macro_rules! impl_verify {
                     }
 
                     let mut verifier = Verifier::new();
-                    let mut problems = Vec::new();
                     for chain in chains {
                         let pruned = self
                             .checkpoint(&chain, CheckpointKind::Pruned, None, trusted)
@@ -162,13 +285,13 @@ macro_rules! impl_verify {
                             last,
                             pruned.as_ref(),
                             target,
-                            &mut problems,
+                            tally,
                         )
                         .await?;
                     }
                     let mut report = verifier.finish();
                     if report.first_bad_row.is_none() {
-                        if let Some(problem) = problems.into_iter().next() {
+                        if let Some(problem) = std::mem::take(&mut tally.problems).into_iter().next() {
                             report.chain_intact = false;
                             report.first_bad_row = Some(problem);
                         }
@@ -178,7 +301,8 @@ macro_rules! impl_verify {
 
                 /// Verifies `chain` from `first` through `last` (or its end), anchored on the pruned
                 /// checkpoint when the span starts right after it, else on the stored event before `first`;
-                /// then, if given, checks the span against the `target` checkpoint.
+                /// then, if given, checks the span against the `target` checkpoint. Checkpoint problems and the
+                /// rows of `tally`'s tenant go to `tally`.
                 #[allow(clippy::too_many_arguments)]
                 pub(in crate::audit) async fn verify_chain(
                     &self,
@@ -188,7 +312,7 @@ macro_rules! impl_verify {
                     last: Option<i64>,
                     pruned: Option<&Checkpoint>,
                     target: Option<&Checkpoint>,
-                    problems: &mut Vec<BadRow>,
+                    tally: &mut Tally,
                 ) -> Result<(), AuditError> {
                     match pruned.filter(|p| p.seq.checked_add(1) == Some(first)) {
                         Some(p) => verifier.anchor(ChainHead {
@@ -233,6 +357,7 @@ macro_rules! impl_verify {
                         let event = $decode(&row).map_err(AuditError::Query)?;
                         self.progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         verifier.push(&event);
+                        tally.count(&event);
                         if target.is_some_and(|t| t.seq == event.seq) {
                             at_target = Some(event.event_hash.clone());
                         }
@@ -241,7 +366,7 @@ macro_rules! impl_verify {
                     if let Some(t) = target {
                         let (end_seq, id) = last_seen.unwrap_or((first - 1, String::new()));
                         if end_seq < t.seq {
-                            problems.push(BadRow {
+                            tally.problems.push(BadRow {
                                 id,
                                 chain_id: chain.to_owned(),
                                 seq: t.seq,
@@ -251,7 +376,7 @@ macro_rules! impl_verify {
                                 ),
                             });
                         } else if at_target.as_ref().is_some_and(|h| *h != t.head_hash) {
-                            problems.push(BadRow {
+                            tally.problems.push(BadRow {
                                 id: String::new(),
                                 chain_id: chain.to_owned(),
                                 seq: t.seq,
