@@ -213,6 +213,12 @@ impl App {
             tokio::spawn(follow_sessions(Arc::downgrade(&app), app.bus.subscribe()));
             // Whatever changed between a cache's load above and its subscription just now is read once more.
             app.bus.publish(crate::shared_state::Change::Resync);
+            // Subscribed after that Resync: the policies were loaded from the folder just now.
+            crate::policy_reload::follow(
+                &app.policies,
+                &app.bus,
+                app.config.audit.effective_chain_id(),
+            );
         }
         crate::alerts::start(&app.alerts);
         crate::behaviour::start(&app.behaviour);

@@ -1,4 +1,5 @@
-//! Policy hot reload: file watching of `policy.dir` (debounced), SIGHUP and `POST /api/v1/policy/reload`.
+//! Policy hot reload: file watching of `policy.dir` (debounced), SIGHUP and `POST /api/v1/policy/reload`, which
+//! on PostgreSQL is announced to every instance sharing the database (each then reloads its own folder).
 //!
 //! [`Policies`] owns the serving set. A reload reads, parses, compiles and smoke-evaluates the whole folder on a
 //! blocking thread (never on a request's thread), then swaps the new set in with one store. Requests already running keep
@@ -16,6 +17,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use serde::Serialize;
 use toolgate_engine::policy::{Evaluator, PolicyError, PolicySet};
 
+use crate::shared_state::{Bus, Change};
 use crate::telemetry::Metrics;
 
 /// Quiet time after the last file event before a reload: editors write a file in several steps.
@@ -35,6 +37,9 @@ pub enum Trigger {
     Signal,
     /// `POST /api/v1/policy/reload`.
     Api,
+    /// Another instance on the same database reloaded on `POST /api/v1/policy/reload` (or such an announcement
+    /// may have been missed while the state-change connection was down).
+    Peer,
 }
 
 /// The result of the last reload, as `GET /api/v1/policy` shows it under `last_reload`.
@@ -249,6 +254,32 @@ impl Policies {
         tracing::info!("SIGHUP: reloading the policies");
         self.reload(Trigger::Signal).await
     }
+}
+
+/// Reloads the folder whenever another instance announces an API reload on the state-change bus, or the bus
+/// may have lost such an announcement ([`Change::Resync`]): replicas behind a balancer serve the revision the
+/// admin asked one of them for. `own_chain` is this instance's chain id; its own announcements are skipped
+/// (its reload already ran). Ends with the bus, or once the `Policies` is dropped.
+pub fn follow(policies: &Arc<Policies>, bus: &Bus, own_chain: &str) {
+    let weak = Arc::downgrade(policies);
+    let own_chain = own_chain.to_owned();
+    let mut changes = bus.subscribe();
+    tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            let mut burst = changes.drain();
+            burst.push(change);
+            let due = burst.iter().any(|c| match c {
+                Change::PolicyReload(from) => *from != own_chain,
+                Change::Resync => true,
+                _ => false,
+            });
+            if !due {
+                continue;
+            }
+            let Some(policies) = weak.upgrade() else { return };
+            policies.reload(Trigger::Peer).await;
+        }
+    });
 }
 
 fn start_watcher(app: &Arc<Policies>) -> notify::Result<()> {

@@ -3,7 +3,8 @@
 //! Several toolgate instances may share one PostgreSQL database. Each keeps in memory what the request path
 //! reads (session bindings, the disabled agents, tool pins, prompt pins) and holds calls on escalations; the
 //! database is the truth. Triggers on those tables send a notification on the channel `toolgate_state` in the
-//! transaction of each change (migration 0009: sent if and only if the change commits), and each instance
+//! transaction of each change (migration 0009: sent if and only if the change commits); a policy reload asked
+//! of one instance through the admin API is announced on the same channel by that instance. Each instance
 //! listens on one connection of its own and turns what it hears into [`Change`]s on this bus. A dropped
 //! listening connection may have missed notifications: once it is back, the bus sends [`Change::Resync`] and
 //! every cache reloads whole. No poll runs while nothing changes.
@@ -40,6 +41,9 @@ pub enum Change {
     Tools,
     /// A prompt was pinned or unpinned.
     PromptPins,
+    /// An instance (by its chain id) reloaded its policy folder on `POST /api/v1/policy/reload`: every other
+    /// instance reloads its own.
+    PolicyReload(String),
     /// Changes may have been missed (the listening connection was lost, or a subscriber fell behind): reload
     /// everything.
     Resync,
@@ -53,6 +57,7 @@ impl Change {
             "escalation" => Change::Escalation(notice.key),
             "tools" => Change::Tools,
             "prompt_pins" => Change::PromptPins,
+            "policy_reload" => Change::PolicyReload(notice.key),
             _ => return None,
         })
     }

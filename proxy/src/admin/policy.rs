@@ -25,7 +25,8 @@ pub(super) async fn route(call: &AdminRequest<'_>) -> Option<Result<Response<Bod
     Some(answer)
 }
 
-/// Reloads the policy folder now and records the attempt as an `admin_action` event (`policy_reload`, with its
+/// Reloads the policy folder now, announces a successful reload to the other instances on the database (each
+/// reloads its own folder), and records the attempt as an `admin_action` event (`policy_reload`, with its
 /// result and the revision serving after it), refused or not. A log that cannot take the event answers 503;
 /// the reload stands all the same.
 async fn reload(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
@@ -34,6 +35,14 @@ async fn reload(call: &AdminRequest<'_>) -> Result<Response<Body>, AdminError> {
         .policies
         .reload(crate::policy_reload::Trigger::Api)
         .await;
+    if status.result == "ok" {
+        // Behind a balancer the other replicas reload too. A lost announcement leaves them on their revision
+        // until their own watcher or SIGHUP: said in the log, the reload here stands.
+        let chain = app.config.audit.effective_chain_id();
+        if let Err(e) = app.audit.store().announce("policy_reload", chain).await {
+            tracing::error!(error = %e, "the policy reload was not announced to the other instances");
+        }
+    }
     let draft = toolgate_engine::chain::EventDraft {
         extra: json!({
             "result": status.result,

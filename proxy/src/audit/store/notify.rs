@@ -78,6 +78,22 @@ impl AuditStore {
         Ok(Some(StateListener { listener, schema }))
     }
 
+    /// Announces a change that no table's trigger sees (`kind`, `key`: never a secret) to every instance
+    /// listening on this database's schema, this one included. Nothing to do on SQLite: no other instance listens.
+    pub(crate) async fn announce(&self, kind: &str, key: &str) -> Result<(), AuditError> {
+        let Backend::Postgres(s) = &self.backend else {
+            return Ok(());
+        };
+        sqlx::query("SELECT pg_notify($1, current_schema() || ' ' || $2 || ' ' || $3)")
+            .bind(CHANNEL)
+            .bind(kind)
+            .bind(key)
+            .execute(&s.pool)
+            .await
+            .map(|_| ())
+            .map_err(AuditError::Query)
+    }
+
     /// Whether instances sharing this database may change what this one caches (PostgreSQL).
     pub(crate) fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
