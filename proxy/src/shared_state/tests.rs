@@ -1,5 +1,6 @@
 //! The bus against a real PostgreSQL (skipped without `TOOLGATE_TEST_POSTGRES_URL`): a change committed through
-//! one instance's pool reaches another instance's bus, named by kind and key; another schema's changes do not;
+//! one instance's pool (or announced by it) reaches another instance's bus, named by kind and key; another
+//! schema's changes do not;
 //! a lost listening connection comes back and says so ([`Change::Resync`]).
 
 use std::time::Duration;
@@ -108,6 +109,13 @@ async fn changes_committed_on_one_instance_reach_the_others_bus() {
         assert_eq!(heard(&mut sub).await, Change::PromptPins);
         other.unpin_prompt("alice", Some("t1")).await.unwrap();
         assert_eq!(heard(&mut sub).await, Change::PromptPins);
+
+        // No table changes on a policy reload: the instance that reloaded announces it, naming its chain.
+        other.announce("policy_reload", "replica 2").await.unwrap();
+        assert_eq!(
+            heard(&mut sub).await,
+            Change::PolicyReload("replica 2".into())
+        );
     })
     .await;
 }

@@ -100,6 +100,9 @@ pub(in crate::audit) struct Tally {
     /// The tenant whose rows are counted; `None` counts nothing.
     pub tenant: Option<String>,
     pub tenant_events: u64,
+    /// The first bad row reported is one of `problems` (the chain against its checkpoint: its reason quotes
+    /// seqs and the checkpoint's time, no row's content), not a row the verifier refused.
+    pub checkpoint_problem: bool,
 }
 
 impl Tally {
@@ -155,8 +158,9 @@ impl AuditStore {
     /// [`AuditStore::verify`] as a tenant's admin sees it. Every chain is recomputed all the same (integrity is
     /// a property of the whole log, and a tampered row of another tenant breaks the linkage of this tenant's
     /// rows too), but `events_verified` counts only `tenant`'s rows, and a first bad row that is not
-    /// `tenant`'s keeps its chain and seq and loses its id and reason (the reason quotes the row's hashes).
-    /// `tenant` is compared as stored.
+    /// `tenant`'s keeps its chain and seq and loses its id and reason (the reason quotes the row's hashes). A
+    /// chain that falls short of its checkpoint keeps its reason (seqs and a time) and loses the id of its last
+    /// row unless that row is `tenant`'s. `tenant` is compared as stored.
     pub async fn verify_for_tenant(
         &self,
         start: Option<&str>,
@@ -166,27 +170,25 @@ impl AuditStore {
         let mut tally = Tally::of_tenant(tenant);
         let mut result = self.verify_tallied(start, end, &[], &mut tally).await?;
         result.events_verified = tally.tenant_events;
-        if let Some(bad) = result.first_bad_row.as_mut() {
-            if !self.row_is_tenants(bad, tenant).await? {
-                bad.id = String::new();
+        let Some(bad) = result.first_bad_row.as_mut() else {
+            return Ok(result);
+        };
+        let stored = match bad.id.as_str() {
+            "" => None,
+            id => self.event(id).await?,
+        };
+        let tenants = stored.is_some_and(|row| {
+            row.chain_id == bad.chain_id
+                && (tally.checkpoint_problem || row.seq == bad.seq)
+                && row.tenant_id.as_deref() == Some(tenant)
+        });
+        if !tenants {
+            bad.id = String::new();
+            if !tally.checkpoint_problem {
                 NOT_YOUR_ROW.clone_into(&mut bad.reason);
             }
         }
         Ok(result)
-    }
-
-    /// Whether `bad` names a row that `tenant` sees: a stored row of that tenant at that chain and seq. A
-    /// problem that names no row (a checkpoint that the chain's tail no longer reaches) concerns the chain, and
-    /// its reason quotes no row, so it is shown whole.
-    async fn row_is_tenants(&self, bad: &BadRow, tenant: &str) -> Result<bool, AuditError> {
-        if bad.id.is_empty() {
-            return Ok(true);
-        }
-        Ok(self.event(&bad.id).await?.is_some_and(|row| {
-            row.chain_id == bad.chain_id
-                && row.seq == bad.seq
-                && row.tenant_id.as_deref() == Some(tenant)
-        }))
     }
 
     async fn verify_tallied(
@@ -292,6 +294,7 @@ macro_rules! impl_verify {
                     let mut report = verifier.finish();
                     if report.first_bad_row.is_none() {
                         if let Some(problem) = std::mem::take(&mut tally.problems).into_iter().next() {
+                            tally.checkpoint_problem = true;
                             report.chain_intact = false;
                             report.first_bad_row = Some(problem);
                         }
