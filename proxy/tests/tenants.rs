@@ -451,10 +451,10 @@ async fn each_tenant_admin_sees_its_own_tenant_only(database_url: Option<String>
     proxy.stop().await;
 }
 
+on_both!(a_tenant_admin_verifies_every_chain_and_is_told_of_its_own_rows_only);
 /// A tenant's admin verifies the chains: every row is recomputed (another tenant's tampered row breaks the log
 /// for everyone), but it is told how many of its own events were verified, and where the log breaks without the
 /// id or the hashes of a row that is not its own.
-on_both!(a_tenant_admin_verifies_every_chain_and_is_told_of_its_own_rows_only);
 async fn a_tenant_admin_verifies_every_chain_and_is_told_of_its_own_rows_only(
     database_url: Option<String>,
 ) {
