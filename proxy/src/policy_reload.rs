@@ -276,7 +276,9 @@ pub fn follow(policies: &Arc<Policies>, bus: &Bus, own_chain: &str) {
             if !due {
                 continue;
             }
-            let Some(policies) = weak.upgrade() else { return };
+            let Some(policies) = weak.upgrade() else {
+                return;
+            };
             policies.reload(Trigger::Peer).await;
         }
     });

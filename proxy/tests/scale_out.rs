@@ -674,7 +674,9 @@ async fn a_policy_reload_asked_of_one_instance_reloads_every_instance() {
         let url = node.url("/api/v1/policy");
         async move {
             let auth = format!("Bearer {ADMIN}");
-            send(Method::GET, &url, &[("authorization", &auth)], "").await.json()
+            send(Method::GET, &url, &[("authorization", &auth)], "")
+                .await
+                .json()
         }
     };
     let old = policy(b).await["revision"].clone();

@@ -286,9 +286,21 @@ async fn each_tenant_admin_sees_its_own_tenant_only(database_url: Option<String>
         .await;
     assert_eq!(t2_worker.status, 200, "t2's worker is untouched");
     // Switched off by the all-tenant admin, t2's worker stays off whatever t1's admin enables.
-    let off = admin(&proxy, ADMIN, Method::POST, "/api/v1/agents/worker/disable?tenant=t2").await;
+    let off = admin(
+        &proxy,
+        ADMIN,
+        Method::POST,
+        "/api/v1/agents/worker/disable?tenant=t2",
+    )
+    .await;
     assert_eq!(off.status, 200, "{:?}", off.body);
-    let revive = admin(&proxy, T1, Method::POST, "/api/v1/agents/worker/enable?tenant=t2").await;
+    let revive = admin(
+        &proxy,
+        T1,
+        Method::POST,
+        "/api/v1/agents/worker/enable?tenant=t2",
+    )
+    .await;
     assert_eq!(revive.status, 404);
     let own = admin(&proxy, T1, Method::POST, "/api/v1/agents/worker/enable").await;
     assert_eq!(own.status, 200, "{:?}", own.body);
@@ -380,11 +392,17 @@ async fn each_tenant_admin_sees_its_own_tenant_only(database_url: Option<String>
     for verb in ["ack", "resolve"] {
         for id in [&theirs, &loners] {
             let path = format!("/api/v1/alerts/{id}/{verb}");
-            assert_eq!(admin(&proxy, T1, Method::POST, &path).await.status, 404, "{path}");
+            assert_eq!(
+                admin(&proxy, T1, Method::POST, &path).await.status,
+                404,
+                "{path}"
+            );
         }
     }
     let open = |alerts: &[Value], id: &str| {
-        alerts.iter().any(|a| a["id"] == id && a["status"] == "open")
+        alerts
+            .iter()
+            .any(|a| a["id"] == id && a["status"] == "open")
     };
     let after = alerts(ADMIN).await;
     assert!(open(&after, &theirs) && open(&after, &loners), "{after:?}");
@@ -444,8 +462,10 @@ async fn each_tenant_admin_sees_its_own_tenant_only(database_url: Option<String>
         "{actions:?}"
     );
     assert!(
-        by_tenants.iter().all(|e| !["policy_reload", "tool_approval", "siem_test"]
-            .contains(&e["extra"]["action"].as_str().unwrap_or(""))),
+        by_tenants
+            .iter()
+            .all(|e| !["policy_reload", "tool_approval", "siem_test"]
+                .contains(&e["extra"]["action"].as_str().unwrap_or(""))),
         "{actions:?}"
     );
     proxy.stop().await;
@@ -463,7 +483,13 @@ async fn a_tenant_admin_verifies_every_chain_and_is_told_of_its_own_rows_only(
     let verify = |token: &'static str, query: &'static str| {
         let proxy = &proxy;
         async move {
-            let answer = admin(proxy, token, Method::GET, &format!("/api/v1/audit/verify{query}")).await;
+            let answer = admin(
+                proxy,
+                token,
+                Method::GET,
+                &format!("/api/v1/audit/verify{query}"),
+            )
+            .await;
             assert_eq!(answer.status, 200, "{:?}", answer.body);
             answer
         }
@@ -480,16 +506,28 @@ async fn a_tenant_admin_verifies_every_chain_and_is_told_of_its_own_rows_only(
     })
     .await;
     let everything = events(&proxy, ADMIN).await;
-    let count = |tenant: &str| everything.iter().filter(|e| e["tenant_id"] == tenant).count() as u64;
+    let count = |tenant: &str| {
+        everything
+            .iter()
+            .filter(|e| e["tenant_id"] == tenant)
+            .count() as u64
+    };
     assert!(count("t1") >= 2 && count("t2") >= 2);
-    for (answer, expected) in [(&t1, count("t1")), (&t2, count("t2")), (&all, everything.len() as u64)] {
+    for (answer, expected) in [
+        (&t1, count("t1")),
+        (&t2, count("t2")),
+        (&all, everything.len() as u64),
+    ] {
         assert_eq!(answer["chain_intact"], true, "{answer}");
         assert_eq!(answer["first_bad_row"], Value::Null, "{answer}");
         assert_eq!(answer["events_verified"], expected, "{answer}");
         assert!(answer["duration_ms"].is_u64(), "{answer}");
     }
     // Naming another tenant in the query changes nothing: the token decides.
-    assert_eq!(verify(T1, "?tenant=t2").await.json()["events_verified"], t1["events_verified"]);
+    assert_eq!(
+        verify(T1, "?tenant=t2").await.json()["events_verified"],
+        t1["events_verified"]
+    );
 
     // An attacker with SQL access rewrites one of t2's rows.
     let victim = everything
@@ -515,19 +553,32 @@ async fn a_tenant_admin_verifies_every_chain_and_is_told_of_its_own_rows_only(
     assert_eq!(whole["chain_intact"], false, "{whole}");
     assert_eq!(whole["first_bad_row"]["id"], victim_id, "{whole}");
     // t2 owns the row: it is told which and why.
-    assert_eq!(verify(T2, "").await.json()["first_bad_row"], whole["first_bad_row"]);
+    assert_eq!(
+        verify(T2, "").await.json()["first_bad_row"],
+        whole["first_bad_row"]
+    );
     // t1 is told that the log is broken and where, and nothing of the row.
     let masked = verify(T1, "").await;
     let seen = masked.json();
     assert_eq!(seen["chain_intact"], false, "{seen}");
     assert_eq!(seen["events_verified"], t1["events_verified"], "{seen}");
     let bad = &seen["first_bad_row"];
-    assert_eq!(bad["chain_id"], whole["first_bad_row"]["chain_id"], "{seen}");
+    assert_eq!(
+        bad["chain_id"], whole["first_bad_row"]["chain_id"],
+        "{seen}"
+    );
     assert_eq!(bad["seq"], whole["first_bad_row"]["seq"], "{seen}");
     assert_eq!(bad["id"], "", "{seen}");
-    assert!(bad["reason"].as_str().unwrap().contains("another tenant"), "{seen}");
+    assert!(
+        bad["reason"].as_str().unwrap().contains("another tenant"),
+        "{seen}"
+    );
     let body = String::from_utf8_lossy(&masked.body);
-    for secret in [victim_id, victim["event_hash"].as_str().unwrap(), "tampered"] {
+    for secret in [
+        victim_id,
+        victim["event_hash"].as_str().unwrap(),
+        "tampered",
+    ] {
         assert!(!body.contains(secret), "{secret} in {body}");
     }
     proxy.stop().await;

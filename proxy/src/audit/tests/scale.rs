@@ -34,11 +34,18 @@ async fn cut_tail_is_caught_by_the_newest_checkpoint(db: TestDb) {
     assert!(bad.reason.contains("rows deleted from the tail"), "{bad:?}");
     assert_eq!(bad.id, acks[2].id());
     // A tenant's admin (these rows are of no tenant) is told the same of the chain, without the last row's id.
-    let seen = log.store().verify_for_tenant(None, None, "t1").await.unwrap();
+    let seen = log
+        .store()
+        .verify_for_tenant(None, None, "t1")
+        .await
+        .unwrap();
     assert_eq!((seen.chain_intact, seen.events_verified), (false, 0));
     let masked = seen.first_bad_row.unwrap();
     assert_eq!((masked.chain_id.as_str(), masked.seq), ("tail", 5));
-    assert_eq!((masked.id.as_str(), masked.reason.as_str()), ("", bad.reason.as_str()));
+    assert_eq!(
+        (masked.id.as_str(), masked.reason.as_str()),
+        ("", bad.reason.as_str())
+    );
 
     // An attacker who also deletes the checkpoints in the database is caught by the copy kept outside it.
     log.store()
