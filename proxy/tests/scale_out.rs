@@ -4,7 +4,8 @@
 //! raised on one is approved on another and its retry passes on a third; the kill switch reaches every
 //! instance within one second of the disable; an instance killed with SIGKILL under load leaves the others serving and loses no
 //! acknowledged call's audit event; a tool definition approved on one is pinned on the others within a second; a
-//! policy reload asked of one reloads the others within a second.
+//! policy reload asked of one reloads the others within a second; a tenant's admin on one instance decides its own
+//! tenant's escalations raised on another, and no other tenant's.
 //! Each test has its own schema (and so its own chains), dropped at its end.
 
 mod common;
@@ -20,6 +21,10 @@ use serde_json::{json, Value};
 
 use common::instances::{config, serve_ready, Instance, PgSchema};
 use common::{send, token, upstream, Agent, Answer, ADMIN};
+
+// The admin's side across instances: policy reloads, tenant admins.
+#[path = "scale_out/admin.rs"]
+mod admin_across;
 
 /// Held by each test for its whole run: the tests here start several processes each, and one loads two of
 /// them with hundreds of calls; run side by side on a 2-core machine, they would starve each other past the
@@ -628,89 +633,6 @@ async fn an_escalation_nobody_decides_expires_within_a_second_of_its_timeout() {
     assert_eq!(expiries, 1, "expired once, by one instance");
     let listing = admin(b, Method::GET, "/api/v1/escalations?status=pending").await;
     assert_eq!(listing.json()["escalations"], json!([]));
-    drop(nodes);
-    schema.drop_now().await;
-}
-
-/// A policy set that allows every call, and one that denies every call.
-const ALLOW_ALL: &str =
-    "package toolgate\ndecision := {\"result\": \"allow\", \"policy_id\": \"peer.allow\", \"reason\": \"allow\"}\n";
-const DENY_ALL: &str =
-    "package toolgate\ndecision := {\"result\": \"deny\", \"policy_id\": \"peer.deny\", \"reason\": \"deny\"}\n";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_reload_asked_of_one_instance_reloads_every_instance() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let Some(schema) = PgSchema::create("toolgate_scale").await else {
-        return;
-    };
-    let mock = upstream::start(upstream::State::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    // Each instance's `policy.dir` is a symbolic link to one generation of the policies: switching the link to
-    // the next generation changes no file in the folder its watcher watches, so only a reload loads it.
-    let generation = |name: &str, policy: &str| {
-        let path = dir.path().join(name);
-        std::fs::create_dir(&path).unwrap();
-        std::fs::write(path.join("main.rego"), policy).unwrap();
-        path
-    };
-    let (first, second) = (generation("gen1", ALLOW_ALL), generation("gen2", DENY_ALL));
-    let nodes: Vec<Instance> = ["i0", "i1"]
-        .iter()
-        .map(|name| {
-            let link = dir.path().join(format!("{name}-policies"));
-            std::os::unix::fs::symlink(&first, &link).unwrap();
-            let path = config(dir.path(), name, &schema.url, name, &web(&mock));
-            let toml = std::fs::read_to_string(&path).unwrap().replace(
-                &common::repo_root().join("policies").display().to_string(),
-                &link.display().to_string(),
-            );
-            std::fs::write(&path, toml).unwrap();
-            serve_ready(&path)
-        })
-        .collect();
-    let (a, b) = (&nodes[0], &nodes[1]);
-    let policy = |node: &Instance| {
-        let url = node.url("/api/v1/policy");
-        async move {
-            let auth = format!("Bearer {ADMIN}");
-            send(Method::GET, &url, &[("authorization", &auth)], "")
-                .await
-                .json()
-        }
-    };
-    let old = policy(b).await["revision"].clone();
-    let agent = token("alice", &[]);
-    assert!(has_result(&echo(&b.url("/mcp/web"), &agent, None).await));
-
-    for name in ["i0", "i1"] {
-        let tmp = dir.path().join(format!("{name}-policies.new"));
-        std::os::unix::fs::symlink(&second, &tmp).unwrap();
-        std::fs::rename(&tmp, dir.path().join(format!("{name}-policies"))).unwrap();
-    }
-    // Past the watcher's debounce: nothing reloaded by itself.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(policy(b).await["revision"], old);
-
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let reloaded = admin(a, Method::POST, "/api/v1/policy/reload").await;
-    assert_eq!(reloaded.status, StatusCode::OK, "{:?}", reloaded.body);
-    let new = reloaded.json()["revision"].clone();
-    assert_ne!(new, old);
-    let on_b = loop {
-        let seen = policy(b).await;
-        if seen["revision"] == new {
-            break seen;
-        }
-        assert!(Instant::now() < deadline, "B still serves {seen}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(on_b["last_reload"]["trigger"], "peer", "{on_b}");
-    let denied = echo(&b.url("/mcp/web"), &agent, None).await;
-    assert_eq!(denied.error_code(), Some(-31001), "{:?}", denied.message());
-    // A reloaded once, on the API; its own announcement did not reload it again.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(policy(a).await["last_reload"]["trigger"], "api");
     drop(nodes);
     schema.drop_now().await;
 }
