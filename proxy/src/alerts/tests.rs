@@ -21,14 +21,9 @@ async fn instance(
     let metrics = AlertMetrics::unregistered();
     let gauge = metrics.open.clone();
     let failures = IntCounter::new("f", "f").unwrap();
-    let alerts = Alerts::load(
-        db.store().await,
-        audit.clone(),
-        metrics,
-        failures.clone(),
-    )
-    .await
-    .unwrap();
+    let alerts = Alerts::load(db.store().await, audit.clone(), metrics, failures.clone())
+        .await
+        .unwrap();
     (alerts, audit, gauge, failures)
 }
 

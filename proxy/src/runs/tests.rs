@@ -321,7 +321,8 @@ async fn what_dlp_flags_is_never_stored(db: TestDb) {
     assert_eq!(opened[0].agent_id.as_deref(), Some("alice"));
     assert_eq!(opened[0].tenant_id.as_deref(), Some("t1"));
     assert!(
-        opened[0].detail.contains("objective or plan") && opened[0].detail.contains("aws_access_key"),
+        opened[0].detail.contains("objective or plan")
+            && opened[0].detail.contains("aws_access_key"),
         "{}",
         opened[0].detail
     );
@@ -341,7 +342,9 @@ async fn what_dlp_flags_is_never_stored(db: TestDb) {
     let opened = dlp_critical(&runs).await;
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert!(
-        opened[0].detail.contains(&format!("artifacts or error of run {run_id}")),
+        opened[0]
+            .detail
+            .contains(&format!("artifacts or error of run {run_id}")),
         "{}",
         opened[0].detail
     );

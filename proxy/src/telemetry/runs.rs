@@ -65,11 +65,17 @@ mod tests {
         m.ended("a", "succeeded", 1_800_000);
         m.ended("a", "failed", 1_800_001);
         let mut out = Vec::new();
-        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut out)
-            .unwrap();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut out,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         let bucket = |le: &str| {
-            let prefix = format!("toolgate_agent_run_duration_seconds_bucket{{agent_id=\"a\",le=\"{le}\"}} ");
+            let prefix = format!(
+                "toolgate_agent_run_duration_seconds_bucket{{agent_id=\"a\",le=\"{le}\"}} "
+            );
             text.lines()
                 .find_map(|l| l.strip_prefix(prefix.as_str()))
                 .unwrap_or_else(|| panic!("no bucket le={le} in:\n{text}"))
