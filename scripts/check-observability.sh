@@ -40,6 +40,55 @@ else
     echo "check-observability: compose/YAML check skipped: python3 with PyYAML not found"
 fi
 
+# Every toolgate metric the dashboards and alert rules query is one toolgate registers (its name is in
+# proxy/src) and one docs/observability.md's metric table documents: a panel of a metric that does not exist
+# would stay empty without any error.
+if command -v python3 >/dev/null 2>&1; then
+    python3 - grafana/dashboards/*.json <<'PY'
+import json
+import pathlib
+import re
+import sys
+
+queried = {}
+name = re.compile(r"\btoolgate_[a-z0-9_]+")
+def walk(node, where):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expr" and isinstance(value, str):
+                for m in name.findall(value):
+                    queried.setdefault(m, where)
+            else:
+                walk(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            walk(item, where)
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        walk(json.load(f), path)
+rules = pathlib.Path("prometheus/alerts.yml").read_text(encoding="utf-8")
+for line in rules.splitlines():
+    if line.strip().startswith("expr:"):
+        for m in name.findall(line):
+            queried.setdefault(m, "prometheus/alerts.yml")
+source = "\n".join(p.read_text(encoding="utf-8") for p in pathlib.Path("proxy/src").rglob("*.rs"))
+documented = set(re.findall(r"^\| `(toolgate_[a-z0-9_]+)` \|",
+                            pathlib.Path("docs/observability.md").read_text(encoding="utf-8"), re.M))
+bad = []
+for metric, where in sorted(queried.items()):
+    base = re.sub(r"_(bucket|count|sum)$", "", metric)
+    if f'"{base}"' not in source:
+        bad.append(f"{where}: {metric} is not a metric toolgate registers")
+    if base not in documented:
+        bad.append(f"{where}: {metric} is not in docs/observability.md's metric table")
+if not queried:
+    bad.append("no toolgate metric found in the dashboards")
+if bad:
+    sys.exit("check-observability: " + "\ncheck-observability: ".join(bad))
+print(f"check-observability: {len(queried)} toolgate metrics queried, each registered and documented")
+PY
+fi
+
 if ! command -v promtool >/dev/null 2>&1; then
     if [ "${TOOLGATE_REQUIRE_PROMTOOL:-0}" = "1" ]; then
         echo "check-observability: promtool not found and TOOLGATE_REQUIRE_PROMTOOL=1 (install Debian's 'prometheus' package)" >&2

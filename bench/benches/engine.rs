@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the engine: a policy decision (VM and interpreter), DLP by size with and
 //! without findings, DLP scan and redaction of a 4 KB MCP result, injection markers in the same result,
-//! canonicalise + hash one event, seal and verify 100k events.
+//! canonicalise + hash one event, seal and verify 100k events, and the behaviour scoring of one call (the
+//! baseline arithmetic alone, and `Behaviour::observe` + `judged` as the pipeline calls them).
 //!
 //! Kept short (`make bench` must stay within minutes on two cores): small warm-up and measurement times.
 
@@ -12,7 +13,7 @@ use toolgate_engine::canonical::input_hash;
 use toolgate_engine::chain::{ChainHead, Verifier};
 use toolgate_engine::dlp::Scanner;
 use toolgate_engine::injection;
-use toolgate_engine::policy::PolicySet;
+use toolgate_engine::policy::{PolicySet, Verdict};
 
 #[path = "../../engine/benches/common/result_4k.rs"]
 mod result_4k;
@@ -153,6 +154,112 @@ fn chain(c: &mut Criterion) {
     group.finish();
 }
 
+/// The scoring of one call: what the ≤ 2 µs budget of docs/behaviour.md covers. One of 1,000 tracked agents
+/// calls one of 8 tools at one of 32 targets with a declared (pinned) prompt hash, a millisecond after the
+/// previous call; the verdict is an allow.
+fn behaviour(c: &mut Criterion) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    use toolgate::behaviour::baseline::{Baseline, Params};
+    use toolgate::behaviour::{Behaviour, Call, Clock};
+    use toolgate::config::BehaviorSettings;
+
+    /// A clock the benchmark moves: one millisecond per call.
+    struct Stepping(AtomicI64);
+    impl Clock for Stepping {
+        fn now_ms(&self) -> i64 {
+            self.0.fetch_add(1, Ordering::Relaxed)
+        }
+    }
+
+    const START_MS: i64 = 1_800_000_000_000;
+    let tools: Vec<String> = (0..8).map(|i| format!("tool_{i}")).collect();
+    let targets: Vec<String> = (0..32)
+        .map(|i| format!("/workspace/project/file_{i}.txt"))
+        .collect();
+    let settings = BehaviorSettings::default();
+    let mut group = c.benchmark_group("behaviour");
+
+    let params = Params::of(&settings);
+    let mut baseline = Baseline::new(START_MS, &params);
+    let mut now = START_MS;
+    let mut k = 0usize;
+    group.bench_function("baseline_observe_judged", |b| {
+        b.iter(|| {
+            now += 1;
+            k = k.wrapping_add(1);
+            let o = baseline.observe(
+                now,
+                &params,
+                Some(tools[k % tools.len()].as_str()),
+                str::to_owned,
+                Some(targets[k % targets.len()].as_str()),
+            );
+            baseline.judged(now, &params, false);
+            o
+        })
+    });
+
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let clock = Arc::new(Stepping(AtomicI64::new(START_MS)));
+    let behaviour = rt.block_on(async {
+        let audit_settings = toolgate::audit::AuditSettings {
+            database_url: format!("sqlite://{}", dir.path().join("audit.db").display()),
+            chain_id: Some("bench".to_owned()),
+            ..toolgate::audit::AuditSettings::default()
+        };
+        let metrics = toolgate::telemetry::AuditMetrics::unregistered();
+        let failures = metrics.write_failures.clone();
+        let audit = toolgate::audit::AuditLog::open(&audit_settings, metrics)
+            .await
+            .expect("the audit log opens");
+        let alerts = toolgate::alerts::Alerts::load(
+            audit.store().clone(),
+            audit.clone(),
+            toolgate::telemetry::AlertMetrics::unregistered(),
+            failures,
+        )
+        .await
+        .map(Arc::new)
+        .expect("the alerts load");
+        Behaviour::load(&settings, audit.store().clone(), alerts, clock.clone())
+            .await
+            .expect("the baselines load")
+    });
+    let agents: Vec<toolgate::auth::AgentIdentity> = (0..1000)
+        .map(|i| toolgate::auth::AgentIdentity {
+            id: format!("agent-{i}"),
+            tenant_id: Some("acme".to_owned()),
+            roles: vec!["dev".to_owned()],
+            claims: serde_json::Value::Null,
+            expires_at: u64::MAX,
+        })
+        .collect();
+    let call = |k: usize| Call {
+        tool: Some(tools[k % tools.len()].as_str()),
+        target: Some(targets[k % targets.len()].as_str()),
+        prompt_hash: Some("9f86d081884c7d659a2feaa0c55ad015"),
+    };
+    // Every agent tracked, its prompt pinned and its tools known, before the measurement.
+    for k in 0..agents.len() * tools.len() {
+        behaviour.observe(&agents[k % agents.len()], call(k));
+    }
+    let mut k = 0usize;
+    group.bench_function("observe_judged", |b| {
+        b.iter(|| {
+            k = k.wrapping_add(1);
+            let agent = &agents[k % agents.len()];
+            let info = behaviour.observe(agent, call(k));
+            behaviour.judged(agent, Verdict::Allow);
+            info
+        })
+    });
+    group.finish();
+    drop(behaviour);
+    drop(rt);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -164,6 +271,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = engine;
     config = config();
-    targets = policy, dlp, chain
+    targets = policy, dlp, chain, behaviour
 }
 criterion_main!(engine);

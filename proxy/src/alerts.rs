@@ -6,7 +6,8 @@
 //! instance knows are open, and queues a new one. A keeper task ([`start`]) stores what is queued within a
 //! fraction of a second, records each alert it opened as an `alert` audit event (which the SSE feed shows as
 //! event `alert`), and reads the open alerts back every second so `toolgate_alerts_open_total{severity}` and
-//! the "already open" check follow changes made on any instance. The table's partial unique index keeps one open
+//! the "already open" check follow changes made on any instance. The instance whose insert opened an alert counts
+//! it once in `toolgate_alerts_opened_total{kind,severity}`. The table's partial unique index keeps one open
 //! alert per kind and agent across instances. An `audit_write_failure` alert is never written to the audit log
 //! that is failing: it is stored and counted only.
 //!
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
-use prometheus::{IntCounter, IntGaugeVec};
+use prometheus::IntCounter;
 use serde_json::json;
 use toolgate_engine::chain::EventDraft;
 
@@ -27,6 +28,7 @@ use crate::agents::StoredKey;
 use crate::audit::store::{AlertPage, AlertRow};
 use crate::audit::{AuditError, AuditLog, AuditStore};
 use crate::redaction::stored_text;
+use crate::telemetry::AlertMetrics;
 
 pub use model::{AlertView, Kind, Severity, Status};
 
@@ -87,7 +89,7 @@ impl Known {
 pub struct Alerts {
     store: AuditStore,
     audit: AuditLog,
-    gauge: IntGaugeVec,
+    metrics: AlertMetrics,
     /// A std Mutex: held for a set lookup or a push, never across an await.
     known: Mutex<Known>,
     /// Wakes the keeper; its own `Arc` so the keeper can wait on it without keeping the alerts alive.
@@ -104,14 +106,20 @@ impl Alerts {
     pub async fn load(
         store: AuditStore,
         audit: AuditLog,
-        gauge: IntGaugeVec,
+        metrics: AlertMetrics,
         write_failures: IntCounter,
     ) -> Result<Alerts, AuditError> {
         let failures_seen = Mutex::new(write_failures.get());
+        // Every kind from the first scrape, at 0 until one opens.
+        for kind in Kind::ALL {
+            metrics
+                .opened
+                .with_label_values(&[kind.as_str(), kind.severity().as_str()]);
+        }
         let alerts = Alerts {
             store,
             audit,
-            gauge,
+            metrics,
             known: Mutex::new(Known::default()),
             wake: Arc::new(tokio::sync::Notify::new()),
             write_failures,
@@ -166,6 +174,39 @@ impl Alerts {
         self.raise(kind, kind.severity(), agent, detail);
     }
 
+    /// Opens `dlp_critical` for the agent when `findings` hold a critical one; `place` says where they were ("a
+    /// message to demo"). The detail names the finding types, never a value. `agent` (its stored form) is made
+    /// only when there is something to raise, since making it runs the redaction.
+    pub fn raise_dlp_critical(
+        &self,
+        agent: impl FnOnce() -> StoredKey,
+        place: &str,
+        findings: &[toolgate_engine::dlp::Finding],
+    ) {
+        let mut critical: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.severity == toolgate_engine::dlp::Severity::Critical)
+            .map(|f| f.kind.as_str())
+            .collect();
+        if critical.is_empty() {
+            return;
+        }
+        critical.sort_unstable();
+        critical.dedup();
+        let agent = agent();
+        if self.is_open(Kind::DlpCritical, &agent) {
+            return;
+        }
+        self.raise_kind(
+            Kind::DlpCritical,
+            Some(&agent),
+            &format!(
+                "critical DLP finding(s) in {place}: {}",
+                critical.join(", ")
+            ),
+        );
+    }
+
     /// Stores what was raised: each alert it opens becomes an `alert` audit event (except an
     /// `audit_write_failure`, which the failing log cannot take). An alert the database could not take waits for
     /// the next call.
@@ -179,7 +220,13 @@ impl Alerts {
                 continue;
             }
             match self.store.insert_alert(&row).await {
-                Ok(true) => self.record_opened(&row).await,
+                Ok(true) => {
+                    self.metrics
+                        .opened
+                        .with_label_values(&[&row.kind, &row.severity])
+                        .inc();
+                    self.record_opened(&row).await
+                }
                 // Open already (another instance raised it a moment ago): nothing more to do.
                 Ok(false) => {}
                 Err(e) => {
@@ -277,7 +324,8 @@ impl Alerts {
             }
         }
         for s in Severity::ALL {
-            self.gauge
+            self.metrics
+                .open
                 .with_label_values(&[s.as_str()])
                 .set(counts.get(&s).copied().unwrap_or(0));
         }

@@ -101,7 +101,7 @@ impl App {
         let alerts = crate::alerts::Alerts::load(
             audit.store().clone(),
             audit.clone(),
-            metrics.alerts_open.clone(),
+            metrics.alerts.clone(),
             metrics.audit_write_failures.clone(),
         )
         .await
@@ -181,6 +181,7 @@ impl App {
             audit.store().clone(),
             audit.clone(),
             metrics.clone(),
+            alerts.clone(),
             &config.runs,
         ));
         crate::runs::start(&runs);

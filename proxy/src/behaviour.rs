@@ -5,7 +5,9 @@
 //! events' `behavioral_score`) and [`Behaviour::judged`] once the policy decided. Both take one agent's mutex
 //! for a few hundred nanoseconds of arithmetic ([`baseline`]); nothing here awaits on the request path. The
 //! baselines live in memory and are snapshotted to the database every `behavior.snapshot_seconds` by
-//! [`start`]'s task, and read back at start, so a restart does not reset them. Snapshots keep tool names as
+//! [`start`]'s task, and read back at start, so a restart does not reset them. After each snapshot, the agents
+//! idle for longer than the window leave the live map for the parked one (their baselines kept, written), so
+//! [`MAX_AGENTS`] bounds the agents active now, not every agent ever seen. Snapshots keep tool names as
 //! the audit log stores them (redacted) and targets only as hashes. Prompt pins made or removed on another
 //! instance sharing the database are read back as soon as the state-change bus announces them ([`follow`]).
 //!
@@ -38,9 +40,15 @@ use baseline::{Baseline, Params, Snapshot};
 
 pub use prompt::{declared_prompt_hash, PROMPT_HASH_HEADER};
 
-/// Most agents whose baselines one instance keeps; an agent beyond them is scored on a baseline of its own
-/// call alone (and counted in a warning), never refused.
+/// Most agents whose baselines one instance keeps live; an agent beyond them is scored on a baseline of its own
+/// call alone (and counted in a warning), never refused. An agent idle for longer than the window leaves the
+/// live baselines at the next snapshot, so this bounds the agents active within a window.
 pub const MAX_AGENTS: usize = 10_000;
+
+/// Most baselines of idle agents (read at start, or left the live map) kept in memory for their agent's next
+/// call; beyond it the longest idle are dropped from memory (their snapshots stay in the database, read again
+/// at the next start).
+pub const MAX_PARKED: usize = 10_000;
 
 /// The time baselines are kept in: unix milliseconds. Tests move it by hand.
 pub trait Clock: Send + Sync + 'static {
@@ -101,8 +109,11 @@ pub struct Behaviour {
     /// A std RwLock: held for a lookup or an insert, never across an await. Each agent's own mutex is taken
     /// briefly inside it.
     agents: RwLock<AgentMap>,
-    /// Snapshots read at start, waiting for their agent's first call here.
-    restored: Mutex<HashMap<StoredKey, Snapshot>>,
+    /// Baselines of agents not live here: read at start, or idle past the window (written before they left);
+    /// each waits for its agent's next call. At most [`MAX_PARKED`].
+    parked: Mutex<HashMap<StoredKey, Baseline>>,
+    /// [`MAX_AGENTS`]; tests lower it.
+    max_agents: usize,
     /// Pinned prompt hashes (stored form), by agent: read from the table, plus pins made here. Swapped whole.
     pins: ArcSwap<HashMap<StoredKey, String>>,
     /// Pins made here and not yet written.
@@ -118,16 +129,18 @@ impl Behaviour {
         alerts: Arc<Alerts>,
         clock: Arc<dyn Clock>,
     ) -> Result<Behaviour, AuditError> {
-        let mut restored = HashMap::new();
+        let params = Params::of(settings);
+        let now = clock.now_ms();
+        let mut parked = HashMap::new();
         for row in store.baselines().await? {
             match serde_json::from_str::<Snapshot>(&row.text) {
                 Ok(s) => {
-                    restored.insert(
+                    parked.insert(
                         StoredKey {
                             tenant_id: row.tenant_id,
                             agent_id: row.agent_id,
                         },
-                        s,
+                        Baseline::restore(s, now, &params),
                     );
                 }
                 Err(e) => {
@@ -135,15 +148,17 @@ impl Behaviour {
                 }
             }
         }
+        cap_parked(&mut parked, MAX_PARKED);
         let pins = read_pins(&store).await?;
         Ok(Behaviour {
             settings: settings.clone(),
-            params: Params::of(settings),
+            params,
             clock,
             store,
             alerts,
             agents: RwLock::new(HashMap::new()),
-            restored: Mutex::new(restored),
+            parked: Mutex::new(parked),
+            max_agents: MAX_AGENTS,
             pins: ArcSwap::from_pointee(pins),
             new_pins: Mutex::new(Vec::new()),
             untracked: Default::default(),
@@ -274,8 +289,8 @@ impl Behaviour {
         }
     }
 
-    /// Runs `f` on the agent's state under its mutex, making the state on its first call here (from its
-    /// snapshot, if one was read at start).
+    /// Runs `f` on the agent's state under its mutex, making the state on its first call here (from its parked
+    /// baseline, if one was read at start or left the live map idle).
     fn with_agent<R>(
         &self,
         identity: &AgentIdentity,
@@ -293,10 +308,9 @@ impl Behaviour {
         }
         // First call here: the redaction (a DLP scan) runs outside the map's lock.
         let stored = StoredKey::of(identity.tenant_id.as_deref(), &identity.id);
-        let baseline = match lock(&self.restored).remove(&stored) {
-            Some(s) => Baseline::restore(s, now, &self.params),
-            None => Baseline::new(now, &self.params),
-        };
+        let parked = lock(&self.parked).remove(&stored);
+        let was_parked = parked.is_some();
+        let baseline = parked.unwrap_or_else(|| Baseline::new(now, &self.params));
         let fresh = AgentState {
             stored,
             baseline,
@@ -309,12 +323,17 @@ impl Behaviour {
         let known = agents
             .get(&identity.tenant_id)
             .is_some_and(|m| m.contains_key(&identity.id));
-        if !known && len >= MAX_AGENTS {
+        if !known && len >= self.max_agents {
             drop(agents);
             self.untracked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut alone = fresh;
-            return f(&mut alone);
+            let answer = f(&mut alone);
+            // Not tracked after all: a parked baseline, this call added, waits for a call that finds room.
+            if was_parked {
+                lock(&self.parked).insert(alone.stored, alone.baseline);
+            }
+            return answer;
         }
         let state = agents
             .entry(identity.tenant_id.clone())
@@ -327,8 +346,9 @@ impl Behaviour {
         f(&mut guard)
     }
 
-    /// Writes the baselines changed since the last snapshot and the prompt pins made here, then reads every
-    /// pin back (pins made on other instances, re-pins). What could not be written is tried again next time.
+    /// Writes the baselines changed since the last snapshot and the prompt pins made here, parks the agents idle
+    /// for longer than the window ([`Behaviour::park_idle`]), then reads every pin back (pins made on other
+    /// instances, re-pins). What could not be written is tried again next time.
     pub async fn snapshot(&self) -> Result<(), AuditError> {
         let states: Vec<Arc<Mutex<AgentState>>> = {
             let agents = self.agents.read().unwrap_or_else(|p| p.into_inner());
@@ -359,6 +379,7 @@ impl Behaviour {
             }
             return Err(e);
         }
+        self.park_idle();
         let pins = std::mem::take(&mut *lock(&self.new_pins));
         if let Err(e) = self.store.pin_prompts(&pins, &at).await {
             let mut waiting = lock(&self.new_pins);
@@ -382,11 +403,47 @@ impl Behaviour {
         if untracked > 0 {
             tracing::warn!(
                 untracked,
-                limit = MAX_AGENTS,
+                limit = self.max_agents,
                 "calls scored without a kept baseline: more agents are active than are tracked"
             );
         }
         Ok(())
+    }
+
+    /// Moves the agents whose last call is older than the window, and whose baseline is written (not dirty),
+    /// from the live map to the parked one: they no longer count against [`MAX_AGENTS`], and their next call
+    /// takes their baseline back. Answers how many left.
+    fn park_idle(&self) -> usize {
+        let now = self.clock.now_ms();
+        let window = self.params.window_ms;
+        let mut idle = Vec::new();
+        {
+            // Held for the map's walk only; the baselines move once it is released. The map's lock before an
+            // agent's, as in `with_agent`.
+            let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
+            for m in agents.values_mut() {
+                m.retain(|_, state| {
+                    let s = lock(state);
+                    let keep = s.dirty || now - s.baseline.last_call_ms() <= window;
+                    if !keep {
+                        idle.push(state.clone());
+                    }
+                    keep
+                });
+            }
+            agents.retain(|_, m| !m.is_empty());
+        }
+        let left = idle.len();
+        if left > 0 {
+            let mut parked = lock(&self.parked);
+            for state in idle {
+                let mut s = lock(&state);
+                let baseline = std::mem::replace(&mut s.baseline, Baseline::new(now, &self.params));
+                parked.insert(s.stored.clone(), baseline);
+            }
+            cap_parked(&mut parked, MAX_PARKED);
+        }
+        left
     }
 
     /// Removes the prompt pin of `agent_id` (stored form) in every tenant, or in `tenant_id`: the agent's next
@@ -478,6 +535,22 @@ async fn read_pins(store: &AuditStore) -> Result<HashMap<StoredKey, String>, Aud
             )
         })
         .collect())
+}
+
+/// Drops the longest idle parked baselines beyond `max` (their snapshots stay in the database).
+fn cap_parked(parked: &mut HashMap<StoredKey, Baseline>, max: usize) {
+    if parked.len() <= max {
+        return;
+    }
+    let mut by_last: Vec<(i64, StoredKey)> = parked
+        .iter()
+        .map(|(k, b)| (b.last_call_ms(), k.clone()))
+        .collect();
+    by_last.sort_unstable_by_key(|(last, _)| *last);
+    let excess = parked.len() - max;
+    for (_, key) in by_last.into_iter().take(excess) {
+        parked.remove(&key);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

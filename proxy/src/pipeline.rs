@@ -178,7 +178,7 @@ async fn judged(
         .in_scope(|| stages::dlp(app, caller, &message.value));
 
     // The agent's behaviour against its own baseline, before the policy so that the policy can use it.
-    let behavior = stages::behaviour(app, caller, &subject, &base, &findings);
+    let behavior = stages::behaviour(app, caller, &subject, &base);
 
     // policy: the Rego decision on an input built straight from the parsed request.
     let input = PolicyInput {
@@ -244,6 +244,8 @@ async fn judged(
     let judge = result::ResultJudge {
         doc,
         upstream: caller.upstream_name.to_owned(),
+        tenant_id: caller.identity.tenant_id.clone(),
+        agent_id: caller.identity.id.clone(),
     };
     let mut outcome = record.outcome_draft(&decision, &durable);
     match forwarded {

@@ -4,7 +4,9 @@
 //!
 //! Runs are stored in the `agent_runs` table beside the audit log ([`crate::audit::store`]); each start and end
 //! is a `run_start`/`run_finish` audit event whose `workflow_id` is the run id. What the agent writes about its
-//! run goes through DLP ([`content`]): only the redacted text and the findings are stored.
+//! run goes through DLP ([`content`]) like a call's arguments: only the redacted text and the findings are
+//! stored, the findings are counted in `toolgate_dlp_findings_total` and logged by type, and a critical one
+//! opens `dlp_critical` for the run's agent.
 //!
 //! The request path never waits on the database for a run it already knows: the running runs this instance
 //! has seen are held in memory ([`live`]), calls are counted there and added to the table about once a second
@@ -30,6 +32,8 @@ use time::OffsetDateTime;
 use toolgate_engine::chain::EventDraft;
 use toolgate_engine::dlp::{Finding, Scanner};
 
+use crate::agents::StoredKey;
+use crate::alerts::Alerts;
 use crate::audit::store::{RunEnd, RunPage, RunRow};
 use crate::audit::{AuditError, AuditLog, AuditStore};
 use crate::auth::AgentIdentity;
@@ -122,6 +126,7 @@ pub struct Runs {
     store: AuditStore,
     audit: AuditLog,
     metrics: Arc<Metrics>,
+    alerts: Arc<Alerts>,
     scanner: Scanner,
     timeout: Duration,
     max_running_per_agent: u32,
@@ -136,12 +141,14 @@ impl Runs {
         store: AuditStore,
         audit: AuditLog,
         metrics: Arc<Metrics>,
+        alerts: Arc<Alerts>,
         settings: &RunsSettings,
     ) -> Runs {
         Runs {
             store,
             audit,
             metrics,
+            alerts,
             scanner: Scanner::new(),
             timeout: settings.timeout(),
             max_running_per_agent: settings.max_running_per_agent,
@@ -164,6 +171,11 @@ impl Runs {
         start: content::Start,
         now: OffsetDateTime,
     ) -> Result<String, RunError> {
+        self.scanned(
+            || StoredKey::of(identity.tenant_id.as_deref(), &identity.id),
+            "a run's objective or plan",
+            &start.findings,
+        );
         let owner = owner_of(identity);
         // Two starts racing may both pass: the cap bounds an agent's runs, it need not be exact.
         if self.store.running_runs_of(&owner).await? >= i64::from(self.max_running_per_agent) {
@@ -258,6 +270,14 @@ impl Runs {
         finish: content::Finish,
         now: OffsetDateTime,
     ) -> Result<RunView, RunError> {
+        self.scanned(
+            || StoredKey {
+                tenant_id: row.tenant_id.clone(),
+                agent_id: row.agent_id.clone(),
+            },
+            &format!("the artifacts or error of run {}", row.run_id),
+            &finish.findings,
+        );
         let mut findings: Vec<Finding> =
             serde_json::from_str(&row.dlp_findings).unwrap_or_default();
         findings.extend(finish.findings.iter().cloned());
@@ -273,6 +293,19 @@ impl Runs {
         };
         let ended = self.end(row, end, &finish.findings).await?;
         Ok(ended)
+    }
+
+    /// What the agent wrote about its run, judged like a call's arguments: findings counted and logged by type
+    /// (never by value), and a critical one opens `dlp_critical` for the agent (`agent`: its stored form).
+    fn scanned(&self, agent: impl FnOnce() -> StoredKey, place: &str, findings: &[Finding]) {
+        if findings.is_empty() {
+            return;
+        }
+        self.metrics.count_dlp_findings(findings);
+        let agent = agent();
+        let types: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+        tracing::info!(agent = %agent.agent_id, findings = ?types, "DLP findings");
+        self.alerts.raise_dlp_critical(|| agent, place, findings);
     }
 
     /// Ends a running run (by its agent or its deadline): its last calls counted here go in with it, the

@@ -2,12 +2,14 @@
 //!
 //! Every name here is part of the external contract (docs/observability.md).
 
+pub mod alerts;
 pub mod logs;
 pub mod metrics;
 pub mod runs;
 pub mod siem;
 pub mod traces;
 
+pub use alerts::AlertMetrics;
 pub use metrics::{AuditMetrics, Metrics};
 pub use siem::SiemMetrics;
 pub use traces::stage;

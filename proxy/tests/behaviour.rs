@@ -90,6 +90,25 @@ async fn denied_calls_open_deny_spike_listed_audited_counted_and_acknowledged() 
         Some("toolgate_alerts_open_total{severity=\"high\"} 1"),
         "{text}"
     );
+    // Counted once by kind (the dashboard's "alerts opened by kind"); every kind is there from the first scrape.
+    assert_eq!(
+        metrics_line(
+            &text,
+            "toolgate_alerts_opened_total{kind=\"deny_spike\",severity=\"high\"}"
+        )
+        .as_deref(),
+        Some("toolgate_alerts_opened_total{kind=\"deny_spike\",severity=\"high\"} 1"),
+        "{text}"
+    );
+    assert_eq!(
+        metrics_line(
+            &text,
+            "toolgate_alerts_opened_total{kind=\"rate_anomaly\",severity=\"medium\"}"
+        )
+        .as_deref(),
+        Some("toolgate_alerts_opened_total{kind=\"rate_anomaly\",severity=\"medium\"} 0"),
+        "{text}"
+    );
 
     // The denied calls carried computed scores: the first (new tool, new target) differs from the later ones
     // (a deny rate, no longer new).
@@ -292,6 +311,47 @@ async fn a_critical_finding_opens_dlp_critical_shown_on_the_live_feed_as_alert()
     assert!(!event.data.to_string().contains(AWS));
     let alert = alert_of(&proxy, "dlp_critical").await;
     assert_eq!(alert["id"], event.data["extra"]["alert_id"]);
+    proxy.stop().await;
+}
+
+/// The key the demo server's seeded `/workspace/deploy.env` holds (fake: it unlocks nothing).
+const DEMO_AWS_KEY: &str = "AKIAZ7EXAMPLE4DEMO7Q";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_finding_in_a_result_opens_dlp_critical_and_the_call_carries_its_score() {
+    let proxy = start(Options::default()).await;
+    let mut agent = Agent::new(&proxy, "demo", token("reader", &["dev"]));
+    agent.initialize().await;
+    // Clean arguments: the finding can only come from the upstream's answer.
+    let answer = agent
+        .call("read_file", json!({ "path": "/workspace/deploy.env" }))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
+    assert!(text.contains("AWS_REGION"), "the file was read: {text}");
+    assert!(!text.contains(DEMO_AWS_KEY), "{text}");
+    let alert = alert_of(&proxy, "dlp_critical").await;
+    assert_eq!(alert["agent_id"], "reader");
+    assert_eq!(alert["severity"], "critical");
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("a result from demo") && detail.contains("aws_access_key"),
+        "{detail}"
+    );
+
+    // The call's decision and outcome events carry its computed score: the agent's first call, of a tool and
+    // at a target it never named, scores 0.25 + 0.15.
+    let call = eventually(Duration::from_secs(2), || async {
+        events(&proxy, "tool_call").await.into_iter().next()
+    })
+    .await;
+    let result = eventually(Duration::from_secs(2), || async {
+        events(&proxy, "tool_result").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(call["tool_name"], "read_file");
+    assert_eq!(call["behavioral_score"], "0.4000", "{call}");
+    assert_eq!(result["behavioral_score"], "0.4000", "{result}");
     proxy.stop().await;
 }
 

@@ -40,6 +40,14 @@ impl Results {
                 "chain/verify_100k",
                 "verify 100 000 events (engine `Verifier`, in memory)",
             ),
+            (
+                "behaviour/baseline_observe_judged",
+                "behaviour: one call scored and its verdict added, baseline arithmetic alone",
+            ),
+            (
+                "behaviour/observe_judged",
+                "behaviour: one call scored and its verdict added as the pipeline does (`Behaviour::observe` + `judged`, 1 000 agents)",
+            ),
         ];
         for (id, what) in rows {
             match self.crit(id) {

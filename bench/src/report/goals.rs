@@ -173,6 +173,14 @@ impl Results {
                 verdict(dirty <= 20_000.0)
             );
         }
+        if let Some(ns) = self.crit("behaviour/observe_judged") {
+            let _ = writeln!(
+                out,
+                "| behaviour scoring per call, `observe` + `judged` (criterion median) | ≤ 2 µs | {} | {} |",
+                us(ns),
+                verdict(ns <= 2_000.0)
+            );
+        }
         if let Some(v) = self.main_variant(Flow::Stateless) {
             if let Some(step) = v.step(2000) {
                 let delta = step.proxied.ms(0.99) - step.direct.ms(0.99);

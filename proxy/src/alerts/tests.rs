@@ -1,13 +1,14 @@
 //! The alerts store and keeper logic against real databases (SQLite always, PostgreSQL when configured).
 
-use prometheus::Opts;
-
 use super::*;
 use crate::audit::test_db::{on_both, run, Kind, TestDb};
 use crate::audit::{AuditMetrics, AuditSettings, EventFilter};
 use model::Kind as AlertKind;
 
-async fn instance(db: &TestDb, chain: &str) -> (Alerts, AuditLog, IntGaugeVec, IntCounter) {
+async fn instance(
+    db: &TestDb,
+    chain: &str,
+) -> (Alerts, AuditLog, prometheus::IntGaugeVec, IntCounter) {
     let settings = AuditSettings {
         database_url: db.url.clone(),
         chain_id: Some(chain.to_owned()),
@@ -17,16 +18,12 @@ async fn instance(db: &TestDb, chain: &str) -> (Alerts, AuditLog, IntGaugeVec, I
     let audit = AuditLog::open(&settings, AuditMetrics::unregistered())
         .await
         .unwrap();
-    let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["severity"]).unwrap();
+    let metrics = AlertMetrics::unregistered();
+    let gauge = metrics.open.clone();
     let failures = IntCounter::new("f", "f").unwrap();
-    let alerts = Alerts::load(
-        db.store().await,
-        audit.clone(),
-        gauge.clone(),
-        failures.clone(),
-    )
-    .await
-    .unwrap();
+    let alerts = Alerts::load(db.store().await, audit.clone(), metrics, failures.clone())
+        .await
+        .unwrap();
     (alerts, audit, gauge, failures)
 }
 

@@ -257,6 +257,11 @@ impl Baseline {
         self.calls
     }
 
+    /// When the agent last called (or a verdict was added), unix milliseconds.
+    pub fn last_call_ms(&self) -> i64 {
+        self.at_ms
+    }
+
     /// The z-score of `current` calls in this bucket against the completed buckets before it.
     fn zscore(&self, current: u32) -> f64 {
         let history = (self.rate_bucket - self.first_bucket).min(RATE_BUCKETS as i64 - 1);

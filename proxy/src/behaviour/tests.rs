@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use prometheus::{IntCounter, IntGaugeVec, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec};
 use serde_json::Value;
 
 use super::*;
@@ -35,6 +35,7 @@ struct Instance {
     audit: AuditLog,
     clock: Arc<ManualClock>,
     gauge: IntGaugeVec,
+    opened: IntCounterVec,
 }
 
 impl TestDb {
@@ -48,12 +49,12 @@ impl TestDb {
         let audit = AuditLog::open(&audit_settings, AuditMetrics::unregistered())
             .await
             .unwrap();
-        let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["severity"]).unwrap();
+        let metrics = crate::telemetry::AlertMetrics::unregistered();
         let alerts = Arc::new(
             Alerts::load(
                 self.store().await,
                 audit.clone(),
-                gauge.clone(),
+                metrics.clone(),
                 IntCounter::new("f", "f").unwrap(),
             )
             .await
@@ -69,7 +70,8 @@ impl TestDb {
             alerts,
             audit,
             clock,
-            gauge,
+            gauge: metrics.open,
+            opened: metrics.opened,
         }
     }
 }
@@ -433,8 +435,104 @@ async fn two_instances_open_one_alert(db: TestDb) {
     j.alerts.refresh().await.unwrap();
     assert_eq!(open_alerts(&j).await.len(), 1);
     assert_eq!(j.gauge.with_label_values(&["high"]).get(), 1);
+    // Opened once: only the instance whose insert opened it counts it, so the sum over replicas is one.
+    let opened = |x: &Instance| x.opened.with_label_values(&["deny_spike", "high"]).get();
+    assert_eq!((opened(&i), opened(&j)), (1, 0));
+    assert_eq!(i.opened.with_label_values(&["new_tool", "low"]).get(), 0);
 }
 on_both!(two_instances_open_one_alert);
+
+fn live(b: &Behaviour) -> Vec<String> {
+    let agents = b.agents.read().unwrap();
+    let mut ids: Vec<String> = agents.values().flat_map(|m| m.keys().cloned()).collect();
+    ids.sort();
+    ids
+}
+
+fn deny_twelve(i: &Instance, a: &AgentIdentity, from_ms: i64) {
+    for n in 0..12 {
+        i.clock.set(from_ms + n * 1000);
+        i.behaviour.observe(a, read(None));
+        i.behaviour.judged(a, Verdict::Deny);
+    }
+}
+
+async fn idle_agents_leave_the_live_baselines_so_new_agents_are_tracked(db: TestDb) {
+    let settings = BehaviorSettings::default();
+    let window = settings.window_seconds as i64 * 1000;
+    let mut i = db.behaviour_instance("e1", &settings).await;
+    i.behaviour.max_agents = 3;
+    let start = i.clock.now_ms();
+    let old = agent("old");
+    for n in 0..25 {
+        i.clock.set(start + n * 1000);
+        i.behaviour.observe(&old, read(None));
+        i.behaviour.judged(&old, Verdict::Allow);
+    }
+    i.behaviour.observe(&agent("b"), read(None));
+    i.behaviour.observe(&agent("c"), read(None));
+    assert_eq!(live(&i.behaviour), ["b", "c", "old"]);
+
+    // The live map is full: a fourth agent is scored on its call alone, so its denials open nothing.
+    deny_twelve(&i, &agent("d"), start + 30_000);
+    assert!(open_alerts(&i).await.is_empty());
+    assert_eq!(live(&i.behaviour), ["b", "c", "old"]);
+    // Active within the window: a snapshot parks nobody.
+    i.clock.set(start + window / 2);
+    i.behaviour.snapshot().await.unwrap();
+    assert_eq!(live(&i.behaviour), ["b", "c", "old"]);
+
+    // Idle past the window but not yet written: never parked (its baseline would be lost with a restart).
+    i.clock.set(start + window / 2 + 1000);
+    i.behaviour.observe(&agent("b"), read(None));
+    i.clock.set(start + window / 2 + 1000 + window + 1);
+    assert_eq!(i.behaviour.park_idle(), 2, "c and old, written, are parked");
+    assert_eq!(live(&i.behaviour), ["b"]);
+    // Written by the snapshot, then parked with the others.
+    i.behaviour.snapshot().await.unwrap();
+    assert!(live(&i.behaviour).is_empty());
+    let stored = db.store().await.baselines().await.unwrap();
+    assert!(stored.iter().any(|r| r.agent_id == "old"));
+
+    // Room again: the fourth agent is tracked, and its denials open deny_spike.
+    let now = i.clock.now_ms();
+    deny_twelve(&i, &agent("d"), now);
+    assert_eq!(live(&i.behaviour), ["d"]);
+    assert_eq!(kinds(&open_alerts(&i).await), ["deny_spike"]);
+    // A parked agent's next call takes its baseline back: read_file is familiar, and with 25 calls behind it a
+    // tool it never called opens new_tool.
+    i.clock.set(now + 20_000);
+    assert!(!i.behaviour.observe(&old, read(None)).new_tool);
+    let info = i.behaviour.observe(
+        &old,
+        Call {
+            tool: Some("delete_everything"),
+            target: None,
+            prompt_hash: None,
+        },
+    );
+    assert!(info.new_tool);
+    assert_eq!(
+        kinds(&open_alerts(&i).await),
+        ["deny_spike", "new_tool"],
+        "the history came back with the agent"
+    );
+    assert_eq!(live(&i.behaviour), ["d", "old"]);
+}
+on_both!(idle_agents_leave_the_live_baselines_so_new_agents_are_tracked);
+
+#[test]
+fn the_parked_baselines_keep_the_most_recent() {
+    let params = Params::of(&BehaviorSettings::default());
+    let mut parked: HashMap<StoredKey, Baseline> = [("a", 3), ("b", 1), ("c", 2)]
+        .into_iter()
+        .map(|(id, at)| (StoredKey::of(None, id), Baseline::new(at, &params)))
+        .collect();
+    cap_parked(&mut parked, 2);
+    let mut left: Vec<&str> = parked.keys().map(|k| k.agent_id.as_str()).collect();
+    left.sort();
+    assert_eq!(left, ["a", "c"]);
+}
 
 #[test]
 fn observe_costs_microseconds_at_most() {

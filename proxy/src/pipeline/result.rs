@@ -30,6 +30,10 @@ pub(super) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 pub(super) struct ResultJudge {
     pub doc: regorus::Value,
     pub upstream: String,
+    /// The agent the answer goes to (its token's `tenant` and `sub`): a critical finding opens `dlp_critical`
+    /// for it.
+    pub tenant_id: Option<String>,
+    pub agent_id: String,
 }
 
 /// The verdict on one answer.
@@ -77,6 +81,13 @@ impl ResultJudge {
             .map(|m| m.as_str())
             .collect();
         super::stages::count_findings(app, &findings);
+        if !findings.is_empty() {
+            app.alerts.raise_dlp_critical(
+                || crate::agents::StoredKey::of(self.tenant_id.as_deref(), &self.agent_id),
+                &format!("a result from {}", self.upstream),
+                &findings,
+            );
+        }
         let response = toolgate_engine::input::ResponseInput {
             is_error,
             findings: &findings,

@@ -7,13 +7,14 @@ use std::time::Instant;
 use hyper::header::{HeaderMap, AUTHORIZATION};
 use serde_json::{json, Map, Value};
 use toolgate_engine::chain::EventDraft;
-use toolgate_engine::dlp::{Finding, Scanner, Severity};
+use toolgate_engine::dlp::{Finding, Scanner};
 use toolgate_engine::input::{BehaviorInfo, Direction};
 use toolgate_engine::policy::{Decision, Verdict};
 
 use super::refusal::Refusal;
 use super::subject::Subject;
 use super::Caller;
+use crate::agents::StoredKey;
 use crate::app::App;
 use crate::auth::AgentIdentity;
 use crate::mcp::jsonrpc::Message;
@@ -151,8 +152,9 @@ pub fn protocol_version(
         })
 }
 
-/// dlp: findings over the whole message, counted and logged by type (never by value). Whatever toolgate
-/// forwards has been scanned: see [`scan_message`].
+/// dlp: findings over the whole message, counted and logged by type (never by value); a critical one opens
+/// `dlp_critical` for the agent, whatever becomes of the message (judged, plumbing or a list refused, or a
+/// request the upstream sends the agent). Whatever toolgate forwards has been scanned: see [`scan_message`].
 pub(super) fn dlp(app: &App, caller: &Caller<'_>, message: &Value) -> Vec<Finding> {
     let findings = scan_message(&app.scanner, message);
     count_findings(app, &findings);
@@ -162,6 +164,15 @@ pub(super) fn dlp(app: &App, caller: &Caller<'_>, message: &Value) -> Vec<Findin
             agent = %crate::redaction::loggable(&caller.identity.id),
             findings = ?types,
             "DLP findings"
+        );
+        let place = match caller.direction {
+            Direction::ClientToServer => format!("a message to {}", caller.upstream_name),
+            Direction::ServerToClient => format!("a request from {}", caller.upstream_name),
+        };
+        app.alerts.raise_dlp_critical(
+            || StoredKey::of(caller.identity.tenant_id.as_deref(), &caller.identity.id),
+            &place,
+            &findings,
         );
     }
     findings
@@ -207,12 +218,7 @@ pub fn scan_message(scanner: &Scanner, message: &Value) -> Vec<Finding> {
 
 /// Counts findings by type and severity (`toolgate_dlp_findings_total`), wherever they were found.
 pub(super) fn count_findings(app: &App, findings: &[Finding]) {
-    for f in findings {
-        app.metrics
-            .dlp_findings
-            .with_label_values(&[&f.kind, f.severity.as_str()])
-            .inc();
-    }
+    app.metrics.count_dlp_findings(findings);
 }
 
 /// policy: `decision` on the input document, and the revision of the policy set that made it (so the audit
@@ -243,35 +249,15 @@ pub(super) fn policy(
 }
 
 /// The agent's behaviour against its own baseline, for `input.behavior` and `behavioral_score`: scored before the
-/// policy (the call joins the baseline, and the rules it trips open their alerts). A critical DLP finding in
-/// the request opens `dlp_critical`.
+/// policy (the call joins the baseline, and the rules it trips open their alerts).
 pub(super) fn behaviour(
     app: &App,
     caller: &Caller<'_>,
     subject: &Subject<'_>,
     base: &super::InputBase,
-    findings: &[Finding],
 ) -> BehaviorInfo {
     if caller.direction != Direction::ClientToServer {
         return BehaviorInfo::default();
-    }
-    let critical: Vec<&str> = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Critical)
-        .map(|f| f.kind.as_str())
-        .collect();
-    if !critical.is_empty() {
-        let agent =
-            crate::agents::StoredKey::of(caller.identity.tenant_id.as_deref(), &caller.identity.id);
-        app.alerts.raise_kind(
-            crate::alerts::Kind::DlpCritical,
-            Some(&agent),
-            &format!(
-                "critical DLP finding(s) in a request to {}: {}",
-                caller.upstream_name,
-                critical.join(", ")
-            ),
-        );
     }
     app.behaviour.observe(
         caller.identity,

@@ -24,10 +24,20 @@ impl TestDb {
             .await
             .unwrap();
         let metrics = Arc::new(Metrics::new(10));
+        let alerts = crate::alerts::Alerts::load(
+            self.store().await,
+            audit.clone(),
+            metrics.alerts.clone(),
+            metrics.audit_write_failures.clone(),
+        )
+        .await
+        .map(Arc::new)
+        .unwrap();
         let runs = Runs::new(
             self.store().await,
             audit,
             metrics.clone(),
+            alerts,
             &RunsSettings {
                 timeout_seconds,
                 max_running_per_agent: 3,
@@ -280,11 +290,44 @@ async fn a_run_past_its_deadline_fails_as_timed_out(db: TestDb) {
 }
 on_both!(a_run_past_its_deadline_fails_as_timed_out);
 
+/// The open `dlp_critical` alerts, once what was raised is stored.
+async fn dlp_critical(runs: &Runs) -> Vec<crate::alerts::AlertView> {
+    runs.alerts.store_raised().await.unwrap();
+    let query = crate::alerts::ListQuery {
+        status: Some(crate::alerts::Status::Open),
+        kind: Some(crate::alerts::Kind::DlpCritical),
+        ..Default::default()
+    };
+    runs.alerts.list(&query).await.unwrap().0
+}
+
 async fn what_dlp_flags_is_never_stored(db: TestDb) {
-    let (runs, _) = db.runs("c1", 3600).await;
+    let (runs, metrics) = db.runs("c1", 3600).await;
+    let aws_found = || {
+        metrics
+            .dlp_findings
+            .with_label_values(&["aws_access_key", "critical"])
+            .get()
+    };
     let alice = identity(Some("t1"), "alice");
     let run_id = runs
         .start_at(&alice, start_body(&format!("use {AWS}")), t0())
+        .await
+        .unwrap();
+    // Judged like arguments: counted, and a critical finding opens dlp_critical for the run's agent.
+    assert_eq!(aws_found(), 1);
+    let opened = dlp_critical(&runs).await;
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].agent_id.as_deref(), Some("alice"));
+    assert_eq!(opened[0].tenant_id.as_deref(), Some("t1"));
+    assert!(
+        opened[0].detail.contains("objective or plan")
+            && opened[0].detail.contains("aws_access_key"),
+        "{}",
+        opened[0].detail
+    );
+    runs.alerts
+        .change(&opened[0].id, crate::alerts::Status::Acknowledged, "admin")
         .await
         .unwrap();
     let row = runs.owned(&alice, &run_id).await.unwrap();
@@ -295,6 +338,17 @@ async fn what_dlp_flags_is_never_stored(db: TestDb) {
     )
     .await
     .unwrap();
+    assert_eq!(aws_found(), 3);
+    let opened = dlp_critical(&runs).await;
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert!(
+        opened[0]
+            .detail
+            .contains(&format!("artifacts or error of run {run_id}")),
+        "{}",
+        opened[0].detail
+    );
+    assert!(!format!("{opened:?}").contains(AWS));
     let stored = runs.store.run(&run_id).await.unwrap().unwrap();
     let text = format!("{stored:?}");
     assert!(!text.contains(AWS), "{text}");

@@ -68,7 +68,8 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     pub dlp_findings: IntCounterVec,
     pub escalations_pending: IntGauge,
-    pub alerts_open: IntGaugeVec,
+    /// `toolgate_alerts_open_total{severity}` and `toolgate_alerts_opened_total{kind,severity}`.
+    pub alerts: super::alerts::AlertMetrics,
     pub upstream_requests: IntCounterVec,
     /// Every judged request, any method (`toolgate_requests_total{method, policy_result}`).
     pub requests: IntCounterVec,
@@ -161,11 +162,6 @@ impl Metrics {
             "Escalated calls waiting for a human decision.",
         )
         .expect("valid metric");
-        let alerts_open = IntGaugeVec::new(
-            Opts::new("toolgate_alerts_open_total", "Open alerts, by severity."),
-            &["severity"],
-        )
-        .expect("valid metric");
         let upstream_requests = IntCounterVec::new(
             Opts::new(
                 "toolgate_upstream_requests_total",
@@ -210,7 +206,6 @@ impl Metrics {
             Box::new(policy_reloads.clone()),
             Box::new(dlp_findings.clone()),
             Box::new(escalations_pending.clone()),
-            Box::new(alerts_open.clone()),
             Box::new(upstream_requests.clone()),
             Box::new(tool_definitions.clone()),
         ] {
@@ -218,6 +213,7 @@ impl Metrics {
         }
         let listener = ListenerMetrics::new(&registry);
         let runs = super::runs::RunMetrics::new(&registry);
+        let alerts = super::alerts::AlertMetrics::new(&registry);
         let siem = super::SiemMetrics::new(&registry);
         // Resolved up front: dashboards see every stage from the first scrape, and timing costs no lookup.
         let stages = super::Stage::ALL
@@ -242,7 +238,7 @@ impl Metrics {
             policy_reloads,
             dlp_findings,
             escalations_pending,
-            alerts_open,
+            alerts,
             upstream_requests,
             requests,
             results,
@@ -284,6 +280,15 @@ impl Metrics {
             .copied()
             .find(|m| *m == method)
             .unwrap_or("other")
+    }
+
+    /// Counts DLP findings by type and severity (`toolgate_dlp_findings_total`), wherever they were found.
+    pub fn count_dlp_findings(&self, findings: &[toolgate_engine::dlp::Finding]) {
+        for f in findings {
+            self.dlp_findings
+                .with_label_values(&[&f.kind, f.severity.as_str()])
+                .inc();
+        }
     }
 
     /// The histogram of one pipeline stage.
@@ -361,7 +366,11 @@ mod tests {
             .with_label_values(&["a", "allow", "demo"])
             .inc();
         m.dlp_findings.with_label_values(&["email", "medium"]).inc();
-        m.alerts_open.with_label_values(&["high"]).set(0);
+        m.alerts.open.with_label_values(&["high"]).set(0);
+        m.alerts
+            .opened
+            .with_label_values(&["deny_spike", "high"])
+            .inc();
         m.upstream_requests.with_label_values(&["demo", "ok"]).inc();
         m.policy_decision_duration
             .with_label_values(&["demo"])
@@ -378,6 +387,7 @@ mod tests {
             "toolgate_dlp_findings_total",
             "toolgate_escalations_pending",
             "toolgate_alerts_open_total",
+            "toolgate_alerts_opened_total",
             "toolgate_upstream_requests_total",
             "toolgate_tool_definitions",
         ] {

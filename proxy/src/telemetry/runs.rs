@@ -51,3 +51,41 @@ impl RunMetrics {
             .observe(duration_ms.max(0) as f64 / 1000.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract's range: 50 ms to 30 minutes, each bound inclusive; longer runs land only in `+Inf`.
+    #[test]
+    fn run_durations_are_bucketed_from_50_ms_to_30_minutes() {
+        let registry = Registry::new();
+        let m = RunMetrics::new(&registry);
+        m.ended("a", "succeeded", 50);
+        m.ended("a", "succeeded", 1_800_000);
+        m.ended("a", "failed", 1_800_001);
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let bucket = |le: &str| {
+            let prefix = format!(
+                "toolgate_agent_run_duration_seconds_bucket{{agent_id=\"a\",le=\"{le}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no bucket le={le} in:\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(bucket("0.05"), "1", "50 ms is the first bound");
+        assert_eq!(bucket("1200"), "1");
+        assert_eq!(bucket("1800"), "2", "30 minutes is the last bound");
+        assert_eq!(bucket("+Inf"), "3");
+        assert_eq!(RUN_DURATION_BUCKETS.first(), Some(&0.05));
+        assert_eq!(RUN_DURATION_BUCKETS.last(), Some(&1800.0));
+    }
+}

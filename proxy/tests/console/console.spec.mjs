@@ -256,13 +256,23 @@ async function main() {
   await goto(page, '#/tools', '#tool-table');
   assert.ok((await page.locator('#tool-table').textContent()).includes('read_file'));
   await shot(page, 'tools');
-  // A request carrying a key: refused, and a dlp_critical alert opened (named by type, never the value).
+  // A request carrying a key: refused. The deploy.env result above opened reader's dlp_critical alert already
+  // (one open per kind and agent); it is listed named by type, never by value.
   const leak = await call('reader', 'echo', { text: 'AKIAZ7EXAMPLE4DEMO7Q' });
   assert.equal(leak.message.error.code, -31001, JSON.stringify(leak.message));
   await goto(page, '#/alerts', '#alert-table, #alerts-unavailable, #page-alerts .notice-info');
   const critical = page.locator('#alert-table tr[data-kind="dlp_critical"]');
   await critical.waitFor({ timeout: WAIT });
   assert.ok(!(await page.locator('#alert-table').textContent()).includes('AKIAZ7EXAMPLE4DEMO7Q'), 'the key is never shown');
+  // The kind filter: another kind hides it, the alert's own kind shows it alone, any kind shows it again.
+  await page.locator('#alert-kind').selectOption('deny_spike');
+  await page.locator('#page-alerts .notice-info').waitFor({ timeout: WAIT });
+  await page.locator('#alert-kind').selectOption('dlp_critical');
+  await critical.waitFor({ timeout: WAIT });
+  const kinds = await page.locator('#alert-table tr.alert-row').evaluateAll((rows) => rows.map((r) => r.dataset.kind));
+  assert.ok(kinds.length > 0 && kinds.every((k) => k === 'dlp_critical'), JSON.stringify(kinds));
+  await page.locator('#alert-kind').selectOption('');
+  await critical.waitFor({ timeout: WAIT });
   await shot(page, 'alerts');
   await critical.locator('button.ack').click();
   await page.locator('#page-alerts .notice-ok').waitFor({ timeout: WAIT });
