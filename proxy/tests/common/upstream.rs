@@ -54,6 +54,8 @@ pub struct State {
     pub release_initialize: Notify,
     /// The headers of every DELETE (a session end), in the order received.
     pub deletes: Mutex<Vec<hyper::HeaderMap>>,
+    /// The headers of every GET (a server-to-client stream), in the order received.
+    pub gets: Mutex<Vec<hyper::HeaderMap>>,
 }
 
 impl State {
@@ -173,6 +175,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .map(str::to_owned);
     match *req.method() {
         Method::GET => {
+            state.gets.lock().unwrap().push(req.headers().clone());
             // The server-to-client stream: one notification, then it stays open.
             let note = if state.list_changed_on_get {
                 "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
