@@ -354,7 +354,9 @@ pub fn session_stream(
     };
     let caller = Caller {
         identity,
-        protocol_version: session.as_ref().and_then(|s| s.protocol_version.clone()),
+        protocol_version: session
+            .as_ref()
+            .and_then(|s| s.protocol_version.map(|v| v.as_str().to_owned())),
         session,
         upstream_name,
         upstream,

@@ -13,11 +13,13 @@ use super::route::Unjudged;
 use super::{count_upstream, Caller};
 use crate::app::App;
 use crate::auth::AgentIdentity;
+use crate::mcp::http::HttpUpstream;
 use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::session::{new_session_id, Session, SessionError};
-use crate::mcp::http::HttpUpstream;
 use crate::mcp::upstream::Upstream;
-use crate::mcp::{PROTOCOL_HEADER, PROTOCOL_VERSIONS, SESSION_HEADER};
+use crate::mcp::{
+    ProtocolVersion, NEWEST_STATEFUL as STDIO_VERSION, PROTOCOL_HEADER, SESSION_HEADER,
+};
 use crate::response::{jsonrpc_reply, Body};
 
 /// Over HTTP the upstream mints the session id; a stdio child is shared by all agents, so toolgate answers from
@@ -60,12 +62,14 @@ pub(super) async fn initialize(
                     .get(SESSION_HEADER)
                     .and_then(|v| v.to_str().ok())
                 {
+                    // Kept only if it is a version toolgate knows: the upstream's header and the agent's
+                    // request are both text from outside, and the version is stored and audited.
                     let negotiated = resp
                         .headers()
                         .get(PROTOCOL_HEADER)
                         .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                        .or(requested);
+                        .and_then(ProtocolVersion::known)
+                        .or_else(|| requested.as_deref().and_then(ProtocolVersion::known));
                     open(app, caller, sid.to_owned(), negotiated)
                         .await
                         .map_err(|e| e.refusal(id.clone(), caller.identity))?;
@@ -82,11 +86,12 @@ pub(super) async fn initialize(
             };
             let mut result = child.initialize_result();
             let version = requested
-                .filter(|v| PROTOCOL_VERSIONS.contains(&v.as_str()))
-                .unwrap_or_else(|| "2025-11-25".to_owned());
-            result["protocolVersion"] = Value::String(version.clone());
+                .as_deref()
+                .and_then(ProtocolVersion::known)
+                .unwrap_or(STDIO_VERSION);
+            result["protocolVersion"] = Value::String(version.as_str().to_owned());
             let sid = new_session_id();
-            open(app, caller, sid.clone(), Some(version.clone()))
+            open(app, caller, sid.clone(), Some(version))
                 .await
                 .map_err(|e| e.refusal(id.clone(), caller.identity))?;
             let mut resp = jsonrpc_reply(StatusCode::OK, jsonrpc::result_response(&rpc_id, result));
@@ -94,10 +99,8 @@ pub(super) async fn initialize(
                 SESSION_HEADER,
                 HeaderValue::from_str(&sid).expect("hex is a valid header"),
             );
-            resp.headers_mut().insert(
-                PROTOCOL_HEADER,
-                HeaderValue::from_str(&version).unwrap_or(HeaderValue::from_static("2025-11-25")),
-            );
+            resp.headers_mut()
+                .insert(PROTOCOL_HEADER, HeaderValue::from_static(version.as_str()));
             Ok(resp)
         }
     }
@@ -130,15 +133,19 @@ async fn open(
     app: &App,
     caller: &Caller<'_>,
     sid: String,
-    version: Option<String>,
+    version: Option<ProtocolVersion>,
 ) -> Result<(), NotOpened> {
     let session = Session::new(
         sid.clone(),
         caller.upstream_name.to_owned(),
         caller.identity.key(),
-        version.clone(),
+        version,
     );
-    let opened = app.sessions.open(session).await.map_err(NotOpened::Session)?;
+    let opened = app
+        .sessions
+        .open(session)
+        .await
+        .map_err(NotOpened::Session)?;
     for evicted in &opened.evicted {
         // The agent was at `session.max_sessions_per_agent`: its longest-idle session made room.
         record(
@@ -156,13 +163,11 @@ async fn open(
         &caller.trace_id,
         "session_start",
         &session,
-        json!({ "protocol_version": version }),
+        json!({ "protocol_version": version.map(ProtocolVersion::as_str) }),
     )
     .await;
-    let stored = crate::agents::StoredKey::of(
-        caller.identity.tenant_id.as_deref(),
-        &caller.identity.id,
-    );
+    let stored =
+        crate::agents::StoredKey::of(caller.identity.tenant_id.as_deref(), &caller.identity.id);
     if !app.agents.is_disabled(&stored) {
         return Ok(());
     }
@@ -182,7 +187,7 @@ async fn open(
         .await;
     }
     if let Upstream::Http(http) = caller.upstream {
-        end_upstream_session(http, &sid, version.as_deref()).await;
+        end_upstream_session(http, &sid, version).await;
     }
     tracing::warn!(
         agent = %crate::redaction::loggable(&caller.identity.id),
@@ -193,13 +198,13 @@ async fn open(
 
 /// Ends the upstream's session as an agent's `DELETE` would, so it does not outlive toolgate's. Best effort: an
 /// upstream that does not answer keeps a session no agent can reach through toolgate.
-async fn end_upstream_session(http: &HttpUpstream, sid: &str, version: Option<&str>) {
+async fn end_upstream_session(http: &HttpUpstream, sid: &str, version: Option<ProtocolVersion>) {
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(sid) {
         headers.insert(SESSION_HEADER, value);
     }
-    if let Some(value) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
-        headers.insert(PROTOCOL_HEADER, value);
+    if let Some(version) = version {
+        headers.insert(PROTOCOL_HEADER, HeaderValue::from_static(version.as_str()));
     }
     if let Err(e) = http.send(Method::DELETE, &headers, Bytes::new()).await {
         tracing::warn!(upstream = %http.name, error = %e, "could not end the upstream session of a disabled agent");

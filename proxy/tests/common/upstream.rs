@@ -54,6 +54,8 @@ pub struct State {
     pub release_initialize: Notify,
     /// The headers of every DELETE (a session end), in the order received.
     pub deletes: Mutex<Vec<hyper::HeaderMap>>,
+    /// Answers `initialize` with this `MCP-Protocol-Version` header (default: none).
+    pub initialize_version_header: Option<String>,
     /// The headers of every GET (a server-to-client stream), in the order received.
     pub gets: Mutex<Vec<hyper::HeaderMap>>,
 }
@@ -237,13 +239,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             } else {
                 "upstream-session-1".to_owned()
             };
-            let resp = json_body(
+            let mut resp = json_body(
                 StatusCode::OK,
                 result(
                     json!({ "protocolVersion": msg["params"]["protocolVersion"], "capabilities": { "tools": {} }, "serverInfo": { "name": "mock", "version": "1" } }),
                 ),
                 Some(&session),
             );
+            if let Some(v) = &state.initialize_version_header {
+                resp.headers_mut()
+                    .insert("mcp-protocol-version", v.parse().unwrap());
+            }
             resp
         }
         "server/discover" if state.legacy_only => json_body(

@@ -145,3 +145,80 @@ async fn a_secret_in_a_forwarded_header_never_reaches_the_upstream() {
 fn answer_text(answer: &crate::common::Answer) -> String {
     String::from_utf8_lossy(&answer.body).into_owned()
 }
+
+/// The protocol version a session keeps is stored (`mcp_sessions.protocol_version` on PostgreSQL) and audited
+/// (`session_start`): only a version toolgate knows is kept, whatever the upstream's answer header or the
+/// agent's `initialize` says.
+async fn only_a_known_protocol_version_is_kept(database_url: String) {
+    let mock = upstream::start(upstream::State {
+        initialize_version_header: Some(format!("2025-11-25 {FAKE_AWS_KEY}")),
+        unique_sessions: true,
+        ..Default::default()
+    })
+    .await;
+    let proxy = crate::common::start(crate::common::Options {
+        extra_toml: format!(
+            "[[upstream]]\nname = \"web\"\nurl = \"http://{}/mcp\"\ntimeout_seconds = 5\nworkdir = \"/workspace\"\n",
+            mock.addr
+        ),
+        demo: false,
+        database_url: Some(database_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut agent = Agent::new(&proxy, "web", token("agent-version", &[]));
+    // The upstream's header is not a version: the agent's known request is kept instead.
+    let known = initialize(&mut agent, "2025-06-18").await;
+    // Neither is known: none is kept.
+    let unknown = initialize(&mut agent, "2031-01-01-draft").await;
+
+    let events = audit_events(&proxy.app, 50).await;
+    let started = |sid: &str| -> Value {
+        events
+            .iter()
+            .find(|e| e["event_type"] == "session_start" && e["session_id"] == sid)
+            .unwrap_or_else(|| panic!("no session_start for {sid}: {events:?}"))["extra"]
+            ["protocol_version"]
+            .clone()
+    };
+    assert_eq!(started(&known), "2025-06-18");
+    assert_eq!(started(&unknown), Value::Null);
+    let rows = serde_json::to_string(&events).unwrap();
+    assert!(!rows.contains("2031-01-01-draft"), "{rows}");
+    assert!(
+        !rows.contains("[REDACTED"),
+        "nothing needed redacting: {rows}"
+    );
+
+    if database_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+        let mut stored: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT protocol_version FROM mcp_sessions")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        stored.sort();
+        assert_eq!(stored, [None, Some("2025-06-18".to_owned())]);
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_known_protocol_version_is_kept_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("audit.db").display());
+    only_a_known_protocol_version_is_kept(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_known_protocol_version_is_kept_postgres() {
+    crate::common::on_postgres(only_a_known_protocol_version_is_kept).await;
+}
+
+/// An `initialize` asking for `version`; answers the session id.
+async fn initialize(agent: &mut Agent, version: &str) -> String {
+    let params = json!({ "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } });
+    let answer = agent.request("initialize", params).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    answer.header("mcp-session-id").unwrap()
+}
