@@ -37,7 +37,7 @@ use serde_json::Value;
 use financial::{card_candidate, scan_number};
 use kinds::Tally;
 use secrets::PREFIXED_PATTERN;
-use text::{Claims, Role};
+use text::Claims;
 
 /// How much a finding matters to the policy. Ordered, so policies and callers can take a maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,8 +112,10 @@ impl Scanner {
         Scanner { prefixed }
     }
 
-    /// One pass over the arguments: every string value (and object keys where a detector needs them).
-    /// Findings sorted by (path, kind).
+    /// One pass over the arguments: every string value and every object key of six bytes or more, a key read
+    /// as a value is (an agent can move `db_password=…` from a value into a key; the upstream reads both).
+    /// A key's finding is reported at its own pointer, with the key as `~redacted`. Findings sorted by (path,
+    /// kind).
     pub fn scan(&self, arguments: &Value) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut path = String::new();
@@ -135,7 +137,7 @@ impl Scanner {
                 Segment::Index(i) => push_index(&mut path, i),
                 Segment::Key(k) => {
                     if k.len() >= 6 {
-                        self.scan_text(k, None, Role::Key, &mut tally, &mut claims);
+                        self.scan_text(k, None, &mut tally, &mut claims);
                     }
                     path.push('/');
                     if tally.total() == 0 {
@@ -146,9 +148,7 @@ impl Scanner {
                 }
             }
             match frame.value {
-                Value::String(s) => {
-                    self.scan_text(s, frame.key, Role::Value, &mut tally, &mut claims)
-                }
+                Value::String(s) => self.scan_text(s, frame.key, &mut tally, &mut claims),
                 Value::Number(n) => {
                     // Card numbers sent as JSON numbers are as sensitive as the same digits in a string.
                     if let Some(u) = card_candidate(n) {
@@ -188,11 +188,11 @@ impl Scanner {
         out
     }
 
-    /// Hides, in every finding's pointer, each key that would be a finding as a value. Keys are scanned as keys
-    /// (a `key=value` text inside a key name is not an assignment anyone made, so the assignment rule does not
-    /// report it), but a pointer is logged, audited and handed to the policy, so a key such as
-    /// `x_secret_access_key=…` must not reach it either. Only the pointers of findings are looked at: the cost
-    /// is paid when something was found, never on a clean message.
+    /// Hides, in every finding's pointer, each key that would be a finding as a value. The walk already writes
+    /// `~redacted` for a key of six bytes or more that holds a finding; this also covers what the walk's
+    /// per-key view cannot (a pointer is logged, audited and handed to the policy, so no key that is a finding
+    /// may reach it). Only the pointers of findings are looked at: the cost is paid when something was found,
+    /// never on a clean message.
     fn seal_pointers(&self, findings: &mut [Finding]) {
         for finding in findings.iter_mut() {
             if finding.path.is_empty() {
@@ -219,7 +219,7 @@ impl Scanner {
     /// Whether `text`, as a value, holds a finding.
     fn holds_finding(&self, text: &str) -> bool {
         let mut tally = Tally::default();
-        self.scan_text(text, None, Role::Value, &mut tally, &mut Claims::default());
+        self.scan_text(text, None, &mut tally, &mut Claims::default());
         tally.total() > 0
     }
 

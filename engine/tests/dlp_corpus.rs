@@ -86,6 +86,35 @@ fn false_positive_rate_on_the_benign_corpus() {
     );
 }
 
+/// Object keys are read as values are: the benign strings as keys are flagged no more often than as values
+/// (an assignment moved into a key is found, so the false-positive rate must not grow with it).
+#[test]
+fn benign_strings_as_object_keys_are_flagged_no_more_than_as_values() {
+    let scanner = Scanner::new();
+    let (mut as_values, mut as_keys, mut keys) = (0usize, 0usize, 0usize);
+    for (class, value) in &benign() {
+        let Some(text) = value.as_str() else {
+            continue;
+        };
+        keys += 1;
+        let key = serde_json::json!({ text: 1 });
+        let found = scanner.scan(&key);
+        assert!(
+            found.iter().all(|f| f.severity != Severity::Critical),
+            "{class}: critical finding on a benign key {text:?}: {found:?}"
+        );
+        as_keys += usize::from(!found.is_empty());
+        as_values += usize::from(!scanner.scan(value).is_empty());
+    }
+    println!(
+        "benign corpus as object keys: {keys} keys, {as_keys} flagged ({as_values} as values)"
+    );
+    assert!(
+        as_keys <= as_values,
+        "{as_keys} keys flagged, {as_values} values"
+    );
+}
+
 const INVISIBLE: [char; 12] = [
     '\u{200B}',
     '\u{200C}',

@@ -9,6 +9,10 @@ import data.toolgate.tools
 
 cfg := data.toolgate_config.filesystem
 
+subject := input.tool.name if is_string(input.tool.name)
+
+else := "the resource"
+
 file_action if input.tool.action in {"read", "write", "delete"}
 
 paths := {t.value | some t in tools.targets; t.kind == "path"} if {
@@ -69,6 +73,23 @@ deny contains {
 } if {
 	file_action
 	count(paths) == 0
+}
+
+# A path the engine marks ambiguous holds a control character (NUL among them) or a backslash, as written or
+# percent-decoded: upstreams read it differently (C code stops at NUL, a Windows upstream climbs at `..\`), so
+# the path judged may not be the file opened. Denied whatever else it names; the reason does not quote it.
+ambiguous_paths := {t.value | some t in tools.targets; t.kind == "path"; t.ambiguous == true} if {
+	is_object(input.tool)
+} else := {resources.path} if {
+	resources.path
+	input.resource.ambiguous == true
+} else := set()
+
+deny contains {
+	"policy_id": "toolgate.filesystem.ambiguous_path",
+	"reason": sprintf("%s names a path that upstreams read differently (a control character or a backslash)", [subject]),
+} if {
+	count(ambiguous_paths) > 0
 }
 
 deny contains {

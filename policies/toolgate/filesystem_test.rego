@@ -195,3 +195,22 @@ test_rule_sets_are_only_about_paths if {
 	count(data.toolgate.filesystem.deny) == 0 with input as fixtures.call("run_shell", "execute", [fixtures.command("ls /etc")])
 	count(data.toolgate.filesystem.allow) == 0 with input as fixtures.call("fetch_url", "network", [fixtures.url("https://example.com/")])
 }
+
+test_an_ambiguous_path_is_denied_even_under_a_root if {
+	d := decide(fixtures.call("read_file", "read", [fixtures.ambiguous_path("/workspace/x")]))
+	d.result == "deny"
+	d.policy_id == "toolgate.filesystem.ambiguous_path"
+	d.reason == "read_file names a path that upstreams read differently (a control character or a backslash)"
+	count(data.toolgate.filesystem.ambiguous_paths) == 1 with input as fixtures.call("read_file", "read", [fixtures.ambiguous_path("/workspace/x")])
+}
+
+test_an_ambiguous_path_beside_a_good_one_is_still_denied if {
+	d := decide(fixtures.call("read_file", "read", [fixtures.path("/workspace/a"), fixtures.ambiguous_path("/workspace/b")]))
+	d.policy_id == "toolgate.filesystem.ambiguous_path"
+}
+
+test_a_path_marked_not_ambiguous_is_judged_by_where_it_is if {
+	d := decide(fixtures.call("read_file", "read", [object.union(fixtures.path("/workspace/a"), {"ambiguous": false})]))
+	d.result == "allow"
+	d.policy_id == "toolgate.filesystem.read"
+}

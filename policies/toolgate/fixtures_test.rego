@@ -24,6 +24,8 @@ url(value) := {"kind": "url", "key": "/url", "value": value}
 # A URL the engine marks as read differently by URL parsers (its value is the WHATWG reading).
 ambiguous_url(value) := {"kind": "url", "key": "/url", "value": value, "ambiguous": true}
 
+ambiguous_path(value) := {"kind": "path", "key": "/path", "value": value, "ambiguous": true}
+
 command(value) := {"kind": "command", "key": "/command", "value": value}
 
 address(value) := {"kind": "address", "key": "/to", "value": value}

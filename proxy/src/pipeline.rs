@@ -15,6 +15,7 @@
 
 mod escalate;
 mod forward;
+pub mod headers;
 mod intake;
 mod lists;
 mod plumbing;
@@ -100,6 +101,15 @@ async fn judge(
     let upstream = stages::upstream(app, upstream_name)?;
     // The message: bytes -> one JSON-RPC message, parsed once, for an authenticated agent only.
     let (headers, message, raw) = intake::read(app, req).await?;
+    // Forwarded headers say what the body says, or carry nothing DLP flags: checked before anything else uses them.
+    if let Err(bad) = headers::check(&app.scanner, &headers, Some(&message.value)) {
+        let method = message.method().unwrap_or("response");
+        headers::record(app, &identity, upstream_name, &trace_id, method, &bad).await;
+        return Err(Refusal::BadHeader {
+            id: message.id().cloned(),
+            bad,
+        });
+    }
     // session: the presented session is known and bound to this agent.
     let session =
         stages::session(app, &identity, upstream_name, &headers, &message, &trace_id).await?;
@@ -346,7 +356,9 @@ pub fn session_stream(
     };
     let caller = Caller {
         identity,
-        protocol_version: session.as_ref().and_then(|s| s.protocol_version.clone()),
+        protocol_version: session
+            .as_ref()
+            .and_then(|s| s.protocol_version.map(|v| v.as_str().to_owned())),
         session,
         upstream_name,
         upstream,

@@ -2,7 +2,8 @@
 //! (403, before its session is looked up, on every request path) and ends its sessions; the switch is stored
 //! (a restart keeps it, another instance on the same database follows it within a second); the listing counts
 //! calls, denials and escalations; ids holding secrets are never stored or shown in clear; the same `sub` in two
-//! tenants is two agents; `agents.disabled` in the configuration still works.
+//! tenants is two agents; `agents.disabled` in the configuration still works; a disable that lands while an
+//! `initialize` is at the upstream leaves no session behind.
 
 mod common;
 
@@ -466,4 +467,91 @@ async fn agents_disabled_in_the_configuration_stay_disabled() {
         echo_stateless(&mut mallory).await.status,
         StatusCode::FORBIDDEN
     );
+}
+
+/// A disable that lands while the upstream is answering `initialize` (the mock holds the answer until the disable
+/// is done, so the order is fixed, not timed): the session the answer would open is ended at once, recorded as
+/// ended by the disable, the upstream's session is ended too, and the agent is refused as if it had been
+/// disabled before. On SQLite and, when configured, on PostgreSQL (the shared session store).
+async fn a_disable_during_initialize_leaves_no_session(database_url: String) {
+    let mock = common::upstream::start(common::upstream::State {
+        hold_initialize: true,
+        unique_sessions: true,
+        ..Default::default()
+    })
+    .await;
+    let proxy = start(Options {
+        extra_toml: format!(
+            "[[upstream]]\nname = \"web\"\nurl = \"http://{}/mcp\"\ntimeout_seconds = 5\nworkdir = \"/workspace\"\n",
+            mock.addr
+        ),
+        demo: false,
+        database_url: Some(database_url),
+        ..Default::default()
+    })
+    .await;
+    let mut agent = Agent::new(&proxy, "web", token_in(Some("tenant-1"), "racer"));
+    let opening = tokio::spawn(async move {
+        agent
+            .request("initialize", json!({ "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } }))
+            .await
+    });
+    // The initialize passed the kill switch and reached the upstream; the agent is disabled before it answers.
+    mock.state.initialize_arrived.notified().await;
+    let disabled = admin(&proxy, Method::POST, "/api/v1/agents/racer/disable").await;
+    assert_eq!(disabled.status, StatusCode::OK, "{disabled:?}");
+    mock.state.release_initialize.notify_one();
+    let answer = opening.await.unwrap();
+
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+    assert!(answer.message()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("is disabled"));
+    assert_eq!(answer.header("mcp-session-id"), None);
+    assert_eq!(
+        proxy.app.sessions.count_of(&key(Some("tenant-1"), "racer")),
+        0,
+        "no session outlives the disable"
+    );
+    let started = events(&proxy, "session_start").await;
+    assert_eq!(started.len(), 1);
+    let sid = started[0]["session_id"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("upstream-session-"), "{sid}");
+    let ended = events(&proxy, "session_end").await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["session_id"], sid.as_str());
+    assert_eq!(ended[0]["extra"]["reason"], "agent_disabled");
+    assert_eq!(ended[0]["agent_id"], "racer");
+    // The upstream was told the session is over.
+    let deletes = mock.state.deletes.lock().unwrap().clone();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0]["mcp-session-id"], sid.as_str());
+
+    // Enabled again, the old session does not come back; a new initialize opens a new one.
+    mock.state.release_initialize.notify_one();
+    let enabled = admin(&proxy, Method::POST, "/api/v1/agents/racer/enable").await;
+    assert_eq!(enabled.status, StatusCode::OK);
+    let mut stale = Agent::new(&proxy, "web", token_in(Some("tenant-1"), "racer"));
+    stale.session = Some(sid);
+    assert_eq!(echo(&mut stale).await.status, StatusCode::NOT_FOUND);
+    let mut again = Agent::new(&proxy, "web", token_in(Some("tenant-1"), "racer"));
+    again.initialize().await;
+    assert_eq!(
+        proxy.app.sessions.count_of(&key(Some("tenant-1"), "racer")),
+        1
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disable_during_initialize_leaves_no_session_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("audit.db").display());
+    a_disable_during_initialize_leaves_no_session(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disable_during_initialize_leaves_no_session_postgres() {
+    common::on_postgres(a_disable_during_initialize_leaves_no_session).await;
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::financial::{card_candidate, scan_number};
 use super::kinds::{Kind, Tally};
-use super::text::{Claims, Role};
+use super::text::Claims;
 use super::{push_escaped, push_index, sort_findings, Finding, Scanner, REDACTED_SEGMENT};
 
 /// Rounds of re-checking a redacted string before it is replaced whole (see [`redact_text`]).
@@ -108,7 +108,7 @@ pub(super) fn redact(scanner: &Scanner, root: &mut Value) -> Vec<Finding> {
                 Value::String(s) => {
                     let key = frame.key.as_ref();
                     let scanned = key.map(|k| &*k.scanned);
-                    scanner.scan_text(s, scanned, Role::Value, &mut tally, &mut claims);
+                    scanner.scan_text(s, scanned, &mut tally, &mut claims);
                     if tally.total() > before {
                         let fallback = tally.worst().unwrap_or(Kind::GenericSecret);
                         let written = key.map(|k| k.written);
@@ -154,7 +154,7 @@ fn push_members<'a>(
         // The scan looks at keys of six bytes or more; shorter ones cannot hold a finding.
         if k.len() >= 6 {
             let mut t = Tally::default();
-            scanner.scan_text(k, None, Role::Key, &mut t, claims);
+            scanner.scan_text(k, None, &mut t, claims);
             if t.total() > 0 {
                 secret_keys.push((i, t));
             }
@@ -235,7 +235,7 @@ fn redact_text(
     let mut text = replace_claims(s, claims);
     for _ in 0..=CHECK_ROUNDS {
         let mut check = Tally::default();
-        scanner.scan_text(&text, written_key, Role::Value, &mut check, claims);
+        scanner.scan_text(&text, written_key, &mut check, claims);
         if check.total() == 0 {
             return text;
         }

@@ -626,15 +626,20 @@ fn secret_in_object_key_is_found_and_redacted_from_the_path() {
 
 #[test]
 fn a_key_that_would_be_a_finding_as_a_value_never_reaches_a_pointer() {
-    // The fuzzer's case: the key is an assignment (not reported as a key), but as a value it is a generic
-    // secret, and it sits in the pointer of the finding under it.
+    // The fuzzer's case: the key is an assignment, a generic secret as a value and so as a key too, and it
+    // sits in the pointer of the finding under it.
     let key = "db_password=hunter2hunter2";
-    assert_eq!(scan(json!({ key: 1 })), vec![], "not a finding as a key");
     let v = json!({ "outer": { key: [STRIPE_LIVE] } });
     let found = scan(v.clone());
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].kind, "stripe_key");
-    assert_eq!(found[0].path, "/outer/~redacted/0");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        (found[0].kind.as_str(), found[0].path.as_str()),
+        ("generic_secret", "/outer/~redacted")
+    );
+    assert_eq!(
+        (found[1].kind.as_str(), found[1].path.as_str()),
+        ("stripe_key", "/outer/~redacted/0")
+    );
     // Redaction reports the same.
     let mut redacted = v;
     let reported = Scanner::new().redact(&mut redacted);
@@ -693,4 +698,40 @@ fn clean_arguments_have_no_findings() {
         "count": 3, "enabled": true, "ratio": 0.25, "nothing": null
     });
     assert!(scan(v.clone()).is_empty(), "{:?}", scan(v));
+}
+
+#[test]
+fn an_assignment_moved_into_a_key_is_the_same_finding_as_in_a_value() {
+    let as_value = scan(json!({ "note": "db_password=hunter2hunter2" }));
+    assert_eq!(as_value.len(), 1, "{as_value:?}");
+    assert_eq!(as_value[0].kind, "generic_secret");
+    for v in [
+        json!({ "note": { "db_password=hunter2hunter2": 1 } }),
+        json!({ "note": { "db_password=hunter2hunter2": { "x": true } } }),
+        json!({ "note": [{ "api_key: hunter2hunter2": null }] }),
+    ] {
+        let found = scan(v.clone());
+        assert_eq!(found.len(), 1, "{v}: {found:?}");
+        assert_eq!(found[0].kind, as_value[0].kind, "{v}");
+        assert_eq!(found[0].severity, as_value[0].severity, "{v}");
+        assert!(found[0].path.ends_with("/~redacted"), "{found:?}");
+        assert!(!found[0].path.contains("hunter2"), "{found:?}");
+        // Redaction renames the key, reports the same, and leaves nothing to find.
+        let mut redacted = v.clone();
+        assert_eq!(Scanner::new().redact(&mut redacted), found);
+        let text = redacted.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("[REDACTED:generic_secret]"), "{text}");
+        assert_eq!(scan(redacted), vec![]);
+    }
+    // Keys that only look like assignments stay clean.
+    for key in [
+        "a=b",
+        "mode=fast",
+        "password=",
+        "sort_key=created_at",
+        "x:y",
+    ] {
+        assert_eq!(scan(json!({ key: 1 })), vec![], "{key}");
+    }
 }

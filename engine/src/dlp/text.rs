@@ -10,14 +10,6 @@ use super::normalize;
 use super::secrets::{aws_in_run, AwsContext};
 use super::Scanner;
 
-/// What the string being scanned is: values get the key-name and assignment rules, keys do not (a key has
-/// no key of its own, and `key=value` text inside a key name is not an assignment anyone made).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    Key,
-    Value,
-}
-
 /// Byte ranges of the current string already attributed to a detector (or known not to be secret, such as
 /// a certificate body), so the generic detector does not report them again. The ranges a detector found
 /// are also what redaction replaces.
@@ -81,7 +73,6 @@ impl Scanner {
         &self,
         s: &str,
         key: Option<&str>,
-        role: Role,
         tally: &mut Tally,
         claims: &mut Claims,
     ) {
@@ -90,13 +81,13 @@ impl Scanner {
         let key_view = key.and_then(normalize::view);
         let key = key_view.as_ref().map(|v| v.text.as_str()).or(key);
         let before = tally.clone();
-        self.scan_bytes(s.as_bytes(), key, role, tally, claims);
+        self.scan_bytes(s.as_bytes(), key, tally, claims);
         let Some(view) = normalize::view(s) else {
             return;
         };
         let mut seen = Tally::default();
         let mut view_claims = Claims::default();
-        self.scan_bytes(view.text.as_bytes(), key, role, &mut seen, &mut view_claims);
+        self.scan_bytes(view.text.as_bytes(), key, &mut seen, &mut view_claims);
         tally.add_unseen(&before, &seen);
         for (start, end, kind) in view_claims.secrets() {
             let (start, end) = view.original(start, end);
@@ -104,14 +95,7 @@ impl Scanner {
         }
     }
 
-    fn scan_bytes(
-        &self,
-        b: &[u8],
-        key: Option<&str>,
-        role: Role,
-        tally: &mut Tally,
-        claims: &mut Claims,
-    ) {
+    fn scan_bytes(&self, b: &[u8], key: Option<&str>, tally: &mut Tally, claims: &mut Claims) {
         let before = tally.total();
 
         // The shortest prefixed secret (a minimal JWT) is longer than this.
@@ -131,7 +115,7 @@ impl Scanner {
         // for a random token, and no card, name or assignment can hide inside base64 text. A private key
         // body without its armour is the one thing such a file can be that is a secret.
         if !is_wrapped_base64(b) && !is_encoded_file(b) {
-            scan_runs(self, b, role, aws, tally, claims, &mut generic);
+            scan_runs(self, b, aws, tally, claims, &mut generic);
         } else if let Some(end) = bare_key_at(b, 0) {
             tally.hit(Kind::PrivateKey);
             claims.found(0, end, Kind::PrivateKey);
@@ -140,7 +124,7 @@ impl Scanner {
 
         // A value under a key named like a secret is one secret, whatever its shape: token-level rules
         // would only count it again.
-        if role == Role::Value && specific == 0 && url_generic == 0 && b.len() >= 4 {
+        if specific == 0 && url_generic == 0 && b.len() >= 4 {
             if let Some(class) = key.and_then(|k| name_class(k.as_bytes())) {
                 if is_nontrivial(b, class) {
                     generic = 1;
@@ -217,14 +201,13 @@ pub(super) const CLASS: [u8; 256] = {
 pub(super) fn scan_runs(
     scanner: &Scanner,
     b: &[u8],
-    role: Role,
     aws: AwsContext<'_>,
     tally: &mut Tally,
     claims: &mut Claims,
     generic: &mut u32,
 ) {
     let n = b.len();
-    let assignments = role == Role::Value && n >= 6;
+    let assignments = n >= 6;
     let mut i = 0;
     while i < n {
         if CLASS[usize::from(b[i])] & TOKEN == 0 {

@@ -1,5 +1,6 @@
 //! Arguments that mean one thing to the classifier and another to the upstream: keys that fold to one name,
-//! URLs that parsers read as different hosts, and paths with percent-escapes an upstream may decode.
+//! URLs that parsers read as different hosts, paths with percent-escapes an upstream may decode, and paths with
+//! control characters or backslashes.
 
 use serde_json::json;
 
@@ -235,4 +236,47 @@ fn a_percent_escaped_path_is_judged_as_written_and_as_decoded() {
         paths(json!({"path": "/a/%252e%252e/b"})),
         ["/a/%252e%252e/b", "/a/%2e%2e/b"]
     );
+}
+
+#[test]
+fn a_path_with_a_control_character_or_a_backslash_is_ambiguous() {
+    let marked = |args: serde_json::Value| -> Vec<(String, bool)> {
+        class("read_file", args)
+            .targets
+            .into_iter()
+            .filter(|t| t.kind == TargetKind::Path)
+            .map(|t| (t.value, t.ambiguous))
+            .collect()
+    };
+    // Cut at NUL by C code, `/etc`; resolved by toolgate, `/workspace/x` (as written and as decoded): marked.
+    let nul = marked(json!({"path": "/etc%00/../workspace/x"}));
+    assert_eq!(nul, [("/workspace/x".to_owned(), true)]);
+    for path in [
+        "/workspace/x\u{0}/../../etc/passwd",
+        "/workspace/a\nb",
+        "/workspace/a\u{7f}",
+        "/workspace/a\u{85}b",
+        r"..\..\etc\passwd",
+        "/workspace/a%5c..%5c..%5cetc",
+        "/workspace/a%0ab",
+    ] {
+        let found = marked(json!({ "path": path }));
+        assert!(
+            !found.is_empty() && found.iter().all(|(_, a)| *a),
+            "{path:?}: {found:?}"
+        );
+    }
+    // Under any key, by shape, and in a file: URI.
+    assert!(marked(json!({"options": {"next": "/etc\u{0}x"}}))[0].1);
+    assert!(marked(json!({"path": "file:///workspace/a%00b"}))[0].1);
+    // Ordinary names are not.
+    for path in [
+        "/workspace/a b.txt",
+        "notes/%2e%2e/x",
+        "/workspace/my%20report.pdf",
+        "/workspace/ü.txt",
+    ] {
+        let found = marked(json!({ "path": path }));
+        assert!(found.iter().all(|(_, a)| !*a), "{path:?}: {found:?}");
+    }
 }

@@ -162,9 +162,12 @@ pub struct PolicyInput<'a> {
 }
 
 impl ResourceInput<'_> {
-    /// The URI is one URL parsers read as different hosts (see [`super::differential`]).
+    /// The URI is one URL parsers read as different hosts (see [`super::differential`]), or a `file:` URI whose
+    /// path upstreams read differently (a control character or a backslash, see [`super::targets`]).
     pub fn ambiguous(&self) -> bool {
         super::differential::parsers_disagree(self.uri)
+            || super::targets::file_uri_path(self.uri)
+                .is_some_and(|p| super::targets::path_is_ambiguous(&p))
     }
 }
 

@@ -10,7 +10,8 @@
 //!
 //! Values are normalised (paths absolute against the working directory, `file:` URIs as the path they
 //! name, URLs through [`normalise_url`]); the same kind and value is listed once, under its first key. A URL
-//! that parsers read differently is marked [`Target::ambiguous`] (see [`super::differential`]).
+//! that parsers read differently is marked [`Target::ambiguous`] (see [`super::differential`]), and so is a
+//! path holding a control character or a backslash, as written or percent-decoded ([`path_is_ambiguous`]).
 //!
 //! Because keys are folded, `{"PATH": "/workspace/a", "path": "/etc/passwd"}` names two paths for one
 //! argument, of which the upstream reads only `path`. Both are listed, and the walk also records every
@@ -270,8 +271,7 @@ impl Found<'_> {
         match kind {
             TargetKind::Path => {
                 if let Some(path) = file_uri_path(s) {
-                    let value = normalise_path(&path, self.workdir);
-                    self.push(TargetKind::Path, value, naming, false);
+                    self.file_path(&path, naming);
                 } else if has_url_scheme(s) {
                     // With whitespace too: a fetching upstream may strip it, so it is judged as a URL.
                     self.url(s, naming);
@@ -286,8 +286,7 @@ impl Found<'_> {
                 self.url(s, naming);
                 // Fetching a file: URL reads a local file: judge it as the path too.
                 if let Some(path) = file_uri_path(s) {
-                    let value = normalise_path(&path, self.workdir);
-                    self.push(TargetKind::Path, value, naming, false);
+                    self.file_path(&path, naming);
                 }
             }
             TargetKind::Command => self.push(TargetKind::Command, s.to_string(), naming, false),
@@ -318,8 +317,7 @@ impl Found<'_> {
     fn shaped(&mut self, raw: &str, naming: Naming) -> bool {
         let s = raw.trim();
         if let Some(path) = file_uri_path(s) {
-            let value = normalise_path(&path, self.workdir);
-            self.push(TargetKind::Path, value, naming, false);
+            self.file_path(&path, naming);
         } else if looks_like_url(s) {
             self.url(s, naming);
         } else if looks_like_absolute_path(s) {
@@ -333,25 +331,34 @@ impl Found<'_> {
     /// A plain path (no scheme), judged as written and, when it holds percent-escapes, as decoded too: a
     /// filesystem tool takes `/etc/%70asswd` literally, but an upstream that decodes it (a web framework, a
     /// `file:` URL built from it) opens `/etc/passwd`. Rather than guess, both must pass; a name that merely
-    /// holds a `%20` decodes to a path in the same place.
+    /// holds a `%20` decodes to a path in the same place. Both are marked ambiguous when either holds what
+    /// upstreams read differently ([`path_is_ambiguous`]).
     fn path(&mut self, s: &str, naming: Naming) {
+        let decoded = Some(s)
+            .filter(|s| s.contains('%'))
+            .map(percent_decode)
+            .filter(|d| d != s);
+        let ambiguous = path_is_ambiguous(s) || decoded.as_deref().is_some_and(path_is_ambiguous);
         self.push(
             TargetKind::Path,
             normalise_path(s, self.workdir),
             naming,
-            false,
+            ambiguous,
         );
-        if s.contains('%') {
-            let decoded = percent_decode(s);
-            if decoded != s {
-                self.push(
-                    TargetKind::Path,
-                    normalise_path(&decoded, self.workdir),
-                    naming,
-                    false,
-                );
-            }
+        if let Some(decoded) = decoded {
+            self.push(
+                TargetKind::Path,
+                normalise_path(&decoded, self.workdir),
+                naming,
+                ambiguous,
+            );
         }
+    }
+
+    /// A `file:` URI's path (percent-decoded), marked as a plain path's would be.
+    fn file_path(&mut self, path: &str, naming: Naming) {
+        let value = normalise_path(path, self.workdir);
+        self.push(TargetKind::Path, value, naming, path_is_ambiguous(path));
     }
 
     fn url(&mut self, s: &str, naming: Naming) {
@@ -458,8 +465,12 @@ fn has_url_scheme(s: &str) -> bool {
         && !rest.is_empty()
 }
 
+/// Text that starts with `/` and is one line. Other control characters do not stop it being a path: a NUL
+/// inside (`/etc\0/../x`) is what makes it one that upstreams read differently ([`path_is_ambiguous`]).
 fn looks_like_absolute_path(s: &str) -> bool {
-    s.starts_with('/') && s.len() <= MAX_PATH_LEN && !s.chars().any(char::is_control)
+    s.starts_with('/')
+        && s.len() <= MAX_PATH_LEN
+        && !s.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
 }
 
 /// `local@domain`, nothing a path separator or whitespace could belong to.
@@ -496,6 +507,13 @@ pub(super) fn file_uri_path(s: &str) -> Option<String> {
     };
     let end = path.find(['?', '#']).unwrap_or(path.len());
     Some(percent_decode(&path[..end]))
+}
+
+/// Whether upstreams read this path differently: a control character (NUL ends the path for C code and some
+/// FFI, while toolgate and Rust, Python and Node read on or refuse it) or a backslash (one file name on Unix, a
+/// separator, so `..\..\etc` climbs, on Windows).
+pub(super) fn path_is_ambiguous(path: &str) -> bool {
+    path.chars().any(|c| c.is_control() || c == '\\')
 }
 
 fn percent_decode(s: &str) -> String {

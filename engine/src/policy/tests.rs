@@ -128,6 +128,25 @@ fn cases() -> Vec<Case> {
             "allow",
             "toolgate.filesystem.read",
         ),
+        // Paths upstreams read differently (NUL, other control characters, a backslash; written or decoded).
+        case(
+            "read_file",
+            json!({"path": "/etc%00/../workspace/x"}),
+            "deny",
+            "toolgate.filesystem.ambiguous_path",
+        ),
+        case(
+            "read_file",
+            json!({"path": "/workspace/x\u{0}/../../etc/passwd"}),
+            "deny",
+            "toolgate.filesystem.ambiguous_path",
+        ),
+        case(
+            "read_file",
+            json!({"path": "..\\..\\etc\\passwd"}),
+            "deny",
+            "toolgate.filesystem.ambiguous_path",
+        ),
         // Percent-escapes an upstream may decode: judged as decoded too, on the VM as in the interpreter.
         case(
             "read_file",

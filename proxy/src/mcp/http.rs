@@ -26,6 +26,14 @@ const FORWARDED_HEADERS: &[&str] = &[
     "tracestate",
 ];
 
+/// Whether the agent's header `name` (lower case) reaches an HTTP upstream: one of [`FORWARDED_HEADERS`] or an
+/// `Mcp-Param-*` mirror. `crate::pipeline::headers` checks each of them before anything is forwarded.
+pub fn is_forwarded(name: &str) -> bool {
+    FORWARDED_HEADERS.contains(&name) || name.starts_with(PARAM_PREFIX)
+}
+
+const PARAM_PREFIX: &str = "mcp-param-";
+
 #[derive(Debug, thiserror::Error)]
 pub enum HttpUpstreamError {
     #[error("upstream {0} is unreachable: {1}")]
@@ -94,9 +102,9 @@ impl HttpUpstream {
             }
         }
         // 2026-07-28 (SEP-2243): `Mcp-Param-*` mirror the arguments a tool's schema marks `x-mcp-header`; SDK servers
-        // refuse a call whose header is missing. Passed as sent: the server checks each against the body toolgate judged.
+        // refuse a call whose header is missing. Each was checked to equal an argument of the judged body.
         for (name, value) in agent_headers {
-            if name.as_str().starts_with("mcp-param-") {
+            if name.as_str().starts_with(PARAM_PREFIX) {
                 headers.append(name.clone(), value.clone());
             }
         }

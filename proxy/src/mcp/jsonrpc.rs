@@ -24,6 +24,8 @@ pub const UPSTREAM_TIMEOUT: i64 = -31004;
 pub const AUDIT_UNAVAILABLE: i64 = -31005;
 /// The upstream's answer was blocked by the policy's `result_decision`.
 pub const RESULT_BLOCKED: i64 = -31006;
+/// A forwarded HTTP header does not say what the body says, or carries what it must not (SEP-2243's code).
+pub const HEADER_MISMATCH: i64 = -32001;
 
 /// What kind of JSON-RPC message a body holds.
 #[derive(Debug, Clone, PartialEq)]

@@ -36,8 +36,8 @@ pub struct Session {
     pub agent: AgentKey,
     /// RFC 3339, for the policy input's `session.started_at`.
     pub started_at: String,
-    /// The protocol version negotiated by `initialize`.
-    pub protocol_version: Option<String>,
+    /// The protocol version negotiated by `initialize`, if it is one toolgate knows.
+    pub protocol_version: Option<crate::mcp::ProtocolVersion>,
     calls: AtomicU64,
     /// A std mutex: held only to read or store an `Instant`.
     last_used: Mutex<Instant>,
@@ -51,7 +51,7 @@ impl Session {
         id: String,
         upstream: String,
         agent: AgentKey,
-        protocol_version: Option<String>,
+        protocol_version: Option<crate::mcp::ProtocolVersion>,
     ) -> Session {
         Session {
             id_hash: id_hash(&id),

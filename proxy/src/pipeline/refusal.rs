@@ -45,6 +45,11 @@ pub enum Refusal {
         id: Option<Value>,
         error: SessionError,
     },
+    /// A header that would reach the upstream does not say what the body says, or carries data (400, `-32001`).
+    BadHeader {
+        id: Option<Value>,
+        bad: super::headers::BadHeader,
+    },
     /// The params do not say what the method needs (`-32602`); audited as a deny.
     InvalidParams {
         id: Option<Value>,
@@ -189,6 +194,13 @@ impl Refusal {
                     None,
                 )
             }
+            Refusal::BadHeader { id, bad } => rpc(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::HEADER_MISMATCH,
+                bad.message(),
+                Some(json!({ "header": bad.header })),
+            ),
             Refusal::InvalidParams { id, message } => rpc(
                 ok_or_rejected(&id),
                 id,

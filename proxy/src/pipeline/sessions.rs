@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use toolgate_engine::chain::EventDraft;
 
@@ -13,10 +13,13 @@ use super::route::Unjudged;
 use super::{count_upstream, Caller};
 use crate::app::App;
 use crate::auth::AgentIdentity;
+use crate::mcp::http::HttpUpstream;
 use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::session::{new_session_id, Session, SessionError};
 use crate::mcp::upstream::Upstream;
-use crate::mcp::{PROTOCOL_HEADER, PROTOCOL_VERSIONS, SESSION_HEADER};
+use crate::mcp::{
+    ProtocolVersion, NEWEST_STATEFUL as STDIO_VERSION, PROTOCOL_HEADER, SESSION_HEADER,
+};
 use crate::response::{jsonrpc_reply, Body};
 
 /// Over HTTP the upstream mints the session id; a stdio child is shared by all agents, so toolgate answers from
@@ -35,10 +38,6 @@ pub(super) async fn initialize(
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let session_refusal = |error: SessionError| Refusal::Session {
-        id: id.clone(),
-        error,
-    };
     match caller.upstream {
         Upstream::Http(_) => {
             // An initialize opens a new session: a session id sent with it (perhaps another agent's) must not
@@ -63,15 +62,17 @@ pub(super) async fn initialize(
                     .get(SESSION_HEADER)
                     .and_then(|v| v.to_str().ok())
                 {
+                    // Kept only if it is a version toolgate knows: the upstream's header and the agent's
+                    // request are both text from outside, and the version is stored and audited.
                     let negotiated = resp
                         .headers()
                         .get(PROTOCOL_HEADER)
                         .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                        .or(requested);
+                        .and_then(ProtocolVersion::known)
+                        .or_else(|| requested.as_deref().and_then(ProtocolVersion::known));
                     open(app, caller, sid.to_owned(), negotiated)
                         .await
-                        .map_err(session_refusal)?;
+                        .map_err(|e| e.refusal(id.clone(), caller.identity))?;
                 }
             }
             Ok(crate::response::stream_response(resp))
@@ -85,40 +86,66 @@ pub(super) async fn initialize(
             };
             let mut result = child.initialize_result();
             let version = requested
-                .filter(|v| PROTOCOL_VERSIONS.contains(&v.as_str()))
-                .unwrap_or_else(|| "2025-11-25".to_owned());
-            result["protocolVersion"] = Value::String(version.clone());
+                .as_deref()
+                .and_then(ProtocolVersion::known)
+                .unwrap_or(STDIO_VERSION);
+            result["protocolVersion"] = Value::String(version.as_str().to_owned());
             let sid = new_session_id();
-            open(app, caller, sid.clone(), Some(version.clone()))
+            open(app, caller, sid.clone(), Some(version))
                 .await
-                .map_err(session_refusal)?;
+                .map_err(|e| e.refusal(id.clone(), caller.identity))?;
             let mut resp = jsonrpc_reply(StatusCode::OK, jsonrpc::result_response(&rpc_id, result));
             resp.headers_mut().insert(
                 SESSION_HEADER,
                 HeaderValue::from_str(&sid).expect("hex is a valid header"),
             );
-            resp.headers_mut().insert(
-                PROTOCOL_HEADER,
-                HeaderValue::from_str(&version).unwrap_or(HeaderValue::from_static("2025-11-25")),
-            );
+            resp.headers_mut()
+                .insert(PROTOCOL_HEADER, HeaderValue::from_static(version.as_str()));
             Ok(resp)
         }
     }
 }
 
+/// Why `initialize` opened no session.
+enum NotOpened {
+    Session(SessionError),
+    /// The agent was disabled while the upstream answered: the session was opened and ended again.
+    AgentDisabled,
+}
+
+impl NotOpened {
+    /// The answer to the agent: a disable that landed during `initialize` reads as one that landed before it.
+    fn refusal(self, id: Option<Value>, identity: &AgentIdentity) -> Refusal {
+        match self {
+            NotOpened::Session(error) => Refusal::Session { id, error },
+            NotOpened::AgentDisabled => Refusal::AgentDisabled {
+                agent_id: identity.id.clone(),
+            },
+        }
+    }
+}
+
+/// Binds the session, then looks at the kill switch again. A disable swaps the disabled set before it ends the
+/// agent's sessions, so whichever comes second sees the other: either the disable's `end_sessions` finds this
+/// session, or this check finds the agent disabled. Checking before the insert would leave a window in which a
+/// disable lands, finds nothing to end, and the session is bound after it.
 async fn open(
     app: &App,
     caller: &Caller<'_>,
     sid: String,
-    version: Option<String>,
-) -> Result<(), SessionError> {
+    version: Option<ProtocolVersion>,
+) -> Result<(), NotOpened> {
     let session = Session::new(
-        sid,
+        sid.clone(),
         caller.upstream_name.to_owned(),
         caller.identity.key(),
-        version.clone(),
+        version,
     );
-    let opened = app.sessions.open(session).await?;
+    let opened = app
+        .sessions
+        .open(session)
+        .await
+        .map_err(NotOpened::Session)?;
     for evicted in &opened.evicted {
         // The agent was at `session.max_sessions_per_agent`: its longest-idle session made room.
         record(
@@ -136,10 +163,52 @@ async fn open(
         &caller.trace_id,
         "session_start",
         &session,
-        json!({ "protocol_version": version }),
+        json!({ "protocol_version": version.map(ProtocolVersion::as_str) }),
     )
     .await;
-    Ok(())
+    let stored =
+        crate::agents::StoredKey::of(caller.identity.tenant_id.as_deref(), &caller.identity.id);
+    if !app.agents.is_disabled(&stored) {
+        return Ok(());
+    }
+    // `NotFound`: the disable's own `end_sessions` ended it first and recorded that end.
+    if let Ok(ended) = app
+        .sessions
+        .remove(caller.upstream_name, &sid, &caller.identity.key())
+        .await
+    {
+        record(
+            app,
+            &caller.trace_id,
+            "session_end",
+            &ended,
+            json!({ "reason": "agent_disabled", "calls": ended.calls() }),
+        )
+        .await;
+    }
+    if let Upstream::Http(http) = caller.upstream {
+        end_upstream_session(http, &sid, version).await;
+    }
+    tracing::warn!(
+        agent = %crate::redaction::loggable(&caller.identity.id),
+        "agent disabled while its session opened: the session was ended"
+    );
+    Err(NotOpened::AgentDisabled)
+}
+
+/// Ends the upstream's session as an agent's `DELETE` would, so it does not outlive toolgate's. Best effort: an
+/// upstream that does not answer keeps a session no agent can reach through toolgate.
+async fn end_upstream_session(http: &HttpUpstream, sid: &str, version: Option<ProtocolVersion>) {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(sid) {
+        headers.insert(SESSION_HEADER, value);
+    }
+    if let Some(version) = version {
+        headers.insert(PROTOCOL_HEADER, HeaderValue::from_static(version.as_str()));
+    }
+    if let Err(e) = http.send(Method::DELETE, &headers, Bytes::new()).await {
+        tracing::warn!(upstream = %http.name, error = %e, "could not end the upstream session of a disabled agent");
+    }
 }
 
 /// Session start and end are audit events. They are awaited (durable) but a failure does not undo the

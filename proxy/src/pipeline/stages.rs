@@ -143,7 +143,7 @@ pub fn protocol_version(
     message
         .meta_protocol_version()
         .map(str::to_owned)
-        .or_else(|| session.and_then(|s| s.protocol_version.clone()))
+        .or_else(|| session.and_then(|s| s.protocol_version.map(|v| v.as_str().to_owned())))
         .or_else(|| {
             headers
                 .get(PROTOCOL_HEADER)

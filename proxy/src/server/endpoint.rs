@@ -3,7 +3,8 @@
 //! A `POST` carries one message, which runs the whole [`crate::pipeline`]. `GET` (the server-to-client stream of
 //! a 2025-era session) and `DELETE` (ending a session) run the pipeline's jwt, kill-switch and session stages,
 //! then reach the upstream directly: they carry no message to judge. Decisions are made on the JSON-RPC body,
-//! never on `Mcp-*` headers.
+//! never on `Mcp-*` headers; the headers that reach an upstream are checked against the body first
+//! ([`crate::pipeline::headers`]).
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ async fn get(
     let identity = stages::jwt(app, req.headers(), base_url, upstream_name)?;
     stages::not_disabled(app, &identity)?;
     let upstream = stages::upstream(app, upstream_name)?;
+    forwardable(app, &identity, upstream_name, &req, &trace_id, "GET").await?;
     let Upstream::Http(http) = upstream else {
         let mut resp = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -117,6 +119,7 @@ async fn delete(
     let identity = stages::jwt(app, req.headers(), base_url, upstream_name)?;
     stages::not_disabled(app, &identity)?;
     let upstream = stages::upstream(app, upstream_name)?;
+    forwardable(app, &identity, upstream_name, &req, &trace_id, "DELETE").await?;
     let sid = match presented_session(app, &identity, upstream_name, &req, &trace_id, "DELETE")
         .await
     {
@@ -172,6 +175,23 @@ async fn delete(
             .body(empty())
             .expect("valid response")),
     }
+}
+
+/// The headers a `GET` or `DELETE` would forward (`Last-Event-ID`, the protocol version...): checked as a POST's
+/// are, with no body for any of them to mirror.
+async fn forwardable(
+    app: &App,
+    identity: &AgentIdentity,
+    upstream_name: &str,
+    req: &Request<Incoming>,
+    trace_id: &str,
+    verb: &str,
+) -> Result<(), Refusal> {
+    let Err(bad) = pipeline::headers::check(&app.scanner, req.headers(), None) else {
+        return Ok(());
+    };
+    pipeline::headers::record(app, identity, upstream_name, trace_id, verb, &bad).await;
+    Err(Refusal::BadHeader { id: None, bad })
 }
 
 /// The one `Mcp-Session-Id` of a `GET` or `DELETE`, or the answer refusing several (or an unreadable one).

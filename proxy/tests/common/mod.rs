@@ -451,3 +451,33 @@ pub fn shipped_policies_with(dir: &std::path::Path, edit: impl FnOnce(&mut Value
     std::fs::write(&data_path, data.to_string()).unwrap();
     policies
 }
+
+/// Runs `case` with the URL of a fresh PostgreSQL schema (dropped afterwards, also when the case fails), or
+/// prints a skip notice and returns when `TOOLGATE_TEST_POSTGRES_URL` is not set.
+pub async fn on_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Ok(base) = std::env::var("TOOLGATE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: TOOLGATE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("toolgate_case_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+    // A task, so a failing assertion still lets the schema be dropped.
+    let outcome = tokio::spawn(case(url)).await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -47,6 +47,17 @@ pub struct State {
     pub raw_call_sse: Option<String>,
     /// Each `initialize` gets a session id of its own (default: always `upstream-session-1`).
     pub unique_sessions: bool,
+    /// Holds each `initialize` answer until the test releases it: `initialize_arrived` is notified (one permit,
+    /// so a test that waits after the arrival still wakes) and the answer waits for `release_initialize`.
+    pub hold_initialize: bool,
+    pub initialize_arrived: Notify,
+    pub release_initialize: Notify,
+    /// The headers of every DELETE (a session end), in the order received.
+    pub deletes: Mutex<Vec<hyper::HeaderMap>>,
+    /// Answers `initialize` with this `MCP-Protocol-Version` header (default: none).
+    pub initialize_version_header: Option<String>,
+    /// The headers of every GET (a server-to-client stream), in the order received.
+    pub gets: Mutex<Vec<hyper::HeaderMap>>,
 }
 
 impl State {
@@ -166,6 +177,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .map(str::to_owned);
     match *req.method() {
         Method::GET => {
+            state.gets.lock().unwrap().push(req.headers().clone());
             // The server-to-client stream: one notification, then it stays open.
             let note = if state.list_changed_on_get {
                 "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
@@ -182,10 +194,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
                 .unwrap());
         }
         Method::DELETE => {
+            state.deletes.lock().unwrap().push(req.headers().clone());
             return Ok(Response::builder()
                 .status(200)
                 .body(Full::new(Bytes::new()).boxed())
-                .unwrap())
+                .unwrap());
         }
         _ => {}
     }
@@ -217,18 +230,27 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let result = |r: Value| json!({ "jsonrpc": "2.0", "id": id, "result": r });
     let resp = match method {
         "initialize" => {
+            if state.hold_initialize {
+                state.initialize_arrived.notify_one();
+                state.release_initialize.notified().await;
+            }
             let session = if state.unique_sessions {
                 format!("upstream-session-{}", uuid::Uuid::new_v4().simple())
             } else {
                 "upstream-session-1".to_owned()
             };
-            json_body(
+            let mut resp = json_body(
                 StatusCode::OK,
                 result(
                     json!({ "protocolVersion": msg["params"]["protocolVersion"], "capabilities": { "tools": {} }, "serverInfo": { "name": "mock", "version": "1" } }),
                 ),
                 Some(&session),
-            )
+            );
+            if let Some(v) = &state.initialize_version_header {
+                resp.headers_mut()
+                    .insert("mcp-protocol-version", v.parse().unwrap());
+            }
+            resp
         }
         "server/discover" if state.legacy_only => json_body(
             StatusCode::BAD_REQUEST,

@@ -1,7 +1,8 @@
 //! Secrets smuggled past DLP: outside `arguments` (in `_meta`, another member of `params`, a string `id`, the
 //! method name, members JSON-RPC does not define), through plumbing, list requests and answers to server
 //! requests, and inside arguments in small format changes (glued, dashed, zero-width characters, full-width
-//! letters, percent-encoding, relabelled or armourless private keys, cards as numbers). Each is refused by
+//! letters, percent-encoding, relabelled or armourless private keys, cards as numbers, an assignment moved
+//! into an object key). Each is refused by
 //! the shipped policies before the upstream sees it, and nothing of it reaches the audit log.
 
 use serde_json::{json, Value};
@@ -202,12 +203,32 @@ async fn small_format_changes_do_not_hide_a_secret() {
             .message();
         assert_eq!(answer["error"]["code"], -31002, "card {n}: {answer}");
     }
+    // An assignment is the same finding (high: escalated) as a value and moved into an object key.
+    for (n, note) in [
+        json!("db_password=hunter2hunter2"),
+        json!({ "db_password=hunter2hunter2": 1 }),
+        json!([{ "api_key: hunter2hunter2": { "x": true } }]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = agent
+            .call(
+                "echo",
+                json!({ "text": format!("assign-{n}"), "note": note }),
+            )
+            .await
+            .message();
+        assert_eq!(answer["error"]["code"], -31002, "assignment {n}: {answer}");
+    }
     let seen = received(&mock);
     assert!(
-        !seen.contains("evasion-") && !seen.contains("card-"),
+        !seen.contains("evasion-") && !seen.contains("card-") && !seen.contains("assign-"),
         "{seen}"
     );
     audit_is_clean(&proxy).await;
+    let events = serde_json::to_string(&audit_events(&proxy.app, 500).await).unwrap();
+    assert!(!events.contains("hunter2"), "{events}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

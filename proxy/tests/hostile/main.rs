@@ -9,6 +9,7 @@ mod common;
 
 mod connections;
 mod dlp_evasion;
+mod headers;
 mod held;
 mod identity;
 mod parsing;

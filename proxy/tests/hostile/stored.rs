@@ -104,28 +104,29 @@ async fn secrets_in_names_paths_reasons_and_headers_are_stored_and_logged_nowher
     let path = format!("/tmp/{FAKE_AWS_KEY}/notes.txt");
     let pathed = call_with_headers(&agent, "read_file", json!({ "path": path }), &[]).await;
     assert_eq!(pathed.error_code(), Some(-31001), "{:?}", pathed.body);
-    // An allowed call whose protocol version header carries the key: decision and outcome events.
+    // A call whose protocol version header carries the key: refused before the upstream, and recorded.
     let version = format!("2025-11-25 {FAKE_AWS_KEY}");
-    let allowed = call_with_headers(
+    let refused = call_with_headers(
         &agent,
         "echo",
         json!({ "text": "hi" }),
         &[("mcp-protocol-version", &version)],
     )
     .await;
-    assert_eq!(allowed.status, StatusCode::OK, "{:?}", allowed.body);
-    assert!(
-        allowed.message().get("result").is_some(),
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
         "{:?}",
-        allowed.body
+        refused.body
     );
-    assert_eq!(mock.state.tool_calls().len(), 1, "only echo was forwarded");
+    assert_eq!(refused.error_code(), Some(-32001), "{:?}", refused.body);
+    assert!(mock.state.tool_calls().is_empty(), "nothing was forwarded");
 
     let events = common::eventually(std::time::Duration::from_secs(5), || async {
         let events = common::audit_events(&proxy.app, 50).await;
-        // The four events of the calls; the `dlp_critical` alert's event comes beside them.
+        // The three refusals; the `dlp_critical` alert's event comes beside them.
         let calls = events.iter().filter(|e| e["event_type"] != "alert").count();
-        (calls >= 4).then_some(events)
+        (calls >= 3).then_some(events)
     })
     .await;
     let rows = serde_json::to_string(&events).unwrap();
@@ -155,14 +156,18 @@ async fn secrets_in_names_paths_reasons_and_headers_are_stored_and_logged_nowher
             .contains("/tmp/[REDACTED:aws_access_key]/notes.txt"),
         "{pathed}"
     );
-    let echoes: Vec<&Value> = events.iter().filter(|e| e["tool_name"] == "echo").collect();
-    assert_eq!(echoes.len(), 2, "tool_call and tool_result: {rows}");
-    for e in echoes {
-        assert_eq!(
-            e["extra"]["protocol_version"], "2025-11-25 [REDACTED:aws_access_key]",
-            "{e}"
-        );
-    }
+    let header = events
+        .iter()
+        .find(|e| e["policy_id"] == "toolgate.mcp.bad_header")
+        .unwrap_or_else(|| panic!("the refused header is recorded: {rows}"));
+    assert_eq!(header["event_type"], "policy_deny");
+    assert!(
+        header["policy_reason"]
+            .as_str()
+            .unwrap()
+            .contains("MCP-Protocol-Version"),
+        "{header}"
+    );
 
     // The export an auditor downloads, and the chain over the redacted values.
     let export = admin_get(&proxy, "/api/v1/audit/export?format=ndjson").await;

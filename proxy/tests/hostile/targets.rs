@@ -293,3 +293,56 @@ async fn credential_and_system_directories_are_matched_whatever_their_case() {
     }
     proxy.stop().await;
 }
+
+/// A path holding NUL or another control character, or a backslash, as written or percent-decoded, is read
+/// differently by upstreams: `/etc%00/../workspace/x` resolves to `/workspace/x` for toolgate but C code opens
+/// `/etc`; `..\..\etc\passwd` is one file name on Unix and a climb on Windows. Each is denied before the
+/// upstream sees it, and a plain path beside them still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_upstreams_read_differently_are_denied() {
+    let (proxy, mock) = common::with_http_upstream(common::upstream::State::default(), None).await;
+    let mut agent = Agent::new(&proxy, "web", token("path-reader", &[]));
+    agent.initialize().await;
+    for (n, path) in [
+        "/etc%00/../workspace/x",
+        "/workspace/x\u{0}/../../etc/passwd",
+        "/workspace/notes\n.txt",
+        r"..\..\etc\passwd",
+        "/workspace/a%5c..%5c..%5cetc%5cpasswd",
+        "file:///workspace/a%00b",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = agent
+            .call("read_file", json!({ "path": path, "n": n }))
+            .await;
+        let (policy_id, message) = denial(&answer);
+        assert_eq!(
+            policy_id, "toolgate.filesystem.ambiguous_path",
+            "{path:?}: {message}"
+        );
+        assert!(
+            !message.contains("etc"),
+            "the reason does not quote the path: {message}"
+        );
+    }
+    // Under any key, by shape.
+    let answer = agent
+        .call(
+            "echo",
+            json!({ "text": "x", "next": "/etc\u{0}/../workspace/x" }),
+        )
+        .await;
+    assert_eq!(denial(&answer).0, "toolgate.filesystem.ambiguous_path");
+    assert!(
+        mock.state.tool_calls().is_empty(),
+        "nothing reached the upstream"
+    );
+    let ok = agent
+        .call("read_file", json!({ "path": "/workspace/notes.txt" }))
+        .await;
+    assert_eq!(ok.error_code(), None, "{:?}", ok.message());
+    assert_eq!(mock.state.tool_calls().len(), 1);
+    proxy.stop().await;
+}

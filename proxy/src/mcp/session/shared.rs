@@ -84,7 +84,7 @@ impl Bindings {
                 .map(stored_text)
                 .unwrap_or_default(),
             agent_id: stored_text(session.agent.agent_id.clone()),
-            protocol_version: session.protocol_version.clone(),
+            protocol_version: session.protocol_version.map(|v| v.as_str().to_owned()),
             started_at: session.started_at.clone(),
             last_used_ms: unix_ms(),
             opened_by: self.instance.clone(),
@@ -261,7 +261,11 @@ pub(super) fn from_row(row: SessionRow) -> Session {
             agent_id: row.agent_id,
         },
         started_at: row.started_at,
-        protocol_version: row.protocol_version,
+        // A row written by another instance (or an older toolgate) is read through the same filter.
+        protocol_version: row
+            .protocol_version
+            .as_deref()
+            .and_then(crate::mcp::ProtocolVersion::known),
         calls: AtomicU64::new(0),
         last_used: std::sync::Mutex::new(Instant::now()),
         // Just read: its use is written again once due from now.
