@@ -162,8 +162,10 @@ fn check_one(
         "traceparent" => is_traceparent(text).then_some(()).ok_or(Fault::BadSyntax),
         _ if name.starts_with("mcp-param-") => {
             let text = decoded(text)?;
+            // SEP-2243 mirrors tool arguments; clients also mirror a prompt's arguments, which are judged the same
+            // way. Any other method has no arguments a header could mirror.
             let arguments = params
-                .filter(|_| method == Some("tools/call"))
+                .filter(|_| matches!(method, Some("tools/call" | "prompts/get")))
                 .and_then(|p| p.get("arguments"))
                 .and_then(Value::as_object);
             let mirrored = arguments

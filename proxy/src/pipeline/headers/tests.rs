@@ -136,13 +136,29 @@ fn headers_that_could_be_read_two_ways_are_refused() {
         fault(&[("mcp-param-region", "=?base64?not base64?=")]).map(|b| b.fault),
         Some(Fault::BadEncoding)
     );
-    // An argument that is an object is never mirrored; a param on a call that is not a tool call mirrors nothing.
+    // An argument that is an object is never mirrored; a param on a method without
+    // judged arguments mirrors nothing.
     let nested = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": { "name": "t", "arguments": { "o": { "a": 1 } } } });
     assert!(check(
         &Scanner::new(),
         &map(&[("mcp-param-o", "{\"a\":1}")]),
         Some(&nested)
+    )
+    .is_err());
+    // A prompt's arguments are mirrored like a tool's (the SDK clients do), and must match all the same.
+    let prompt = json!({ "jsonrpc": "2.0", "id": 1, "method": "prompts/get",
+        "params": { "name": "summarise", "arguments": { "text": "hello" } } });
+    assert!(check(
+        &Scanner::new(),
+        &map(&[("mcp-param-text", "hello")]),
+        Some(&prompt)
+    )
+    .is_ok());
+    assert!(check(
+        &Scanner::new(),
+        &map(&[("mcp-param-text", "other")]),
+        Some(&prompt)
     )
     .is_err());
     let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping", "params": { "arguments": { "a": "x" } } });
