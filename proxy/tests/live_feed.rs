@@ -48,27 +48,7 @@ where
         .await;
         return;
     }
-    let Ok(base) = std::env::var("TOOLGATE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: TOOLGATE_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    let schema = format!("toolgate_feed_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-    // Run the case as a task so a failing assertion still lets the schema be dropped.
-    let outcome = tokio::spawn(case(url)).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::on_postgres(case).await;
 }
 
 async fn proxy_on(url: &str, chain: Option<&str>) -> Proxy {
