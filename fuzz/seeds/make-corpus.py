@@ -49,6 +49,8 @@ SECRETS = [
     "card 4111 1111 1111 1111 exp 12/30", "4111-1111-1111-1111", "IBAN GB82 WEST 1234 5698 7654 32",
     "ssn 123-45-6789", "mail alice@example.com now", "Bearer Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZg",
     "password: hunter2hunter2!", "4\u200b111 1111 1111 1111", "\uff14\uff11\uff11\uff11 1111 1111 1111",
+    # Found by dlp_scan and dlp_redact (minimised): a short armoured body decoding to a cut DER length.
+    "-----BEGIN X-----\nMIIB",
 ]
 DLP_JSON = [
     {"content": [{"type": "text", "text": "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 here"}]},
