@@ -49,6 +49,8 @@ SECRETS = [
     "card 4111 1111 1111 1111 exp 12/30", "4111-1111-1111-1111", "IBAN GB82 WEST 1234 5698 7654 32",
     "ssn 123-45-6789", "mail alice@example.com now", "Bearer Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZg",
     "password: hunter2hunter2!", "4\u200b111 1111 1111 1111", "\uff14\uff11\uff11\uff11 1111 1111 1111",
+    # Found by dlp_scan and dlp_redact (minimised): a short armoured body decoding to a cut DER length.
+    "-----BEGIN X-----\nMIIB",
 ]
 DLP_JSON = [
     {"content": [{"type": "text", "text": "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 here"}]},
@@ -56,6 +58,13 @@ DLP_JSON = [
     {"tokens": ["sk_live_4eC39HqLyjWDarjtT1zdp7dc", "x"], "_meta": {"ssn": "123-45-6789"}},
     {"[REDACTED:github_token]": "a", "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789": "b"},
     {"a/b~c": {"password": "correct horse battery staple 42"}},
+    # Object keys are scanned like values (0b320ce): an assignment moved into a key, alone, nested, in an array.
+    {"note": {"db_password=hunter2hunter2": 1}},
+    {"note": [{"api_key: hunter2hunter2": None}], "outer": {"db_password=hunter2hunter2": {"x": True}}},
+    # The key=value pointer case an earlier dlp_scan run found (docs/fuzzing.md): a key that is a finding as a
+    # value, over a finding of its own.
+    {"tEws_secret_access_key=/p/xRfiCYMEokens": ["sk_live_4eC39HqLyjWDarjtT1zdp7dc", "x"]},
+    {"outer": {"db_password=hunter2hunter2": ["sk_live_4eC39HqLyjWDarjtT1zdp7dc"]}, "a=b": 1, "sort_key": "created_at"},
 ]
 
 CLASSIFY = [
@@ -67,12 +76,25 @@ CLASSIFY = [
     ("writeFile", "relative/dir", {"file_path": "a/./b//c/", "content": "/not/a/target"}),
     ("get_page", "/", {"uri": "file://localhost/etc/%2e%2e/shadow"}),
     ("tool", "/", {"PATH": "/tmp/decoy", "path": "/etc/cron.d/x", "nested": {"targets": [{"url": "https://EXAMPLE.com:443/"}]}}),
+    # Percent-escaped plain paths are listed as written and decoded; a control character or a backslash, written
+    # or decoded, marks a path ambiguous (546ba32).
+    ("read_file", "/home/agent", {"path": "notes/%2e%2e/%2E%2E/etc/shadow"}),
+    ("read_file", "/workspace", {"path": "/etc\u0000/../workspace/x"}),
+    ("read_file", "/workspace", {"path": "/etc%00/../workspace/x", "file": "..\\..\\etc\\passwd"}),
+    ("get_page", "/", {"uri": "file:///etc%00/../x", "url": "file:///a%5c..%5cb"}),
+]
+# Arguments that are not JSON (the target reads them as {"path": <text>}): raw bytes after two lines.
+CLASSIFY_RAW = [
+    b"read_file\n/workspace\n/etc\x00/../workspace/x",
+    b"read_file\n/workspace\n..\\..\\etc\\passwd",
 ]
 NORMALISE = [
     "/home/agent\n../../etc/passwd", "/\n/a/./b/../../../c//d/", "relative\n.", "/w\nfile:///etc/%2e%2e/passwd",
     "/\nfile://localhost/etc/passwd", "/\nhttp://user:pw@EXAMPLE.com:80/a/../b?q#f", "/\nhttp://a\\@b.example/",
     "/\nhttps://[::ffff:127.0.0.1]:443/", "/\nhttp://0x7f.1/", "/\nweb+demo:/.//not-a-host/", "/\n  HTTP://Ex%41mple.COM  ",
     "/\nmailto:a@b.c", "/\nfile:/etc/passwd", "/\nhttp://xn--e1afmkfd.xn--p1ai/", "/\ndata:text/plain,hi",
+    "/home/agent\nnotes/%2e%2e/%2E%2E/etc/shadow", "/workspace\n/etc\x00/../workspace/x", "/w\n..\\..\\etc\\passwd",
+    "/\nfile:///etc%00/../x",
 ]
 SSE = [
     b": comment\r\nevent: message\r\nid: 1\r\ndata: {\"a\":1}\r\n\r\ndata: x\ndata: y\n\n",
@@ -80,6 +102,12 @@ SSE = [
     b"retry: 100\nid: 7\nevent: message\ndata:no-space\ndata\n\n\n\ndata: tail without blank line",
     b"data: a\r\rdata: b\r\n\r\n",
     b"data: \xff\xfe invalid utf-8\n\n",
+    # What earlier runs found (docs/fuzzing.md): a lone CR ends a line; an event hidden behind CRs; every kind of
+    # blank line; an event without data labels nothing.
+    b"data: a\r\rdata: b\n\n",
+    b'event: message\rdata: {"smuggled":1}\r\rdata: {"judged":1}\n\n',
+    b"data: 1\r\rdata: 2\n\r\ndata: 3\r\n\rdata: 4\r\n\r\ndata: 5\n\rdata: 6",
+    b'event: message\r\nid: 1\r\ndant:ta: {"a":1}\r\n\r\ndata: x\n\n',
 ]
 
 def write(target, name, data):
@@ -105,6 +133,8 @@ for target in ("dlp_scan", "dlp_redact"):
         write(target, f"json{i}", b"1" + compact(v))
 for i, (tool, workdir, args) in enumerate(CLASSIFY):
     write("classify", f"call{i}", f"{tool}\n{workdir}\n".encode() + compact(args))
+for i, raw in enumerate(CLASSIFY_RAW):
+    write("classify", f"raw{i}", raw)
 for i, s in enumerate(NORMALISE):
     write("normalise", f"input{i}", s.encode())
 for i, s in enumerate(SSE):

@@ -232,18 +232,21 @@ fn der_private(d: &[u8]) -> bool {
     }
 }
 
-/// The index after the tag and length of a DER element with `tag` at `at`.
+/// The index after the tag and length of a DER element with `tag` at `at`, when the bytes hold the whole
+/// tag and length: a long-form length cut short (`30 82 01`, the head of a short or truncated body) is no
+/// header, so callers may slice up to the index (the fuzzer found `is_der_sequence` indexing past the end).
 fn der_header(d: &[u8], at: usize, tag: u8) -> Option<usize> {
     if d.get(at) != Some(&tag) {
         return None;
     }
-    match *d.get(at + 1)? {
-        l if l < 0x80 => Some(at + 2),
-        0x81 => Some(at + 3),
-        0x82 => Some(at + 4),
-        0x83 => Some(at + 5),
-        _ => None,
-    }
+    let end = match *d.get(at + 1)? {
+        l if l < 0x80 => at + 2,
+        0x81 => at + 3,
+        0x82 => at + 4,
+        0x83 => at + 5,
+        _ => return None,
+    };
+    (end <= d.len()).then_some(end)
 }
 
 /// Whether the bytes are exactly one DER SEQUENCE (what a certificate, a CSR, a CRL or a public key block holds).
@@ -334,6 +337,29 @@ mod tests {
         long.resize(260, 0);
         assert!(is_der_sequence(&long));
         assert!(!is_der_sequence(b"AKIAIOSFODNN7EXAMPLE"));
+    }
+
+    #[test]
+    fn a_length_cut_short_is_no_header() {
+        // What a short armoured body decodes to (`MIIB` is 30 82 01): the long-form length is missing a byte.
+        // The fuzzer's case: `is_der_sequence` sliced past the end and panicked.
+        for d in [
+            &[0x30, 0x82, 0x01][..],
+            &[0x30, 0x81],
+            &[0x30, 0x83, 0x01, 0x00],
+        ] {
+            assert_eq!(der_header(d, 0, 0x30), None, "{d:02x?}");
+            assert!(!is_der_sequence(d), "{d:02x?}");
+            assert!(!is_key_material(d), "{d:02x?}");
+        }
+        // The same cut inside a private key's structure (the PBE and PKCS#12 branches sliced there too).
+        assert!(!is_key_material(&[0x30, 0x03, 0x30, 0x00, 0x06, 0x82]));
+        assert!(!is_key_material(&[
+            0x30, 0x03, 0x02, 0x01, 0x03, 0x30, 0x82
+        ]));
+        // A header that ends exactly at the end of the bytes is still one.
+        assert_eq!(der_header(&[0x30, 0x82, 0x00, 0x00], 0, 0x30), Some(4));
+        assert!(is_der_sequence(&[0x30, 0x00]));
     }
 
     #[test]

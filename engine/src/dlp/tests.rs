@@ -650,6 +650,21 @@ fn a_key_that_would_be_a_finding_as_a_value_never_reaches_a_pointer() {
 }
 
 #[test]
+fn an_armoured_block_with_a_short_body_is_scanned_without_panicking() {
+    // The fuzzer's case (dlp_scan and dlp_redact, minimised): `MIIB` decodes to 30 82 01, a DER SEQUENCE
+    // header whose two-byte length is cut short, and the check for a public DER block sliced past the end of
+    // it: a panic on any message holding these few bytes, in a value or (since keys are scanned) a key.
+    for text in [
+        "-----BEGIN X-----\nMIIB",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+    ] {
+        assert_eq!(scan(json!({ "text": text })), vec![], "{text:?}");
+        assert_eq!(scan(json!({ text: 1 })), vec![], "{text:?}");
+    }
+}
+
+#[test]
 fn findings_never_contain_the_values() {
     let pem = private_key_block();
     let secrets = [
