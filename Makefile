@@ -93,7 +93,9 @@ FUZZ_MINUTES ?= 10
 fuzz-long:
 	FUZZ_NICE=19 ./scripts/fuzz.sh $$(( $(FUZZ_MINUTES) * 60 ))
 
-## Fold the inputs fuzz runs found that add coverage into the committed corpus fuzz/corpus/ (libFuzzer merge).
+## Fold the inputs fuzz runs found (fuzz/target/corpus/) that add coverage into fuzz/corpus/ (libFuzzer merge).
+## fuzz/corpus/ is committed but holds the seeds only: a merge adds thousands of files, kept locally, not
+## committed (docs/fuzzing.md, "Results").
 fuzz-merge:
 	./scripts/fuzz.sh merge
 
