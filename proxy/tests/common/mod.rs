@@ -459,24 +459,12 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let Ok(base) = std::env::var("TOOLGATE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: TOOLGATE_TEST_POSTGRES_URL is not set");
+    let Some(schema) = instances::PgSchema::create("toolgate_case").await else {
         return;
     };
-    let schema = format!("toolgate_case_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
     // A task, so a failing assertion still lets the schema be dropped.
-    let outcome = tokio::spawn(case(url)).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let outcome = tokio::spawn(case(schema.url.clone())).await;
+    schema.drop_now().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
