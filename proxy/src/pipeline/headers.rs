@@ -14,7 +14,7 @@
 
 use base64::Engine as _;
 use hyper::header::HeaderMap;
-use serde_json::{json, Value};
+use serde_json::Value;
 use toolgate_engine::chain::EventDraft;
 use toolgate_engine::dlp::Scanner;
 
@@ -238,17 +238,9 @@ pub async fn record(
     app.agents
         .count(identity, toolgate_engine::policy::Verdict::Deny);
     let draft = EventDraft {
-        event_type: "policy_deny".into(),
-        agent_id: Some(identity.id.clone()),
-        tenant_id: identity.tenant_id.clone(),
-        mcp_server: Some(upstream_name.to_owned()),
-        policy_result: Some("deny".into()),
         policy_id: Some(POLICY_ID.into()),
         policy_reason: Some(bad.message()),
-        dlp_findings: json!([]),
-        trace_id: Some(trace_id.to_owned()),
-        extra: json!({ "method": super::stages::audited_method(app, method) }),
-        ..EventDraft::default()
+        ..super::stages::refused_before_session(app, identity, upstream_name, trace_id, method)
     };
     if let Err(e) = app.audit.append(draft).await {
         tracing::error!(agent = %crate::redaction::loggable(&identity.id), error = %e, "audit write failed");

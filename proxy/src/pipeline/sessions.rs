@@ -256,18 +256,10 @@ pub async fn record_refused(
         SessionError::Full | SessionError::Taken | SessionError::Unavailable => return,
     };
     let draft = EventDraft {
-        event_type: "policy_deny".into(),
-        agent_id: Some(identity.id.clone()),
         session_id,
-        tenant_id: identity.tenant_id.clone(),
-        mcp_server: Some(upstream_name.to_owned()),
-        policy_result: Some("deny".into()),
         policy_id: Some(policy_id.into()),
         policy_reason: Some(reason.into()),
-        dlp_findings: json!([]),
-        trace_id: Some(trace_id.to_owned()),
-        extra: json!({ "method": super::stages::audited_method(app, method) }),
-        ..EventDraft::default()
+        ..super::stages::refused_before_session(app, identity, upstream_name, trace_id, method)
     };
     if let Err(e) = app.audit.append(draft).await {
         tracing::error!(agent = %identity.id, error = %e, "audit write failed");

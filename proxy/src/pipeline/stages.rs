@@ -364,15 +364,35 @@ pub(super) async fn record_invalid(
 /// callers fill in the policy id, reason and what else they know.
 pub(super) fn refused_draft(app: &App, caller: &Caller<'_>, method: &str) -> EventDraft {
     EventDraft {
-        event_type: "policy_deny".into(),
-        agent_id: Some(caller.identity.id.clone()),
         session_id: caller.session.as_ref().and_then(|s| s.id.clone()),
-        tenant_id: caller.identity.tenant_id.clone(),
         workflow_id: caller.run_id.as_deref().map(str::to_owned),
-        mcp_server: Some(caller.upstream_name.to_owned()),
+        ..refused_before_session(
+            app,
+            caller.identity,
+            caller.upstream_name,
+            &caller.trace_id,
+            method,
+        )
+    }
+}
+
+/// [`refused_draft`] for a message refused before its session is known (its headers, its session id): what
+/// the agent and the request say, without session or run.
+pub(super) fn refused_before_session(
+    app: &App,
+    identity: &AgentIdentity,
+    upstream_name: &str,
+    trace_id: &str,
+    method: &str,
+) -> EventDraft {
+    EventDraft {
+        event_type: "policy_deny".into(),
+        agent_id: Some(identity.id.clone()),
+        tenant_id: identity.tenant_id.clone(),
+        mcp_server: Some(upstream_name.to_owned()),
         policy_result: Some("deny".into()),
         dlp_findings: json!([]),
-        trace_id: Some(caller.trace_id.clone()),
+        trace_id: Some(trace_id.to_owned()),
         extra: json!({ "method": audited_method(app, method) }),
         ..EventDraft::default()
     }
