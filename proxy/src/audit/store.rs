@@ -277,6 +277,16 @@ impl AuditStore {
         }
     }
 
+    /// SQLite: `PRAGMA cache_size` as a reading connection and the writer's connection see it.
+    #[cfg(test)]
+    pub(crate) async fn sqlite_cache_sizes(&self) -> Option<(i64, i64)> {
+        let Backend::Sqlite(s) = &self.backend else {
+            return None;
+        };
+        let get = |pool| sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(pool);
+        Some((get(&s.pool).await.ok()?, get(&s.writer).await.ok()?))
+    }
+
     /// Runs one raw statement; tests use it to tamper with rows the way an attacker with SQL access would.
     #[cfg(test)]
     pub(crate) async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
@@ -361,6 +371,11 @@ impl<DB: Database> Clone for SqlStore<DB> {
     }
 }
 
+/// `PRAGMA cache_size` of the SQLite pool's reading connections (negative: KiB).
+const READER_CACHE_KIB: &str = "-512";
+/// `PRAGMA cache_size` of the SQLite writer's connection: SQLite's default.
+const WRITER_CACHE_KIB: &str = "-2048";
+
 impl SqlStore<Sqlite> {
     async fn connect_sqlite(
         url: &str,
@@ -381,9 +396,12 @@ impl SqlStore<Sqlite> {
             // `synchronous` says). The statement journal of the multi-row insert stays in memory instead of
             // a temporary file written on every batch.
             .pragma("temp_store", "memory")
-            // Readers (queries, verify, export) keep SQLite's default 2 MiB of page cache: they stream, and
-            // the operating system caches the file anyway. The writer's own connection gets more below.
-            .pragma("cache_size", "-2048")
+            // Readers (queries, verify, export, SIEM sinks behind the head) get 512 KiB of page cache: they
+            // stream, the operating system caches the file anyway, and a reader's cache is only dropped when
+            // another connection writes, so four of SQLite's default 2 MiB filled up over a long SIEM outage and
+            // stayed (measured, BENCHMARKS.md). 128 pages still hold every index's upper levels. The writer's
+            // own connection keeps 2 MiB (below).
+            .pragma("cache_size", READER_CACHE_KIB)
             // The audit writer has a reading connection checkpoint in the background (`checkpoint_wal`).
             // Those never let the log start over while commits keep coming, so SQLite's own checkpoint
             // after a commit stays on as the backstop that does (every ~16 MiB of log, by then mostly
@@ -414,7 +432,7 @@ impl SqlStore<Sqlite> {
                 // row, which no cache this side of the whole index would hold. 8 MiB filled up under load and
                 // stayed (a third of the resident growth), and SQLite walks the whole cache's hash table on
                 // every commit (`pcache1TruncateUnsafe`).
-                .connect_with(options)
+                .connect_with(options.pragma("cache_size", WRITER_CACHE_KIB))
                 .await
                 .map_err(AuditError::Connect)?;
             store.wal_checkpoints = true;

@@ -716,6 +716,16 @@ async fn verify_result_serialises_to_the_contract() {
     );
 }
 
+/// The readers' page cache is small (their caches grew through a long SIEM outage and stayed), the writer's is
+/// SQLite's default: each connection is set as its own pool says, not one for all.
+#[tokio::test]
+async fn sqlite_readers_keep_a_smaller_page_cache_than_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cache.db").display());
+    let store = AuditStore::connect(&url).await.unwrap();
+    assert_eq!(store.sqlite_cache_sizes().await, Some((-512, -2048)));
+}
+
 #[tokio::test]
 async fn unknown_url_scheme_is_rejected() {
     assert!(matches!(
