@@ -514,7 +514,72 @@ impl Siem {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::time::{Duration, Instant};
+
     use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
+
+    use crate::audit::{AuditLog, AuditSettings};
+    use crate::telemetry::{AuditMetrics, SiemMetrics};
+
+    /// A sink failing through an outage keeps taking what the audit writer broadcasts (and drops it: it will
+    /// read those events from the database), so the writer's ring of recent events is not held alive while
+    /// events pile up; only the failed batch is. Before, the ring's last 4 096 events stayed in memory for the
+    /// whole outage (and for as long as a standby instance's sinks waited for the lease).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_sink_does_not_hold_the_writers_broadcasts() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            database_url: format!("sqlite://{}", dir.path().join("audit.db").display()),
+            signing_key_file: Some(dir.path().join("audit.key")),
+            checkpoint_dir: Some(dir.path().join("checkpoints")),
+            ..AuditSettings::default()
+        };
+        let log = AuditLog::open(&settings, AuditMetrics::unregistered())
+            .await
+            .unwrap();
+        // A port nobody listens on: every attempt is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sink: super::SiemSinkSettings = toml::from_str(&format!(
+            "name = \"down\"\nkind = \"syslog\"\nurl = \"tcp://127.0.0.1:{port}\"\nbatch_max = 10\n\
+             backoff_initial_ms = 20\nbackoff_max_seconds = 1\nfailing_after = 1\n"
+        ))
+        .unwrap();
+        let siem = super::Siem::start(
+            &[sink],
+            &log,
+            &crate::outbound::client(),
+            SiemMetrics::unregistered(),
+        )
+        .unwrap();
+        for _ in 0..300 {
+            log.append(EventDraft {
+                event_type: "tool_call".into(),
+                agent_id: Some("agent-1".into()),
+                ..EventDraft::default()
+            })
+            .await
+            .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.unread_broadcasts() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            log.unread_broadcasts(),
+            0,
+            "the failing sink left the broadcasts unread"
+        );
+        let status = siem.status().await.unwrap();
+        assert_eq!(status[0]["state"], "failing", "{status:?}");
+        // The 300 events and the `siem_delivery` event that recorded the failure: all still owed.
+        assert!(status[0]["lag_events"].as_i64() >= Some(300), "{status:?}");
+        siem.stop().await;
+        log.close().await;
+    }
 
     /// The `seq`th event of a test chain, sealed like the writer seals them.
     pub(crate) fn event(seq: i64) -> AuditEvent {

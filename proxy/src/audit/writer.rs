@@ -292,6 +292,12 @@ impl AuditLog {
         self.committed.subscribe()
     }
 
+    /// Committed events some live consumer has not read yet (each is kept alive until every one has).
+    #[cfg(test)]
+    pub(crate) fn unread_broadcasts(&self) -> usize {
+        self.committed.len()
+    }
+
     pub fn store(&self) -> &AuditStore {
         &self.store
     }

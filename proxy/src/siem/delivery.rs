@@ -48,6 +48,10 @@ pub(super) struct Delivery {
     renewed: Option<std::time::Instant>,
     /// This instance's newest committed events, for batches that need no database read.
     recent: Recent,
+    /// What the audit writer broadcasts as it commits. Read at every wait, whatever the task waits for: a
+    /// receiver left unread keeps the writer's last `FEED_CAPACITY` events alive (a sink failing through an
+    /// outage, a standby instance's sinks for as long as another instance holds the lease).
+    committed: broadcast::Receiver<Arc<AuditEvent>>,
     /// Events past the cursors at the last read, over every chain (the lag gauge's value).
     lag: i64,
     /// Commits this sink's cursor moves together with the other sinks'.
@@ -69,6 +73,15 @@ struct Known {
     read_at: Instant,
 }
 
+/// What a waiting task does with the events the writer broadcasts meanwhile.
+#[derive(Clone, Copy)]
+enum Heard {
+    /// Keeps them for the next batch (the task keeps up and waits for more).
+    Keep,
+    /// Drops them, and what was kept: the task will read from the database (it is behind, or not delivering).
+    Drop,
+}
+
 /// Why the task stopped working on a batch.
 enum Interrupted {
     Stopped,
@@ -86,6 +99,7 @@ impl Delivery {
     ) -> Delivery {
         // Two batches' worth: a sink that keeps up never falls off the end between two reads.
         let recent = Recent::new(audit.chain_id(), sink.settings.batch_max.saturating_mul(2));
+        let committed = audit.subscribe();
         Delivery {
             failures: Failures::new(sink.clone(), audit.clone(), metrics.clone()),
             store: audit.store().clone(),
@@ -97,6 +111,7 @@ impl Delivery {
             last_chain: None,
             renewed: None,
             recent,
+            committed,
             lag: 0,
             cursors,
             known: None,
@@ -114,7 +129,6 @@ impl Delivery {
 
     pub(super) async fn run(mut self) {
         // Committed events of this instance wake the task at once; other instances' chains are polled.
-        let mut committed = self.audit.subscribe();
         let poll = self.sink.settings.poll();
         loop {
             if *self.stop.borrow() {
@@ -123,7 +137,7 @@ impl Delivery {
             // Every wake-up queued so far is answered by the read below: take them all (each one an event kept
             // for that read), so a burst of commits does not turn into as many empty reads afterwards.
             loop {
-                match committed.try_recv() {
+                match self.committed.try_recv() {
                     Ok(event) => self.recent.remember(event),
                     Err(broadcast::error::TryRecvError::Lagged(_)) => self.recent.forget(),
                     Err(_) => break,
@@ -133,14 +147,22 @@ impl Delivery {
                 Ok(true) => {}
                 Ok(false) => {
                     self.set_state("standby");
-                    if self.sleep(self.sink.settings.lease() / 3).await.is_err() {
+                    if self
+                        .sleep(self.sink.settings.lease() / 3, Heard::Drop)
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     continue;
                 }
                 Err(e) => {
                     self.store_failed(&e);
-                    if self.sleep(self.sink.settings.backoff_max()).await.is_err() {
+                    if self
+                        .sleep(self.sink.settings.backoff_max(), Heard::Drop)
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     continue;
@@ -150,7 +172,7 @@ impl Delivery {
                 Ok(batch) => batch,
                 Err(e) => {
                     self.store_failed(&e);
-                    if self.sleep(poll).await.is_err() {
+                    if self.sleep(poll, Heard::Drop).await.is_err() {
                         break;
                     }
                     continue;
@@ -163,7 +185,7 @@ impl Delivery {
                     "idle"
                 });
                 let woken = tokio::select! {
-                    received = committed.recv() => {
+                    received = self.committed.recv() => {
                         self.heard(received);
                         true
                     }
@@ -171,7 +193,7 @@ impl Delivery {
                     _ = self.stop.changed() => break,
                 };
                 let linger = self.sink.settings.linger();
-                if woken && !linger.is_zero() && self.sleep(linger).await.is_err() {
+                if woken && !linger.is_zero() && self.sleep(linger, Heard::Keep).await.is_err() {
                     break;
                 }
                 continue;
@@ -184,7 +206,8 @@ impl Delivery {
             match self.deliver(batch).await {
                 Ok(()) => {
                     let linger = self.sink.settings.linger();
-                    if short && !linger.is_zero() && self.sleep(linger).await.is_err() {
+                    if short && !linger.is_zero() && self.sleep(linger, Heard::Keep).await.is_err()
+                    {
                         break;
                     }
                 }
@@ -427,18 +450,36 @@ impl Delivery {
             if now >= deadline {
                 return Ok(());
             }
-            self.sleep(step.min(deadline - now)).await?;
+            // The sink is behind now and reads what was committed meanwhile from the database: nothing is kept
+            // for it, so an outage holds the failed batch and nothing more.
+            self.sleep(step.min(deadline - now), Heard::Drop).await?;
             if let Ok(false) = self.renew_lease().await {
                 return Err(Interrupted::LeaseLost);
             }
         }
     }
 
-    /// Sleeps `wait` unless the task is stopped first.
-    async fn sleep(&mut self, wait: Duration) -> Result<(), Interrupted> {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => Ok(()),
-            _ = self.stop.changed() => Err(Interrupted::Stopped),
+    /// Sleeps `wait` unless the task is stopped first, taking what the writer broadcasts meanwhile as `heard`
+    /// says.
+    async fn sleep(&mut self, wait: Duration, heard: Heard) -> Result<(), Interrupted> {
+        let until = tokio::time::sleep(wait);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = &mut until => return Ok(()),
+                _ = self.stop.changed() => return Err(Interrupted::Stopped),
+                received = self.committed.recv() => match (received, heard) {
+                    // The writer is gone: nothing more will come.
+                    (Err(broadcast::error::RecvError::Closed), _) => {
+                        tokio::select! {
+                            _ = &mut until => return Ok(()),
+                            _ = self.stop.changed() => return Err(Interrupted::Stopped),
+                        }
+                    }
+                    (received, Heard::Keep) => self.heard(received),
+                    (_, Heard::Drop) => self.recent.forget(),
+                },
+            }
         }
     }
 
