@@ -44,6 +44,8 @@ pub struct OutageRun {
     pub lag_at_return: BTreeMap<String, i64>,
     /// Events each receiver counted after the return, by sink.
     pub received_after: BTreeMap<String, u64>,
+    /// The control run before it: another toolgate, the same load for the same time, every receiver up.
+    pub control: Vec<Sample>,
 }
 
 impl OutageRun {
@@ -67,16 +69,35 @@ impl OutageRun {
 
     /// Resident size in the outage's last sample against its first, KiB (growth while events pile up).
     pub fn outage_growth_kib(&self) -> i64 {
+        growth_kib(self.samples.iter().filter(|s| s.phase == "outage"))
+    }
+
+    /// The same over the control run (receivers up): what the load alone grows.
+    pub fn control_growth_kib(&self) -> i64 {
+        growth_kib(self.control.iter())
+    }
+
+    /// What the outage holds beyond the load: the outage's resident size minus the control's at the same time
+    /// since the start, at the first and at the last sample both have.
+    pub fn held_kib(&self) -> Option<(i64, i64)> {
         let outage: Vec<_> = self
             .samples
             .iter()
             .filter(|s| s.phase == "outage")
             .collect();
-        match (outage.first(), outage.last()) {
-            (Some(first), Some(last)) => last.rss_kib as i64 - first.rss_kib as i64,
-            _ => 0,
-        }
+        let n = outage.len().min(self.control.len());
+        let held = |i: usize| outage[i].rss_kib as i64 - self.control[i].rss_kib as i64;
+        (n > 0).then(|| (held(0), held(n - 1)))
     }
+}
+
+fn growth_kib<'a>(mut samples: impl Iterator<Item = &'a Sample>) -> i64 {
+    let Some(first) = samples.next() else {
+        return 0;
+    };
+    samples
+        .last()
+        .map_or(0, |last| last.rss_kib as i64 - first.rss_kib as i64)
 }
 
 /// One sample of `tg` now.
@@ -120,11 +141,17 @@ pub fn render(machine: &Machine, run: &OutageRun, quick: bool) -> String {
     );
     let _ = writeln!(
         out,
-        "| | figure |\n|---|---|\n| calls during the outage (errors) | {} ({}) |\n| resident before the outage | {:.1} MiB |\n| resident, first to last sample of the outage | {:+.1} MiB |\n| resident, peak during the outage | {:.1} MiB |\n| resident, peak during the catch-up | {:.1} MiB |\n| catch-up after the receivers' return | {} |\n",
+        "| | figure |\n|---|---|\n| calls during the outage (errors) | {} ({}) |\n| resident before the outage | {:.1} MiB |\n| resident, first to last sample of the outage | {:+.1} MiB |\n| resident, first to last sample of the control (receivers up) | {:+.1} MiB |\n| held by the outage (outage − control), first → last sample | {} |\n| resident, peak during the outage | {:.1} MiB |\n| resident, peak during the catch-up | {:.1} MiB |\n| catch-up after the receivers' return | {} |\n",
         run.load.calls(),
         run.load.errors,
         mib(run.rss_before_kib),
         run.outage_growth_kib() as f64 / 1024.0,
+        run.control_growth_kib() as f64 / 1024.0,
+        run.held_kib().map_or("no samples".to_owned(), |(first, last)| format!(
+            "{:+.1} → {:+.1} MiB",
+            first as f64 / 1024.0,
+            last as f64 / 1024.0
+        )),
         mib(run.peak_outage_kib()),
         mib(run.peak_catch_up_kib()),
         run.catch_up
@@ -144,13 +171,17 @@ pub fn render(machine: &Machine, run: &OutageRun, quick: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "\n| since the outage began | phase | resident MiB | largest lag (events) |"
+        "\n| since the outage began | phase | resident MiB | control resident MiB | largest lag (events) |"
     );
-    let _ = writeln!(out, "|---|---|---|---|");
-    for s in &run.samples {
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (i, s) in run.samples.iter().enumerate() {
+        let control = (s.phase == "outage")
+            .then(|| run.control.get(i))
+            .flatten()
+            .map_or(String::new(), |c| format!("{:.1}", mib(c.rss_kib)));
         let _ = writeln!(
             out,
-            "| {:.0} s | {} | {:.1} | {} |",
+            "| {:.0} s | {} | {:.1} | {control} | {} |",
             s.at.as_secs_f64(),
             s.phase,
             mib(s.rss_kib),

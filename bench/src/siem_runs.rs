@@ -166,33 +166,65 @@ pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
         let upstream = procs::start_upstream(&procs::sibling_binary("mock-upstream")?)?;
         let policies = std::fs::canonicalize(policy_dir())?;
         let tokens = tokens()?;
-        let dir = tempfile::tempdir()?;
-        let url = sqlite_url(dir.path());
-        let receivers = siem::receivers(dir.path()).await?;
-        let extra = format!(
-            "\n[admin]\ntoken = {:?}\n{}",
-            siem::ADMIN_TOKEN,
-            receivers.config
-        );
-        let tg = Arc::new(procs::start_toolgate_with(
-            &ToolgateSetup {
-                binary: &toolgate,
-                dir: dir.path(),
-                policy_dir: &policies,
-                upstream: upstream.addr,
-                database_url: &url,
-                chain_id: "bench-siem-outage",
-                otlp_endpoint: None,
-                durability: None,
-            },
-            &extra,
-        )?);
-        let target = Arc::new(e2e::target(e2e::mcp_uri(&tg)?, &tokens, Flow::Stateless).await?);
         let rate = args.siem_outage_rate;
-        eprintln!("siem outage: warm-up at {rate} calls/s");
-        let _ =
-            toolgate_bench::load::open_loop(target.clone(), rate, Duration::from_secs(10)).await;
-        siem::wait_caught_up(&tg, Duration::from_secs(120)).await;
+        // A toolgate of its own (database, receivers) with the six sinks, warmed up with every sink caught up.
+        let launch = |chain_id: &'static str| {
+            let (toolgate, policies, tokens) = (&toolgate, &policies, &tokens);
+            async move {
+                let dir = tempfile::tempdir()?;
+                let url = sqlite_url(dir.path());
+                let receivers = siem::receivers(dir.path()).await?;
+                let extra = format!(
+                    "\n[admin]\ntoken = {:?}\n{}",
+                    siem::ADMIN_TOKEN,
+                    receivers.config
+                );
+                let tg = Arc::new(procs::start_toolgate_with(
+                    &ToolgateSetup {
+                        binary: toolgate,
+                        dir: dir.path(),
+                        policy_dir: policies,
+                        upstream: upstream.addr,
+                        database_url: &url,
+                        chain_id,
+                        otlp_endpoint: None,
+                        durability: None,
+                    },
+                    &extra,
+                )?);
+                let target =
+                    Arc::new(e2e::target(e2e::mcp_uri(&tg)?, tokens, Flow::Stateless).await?);
+                eprintln!("siem outage ({chain_id}): warm-up at {rate} calls/s");
+                let _ =
+                    toolgate_bench::load::open_loop(target.clone(), rate, Duration::from_secs(10))
+                        .await;
+                siem::wait_caught_up(&tg, Duration::from_secs(120)).await;
+                anyhow::Ok((dir, receivers, tg, target))
+            }
+        };
+        // The control: the same load for the same time with every receiver up, so what the outage holds is
+        // told apart from what the load alone grows (page caches, allocator) on this host.
+        let control = {
+            let (_dir, _receivers, tg, target) = launch("bench-siem-control").await?;
+            eprintln!("siem outage: control, receivers up for {outage:?} at {rate} calls/s");
+            let started = Instant::now();
+            let load = tokio::spawn(toolgate_bench::load::open_loop(target, rate, outage));
+            let mut samples = Vec::new();
+            while started.elapsed() < outage {
+                tokio::time::sleep(every.min(outage.saturating_sub(started.elapsed()))).await;
+                let (tg, at) = (tg.clone(), started.elapsed());
+                samples.push(
+                    tokio::task::spawn_blocking(move || siem_outage::sample(&tg, at, "control"))
+                        .await??,
+                );
+            }
+            let _ = load.await?;
+            Arc::try_unwrap(tg)
+                .map_err(|_| anyhow::anyhow!("toolgate still shared"))?
+                .stop();
+            samples
+        };
+        let (_dir, receivers, tg, target) = launch("bench-siem-outage").await?;
         let (rss_before_kib, _) = tg.memory_kib()?;
 
         eprintln!("siem outage: receivers down for {outage:?} at {rate} calls/s");
@@ -253,6 +285,7 @@ pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
             catch_up,
             lag_at_return,
             received_after,
+            control,
         })
     })?;
     machine.load_after = report::loadavg();
