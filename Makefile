@@ -59,7 +59,8 @@ bench-siem:
 	./target/release/toolgate-bench --toolgate ./target/release/toolgate --out BENCHMARKS.md --siem --siem-seconds $(SIEM_SECONDS) --siem-rate $(SIEM_RATE)
 
 ## The SIEM outage: every receiver down for SIEM_OUTAGE_MINUTES (default 10) minutes under SIEM_OUTAGE_RATE (default
-## 500) calls/s, then back: toolgate's resident size through it, the sinks' lag and the catch-up time.
+## 500) calls/s, then back: toolgate's resident size through it beside a control run first (same load and time, every
+## receiver up; so the run takes twice as long), the sinks' lag and the catch-up time.
 SIEM_OUTAGE_MINUTES ?= 10
 SIEM_OUTAGE_RATE ?= 500
 bench-siem-outage:
