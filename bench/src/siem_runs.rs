@@ -241,13 +241,23 @@ pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
             samples.push(sample("outage", down_at.elapsed()).await??);
         }
         let load = load.await?;
-        let lag_at_return = {
+        // Asked again while it does not answer with the sinks (an overloaded moment): an empty answer left the
+        // table of lags and counts at the return empty.
+        let mut lags = std::collections::BTreeMap::new();
+        for _ in 0..20 {
             let addr = tg.addr;
-            tokio::task::spawn_blocking(move || siem::lags_at(addr)).await??
+            lags = tokio::task::spawn_blocking(move || siem::lags_at(addr))
+                .await?
+                .unwrap_or_default();
+            if lags.len() == siem::SINKS.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        .into_iter()
-        .map(|(sink, (events, _))| (sink, events))
-        .collect();
+        let lag_at_return = lags
+            .into_iter()
+            .map(|(sink, (events, _))| (sink, events))
+            .collect();
         let counted: Vec<u64> = (0..siem::SINKS.len())
             .map(|i| receivers.received.count(i))
             .collect();
