@@ -207,17 +207,8 @@ pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
         let control = {
             let (_dir, _receivers, tg, target) = launch("bench-siem-control").await?;
             eprintln!("siem outage: control, receivers up for {outage:?} at {rate} calls/s");
-            let started = Instant::now();
             let load = tokio::spawn(toolgate_bench::load::open_loop(target, rate, outage));
-            let mut samples = Vec::new();
-            while started.elapsed() < outage {
-                tokio::time::sleep(every.min(outage.saturating_sub(started.elapsed()))).await;
-                let (tg, at) = (tg.clone(), started.elapsed());
-                samples.push(
-                    tokio::task::spawn_blocking(move || siem_outage::sample(&tg, at, "control"))
-                        .await??,
-                );
-            }
+            let samples = sample_for(&tg, "control", outage, every).await?;
             let _ = load.await?;
             Arc::try_unwrap(tg)
                 .map_err(|_| anyhow::anyhow!("toolgate still shared"))?
@@ -231,15 +222,11 @@ pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
         receivers.received.set_down(true);
         let down_at = Instant::now();
         let load = tokio::spawn(toolgate_bench::load::open_loop(target, rate, outage));
-        let mut samples = Vec::new();
+        let mut samples = sample_for(&tg, "outage", outage, every).await?;
         let sample = |phase: &'static str, at: Duration| {
             let tg = tg.clone();
             tokio::task::spawn_blocking(move || siem_outage::sample(&tg, at, phase))
         };
-        while down_at.elapsed() < outage {
-            tokio::time::sleep(every.min(outage.saturating_sub(down_at.elapsed()))).await;
-            samples.push(sample("outage", down_at.elapsed()).await??);
-        }
         let load = load.await?;
         // Asked again while it does not answer with the sinks (an overloaded moment): an empty answer left the
         // table of lags and counts at the return empty.
@@ -307,4 +294,26 @@ pub(super) fn siem_outage(args: &Args, started: Instant) -> anyhow::Result<()> {
         &section,
         started,
     )
+}
+
+/// Samples `tg` as `phase` every `every` for `span` from now (the times since now).
+async fn sample_for(
+    tg: &Arc<procs::Proc>,
+    phase: &'static str,
+    span: Duration,
+    every: Duration,
+) -> anyhow::Result<Vec<toolgate_bench::siem_outage::Sample>> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < span {
+        tokio::time::sleep(every.min(span.saturating_sub(started.elapsed()))).await;
+        let (tg, at) = (tg.clone(), started.elapsed());
+        samples.push(
+            tokio::task::spawn_blocking(move || {
+                toolgate_bench::siem_outage::sample(&tg, at, phase)
+            })
+            .await??,
+        );
+    }
+    Ok(samples)
 }
