@@ -99,6 +99,8 @@ struct Durations {
     warmup: Duration,
     writer: Duration,
     steady_window: Duration,
+    /// How long toolgate is left alone, after start, to measure what it does with no request.
+    idle: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,6 +114,7 @@ fn main() -> anyhow::Result<()> {
             warmup: Duration::from_millis(500),
             writer: Duration::from_secs(1),
             steady_window: Duration::from_secs(10),
+            idle: Duration::from_secs(3),
         }
     } else {
         Durations {
@@ -122,6 +125,7 @@ fn main() -> anyhow::Result<()> {
             warmup: Duration::from_secs(2),
             writer: Duration::from_secs(3),
             steady_window: Duration::from_secs(60),
+            idle: Duration::from_secs(10),
         }
     };
     let started = Instant::now();
@@ -169,6 +173,7 @@ fn main() -> anyhow::Result<()> {
         writers: Vec::new(),
         writer_notes: Vec::new(),
         rss_idle_kib: 0,
+        idle: None,
         rss_sessions_kib: 0,
         sessions_opened: 0,
         variants: Vec::new(),
@@ -256,6 +261,7 @@ async fn run(args: &Args, d: &Durations, results: &mut Results) -> anyhow::Resul
         })?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         results.rss_idle_kib = tg.memory_kib()?.0;
+        results.idle = Some(idle_run(&tg, d.idle).await?);
         let target = Arc::new(Target::new(e2e::mcp_uri(&tg)?, &tokens)?);
         results.sessions_opened = open_sessions(&target, SESSIONS).await?;
         results.rss_sessions_kib = tg.memory_kib()?.0;
@@ -549,6 +555,18 @@ fn write_section(
 fn tracing_export_landed() -> bool {
     let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
     std::fs::read_to_string(lock).is_ok_and(|l| l.contains("name = \"opentelemetry-otlp\""))
+}
+
+/// CPU time and context switches of `tg` over `window` with no request (its timers and background tasks).
+async fn idle_run(tg: &procs::Proc, window: Duration) -> anyhow::Result<report::IdleRun> {
+    let (ticks, switches, start) = (tg.cpu_ticks()?, tg.context_switches()?, Instant::now());
+    tokio::time::sleep(window).await;
+    let (ticks_after, switches_after) = (tg.cpu_ticks()?, tg.context_switches()?);
+    Ok(report::IdleRun {
+        secs: start.elapsed().as_secs_f64(),
+        cpu_ms: (ticks_after - ticks) as f64 * 1000.0 / procs::clock_ticks_per_sec() as f64,
+        context_switches: switches_after - switches,
+    })
 }
 
 fn tokens() -> anyhow::Result<Vec<String>> {

@@ -54,6 +54,28 @@ impl Proc {
         }
     }
 
+    /// How many times the process's threads were switched out so far (voluntary and involuntary context
+    /// switches, summed over `/proc/PID/task/*/status`): each is a wake-up when the process is idle.
+    pub fn context_switches(&self) -> anyhow::Result<u64> {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let mut switches = 0;
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
+            // A thread that ended between the listing and the read took its count with it.
+            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+                continue;
+            };
+            switches += status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|n| n.trim().parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        Ok(switches)
+    }
+
     /// Stops the child gracefully (toolgate drains its audit queue on SIGTERM) and waits for it.
     pub fn stop(mut self) {
         self.terminate();

@@ -148,6 +148,13 @@ pub struct SteadyRun {
     pub rss_kib: (u64, u64),
 }
 
+/// toolgate started and left alone: what its timers and background tasks cost.
+pub struct IdleRun {
+    pub secs: f64,
+    pub cpu_ms: f64,
+    pub context_switches: u64,
+}
+
 /// Everything one run measured.
 pub struct Results {
     pub machine: Machine,
@@ -158,6 +165,8 @@ pub struct Results {
     pub writers: Vec<WriterRun>,
     pub writer_notes: Vec<String>,
     pub rss_idle_kib: u64,
+    /// toolgate with no request: CPU time and context switches over [`Results::idle_secs`].
+    pub idle: Option<IdleRun>,
     pub rss_sessions_kib: u64,
     pub sessions_opened: u64,
     pub variants: Vec<Variant>,
@@ -250,6 +259,15 @@ impl Results {
             "| idle, after start | {:.1} MiB | ≤ 30 MB |",
             mib(self.rss_idle_kib)
         );
+        if let Some(idle) = &self.idle {
+            let _ = writeln!(
+                out,
+                "| idle for {:.0} s (no request): CPU and wake-ups (context switches) | {:.2} ms of CPU per s, {:.0} wake-ups per s | no waste at low load |",
+                idle.secs,
+                idle.cpu_ms / idle.secs,
+                idle.context_switches as f64 / idle.secs
+            );
+        }
         let _ = writeln!(
             out,
             "| {} open sessions (2025-era `initialize`, kept open) | {:.1} MiB | ≤ 100 MB |",
