@@ -165,7 +165,7 @@ pub struct Results {
     pub writers: Vec<WriterRun>,
     pub writer_notes: Vec<String>,
     pub rss_idle_kib: u64,
-    /// toolgate with no request: CPU time and context switches over [`Results::idle_secs`].
+    /// toolgate with no request: CPU time and context switches over [`IdleRun::secs`].
     pub idle: Option<IdleRun>,
     pub rss_sessions_kib: u64,
     pub sessions_opened: u64,
