@@ -2,10 +2,11 @@
 //!
 //! Every authenticated request is a sighting of its agent (tenant and `sub`), and every judged call is counted
 //! (calls, denials, escalations) in memory ([`tracked`]); a background task adds the counts to the `agents`
-//! table about once a second, so instances sharing one database each add theirs. The agents disabled in that
-//! table are loaded at start and read back whenever the state-change bus says they changed (PostgreSQL: a
-//! notification from the instance that changed them), or every [`REFRESH`] where there are no notifications
-//! (SQLite), so a disable made on any instance refuses the agent everywhere within a second, and ends its
+//! table at most once a [`FLUSH`], woken by the first count after its last write (idle, it sleeps), so
+//! instances sharing one database each add theirs. The agents disabled in that table are loaded at start and
+//! read back whenever the state-change bus says they changed (PostgreSQL: a notification from the instance
+//! that changed them; a SQLite file: a write to it, by any process), or every [`REFRESH`] where nothing tells
+//! of changes, so a disable made on any instance refuses the agent everywhere within a second, and ends its
 //! sessions on every instance; the check on the request path is a lookup in memory. `agents.disabled` in the
 //! configuration disables agents too, in every tenant, and only the configuration can enable them again.
 //!
@@ -34,15 +35,16 @@ use crate::shared_state::{Bus, Change, Subscription};
 
 pub use tracked::MAX_TRACKED;
 
-/// How often the disabled set is read back from the database when no notification tells of changes (SQLite,
-/// which several instances may share as a file), or while reading it fails: a disable on another instance takes
-/// effect here within this long (plus one query).
+/// How often the disabled set is read back from the database when nothing tells of changes (a SQLite database
+/// whose file cannot be watched), or while reading it fails: a disable on another instance takes effect here
+/// within this long (plus one query).
 pub const REFRESH: Duration = Duration::from_millis(250);
 
-/// With notifications (PostgreSQL), the disabled set is read on each change, and this often besides.
+/// Hearing of changes (PostgreSQL's notifications, a SQLite file's writes), the disabled set is read on each
+/// change, and this often besides.
 pub const SAFETY_NET: Duration = Duration::from_secs(30);
 
-/// How often the counts in memory are added to the database.
+/// How often, at most, the counts in memory are added to the database (only when there are some).
 pub const FLUSH: Duration = Duration::from_secs(1);
 
 /// Most agents one page of the listing holds (and its default size).
@@ -134,6 +136,15 @@ pub struct Agents {
     switching: tokio::sync::Mutex<()>,
     /// One flush at a time; counts a failed flush could not write wait here for the next one.
     unflushed: tokio::sync::Mutex<HashMap<StoredKey, tracked::Pending>>,
+    /// Rung by every sighting and count: wakes the flush task (and, as these are dropped, ends it).
+    counted: Arc<crate::shared_state::Doorbell>,
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        // The flush task wakes, finds the host gone and ends.
+        self.counted.ring();
+    }
 }
 
 impl Agents {
@@ -150,6 +161,7 @@ impl Agents {
             disabled: ArcSwap::from_pointee(disabled),
             switching: tokio::sync::Mutex::new(()),
             unflushed: tokio::sync::Mutex::new(HashMap::new()),
+            counted: Arc::default(),
         })
     }
 
@@ -157,7 +169,7 @@ impl Agents {
     /// (`false`: disabled, in the table or by the configuration).
     pub fn admit(&self, identity: &AgentIdentity) -> bool {
         let disabled = self.disabled.load();
-        self.tracked.see(
+        let admitted = self.tracked.see(
             &identity.tenant_id,
             &identity.id,
             now_micros(),
@@ -166,13 +178,16 @@ impl Agents {
                 !(self.config_disabled.contains(&entry.stored.agent_id)
                     || disabled.contains(&entry.stored))
             },
-        )
+        );
+        self.counted.ring();
+        admitted
     }
 
     /// Counts one judged call of an agent this request already admitted.
     pub fn count(&self, identity: &AgentIdentity, verdict: Verdict) {
         self.tracked
             .count(&identity.tenant_id, &identity.id, verdict);
+        self.counted.ring();
     }
 
     /// Adds the counts in memory to the table. Counts a failed write could not store are kept for the next
@@ -402,25 +417,28 @@ pub trait Host: Send + Sync + 'static {
 
 /// Starts the refresh and flush tasks; each ends once the host is gone.
 pub fn start<H: Host>(host: &Arc<H>) {
-    let listening = host.audit().store().is_shared();
+    let hearing = host.bus().hears_changes();
     tokio::spawn(refresh_loop(
         Arc::downgrade(host),
         host.bus().subscribe(),
-        listening,
+        hearing,
     ));
-    tokio::spawn(flush_loop(Arc::downgrade(host)));
+    tokio::spawn(flush_loop(
+        Arc::downgrade(host),
+        host.agents().counted.clone(),
+    ));
 }
 
-async fn refresh_loop<H: Host>(host: Weak<H>, mut changes: Subscription, listening: bool) {
-    // Without notifications (SQLite: several instances may still share one file) the table is read every
-    // REFRESH; with them, on each change and every SAFETY_NET otherwise.
-    let every = if listening { SAFETY_NET } else { REFRESH };
+async fn refresh_loop<H: Host>(host: Weak<H>, mut changes: Subscription, hearing: bool) {
+    // Hearing of changes, the table is read on each one (a SQLite file's writes: at most every
+    // WRITTEN_PERIOD) and every SAFETY_NET otherwise; else every REFRESH.
+    let every = if hearing { SAFETY_NET } else { REFRESH };
     let mut failing = false;
     loop {
         tokio::select! {
             change = changes.next() => match change {
                 None => return,
-                Some(Change::Agents | Change::Resync) => {}
+                Some(Change::Agents | Change::Written | Change::Resync) => {}
                 Some(_) => continue,
             },
             () = tokio::time::sleep(if failing { REFRESH } else { every }) => {}
@@ -447,16 +465,20 @@ async fn refresh_loop<H: Host>(host: Weak<H>, mut changes: Subscription, listeni
     }
 }
 
-async fn flush_loop<H: Host>(host: Weak<H>) {
-    let mut tick = tokio::time::interval(FLUSH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Adds the counts to the table once a FLUSH at most, and only after something was counted: idle, it sleeps.
+async fn flush_loop<H: Host>(host: Weak<H>, counted: Arc<crate::shared_state::Doorbell>) {
     let mut failing = false;
+    let mut next = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        counted.answer().await;
+        tokio::time::sleep_until(next).await;
         let Some(host) = host.upgrade() else { return };
+        next = tokio::time::Instant::now() + FLUSH;
         match host.agents().flush().await {
             Ok(()) => failing = false,
             Err(e) => {
+                // The counts wait in memory: try again a FLUSH from now.
+                counted.ring();
                 if !failing {
                     tracing::error!(error = %e, "cannot store the agents' counts; they are kept for the next try");
                     failing = true;

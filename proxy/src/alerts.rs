@@ -5,8 +5,10 @@
 //! [`Alerts::raise`] is cheap and synchronous, so the request path can call it: it checks the alerts this
 //! instance knows are open, and queues a new one. A keeper task ([`start`]) stores what is queued within a
 //! fraction of a second, records each alert it opened as an `alert` audit event (which the SSE feed shows as
-//! event `alert`), and reads the open alerts back every second so `toolgate_alerts_open_total{severity}` and
-//! the "already open" check follow changes made on any instance. The instance whose insert opened an alert counts
+//! event `alert`), and reads the open alerts back (at most once a second) whenever the state-change bus tells of
+//! a change (PostgreSQL's notifications, a SQLite file's writes; every second where nothing tells), so
+//! `toolgate_alerts_open_total{severity}` and the "already open" check follow changes made on any instance.
+//! Idle, it sleeps: it wakes on a raise, a failed audit commit or a change, not on a timer. The instance whose insert opened an alert counts
 //! it once in `toolgate_alerts_opened_total{kind,severity}`. The table's partial unique index keeps one open
 //! alert per kind and agent across instances. An `audit_write_failure` alert is never written to the audit log
 //! that is failing: it is stored and counted only.
@@ -32,10 +34,13 @@ use crate::telemetry::AlertMetrics;
 
 pub use model::{AlertView, Kind, Severity, Status};
 
-/// How often the keeper stores what was raised (a raise also wakes it at once).
+/// How soon a failed store or read is tried again (and, hearing of no changes, how often the keeper looks).
 pub const TICK: Duration = Duration::from_millis(200);
-/// How often the open alerts are read back from the database.
+/// How often, at most, the open alerts are read back from the database (every this long where nothing tells of
+/// changes).
 pub const REFRESH: Duration = Duration::from_secs(1);
+/// Hearing of changes, the open alerts are read back this often besides.
+const SAFETY_NET: Duration = Duration::from_secs(30);
 /// Most alerts waiting in memory for a database that does not answer.
 pub const MAX_QUEUED: usize = 1000;
 /// Most alerts one page of the listing holds (and its default size).
@@ -425,10 +430,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Starts the keeper: stores raised alerts within [`TICK`] (at once when woken), watches the audit writer, reads
-/// the open alerts back every [`REFRESH`]; it ends once the alerts are dropped.
-pub fn start(alerts: &Arc<Alerts>) {
-    tokio::spawn(keep(Arc::downgrade(alerts)));
+/// Starts the keeper: stores raised alerts at once, watches the audit writer's failures, reads the open alerts
+/// back on the bus's changes (at most every [`REFRESH`]); it ends once the alerts are dropped.
+pub fn start(alerts: &Arc<Alerts>, bus: &crate::shared_state::Bus) {
+    tokio::spawn(keep(
+        Arc::downgrade(alerts),
+        bus.subscribe(),
+        bus.hears_changes(),
+    ));
     tokio::spawn(watch_siem(Arc::downgrade(alerts), alerts.audit.subscribe()));
 }
 
@@ -469,29 +478,60 @@ async fn watch_siem(
     }
 }
 
-async fn keep(alerts: Weak<Alerts>) {
-    let Some(wake) = alerts.upgrade().map(|a| a.wake.clone()) else {
+impl Drop for Alerts {
+    fn drop(&mut self) {
+        // The keeper wakes, finds the alerts gone and ends.
+        self.wake.notify_one();
+    }
+}
+
+async fn keep(alerts: Weak<Alerts>, mut changes: crate::shared_state::Subscription, hearing: bool) {
+    use crate::shared_state::Change;
+    use tokio::time::Instant;
+    let Some((wake, mut failures)) = alerts
+        .upgrade()
+        .map(|a| (a.wake.clone(), a.audit.failures()))
+    else {
         return;
     };
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_refresh = tokio::time::Instant::now();
+    let mut writer_running = true;
+    // `load` read the open alerts just now.
+    let mut last_refresh = Instant::now();
+    // When the open alerts are to be read back next: every REFRESH hearing of no changes, else on a change (at
+    // most every REFRESH) and every SAFETY_NET.
+    let every = if hearing { SAFETY_NET } else { REFRESH };
+    let mut refresh_at = last_refresh + every;
+    // When a failed store is tried again.
+    let mut retry_at: Option<Instant> = None;
     let mut failing = false;
     loop {
+        let timer = retry_at.map_or(refresh_at, |retry| retry.min(refresh_at));
         tokio::select! {
-            _ = tick.tick() => {}
-            _ = wake.notified() => {}
+            () = wake.notified() => {}
+            changed = failures.changed(), if writer_running => writer_running = changed.is_ok(),
+            change = changes.next() => match change {
+                None => return,
+                Some(Change::Alerts | Change::Written | Change::Resync) => {
+                    refresh_at = refresh_at.min((last_refresh + REFRESH).max(Instant::now()));
+                }
+                Some(_) => continue,
+            },
+            () = tokio::time::sleep_until(timer) => {}
         }
         let Some(a) = alerts.upgrade() else { return };
         a.watch_audit_writer();
+        retry_at = None;
         let mut result = a.store_raised().await;
-        if result.is_ok() && last_refresh.elapsed() >= REFRESH {
-            last_refresh = tokio::time::Instant::now();
+        if result.is_ok() && refresh_at <= Instant::now() {
+            last_refresh = Instant::now();
             result = a.refresh().await;
+            refresh_at = last_refresh + if result.is_err() { REFRESH } else { every };
         }
         match result {
             Ok(()) => failing = false,
             Err(e) => {
+                // What was raised waits in memory; it is stored on the next try.
+                retry_at = Some(Instant::now() + TICK);
                 if !failing {
                     tracing::error!(error = %e, "cannot store or read the alerts; raised ones wait in memory");
                     failing = true;

@@ -184,7 +184,7 @@ impl App {
             alerts.clone(),
             &config.runs,
         ));
-        crate::runs::start(&runs);
+        crate::runs::start(&runs, &bus);
         let siem = crate::siem::Siem::start(&config.siem, &audit, &client, metrics.siem.clone())
             .context("starting the SIEM sinks")?;
         let app = Arc::new(App {
@@ -221,7 +221,7 @@ impl App {
                 app.config.audit.effective_chain_id(),
             );
         }
-        crate::alerts::start(&app.alerts);
+        crate::alerts::start(&app.alerts, &app.bus);
         crate::behaviour::start(&app.behaviour);
         Ok(app)
     }

@@ -12,8 +12,9 @@
 //!
 //! A held call waits on an in-memory flag that a decision made on this instance raises at once; decisions made
 //! by another instance, and expiries, raise it from the [`keeper`] task, which the state-change bus wakes at once
-//! (PostgreSQL notifications, `crate::shared_state`) and which sleeps until the soonest expiry, or, without
-//! notifications (SQLite), looks at the database every [`keeper::TICK`]. Stored text is what the audit log stores (redacted of what DLP flags, capped at
+//! (PostgreSQL notifications, a SQLite file's writes: `crate::shared_state`) and which sleeps until the
+//! soonest expiry, or, hearing of no changes (a SQLite file that cannot be watched), looks at the database
+//! every [`keeper::TICK`]. Stored text is what the audit log stores (redacted of what DLP flags, capped at
 //! [`MAX_FIELD_BYTES`]); the call's arguments never are, only the fingerprint's digest.
 
 mod keeper;
@@ -379,8 +380,9 @@ impl Escalations {
         self.start_with(audit, keep_settled, &Bus::new());
     }
 
-    /// [`Escalations::start`] woken by the state-change bus: when it listens to the database's notifications
-    /// (PostgreSQL), a decision or a new escalation on any instance wakes the keeper at once, an expiry is
+    /// [`Escalations::start`] woken by the state-change bus: when it hears of the database's changes
+    /// (PostgreSQL's notifications, a SQLite file's writes), a decision or a new escalation on any instance
+    /// wakes the keeper (at once; within a [`crate::shared_state::WRITTEN_PERIOD`] on SQLite), an expiry is
     /// timed to the soonest one, and nothing polls in between (a slow safety net aside); otherwise the keeper
     /// looks every [`keeper::TICK`].
     pub fn start_with(&self, audit: AuditLog, keep_settled: Option<Duration>, bus: &Bus) {
@@ -390,7 +392,7 @@ impl Escalations {
             audit,
             keep_settled,
             bus.subscribe(),
-            bus.is_listening(),
+            bus.hears_changes(),
         );
     }
 

@@ -134,6 +134,15 @@ pub struct Runs {
     /// Held by a flush and by the end of a run, so a flush never adds calls the end already counted, and the
     /// end reads back the calls every flush before it stored.
     counting: tokio::sync::Mutex<()>,
+    /// Rung when a call is counted or a run starts here: wakes the keeper (and, as these are dropped, ends it).
+    work: Arc<crate::shared_state::Doorbell>,
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        // The keeper wakes, finds the runs gone and ends.
+        self.work.ring();
+    }
 }
 
 impl Runs {
@@ -154,7 +163,18 @@ impl Runs {
             max_running_per_agent: settings.max_running_per_agent,
             live: Live::default(),
             counting: tokio::sync::Mutex::new(()),
+            work: Arc::default(),
         }
+    }
+
+    /// What the keeper waits on besides the clock and the bus.
+    pub(crate) fn work(&self) -> Arc<crate::shared_state::Doorbell> {
+        self.work.clone()
+    }
+
+    /// The soonest deadline of a running run, on any instance (RFC 3339).
+    pub(crate) async fn soonest_deadline(&self) -> Result<Option<String>, AuditError> {
+        self.store.soonest_run_deadline().await
     }
 
     /// Starts a run of `identity` from the body of `POST /api/v1/runs`; answers its id once its `run_start`
@@ -234,6 +254,8 @@ impl Runs {
                 error,
             });
         }
+        // Its deadline may be the soonest now.
+        self.work.ring();
         Ok(run_id)
     }
 
@@ -402,7 +424,10 @@ impl Runs {
     ) -> Result<Attachment, AuditError> {
         let now = micros(OffsetDateTime::now_utc());
         match self.live.attach(run_id, identity, now) {
-            Lookup::Attached(id) => return Ok(Attachment::Run(id)),
+            Lookup::Attached(id) => {
+                self.work.ring();
+                return Ok(Attachment::Run(id));
+            }
             Lookup::Refused => return Ok(Attachment::Refused),
             Lookup::Unknown => {}
         }
@@ -430,7 +455,10 @@ impl Runs {
             return Ok(Attachment::Run(Arc::from(row.run_id)));
         }
         Ok(match self.live.attach(run_id, identity, now) {
-            Lookup::Attached(id) => Attachment::Run(id),
+            Lookup::Attached(id) => {
+                self.work.ring();
+                Attachment::Run(id)
+            }
             _ => Attachment::Refused,
         })
     }

@@ -11,16 +11,25 @@
 //!
 //! With SQLite one instance owns the file, and the bus is in-process only: the modules that change state also
 //! update their own caches, and publish here only what a background task must wake for (a new escalation's
-//! expiry).
+//! expiry). Other processes may still write the file (a second instance on the same file, an operator's `sqlite3`):
+//! the file's writes are watched ([`file_watch`]) and each burst is a [`Change::Written`], on which the tasks
+//! that poll the database otherwise (kill switch, escalations, runs, alerts) look at it. Whoever hears changes
+//! one way or the other ([`Bus::hears_changes`]) sleeps while nothing changes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::audit::store::{Heard, Notice};
 use crate::audit::AuditStore;
+
+pub mod doorbell;
+mod file_watch;
+
+pub use doorbell::Doorbell;
+pub use file_watch::PERIOD as WRITTEN_PERIOD;
 
 /// How many changes a slow subscriber may fall behind before it is told to resync instead.
 const CAPACITY: usize = 4096;
@@ -44,6 +53,14 @@ pub enum Change {
     /// An instance (by its chain id) reloaded its policy folder on `POST /api/v1/policy/reload`: every other
     /// instance reloads its own.
     PolicyReload(String),
+    /// A run was started or ended (PostgreSQL, on any instance): its deadline may be the soonest now, or a run
+    /// held here ended elsewhere.
+    Runs,
+    /// An alert was opened, acknowledged or resolved (PostgreSQL, on any instance).
+    Alerts,
+    /// The SQLite file was written, by this process or another (at most one per [`WRITTEN_PERIOD`]): what only
+    /// the database can tell may have changed. Caches that this instance alone changes ignore it.
+    Written,
     /// Changes may have been missed (the listening connection was lost, or a subscriber fell behind): reload
     /// everything.
     Resync,
@@ -58,6 +75,8 @@ impl Change {
             "tools" => Change::Tools,
             "prompt_pins" => Change::PromptPins,
             "policy_reload" => Change::PolicyReload(notice.key),
+            "runs" => Change::Runs,
+            "alerts" => Change::Alerts,
             _ => return None,
         })
     }
@@ -69,6 +88,11 @@ pub struct Bus {
     tx: broadcast::Sender<Change>,
     /// Whether changes committed by other instances arrive here (PostgreSQL, once [`Bus::listen`] started).
     listening: Arc<AtomicBool>,
+    /// Whether the SQLite file's writes arrive here as [`Change::Written`] (once [`Bus::listen`] started the
+    /// watch).
+    watching: Arc<AtomicBool>,
+    /// Ends the file watch with the last clone of the bus (dropping the sender).
+    watch_stop: Arc<std::sync::OnceLock<oneshot::Sender<()>>>,
 }
 
 impl Default for Bus {
@@ -83,12 +107,21 @@ impl Bus {
         Bus {
             tx: broadcast::channel(CAPACITY).0,
             listening: Arc::new(AtomicBool::new(false)),
+            watching: Arc::new(AtomicBool::new(false)),
+            watch_stop: Arc::default(),
         }
     }
 
     /// Whether other instances' changes arrive on this bus: if not, whoever must see them polls the database.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Relaxed)
+    }
+
+    /// Whether a change another process commits wakes this bus's subscribers, by a notification (PostgreSQL) or
+    /// as a [`Change::Written`] (a SQLite file): if so, a task that must see such changes waits for them (and
+    /// for its own deadlines) instead of polling the database.
+    pub fn hears_changes(&self) -> bool {
+        self.is_listening() || self.watching.load(Ordering::Relaxed)
     }
 
     /// Publishes a change made here to this instance's subscribers (none listening is fine).
@@ -103,8 +136,13 @@ impl Bus {
     }
 
     /// PostgreSQL: starts listening for the changes every instance commits (start-up fails if the first
-    /// connection does); the task ends when the last clone of the bus is dropped. SQLite: nothing to do.
+    /// connection does); the task ends when the last clone of the bus is dropped. A SQLite file: starts
+    /// watching its writes (if the kernel refuses, the tasks poll as without a signal). In memory: nothing.
     pub async fn listen(&self, store: &AuditStore) -> Result<(), crate::audit::AuditError> {
+        if let Some(file) = store.sqlite_file() {
+            self.watch(&file);
+            return Ok(());
+        }
         let Some(listener) = store.state_listener().await? else {
             return Ok(());
         };
@@ -162,6 +200,31 @@ impl Bus {
         });
         Ok(())
     }
+}
+
+impl Bus {
+    fn watch(&self, file: &std::path::Path) {
+        let (stop, stopped) = oneshot::channel();
+        if self.watch_stop.set(stop).is_err() {
+            return;
+        }
+        match file_watch::start(file, self.tx.downgrade(), stopped) {
+            Ok(()) => self.watching.store(true, Ordering::Relaxed),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot watch the audit database for changes; its upkeep reads it several times a second"
+            ),
+        }
+    }
+}
+
+/// How long until the RFC 3339 time `at` (an expiry, a deadline) has passed, a moment after it so that it has
+/// when a task that sleeps this long wakes; `None` for text that is no such time.
+pub fn until(at: &str) -> Option<Duration> {
+    let at =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+    let left = at - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(left).unwrap_or(Duration::ZERO) + Duration::from_millis(2))
 }
 
 /// One subscriber's view of the bus.

@@ -137,7 +137,9 @@ on_both!(the_listing_filters_and_pages);
 async fn a_failing_siem_sink_opens_siem_delivery_failure(db: TestDb) {
     let (alerts, audit, gauge, _) = instance(&db, "a3").await;
     let alerts = Arc::new(alerts);
-    start(&alerts);
+    // Kept for the test: the keeper ends with its bus.
+    let bus = crate::shared_state::Bus::new();
+    start(&alerts, &bus);
     let event = |status: &str| EventDraft {
         event_type: "siem_delivery".into(),
         dlp_findings: json!([]),

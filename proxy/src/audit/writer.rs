@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
 
 use super::checkpoint::{Checkpoint, CheckpointKind, Signer, Sink};
@@ -41,6 +41,8 @@ impl Durable {
 pub struct AuditLog {
     requests: mpsc::Sender<Request>,
     committed: broadcast::Sender<Arc<AuditEvent>>,
+    /// How many events failed to commit so far (changes on each failure): what watches the writer waits on it.
+    failed: watch::Receiver<u64>,
     store: AuditStore,
     chain_id: Arc<str>,
     signer: Arc<Signer>,
@@ -133,7 +135,9 @@ impl AuditLog {
         };
         let (requests, inbox) = mpsc::channel(settings.queue_capacity.max(1));
         let (committed, _) = broadcast::channel(FEED_CAPACITY);
+        let (failed_tx, failed) = watch::channel(0);
         let writer = Writer {
+            failed: failed_tx,
             inbox,
             store: store.clone(),
             head,
@@ -156,6 +160,7 @@ impl AuditLog {
         let log = AuditLog {
             requests,
             committed,
+            failed,
             store,
             chain_id: Arc::from(chain_id),
             signer,
@@ -292,6 +297,12 @@ impl AuditLog {
         self.committed.subscribe()
     }
 
+    /// The number of events that failed to commit so far; it changes on each failure, so a watcher can wait for
+    /// one instead of polling the failure counter.
+    pub fn failures(&self) -> watch::Receiver<u64> {
+        self.failed.clone()
+    }
+
     /// Committed events some live consumer has not read yet (each is kept alive until every one has).
     #[cfg(test)]
     pub(crate) fn unread_broadcasts(&self) -> usize {
@@ -338,6 +349,7 @@ struct Writer {
     hold_unwaited: Duration,
     metrics: AuditMetrics,
     committed: broadcast::Sender<Arc<AuditEvent>>,
+    failed: watch::Sender<u64>,
     signer: Arc<Signer>,
     sink: Option<Arc<Sink>>,
     /// The seq of the newest stored head checkpoint.
@@ -496,6 +508,11 @@ impl Writer {
         });
     }
 
+    fn count_failures(&self, events: usize) {
+        self.metrics.write_failures.inc_by(events as u64);
+        self.failed.send_modify(|n| *n += events as u64);
+    }
+
     async fn flush(&mut self, batch: &mut Vec<Pending>) {
         if batch.is_empty() {
             return;
@@ -510,7 +527,7 @@ impl Writer {
                 // The head is unknown: fail this batch rather than risk sealing it after a stale head.
                 Err(e) => {
                     tracing::warn!(error = %e, "audit head reload failed");
-                    self.metrics.write_failures.inc_by(batch.len() as u64);
+                    self.count_failures(batch.len());
                     tracing::error!(error = %e, events = batch.len(), "audit write failed");
                     let reason = e.to_string();
                     for ack in batch.drain(..).filter_map(|(_, ack)| ack) {
@@ -568,7 +585,7 @@ impl Writer {
             Err(e) => {
                 // Fail closed: every waiter learns its event is not recorded, and the head stays where it was.
                 self.head_suspect = true;
-                self.metrics.write_failures.inc_by(acks.len() as u64);
+                self.count_failures(acks.len());
                 tracing::error!(error = %e, events = acks.len(), "audit write failed");
                 let reason = e.to_string();
                 for ack in acks.into_iter().flatten() {

@@ -5,10 +5,11 @@
 //! ago than the audit log keeps events (`audit.retention_days`, and never before an approval's answer could
 //! still be taken).
 //!
-//! When the state-change bus listens to the database (PostgreSQL), the keeper wakes on each escalation opened,
-//! decided or expired on any instance, and otherwise sleeps until the soonest pending expiry (or a slow safety
-//! net): no timer runs while nothing is pending. Without notifications (SQLite, whose file several instances
-//! may share), it looks every [`TICK`].
+//! When the state-change bus hears of the database's changes (PostgreSQL's notifications; a SQLite file's
+//! writes, by any process), the keeper wakes on each escalation opened, decided or expired on any instance (on
+//! SQLite: on each write to the file, at most every `WRITTEN_PERIOD`), and otherwise sleeps until the
+//! soonest pending expiry (or a slow safety net): no timer runs while nothing is pending. Hearing nothing (a
+//! SQLite file that cannot be watched), it looks every [`TICK`].
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -20,11 +21,11 @@ use super::{from_row, Shared};
 use crate::audit::AuditLog;
 use crate::shared_state::{Change, Subscription};
 
-/// How often the database is looked at without notifications (and while it fails): an expiry, or a decision
+/// How often the database is looked at hearing of no changes (and while it fails): an expiry, or a decision
 /// made elsewhere, reaches a held call within about this long (well within a second).
 pub(super) const TICK: Duration = Duration::from_millis(250);
 
-/// With notifications, the longest the keeper sleeps with nothing due.
+/// Hearing of changes, the longest the keeper sleeps with nothing due.
 const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// How often settled escalations past `keep_settled` are deleted.
@@ -45,7 +46,7 @@ pub(super) fn spawn(
             tokio::select! {
                 change = changes.next() => match change {
                     None => return,
-                    Some(Change::Escalation(_) | Change::Resync) => {}
+                    Some(Change::Escalation(_) | Change::Written | Change::Resync) => {}
                     Some(_) => continue,
                 },
                 () = tokio::time::sleep_until(wake) => {}
@@ -85,18 +86,11 @@ pub(super) fn spawn(
     });
 }
 
-/// How long until the expiry at `at` (RFC 3339) has passed, a moment after it so that it has when the keeper
-/// looks; unparseable text is looked at again soon.
+/// How long until the expiry at `at` (RFC 3339) has passed; unparseable text is looked at again soon.
 fn until(at: Option<&str>) -> Duration {
-    let Some(at) = at else {
-        return SAFETY_NET;
-    };
-    let Ok(at) = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-    else {
-        return TICK;
-    };
-    let left = at - time::OffsetDateTime::now_utc();
-    Duration::try_from(left).unwrap_or(Duration::ZERO) + Duration::from_millis(2)
+    at.map_or(SAFETY_NET, |at| {
+        crate::shared_state::until(at).unwrap_or(TICK)
+    })
 }
 
 /// One look at the database; answers the soonest expiry still pending.

@@ -128,6 +128,11 @@ pub(super) const POSTGRES: Dialect = Dialect {
             "shared state",
             include_str!("../../../migrations/postgres/0009_shared_state.sql"),
         ),
+        (
+            10,
+            "runs and alerts changed",
+            include_str!("../../../migrations/postgres/0010_runs_alerts_changed.sql"),
+        ),
     ],
     ts_cast: Some("::timestamptz"),
     chain_guard_triggers: false,

@@ -1,8 +1,8 @@
 //! The listening side of the state-change channel. On PostgreSQL, triggers on the shared tables (migration
 //! 0009) send `pg_notify('toolgate_state', '<schema> <kind> <key>')` in the transaction of each change; this is
 //! the one connection per instance that `LISTEN`s for them. What the notifications mean, and who reacts, lives
-//! in `crate::shared_state`. SQLite has no listener: one instance owns the file and learns of its own changes
-//! in-process.
+//! in `crate::shared_state`. SQLite has no listener: its file's writes are watched instead
+//! (`crate::shared_state`'s `file_watch`).
 
 use sqlx::postgres::{PgListener, PgPoolOptions};
 
@@ -97,5 +97,17 @@ impl AuditStore {
     /// Whether instances sharing this database may change what this one caches (PostgreSQL).
     pub(crate) fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The database's file, for a SQLite file (not in memory): other processes may write it, and its writes
+    /// are what tells of their changes (`crate::shared_state`).
+    pub(crate) fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self.backend {
+            // Only files checkpoint their write-ahead log.
+            Backend::Sqlite(s) if s.wal_checkpoints => {
+                Some(s.pool.connect_options().get_filename().to_owned())
+            }
+            _ => None,
+        }
     }
 }

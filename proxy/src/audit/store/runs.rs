@@ -241,6 +241,15 @@ macro_rules! impl_runs {
                     decode_all(rows)
                 }
 
+                pub(super) async fn soonest_run_deadline(&self) -> Result<Option<String>, AuditError> {
+                    sqlx::query_scalar(
+                        "SELECT MIN(deadline_at) FROM agent_runs WHERE status = 'running'",
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(AuditError::Query)
+                }
+
                 pub(super) async fn runs_page(
                     &self,
                     page: &RunPage,
@@ -323,6 +332,11 @@ impl super::AuditStore {
     /// At most `limit` running runs whose deadline is at or before `now`, soonest first.
     pub(crate) async fn due_runs(&self, now: &str, limit: u32) -> Result<Vec<RunRow>, AuditError> {
         dispatch!(self, s => s.due_runs(now, limit).await)
+    }
+
+    /// The soonest deadline of a running run (RFC 3339), if any runs.
+    pub(crate) async fn soonest_run_deadline(&self) -> Result<Option<String>, AuditError> {
+        dispatch!(self, s => s.soonest_run_deadline().await)
     }
 
     /// One page of the runs listing.
