@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod limits;
 pub mod public_verify;
 pub mod rate;
+mod release;
 pub mod runs;
 pub mod tls;
 
@@ -75,6 +76,7 @@ pub async fn serve(
             app.config.server.auth_failures_per_minute,
         )),
         tls: tls.clone(),
+        bursts: release::Bursts::start(),
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -129,6 +131,7 @@ async fn route(
     arrival: Arrival,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    shared.bursts.request();
     let path = req.uri().path();
     let authenticated = path.starts_with("/mcp/")
         || (path.starts_with("/api/v1/") && path != "/api/v1/public/verify");

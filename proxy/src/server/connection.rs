@@ -47,6 +47,8 @@ pub struct Shared {
     pub auth_failures: Arc<RateLimiter>,
     /// The listener's TLS, when it serves HTTPS: each connection takes the configuration serving now.
     pub tls: Option<Arc<super::tls::ListenerTls>>,
+    /// Told of every request, so that the memory a burst freed is given back once it is over.
+    pub bursts: Arc<super::release::Bursts>,
 }
 
 /// Serves one admitted connection until it ends; the slot is given back when this returns.

@@ -25,13 +25,15 @@ impl Doorbell {
     /// Waits for a ring not yet answered (at once if there is one), and answers it: work put before any ring
     /// this answers is visible to the caller; a ring after it wakes the next wait.
     pub async fn answer(&self) {
-        loop {
-            // Acquire: pairs with the ring's release.
-            if self.rung.swap(false, Ordering::AcqRel) {
-                return;
-            }
+        while !self.take() {
             self.notify.notified().await;
         }
+    }
+
+    /// Answers a ring without waiting: whether one came since the last answer.
+    pub fn take(&self) -> bool {
+        // Acquire: pairs with the ring's release.
+        self.rung.swap(false, Ordering::AcqRel)
     }
 }
 
