@@ -18,6 +18,10 @@ pub const SESSIONS_PER_TARGET: usize = 32;
 /// Pause after a phase before reading toolgate's CPU time, for work still finishing after the last answer.
 const CPU_SETTLE: Duration = Duration::from_millis(100);
 
+/// How long after a variant's load the resident size is read again: toolgate gives back what a burst freed once
+/// its requests have stopped for a second (`server::release` in the proxy).
+pub const SETTLE: Duration = Duration::from_secs(2);
+
 /// What one variant runs.
 pub struct Plan {
     pub rates: Vec<u32>,
@@ -132,6 +136,8 @@ pub async fn measure(
         closed_loop(proxied.clone(), plan.concurrency, plan.saturation),
     )
     .await;
+    let rss_kib = tg.memory_kib()?;
+    tokio::time::sleep(SETTLE).await;
     Ok(Variant {
         name: name.to_owned(),
         flow,
@@ -140,7 +146,8 @@ pub async fn measure(
         saturation_nginx,
         saturation_proxied,
         saturation_cpu_ms,
-        rss_kib: tg.memory_kib()?,
+        rss_kib,
+        rss_settled_kib: tg.memory_kib()?.0,
         note: String::new(),
         db: None,
     })

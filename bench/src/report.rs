@@ -109,6 +109,9 @@ pub struct Variant {
     pub saturation_cpu_ms: Option<f64>,
     /// toolgate's resident size at the end of the variant, and its peak, KiB.
     pub rss_kib: (u64, u64),
+    /// toolgate's resident size [`crate::e2e::SETTLE`] after the end of the load (what it gives back once a
+    /// burst is over, `malloc_trim`, is no longer resident), KiB.
+    pub rss_settled_kib: u64,
     pub note: String,
     /// The SQLite audit database once toolgate stopped (None for PostgreSQL or if it could not be read).
     pub db: Option<DbSize>,
@@ -210,11 +213,11 @@ impl Results {
             .find(|v| v.name == MAIN_VARIANT && v.flow == flow)
     }
 
-    /// The variant that ended with the largest resident size, and that size (KiB).
+    /// The variant with the largest resident size once its load was over (settled), and that size (KiB).
     fn largest_rss_after_load(&self) -> Option<(&Variant, u64)> {
         self.variants
             .iter()
-            .map(|v| (v, v.rss_kib.0))
+            .map(|v| (v, v.rss_settled_kib))
             .max_by_key(|(_, kib)| *kib)
     }
 
@@ -277,10 +280,13 @@ impl Results {
         for v in &self.variants {
             let _ = writeln!(
                 out,
-                "| after the {} load runs (now / peak) | {:.1} / {:.1} MiB | ≤ 35 MiB (now) |",
+                "| after the {} load runs (at the end / {} s later / peak) | {:.1} / **{:.1}** / {:.1} MiB | ≤ 35 MiB ({} s later) |",
                 v.label(),
+                crate::e2e::SETTLE.as_secs(),
                 mib(v.rss_kib.0),
-                mib(v.rss_kib.1)
+                mib(v.rss_settled_kib),
+                mib(v.rss_kib.1),
+                crate::e2e::SETTLE.as_secs()
             );
         }
         if let Some(s) = &self.steady {

@@ -7,17 +7,18 @@
 //! anyone: a commit of this process's audit writer, or another process's.
 //!
 //! The directory is watched rather than the files, so a write-ahead log that SQLite deletes and creates again is
-//! still seen. One look per [`PERIOD`] at most: after each signal the watcher sleeps, and the writes made
-//! meanwhile (which the kernel queues, merging repeats) make one more signal when it wakes. So under load the
-//! tasks look as often as they would poll, idle they do not run at all, and a write is signalled within
-//! [`PERIOD`].
+//! still seen. One look per [`PERIOD`] at most: after each signal the watcher takes the watch out of the
+//! runtime's poll set and sleeps; the writes made meanwhile (which the kernel queues, merging repeats) are read
+//! when it wakes and make one more signal. Only a whole quiet period puts the watch back in the poll set. So
+//! under load the tasks look as often as they would poll and the writes wake nobody, idle nothing runs, and a
+//! write is signalled within [`PERIOD`].
 
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use inotify::{Event, EventMask, Inotify, WatchMask};
 use tokio::sync::{broadcast, oneshot};
 
@@ -48,32 +49,84 @@ pub(super) fn start(
         &dir,
         WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::DELETE,
     )?;
-    let mut events = inotify.into_event_stream([0u8; 4096])?;
     tokio::spawn(async move {
+        let mut inotify = inotify;
+        let mut buffer = vec![0u8; 16 * 1024];
         loop {
+            // Armed: the file descriptor is in the runtime's poll set, so the first write wakes this task.
+            let mut events = match inotify.into_event_stream(std::mem::take(&mut buffer)) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the audit database's watch failed; its upkeep reads it several times a second");
+                    return poll(tx, stop).await;
+                }
+            };
             let first = tokio::select! {
                 event = events.next() => event,
                 _ = &mut stop => return,
             };
-            let Some(first) = first else { return };
+            let Some(first) = first else {
+                return poll(tx, stop).await;
+            };
+            // Disarmed until the directory is quiet again: every write would otherwise wake a runtime thread
+            // (the kernel wakes the poller on each event it cannot merge), under load thousands a second.
+            inotify = events.into_inotify();
+            buffer = vec![0u8; 16 * 1024];
             let mut written = concerns(&first, &names);
-            // Everything else already queued belongs to the same burst.
-            while let Some(Some(event)) = events.next().now_or_never() {
-                written |= concerns(&event, &names);
-            }
-            if written {
-                let Some(tx) = tx.upgrade() else { return };
-                let _ = tx.send(Change::Written);
-            }
-            // Whether or not this burst was the database's (a log file may share the directory), the next
-            // read waits: the kernel queues what comes meanwhile.
-            tokio::select! {
-                () = tokio::time::sleep(PERIOD) => {}
-                _ = &mut stop => return,
+            loop {
+                if written {
+                    let Some(tx) = tx.upgrade() else { return };
+                    let _ = tx.send(Change::Written);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(PERIOD) => {}
+                    _ = &mut stop => return,
+                }
+                // What the kernel queued meanwhile (merging repeats): nothing means quiet, so re-arm.
+                let Some(burst) = drain(&mut inotify, &mut buffer, &names) else {
+                    break;
+                };
+                written = burst;
             }
         }
     });
     Ok(())
+}
+
+/// Without a watch, what the tasks would do without a signal: look every [`PERIOD`].
+async fn poll(tx: broadcast::WeakSender<Change>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let Some(sender) = tx.upgrade() else { return };
+        let _ = sender.send(Change::Written);
+        drop(sender);
+        tokio::select! {
+            () = tokio::time::sleep(PERIOD) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// Reads every queued event without waiting: `None` if there was none, else whether one concerns the database.
+fn drain(inotify: &mut Inotify, buffer: &mut [u8], names: &[OsString; 3]) -> Option<bool> {
+    let mut any = false;
+    let mut written = false;
+    loop {
+        match inotify.read_events(buffer) {
+            Ok(events) => {
+                for event in events {
+                    any = true;
+                    written |= event.mask.contains(EventMask::Q_OVERFLOW)
+                        || event
+                            .name
+                            .is_some_and(|n| names.iter().any(|m| m.as_os_str() == n));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // Cannot tell what happened: assume the database changed.
+            Err(_) => return Some(true),
+        }
+    }
+    any.then_some(written)
 }
 
 /// The database file and the journals SQLite keeps beside it.
@@ -150,6 +203,33 @@ mod tests {
         assert!(
             next_written(&mut rx).await,
             "a later write was not signalled"
+        );
+    }
+
+    /// Under load the signal keeps coming, one per period: the tasks look as often as a poll would, no more.
+    #[tokio::test]
+    async fn a_steady_stream_of_writes_is_one_signal_per_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let (tx, mut rx) = broadcast::channel(64);
+        let (_stop, stopped) = oneshot::channel();
+        start(&db, tx.downgrade(), stopped).unwrap();
+        let wal = dir.path().join("audit.db-wal");
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < PERIOD * 6 {
+            std::fs::write(&wal, b"frame").unwrap();
+            std::fs::write(dir.path().join("toolgate.log"), b"line").unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elapsed = started.elapsed();
+        let mut signals = 0;
+        while rx.try_recv().is_ok() {
+            signals += 1;
+        }
+        let most = (elapsed.as_secs_f64() / PERIOD.as_secs_f64()).ceil() as usize + 1;
+        assert!(
+            (3..=most).contains(&signals),
+            "{signals} signals for {elapsed:?} of writes (at most {most}, and more than a couple)"
         );
     }
 
