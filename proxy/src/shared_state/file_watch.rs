@@ -7,11 +7,12 @@
 //! anyone: a commit of this process's audit writer, or another process's.
 //!
 //! The directory is watched rather than the files, so a write-ahead log that SQLite deletes and creates again is
-//! still seen. One look per [`PERIOD`] at most: after each signal the watcher takes the watch out of the
-//! runtime's poll set and sleeps; the writes made meanwhile (which the kernel queues, merging repeats) are read
-//! when it wakes and make one more signal. Only a whole quiet period puts the watch back in the poll set. So
-//! under load the tasks look as often as they would poll and the writes wake nobody, idle nothing runs, and a
-//! write is signalled within [`PERIOD`].
+//! still seen. One signal per [`PERIOD`] at most: the first event removes the watch (under load the kernel
+//! would otherwise make an event of every write, about thirty per commit, at the writer's expense), and while
+//! it is off the files' metadata (inode, size, modification time) is compared every [`PERIOD`]: a change is
+//! one more signal. A whole quiet period puts the watch back, then the metadata is read once more, so that no
+//! write falls between the two. So under load the tasks look as often as they would poll and the writes cost
+//! nothing more, idle nothing runs, and a write is signalled within [`PERIOD`].
 
 use std::ffi::OsString;
 use std::io;
@@ -44,53 +45,100 @@ pub(super) fn start(
         _ => std::path::PathBuf::from("."),
     };
     let names = journal_names(&name);
-    let inotify = Inotify::init()?;
-    inotify.watches().add(
-        &dir,
-        WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::DELETE,
-    )?;
+    let paths = names.clone().map(|n| dir.join(n));
+    let mut events = Inotify::init()?.into_event_stream(vec![0u8; 4096])?;
+    let watches = events.watches();
+    let mask = WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::DELETE;
+    // Refused here, the caller polls; refused later, the task does.
+    let mut watch = Some(watches.clone().add(&dir, mask)?);
+    let mut last = Stamp::of(&paths);
     tokio::spawn(async move {
-        let mut inotify = inotify;
-        let mut buffer = vec![0u8; 16 * 1024];
+        let mut watches = watches;
         loop {
-            // Armed: the file descriptor is in the runtime's poll set, so the first write wakes this task.
-            let mut events = match inotify.into_event_stream(std::mem::take(&mut buffer)) {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the audit database's watch failed; its upkeep reads it several times a second");
-                    return poll(tx, stop).await;
-                }
-            };
-            let first = tokio::select! {
-                event = events.next() => event,
-                _ = &mut stop => return,
-            };
-            let Some(first) = first else {
+            // Armed: the first event of the directory (of this watch: a removed one's are stale) wakes us.
+            let Some(wd) = watch.clone() else {
                 return poll(tx, stop).await;
             };
-            // Disarmed until the directory is quiet again: every write would otherwise wake a runtime thread
-            // (the kernel wakes the poller on each event it cannot merge), under load thousands a second.
-            inotify = events.into_inotify();
-            buffer = vec![0u8; 16 * 1024];
-            let mut written = concerns(&first, &names);
+            let written = loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    _ = &mut stop => return,
+                };
+                match event {
+                    None => return poll(tx, stop).await,
+                    Some(Ok(event)) if event.wd != wd => continue,
+                    Some(event) => break concerns(&event, &names),
+                }
+            };
+            // Disarmed while the files keep changing: the kernel would otherwise queue (and the writer pay for)
+            // an event per write, about thirty per commit.
+            let _ = watches.remove(wd);
+            let mut signal = written;
             loop {
-                if written {
-                    let Some(tx) = tx.upgrade() else { return };
-                    let _ = tx.send(Change::Written);
+                if signal {
+                    let Some(sender) = tx.upgrade() else { return };
+                    let _ = sender.send(Change::Written);
                 }
                 tokio::select! {
                     () = tokio::time::sleep(PERIOD) => {}
                     _ = &mut stop => return,
                 }
-                // What the kernel queued meanwhile (merging repeats): nothing means quiet, so re-arm.
-                let Some(burst) = drain(&mut inotify, &mut buffer, &names) else {
-                    break;
+                let now = Stamp::of(&paths);
+                signal = now != last || !now.settled();
+                last = now;
+                if signal {
+                    continue;
+                }
+                // Quiet for a period: arm, then look once more, so that a write between the look above and the
+                // watch is not lost (it shows in the files' metadata; one after it is an event).
+                watch = match watches.add(&dir, mask) {
+                    Ok(wd) => Some(wd),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the audit database's watch failed; its upkeep reads it several times a second");
+                        return poll(tx, stop).await;
+                    }
                 };
-                written = burst;
+                let now = Stamp::of(&paths);
+                if now == last {
+                    break;
+                }
+                last = now;
+                if let Some(wd) = watch.take() {
+                    let _ = watches.remove(wd);
+                }
+                signal = true;
             }
         }
     });
     Ok(())
+}
+
+/// The database files' metadata (inode, size, modification time; `None` for a file that is not there): what
+/// tells of a write while the directory is not watched.
+#[derive(PartialEq, Eq)]
+struct Stamp([Option<(u64, u64, std::time::SystemTime)>; 3]);
+
+/// A file modified less than this long before a look may be written again with the same modification time
+/// (file systems stamp writes with a clock that ticks every few milliseconds): such a stamp proves nothing yet.
+const SETTLING: Duration = Duration::from_millis(20);
+
+impl Stamp {
+    fn of(paths: &[std::path::PathBuf; 3]) -> Stamp {
+        use std::os::unix::fs::MetadataExt as _;
+        Stamp(paths.each_ref().map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.ino(), meta.len(), meta.modified().ok()?))
+        }))
+    }
+
+    /// Whether every file was last written long enough ago that a later write must change its stamp.
+    fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now();
+        self.0.iter().flatten().all(|(_, _, modified)| {
+            now.duration_since(*modified)
+                .is_ok_and(|age| age >= SETTLING)
+        })
+    }
 }
 
 /// Without a watch, what the tasks would do without a signal: look every [`PERIOD`].
@@ -104,29 +152,6 @@ async fn poll(tx: broadcast::WeakSender<Change>, mut stop: oneshot::Receiver<()>
             _ = &mut stop => return,
         }
     }
-}
-
-/// Reads every queued event without waiting: `None` if there was none, else whether one concerns the database.
-fn drain(inotify: &mut Inotify, buffer: &mut [u8], names: &[OsString; 3]) -> Option<bool> {
-    let mut any = false;
-    let mut written = false;
-    loop {
-        match inotify.read_events(buffer) {
-            Ok(events) => {
-                for event in events {
-                    any = true;
-                    written |= event.mask.contains(EventMask::Q_OVERFLOW)
-                        || event
-                            .name
-                            .is_some_and(|n| names.iter().any(|m| m.as_os_str() == n));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            // Cannot tell what happened: assume the database changed.
-            Err(_) => return Some(true),
-        }
-    }
-    any.then_some(written)
 }
 
 /// The database file and the journals SQLite keeps beside it.
