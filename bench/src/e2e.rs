@@ -19,8 +19,8 @@ pub const SESSIONS_PER_TARGET: usize = 32;
 const CPU_SETTLE: Duration = Duration::from_millis(100);
 
 /// How long after a variant's load the resident size is read again: toolgate gives back what a burst freed once
-/// its requests have stopped for a second (`server::release` in the proxy).
-pub const SETTLE: Duration = Duration::from_secs(2);
+/// its requests have stopped for half a second and it next looks (`server::release` in the proxy).
+pub const SETTLE: Duration = Duration::from_secs(3);
 
 /// What one variant runs.
 pub struct Plan {

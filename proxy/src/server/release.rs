@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::shared_state::Doorbell;
 
 /// How long without a request counts as the end of a burst.
-pub const QUIET: Duration = Duration::from_secs(1);
+pub const QUIET: Duration = Duration::from_millis(500);
 
 /// The shortest time between two trims.
 pub const AT_MOST_EVERY: Duration = Duration::from_secs(10);
