@@ -180,6 +180,31 @@ fn concerns(event: &io::Result<Event<OsString>>, names: &[OsString; 3]) -> bool 
 mod tests {
     use super::*;
 
+    /// A watch of `audit.db` in a fresh folder.
+    struct Watched {
+        dir: tempfile::TempDir,
+        db: std::path::PathBuf,
+        /// The watch publishes only while a sender lives.
+        _tx: broadcast::Sender<Change>,
+        rx: broadcast::Receiver<Change>,
+        stop: oneshot::Sender<()>,
+    }
+
+    fn watched() -> Watched {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let (tx, rx) = broadcast::channel(64);
+        let (stop, stopped) = oneshot::channel();
+        start(&db, tx.downgrade(), stopped).unwrap();
+        Watched {
+            dir,
+            db,
+            _tx: tx,
+            rx,
+            stop,
+        }
+    }
+
     async fn next_written(rx: &mut broadcast::Receiver<Change>) -> bool {
         matches!(
             tokio::time::timeout(Duration::from_secs(2), rx.recv()).await,
@@ -189,12 +214,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_to_the_database_or_its_log_is_signalled_and_others_are_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("audit.db");
-        std::fs::write(&db, b"").unwrap();
-        let (tx, mut rx) = broadcast::channel(16);
-        let (_stop, stopped) = oneshot::channel();
-        start(&db, tx.downgrade(), stopped).unwrap();
+        // Every part bound: what `..` leaves is dropped at once (the sender, the stop).
+        let Watched {
+            dir,
+            db,
+            _tx,
+            mut rx,
+            stop: _stop,
+        } = watched();
 
         // Another file of the directory (a log beside the database): no signal.
         std::fs::write(dir.path().join("toolgate.log"), b"line\n").unwrap();
@@ -234,11 +261,13 @@ mod tests {
     /// Under load the signal keeps coming, one per period: the tasks look as often as a poll would, no more.
     #[tokio::test]
     async fn a_steady_stream_of_writes_is_one_signal_per_period() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("audit.db");
-        let (tx, mut rx) = broadcast::channel(64);
-        let (_stop, stopped) = oneshot::channel();
-        start(&db, tx.downgrade(), stopped).unwrap();
+        let Watched {
+            dir,
+            db: _,
+            _tx,
+            mut rx,
+            stop: _stop,
+        } = watched();
         let wal = dir.path().join("audit.db-wal");
         let started = tokio::time::Instant::now();
         while started.elapsed() < PERIOD * 6 {
@@ -260,11 +289,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_watch_ends_with_its_stop() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("audit.db");
-        let (tx, mut rx) = broadcast::channel(16);
-        let (stop, stopped) = oneshot::channel::<()>();
-        start(&db, tx.downgrade(), stopped).unwrap();
+        let Watched {
+            dir: _dir,
+            db,
+            _tx,
+            mut rx,
+            stop,
+        } = watched();
         drop(stop);
         tokio::time::sleep(Duration::from_millis(50)).await;
         std::fs::write(&db, b"page").unwrap();
