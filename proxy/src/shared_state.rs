@@ -135,6 +135,21 @@ impl Bus {
         }
     }
 
+    /// Watches the SQLite `file` for writes (`file_watch`); where the kernel refuses, the tasks poll.
+    fn watch(&self, file: &std::path::Path) {
+        let (stop, stopped) = oneshot::channel();
+        if self.watch_stop.set(stop).is_err() {
+            return;
+        }
+        match file_watch::start(file, self.tx.downgrade(), stopped) {
+            Ok(()) => self.watching.store(true, Ordering::Relaxed),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot watch the audit database for changes; its upkeep reads it several times a second"
+            ),
+        }
+    }
+
     /// PostgreSQL: starts listening for the changes every instance commits (start-up fails if the first
     /// connection does); the task ends when the last clone of the bus is dropped. A SQLite file: starts
     /// watching its writes (if the kernel refuses, the tasks poll as without a signal). In memory: nothing.
@@ -202,29 +217,19 @@ impl Bus {
     }
 }
 
-impl Bus {
-    fn watch(&self, file: &std::path::Path) {
-        let (stop, stopped) = oneshot::channel();
-        if self.watch_stop.set(stop).is_err() {
-            return;
-        }
-        match file_watch::start(file, self.tx.downgrade(), stopped) {
-            Ok(()) => self.watching.store(true, Ordering::Relaxed),
-            Err(e) => tracing::warn!(
-                error = %e,
-                "cannot watch the audit database for changes; its upkeep reads it several times a second"
-            ),
-        }
-    }
-}
-
-/// How long until the RFC 3339 time `at` (an expiry, a deadline) has passed, a moment after it so that it has
-/// when a task that sleeps this long wakes; `None` for text that is no such time.
-pub fn until(at: &str) -> Option<Duration> {
-    let at =
-        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
-    let left = at - time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(left).unwrap_or(Duration::ZERO) + Duration::from_millis(2))
+/// How long a task that hears of changes may sleep with `soonest` (RFC 3339: an expiry, a deadline) pending: until
+/// a moment after it (so that it has passed when the task wakes), at most `longest` (also with nothing pending);
+/// text that is no such time is looked at again after `unreadable`.
+pub fn sleep_before(soonest: Option<&str>, longest: Duration, unreadable: Duration) -> Duration {
+    let Some(at) = soonest else {
+        return longest;
+    };
+    let Ok(at) = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+    else {
+        return unreadable;
+    };
+    let left = Duration::try_from(at - time::OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO);
+    (left + Duration::from_millis(2)).min(longest)
 }
 
 /// One subscriber's view of the bus.

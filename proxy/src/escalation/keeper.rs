@@ -68,7 +68,12 @@ pub(super) fn spawn(
                         failing = false;
                     }
                     wake = if listening {
-                        Instant::now() + until(soonest.as_deref()).min(SAFETY_NET)
+                        Instant::now()
+                            + crate::shared_state::sleep_before(
+                                soonest.as_deref(),
+                                SAFETY_NET,
+                                TICK,
+                            )
                     } else {
                         Instant::now() + TICK
                     };
@@ -84,13 +89,6 @@ pub(super) fn spawn(
             }
         }
     });
-}
-
-/// How long until the expiry at `at` (RFC 3339) has passed; unparseable text is looked at again soon.
-fn until(at: Option<&str>) -> Duration {
-    at.map_or(SAFETY_NET, |at| {
-        crate::shared_state::until(at).unwrap_or(TICK)
-    })
 }
 
 /// One look at the database; answers the soonest expiry still pending.

@@ -56,12 +56,9 @@ pub fn start(runs: &Arc<Runs>, bus: &Bus) {
             .await;
             wake = Instant::now()
                 + match &result {
-                    Ok(soonest) if hearing => soonest
-                        .as_deref()
-                        .map_or(SAFETY_NET, |at| {
-                            crate::shared_state::until(at).unwrap_or(TICK)
-                        })
-                        .min(SAFETY_NET),
+                    Ok(soonest) if hearing => {
+                        crate::shared_state::sleep_before(soonest.as_deref(), SAFETY_NET, TICK)
+                    }
                     _ => TICK,
                 };
             match result {

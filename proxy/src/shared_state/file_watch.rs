@@ -47,13 +47,12 @@ pub(super) fn start(
     let names = journal_names(&name);
     let paths = names.clone().map(|n| dir.join(n));
     let mut events = Inotify::init()?.into_event_stream(vec![0u8; 4096])?;
-    let watches = events.watches();
+    let mut watches = events.watches();
     let mask = WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::DELETE;
     // Refused here, the caller polls; refused later, the task does.
-    let mut watch = Some(watches.clone().add(&dir, mask)?);
+    let mut watch = Some(watches.add(&dir, mask)?);
     let mut last = Stamp::of(&paths);
     tokio::spawn(async move {
-        let mut watches = watches;
         loop {
             // Armed: the first event of the directory (of this watch: a removed one's are stale) wakes us.
             let Some(wd) = watch.clone() else {
