@@ -64,24 +64,37 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slo
         local,
         tls: shared.tls.is_some(),
     };
+    let bursts = shared.bursts.clone();
     match shared.tls.as_ref().map(|tls| tls.acceptor()) {
         None => http(shared, TokioIo::new(watched), peer, arrival, activity).await,
-        Some(acceptor) => {
-            // The handshake counts as part of the request head: a client that stalls it is closed on time.
-            let handshake = tokio::select! {
-                done = acceptor.accept(watched) => done,
-                why = activity.expired() => {
-                    count_expiry(&shared.app, why);
-                    return;
-                }
-            };
-            match handshake {
-                Ok(tls) => http(shared, TokioIo::new(tls), peer, arrival, activity).await,
-                Err(e) => {
-                    shared.app.metrics.listener.tls_handshake_failures.inc();
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                }
-            }
+        // Boxed: a TLS connection's state (handshake, rustls session) is twice a plain one's, and the task of
+        // every connection, plain or not, would otherwise be as large as the largest.
+        Some(acceptor) => Box::pin(https(shared, acceptor, watched, peer, arrival, activity)).await,
+    }
+    bursts.connection_ended();
+}
+
+async fn https(
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    watched: Watched<TcpStream>,
+    peer: SocketAddr,
+    arrival: Arrival,
+    activity: Arc<Activity>,
+) {
+    // The handshake counts as part of the request head: a client that stalls it is closed on time.
+    let handshake = tokio::select! {
+        done = acceptor.accept(watched) => done,
+        why = activity.expired() => {
+            count_expiry(&shared.app, why);
+            return;
+        }
+    };
+    match handshake {
+        Ok(tls) => http(shared, TokioIo::new(tls), peer, arrival, activity).await,
+        Err(e) => {
+            shared.app.metrics.listener.tls_handshake_failures.inc();
+            tracing::debug!(error = %e, "TLS handshake failed");
         }
     }
 }
@@ -102,10 +115,12 @@ async fn http<I>(
         req.extensions_mut().insert(peer);
         let busy = activity.busy();
         let shared = shared.clone();
-        async move {
+        // Boxed: hyper keeps room for one service future per HTTP/1 connection for the connection's whole life,
+        // and the pipeline's future is large; boxed, an idle keep-alive connection keeps only a pointer.
+        Box::pin(async move {
             let resp = super::route(&shared, arrival, req).await;
             Ok::<_, Infallible>(resp.map(|body| BusyBody::new(body, busy)))
-        }
+        })
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // Timeouts are the watchdog's (one rule for both protocols and TLS); hyper's own header timer would restart

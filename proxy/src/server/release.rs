@@ -43,6 +43,11 @@ impl Bursts {
     pub fn request(&self) {
         self.bell.ring();
     }
+
+    /// A connection ended: what it kept (its buffers, its task) was freed, maybe long after the last request.
+    pub fn connection_ended(&self) {
+        self.bell.ring();
+    }
 }
 
 impl Drop for Bursts {
