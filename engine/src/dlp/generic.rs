@@ -364,6 +364,26 @@ pub(super) fn random_in_run(
     }
 }
 
+fn is_hex(t: &[u8]) -> bool {
+    t.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-')
+}
+
+/// Words of letters, each followed by `-` or `_`, then at least 16 hex digits (with dashes): an id such as
+/// `upstream-session-7c0bbce1c9d5464a82fc5392dbdd08b6` or `req_3f2a…`, random only in its hex part.
+fn is_named_hex(t: &[u8]) -> bool {
+    let mut rest = t;
+    let mut words = 0;
+    while let Some(sep) = rest.iter().position(|c| *c == b'-' || *c == b'_') {
+        let word = &rest[..sep];
+        if word.is_empty() || !word.iter().all(u8::is_ascii_alphabetic) || is_hex(word) {
+            break;
+        }
+        words += 1;
+        rest = &rest[sep + 1..];
+    }
+    words > 0 && rest.len() >= 16 && is_hex(rest)
+}
+
 pub(super) fn char_class(c: u8) -> u8 {
     match c {
         b'A'..=b'Z' => 1,
@@ -375,7 +395,8 @@ pub(super) fn char_class(c: u8) -> u8 {
 
 /// Whether a token (20-256 bytes of [A-Za-z0-9+_-]) looks like a machine-made secret rather than a word,
 /// identifier or digest. All must hold:
-/// - not hex (with dashes): UUIDs and digests are identifiers, not credentials;
+/// - not hex (with dashes), alone or after words (`session-7c0b…`, `req_3f2a…`): UUIDs, digests and the ids made
+///   of them are identifiers, not credentials;
 /// - letters and digits;
 /// - Shannon entropy of at least 0.8 * log2(min(len, 64)) bits per character;
 /// - character classes (upper, lower, digit) change at >= 35% of adjacent pairs: `ProjectAlpha2024` changes
@@ -389,7 +410,7 @@ pub(super) fn looks_random(t: &[u8]) -> bool {
     if !(20..=256).contains(&n) {
         return false;
     }
-    if t.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-') {
+    if is_hex(t) || is_named_hex(t) {
         return false;
     }
     if !t.iter().any(u8::is_ascii_digit) || !t.iter().any(u8::is_ascii_alphabetic) {

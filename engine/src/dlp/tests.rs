@@ -544,6 +544,34 @@ fn wrapped_base64_file_is_data_not_secrets() {
 }
 
 #[test]
+fn ids_of_words_and_hex_are_not_random() {
+    // The hex part of such ids is random; the whole id is not a credential. Every one of these must pass, not
+    // only most: a session id under `session_id` was redacted from the audit log now and then.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 0..500 {
+        let hex: String = (0..32)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b"0123456789abcdef"[(x % 16) as usize])
+            })
+            .collect();
+        for id in [
+            format!("upstream-session-{hex}"),
+            format!("req_{hex}"),
+            format!("Trace-{}-{}", &hex[..16], &hex[16..]),
+        ] {
+            assert!(!looks_random(id.as_bytes()), "{id}");
+        }
+    }
+    // Still random: a word before base62, hex before a word, words with digits in them.
+    assert!(looks_random(b"session-Xk9pQ2mN7vR4tY8wZ1aB3cD5"));
+    assert!(looks_random(b"sk_live_4eC39HqLyjWDarjtT1zdp7dc"));
+    assert!(looks_random(b"a1b2c3d4e5f6a7b8c9d0-Zq8Rt5Wm2Kx9Lp3Nv"));
+}
+
+#[test]
 fn random_tokens_are_mostly_caught() {
     // A fixed xorshift stream: deterministic, yet unlike anything hand-written.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
