@@ -8,7 +8,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hyper::{Method, StatusCode};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -154,6 +157,67 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
         "cut after {took:?}, not at the 1 s header timeout"
     );
     assert_eq!(timeouts(&proxy, "header_timeout"), 1);
+}
+
+#[tokio::test]
+async fn a_cut_short_http2_preface_is_closed_at_the_header_timeout() {
+    let (proxy, _mock) =
+        proxy_with("header_read_timeout_seconds = 1\nidle_timeout_seconds = 30").await;
+    let mut stream = connect_from(ATTACKER, proxy.addr).await;
+    // Half of HTTP/2's preface: not yet a protocol, and not a request head either.
+    stream.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let (took, sent) = closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the cut-short preface is closed");
+    assert!(
+        took < Duration::from_secs(3),
+        "closed after {took:?}, not at the 1 s header timeout"
+    );
+    assert!(!sent.starts_with(b"HTTP/1.1 2"), "answered: {sent:?}");
+    assert_eq!(timeouts(&proxy, "header_timeout"), 1);
+    assert_eq!(health(&proxy).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served_without_tls() {
+    let (proxy, _mock) = proxy_with("").await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = Request::get(format!("http://127.0.0.1:{}/health", proxy.addr.port()))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    }
+}
+
+#[tokio::test]
+async fn a_request_head_that_starts_like_the_http2_preface_is_served_as_http1() {
+    let (proxy, _mock) = proxy_with("").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // A POST and HTTP/2's preface both begin with "P": the protocol is told once the next bytes come.
+    stream.write_all(b"P").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream
+        .write_all(b"OST /health HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 #[tokio::test]
