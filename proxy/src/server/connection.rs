@@ -92,7 +92,15 @@ async fn plain(
         }
     };
     let watched = Watched::new(stream, activity.clone());
-    http(shared, TokioIo::new(watched), peer, arrival, activity, protocol).await
+    http(
+        shared,
+        TokioIo::new(watched),
+        peer,
+        arrival,
+        activity,
+        protocol,
+    )
+    .await
 }
 
 async fn https(

@@ -205,7 +205,9 @@ async fn a_request_head_that_starts_like_the_http2_preface_is_served_as_http1() 
     stream.write_all(b"P").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     stream
-        .write_all(b"OST /health HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        .write_all(
+            b"OST /health HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut answer = Vec::new();
