@@ -137,14 +137,7 @@ pub struct Agents {
     /// One flush at a time; counts a failed flush could not write wait here for the next one.
     unflushed: tokio::sync::Mutex<HashMap<StoredKey, tracked::Pending>>,
     /// Rung by every sighting and count: wakes the flush task (and, as these are dropped, ends it).
-    counted: Arc<crate::shared_state::Doorbell>,
-}
-
-impl Drop for Agents {
-    fn drop(&mut self) {
-        // The flush task wakes, finds the host gone and ends.
-        self.counted.ring();
-    }
+    counted: crate::shared_state::HostBell,
 }
 
 impl Agents {
@@ -161,7 +154,7 @@ impl Agents {
             disabled: ArcSwap::from_pointee(disabled),
             switching: tokio::sync::Mutex::new(()),
             unflushed: tokio::sync::Mutex::new(HashMap::new()),
-            counted: Arc::default(),
+            counted: Default::default(),
         })
     }
 
@@ -425,7 +418,7 @@ pub fn start<H: Host>(host: &Arc<H>) {
     ));
     tokio::spawn(flush_loop(
         Arc::downgrade(host),
-        host.agents().counted.clone(),
+        host.agents().counted.share(),
     ));
 }
 

@@ -135,14 +135,7 @@ pub struct Runs {
     /// end reads back the calls every flush before it stored.
     counting: tokio::sync::Mutex<()>,
     /// Rung when a call is counted or a run starts here: wakes the keeper (and, as these are dropped, ends it).
-    work: Arc<crate::shared_state::Doorbell>,
-}
-
-impl Drop for Runs {
-    fn drop(&mut self) {
-        // The keeper wakes, finds the runs gone and ends.
-        self.work.ring();
-    }
+    work: crate::shared_state::HostBell,
 }
 
 impl Runs {
@@ -163,13 +156,13 @@ impl Runs {
             max_running_per_agent: settings.max_running_per_agent,
             live: Live::default(),
             counting: tokio::sync::Mutex::new(()),
-            work: Arc::default(),
+            work: Default::default(),
         }
     }
 
     /// What the keeper waits on besides the clock and the bus.
     pub(crate) fn work(&self) -> Arc<crate::shared_state::Doorbell> {
-        self.work.clone()
+        self.work.share()
     }
 
     /// The soonest deadline of a running run, on any instance (RFC 3339).

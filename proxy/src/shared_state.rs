@@ -28,7 +28,7 @@ use crate::audit::AuditStore;
 pub mod doorbell;
 mod file_watch;
 
-pub use doorbell::Doorbell;
+pub use doorbell::{Doorbell, HostBell};
 pub use file_watch::PERIOD as WRITTEN_PERIOD;
 
 /// How many changes a slow subscriber may fall behind before it is told to resync instead.

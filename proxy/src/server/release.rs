@@ -12,7 +12,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::shared_state::Doorbell;
+use crate::shared_state::{Doorbell, HostBell};
 
 /// How long without a request counts as the end of a burst.
 pub const QUIET: Duration = Duration::from_millis(500);
@@ -22,18 +22,18 @@ pub const AT_MOST_EVERY: Duration = Duration::from_secs(2);
 
 /// The requests' side: rung on each request. Dropping it ends the task.
 pub struct Bursts {
-    bell: Arc<Doorbell>,
+    bell: HostBell,
 }
 
 impl Bursts {
     /// Starts the task that trims after each burst.
     pub fn start() -> Arc<Bursts> {
         let bursts = Arc::new(Bursts {
-            bell: Arc::default(),
+            bell: HostBell::new(),
         });
         tokio::spawn(trim_after_bursts(
             Arc::downgrade(&bursts),
-            bursts.bell.clone(),
+            bursts.bell.share(),
             trim,
         ));
         bursts
@@ -46,13 +46,6 @@ impl Bursts {
 
     /// A connection ended: what it kept (its buffers, its task) was freed, maybe long after the last request.
     pub fn connection_ended(&self) {
-        self.bell.ring();
-    }
-}
-
-impl Drop for Bursts {
-    fn drop(&mut self) {
-        // The task wakes, finds the server gone and ends.
         self.bell.ring();
     }
 }
@@ -101,13 +94,13 @@ mod tests {
     /// The task of a `Bursts`, counting its trims instead of trimming.
     fn counted() -> (Arc<Bursts>, Arc<AtomicUsize>) {
         let bursts = Arc::new(Bursts {
-            bell: Arc::default(),
+            bell: HostBell::new(),
         });
         let trims = Arc::new(AtomicUsize::new(0));
         let counter = trims.clone();
         tokio::spawn(trim_after_bursts(
             Arc::downgrade(&bursts),
-            bursts.bell.clone(),
+            bursts.bell.share(),
             move || {
                 counter.fetch_add(1, Ordering::Relaxed);
             },
@@ -157,7 +150,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_task_ends_with_the_server() {
         let (bursts, trims) = counted();
-        let bell = Arc::downgrade(&bursts.bell);
+        let bell = Arc::downgrade(&bursts.bell.share());
         bursts.request();
         drop(bursts);
         tokio::time::sleep(Duration::from_secs(5)).await;

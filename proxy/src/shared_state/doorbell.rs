@@ -3,6 +3,7 @@
 //! answered wakes it, so a burst of calls is one wake-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -37,6 +38,41 @@ impl Doorbell {
     }
 }
 
+/// The doorbell of a background task that holds its host weakly (`Weak`), owned by that host: dropping the host
+/// rings it, so the task wakes, finds the host gone and ends, instead of waiting for a ring that never comes.
+pub struct HostBell(Arc<Doorbell>);
+
+impl HostBell {
+    pub fn new() -> HostBell {
+        HostBell(Arc::default())
+    }
+
+    /// The same doorbell, for the task to answer.
+    pub fn share(&self) -> Arc<Doorbell> {
+        self.0.clone()
+    }
+}
+
+impl Default for HostBell {
+    fn default() -> HostBell {
+        HostBell::new()
+    }
+}
+
+impl std::ops::Deref for HostBell {
+    type Target = Doorbell;
+
+    fn deref(&self) -> &Doorbell {
+        &self.0
+    }
+}
+
+impl Drop for HostBell {
+    fn drop(&mut self) {
+        self.0.ring();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
@@ -44,6 +80,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[tokio::test]
+    async fn dropping_a_host_bell_wakes_its_task() {
+        let bell = HostBell::new();
+        let shared = bell.share();
+        let task = tokio::spawn(async move { shared.answer().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!task.is_finished(), "the task woke with no ring");
+        drop(bell);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the dropped host's bell did not wake its task")
+            .unwrap();
+    }
 
     #[tokio::test]
     async fn a_ring_wakes_one_wait_and_a_burst_is_one_wake_up() {
