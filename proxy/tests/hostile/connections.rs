@@ -8,10 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -182,19 +179,8 @@ async fn a_cut_short_http2_preface_is_closed_at_the_header_timeout() {
 async fn http2_with_prior_knowledge_is_served_without_tls() {
     let (proxy, _mock) = proxy_with("").await;
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    for _ in 0..2 {
-        let req = Request::get(format!("http://127.0.0.1:{}/health", proxy.addr.port()))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.version(), hyper::Version::HTTP_2);
-    }
+    let url = format!("http://127.0.0.1:{}/health", proxy.addr.port());
+    crate::health_over_http2(stream, &url, 2).await;
 }
 
 #[tokio::test]
