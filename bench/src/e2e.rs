@@ -72,7 +72,7 @@ async fn with_cpu(
 }
 
 fn cpu_ms_per_call(ticks: u64, clock_ticks: u64, calls: u64) -> f64 {
-    ticks as f64 * 1000.0 / clock_ticks.max(1) as f64 / calls.max(1) as f64
+    procs::ticks_to_ms(ticks, clock_ticks) / calls.max(1) as f64
 }
 
 /// Measures toolgate instance `tg` in `flow` against `paths`; the resident size is read at the end, the

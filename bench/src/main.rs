@@ -564,7 +564,7 @@ async fn idle_run(tg: &procs::Proc, window: Duration) -> anyhow::Result<report::
     let (ticks_after, switches_after) = (tg.cpu_ticks()?, tg.context_switches()?);
     Ok(report::IdleRun {
         secs: start.elapsed().as_secs_f64(),
-        cpu_ms: (ticks_after - ticks) as f64 * 1000.0 / procs::clock_ticks_per_sec() as f64,
+        cpu_ms: procs::ticks_to_ms(ticks_after - ticks, procs::clock_ticks_per_sec()),
         context_switches: switches_after - switches,
     })
 }

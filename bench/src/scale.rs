@@ -428,7 +428,7 @@ impl Bed<'_> {
         let chains = db.events_by_chain().await?;
         let events = chains.iter().map(|(_, c)| c).sum::<i64>() - events_before;
 
-        let ticks_ms = |t: u64| t as f64 * 1000.0 / plan.clock_ticks.max(1) as f64;
+        let ticks_ms = |t: u64| procs::ticks_to_ms(t, plan.clock_ticks);
         let mut toolgate_ticks_total = 0;
         let mut per_instance = Vec::with_capacity(n);
         for (i, (tg, _)) in self.instances.iter().enumerate() {

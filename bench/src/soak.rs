@@ -231,7 +231,7 @@ pub async fn soak(
             let calls = t.latency.len();
             let cpu_ms = match (before, after) {
                 (Some(b), Some(a)) if calls > 0 => {
-                    Some(a.saturating_sub(b) as f64 * 1000.0 / clock_ticks as f64 / calls as f64)
+                    Some(procs::ticks_to_ms(a.saturating_sub(b), clock_ticks) / calls as f64)
                 }
                 _ => None,
             };

@@ -53,7 +53,7 @@ pub fn render(machine: &Machine, run: &ScaleRun, quick: bool) -> String {
         out,
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
-    let ms = |ticks: u64| ticks as f64 * 1000.0 / run.clock_ticks.max(1) as f64;
+    let ms = |ticks: u64| crate::procs::ticks_to_ms(ticks, run.clock_ticks);
     for s in &run.steps {
         let calls = s.outcome.calls().max(1) as f64;
         let pg_load = if run.pg_cpu_seen {
