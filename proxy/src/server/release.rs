@@ -29,7 +29,7 @@ impl Bursts {
     /// Starts the task that trims after each burst.
     pub fn start() -> Arc<Bursts> {
         let bursts = Arc::new(Bursts {
-            bell: HostBell::new(),
+            bell: HostBell::default(),
         });
         tokio::spawn(trim_after_bursts(
             Arc::downgrade(&bursts),
@@ -94,7 +94,7 @@ mod tests {
     /// The task of a `Bursts`, counting its trims instead of trimming.
     fn counted() -> (Arc<Bursts>, Arc<AtomicUsize>) {
         let bursts = Arc::new(Bursts {
-            bell: HostBell::new(),
+            bell: HostBell::default(),
         });
         let trims = Arc::new(AtomicUsize::new(0));
         let counter = trims.clone();

@@ -40,22 +40,13 @@ impl Doorbell {
 
 /// The doorbell of a background task that holds its host weakly (`Weak`), owned by that host: dropping the host
 /// rings it, so the task wakes, finds the host gone and ends, instead of waiting for a ring that never comes.
+#[derive(Default)]
 pub struct HostBell(Arc<Doorbell>);
 
 impl HostBell {
-    pub fn new() -> HostBell {
-        HostBell(Arc::default())
-    }
-
     /// The same doorbell, for the task to answer.
     pub fn share(&self) -> Arc<Doorbell> {
         self.0.clone()
-    }
-}
-
-impl Default for HostBell {
-    fn default() -> HostBell {
-        HostBell::new()
     }
 }
 
@@ -83,7 +74,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_a_host_bell_wakes_its_task() {
-        let bell = HostBell::new();
+        let bell = HostBell::default();
         let shared = bell.share();
         let task = tokio::spawn(async move { shared.answer().await });
         tokio::time::sleep(Duration::from_millis(20)).await;

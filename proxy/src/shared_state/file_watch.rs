@@ -50,14 +50,11 @@ pub(super) fn start(
     let mut watches = events.watches();
     let mask = WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::DELETE;
     // Refused here, the caller polls; refused later, the task does.
-    let mut watch = Some(watches.add(&dir, mask)?);
+    let mut wd = watches.add(&dir, mask)?;
     let mut last = Stamp::of(&paths);
     tokio::spawn(async move {
         loop {
             // Armed: the first event of the directory (of this watch: a removed one's are stale) wakes us.
-            let Some(wd) = watch.clone() else {
-                return poll(tx, stop).await;
-            };
             let written = loop {
                 let event = tokio::select! {
                     event = events.next() => event,
@@ -71,7 +68,7 @@ pub(super) fn start(
             };
             // Disarmed while the files keep changing: the kernel would otherwise queue (and the writer pay for)
             // an event per write, about thirty per commit.
-            let _ = watches.remove(wd);
+            let _ = watches.remove(wd.clone());
             let mut signal = written;
             loop {
                 if signal {
@@ -90,8 +87,8 @@ pub(super) fn start(
                 }
                 // Quiet for a period: arm, then look once more, so that a write between the look above and the
                 // watch is not lost (it shows in the files' metadata; one after it is an event).
-                watch = match watches.add(&dir, mask) {
-                    Ok(wd) => Some(wd),
+                wd = match watches.add(&dir, mask) {
+                    Ok(wd) => wd,
                     Err(e) => {
                         tracing::warn!(error = %e, "the audit database's watch failed; its upkeep reads it several times a second");
                         return poll(tx, stop).await;
@@ -102,9 +99,7 @@ pub(super) fn start(
                     break;
                 }
                 last = now;
-                if let Some(wd) = watch.take() {
-                    let _ = watches.remove(wd);
-                }
+                let _ = watches.remove(wd.clone());
                 signal = true;
             }
         }
