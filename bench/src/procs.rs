@@ -127,13 +127,13 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
-/// `sysconf(_SC_CLK_TCK)` through `getconf CLK_TCK` (no libc binding needed for one number); 100, Linux's
-/// value for decades, if getconf is missing.
 /// CPU time in milliseconds from clock ticks (`/proc` times) at `clock_ticks` per second.
 pub fn ticks_to_ms(ticks: u64, clock_ticks: u64) -> f64 {
     ticks as f64 * 1000.0 / clock_ticks.max(1) as f64
 }
 
+/// `sysconf(_SC_CLK_TCK)` through `getconf CLK_TCK` (no libc binding needed for one number); 100, Linux's
+/// value for decades, if getconf is missing.
 pub fn clock_ticks_per_sec() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")

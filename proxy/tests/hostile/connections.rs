@@ -196,16 +196,8 @@ async fn a_request_head_that_starts_like_the_http2_preface_is_served_as_http1() 
         )
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
-        .await
-        .expect("answered and closed")
-        .unwrap();
-    assert!(
-        answer.starts_with(b"HTTP/1.1 200 "),
-        "{:?}",
-        String::from_utf8_lossy(&answer)
-    );
+    let answer = answer_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
 }
 
 #[tokio::test]
@@ -435,6 +427,16 @@ async fn a_hostile_host_header_is_never_reflected_into_www_authenticate() {
     }
 }
 
+/// What the server sends on `stream` until it closes the connection, which it must within 5 s.
+async fn answer_until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// One HTTP/1.1 request from `from`, the connection closed after it; the status line's code and the answer.
 async fn request_from(from: [u8; 4], proxy: &Proxy, head: &str) -> (u16, String) {
     let mut stream = connect_from(from, proxy.addr).await;
@@ -442,12 +444,7 @@ async fn request_from(from: [u8; 4], proxy: &Proxy, head: &str) -> (u16, String)
         .write_all(format!("{head}connection: close\r\ncontent-length: 0\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
-        .await
-        .expect("answered")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let answer = answer_until_closed(&mut stream).await;
     let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     (code, answer)
 }
