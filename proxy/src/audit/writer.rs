@@ -155,6 +155,8 @@ impl AuditLog {
             wal_checkpoint_running: Arc::default(),
             publishing: None,
             chain_lock: Some(chain_lock),
+            last_commit: tokio::time::Instant::now(),
+            rest_due: None,
         };
         tokio::spawn(writer.run());
         let log = AuditLog {
@@ -363,12 +365,23 @@ struct Writer {
     publishing: Option<tokio::task::JoinHandle<()>>,
     /// This process's hold on its chain (PostgreSQL), for as long as the writer runs.
     chain_lock: Option<super::store::ChainLock>,
+    /// When the last commit succeeded.
+    last_commit: tokio::time::Instant,
+    /// When to look again whether the commits have stopped for [`REST_AFTER`]: set by a commit, cleared by the
+    /// rest, so no timer runs while the log is idle.
+    rest_due: Option<tokio::time::Instant>,
 }
 
 /// How often the writer starts a background WAL checkpoint while it commits (SQLite files). Measured at
 /// 2 000 calls/s: every 250 ms, each checkpoint's fsync of the database file was long enough to stall
 /// commits behind it (end-to-end p99 ~20 ms); every 50 ms, p99 ~9 ms.
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// How long without a commit before the writer has the store give back what the burst left
+/// ([`AuditStore::rest`]). Shorter than the quiet time after which the server trims the allocator (500 ms,
+/// `server::release::QUIET`), so the memory is free when that trim runs; long enough that a steady trickle of
+/// calls never pays for it.
+pub(crate) const REST_AFTER: Duration = Duration::from_millis(250);
 
 type Pending = (
     Box<StoredDraft>,
@@ -399,6 +412,19 @@ impl Writer {
                     if hold_until.is_some() => {
                     hold_until = None;
                     self.flush(&mut batch).await;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(self.rest_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if self.rest_due.is_some() => {
+                    let quiet_from = self.last_commit + REST_AFTER;
+                    if quiet_from > tokio::time::Instant::now() {
+                        self.rest_due = Some(quiet_from);
+                    } else {
+                        self.rest_due = None;
+                        if let Err(e) = self.store.rest().await {
+                            tracing::warn!(error = %e, "audit store rest failed");
+                        }
+                    }
                     continue;
                 }
             };
@@ -569,6 +595,8 @@ impl Writer {
                 self.head = head;
                 self.last_timestamp = last_timestamp;
                 self.start_wal_checkpoint();
+                self.last_commit = tokio::time::Instant::now();
+                self.rest_due.get_or_insert(self.last_commit + REST_AFTER);
                 for (ack, event) in acks.into_iter().zip(events) {
                     // A caller that stopped waiting still has its event recorded.
                     if let Some(ack) = ack {

@@ -17,7 +17,27 @@ pub(super) struct Dialect {
     /// inserts a batch in one padded statement (unbound placeholders read as NULL in SQLite; PostgreSQL
     /// refuses them) without a compare-and-set of its own.
     pub(super) chain_guard_triggers: bool,
+    /// `(chain_id, seq, timestamp)` of the event whose `event_hash` is `$1`: see [`FIND_HASH_BY_EPOCH`].
+    pub(super) find_hash: &'static str,
 }
+
+/// SQLite's lookup by hash (migration 0011): one probe of `audit_events_hash_lookup` per epoch of 65 536 seqs,
+/// from 0 to the highest stored head, so new rows never land all over one big B-tree.
+///
+/// The whole hash is compared with a unary `+`: written plainly, `event_hash = $1` lets SQLite propagate the
+/// constant into `substr(event_hash, 1, 8)`, which then no longer matches the index expression, and each probe
+/// would read its whole epoch. `hash_lookup_probes_both_columns` pins the plan.
+pub(super) const FIND_HASH_BY_EPOCH: &str = "WITH RECURSIVE epoch(n) AS (\
+     SELECT 0 UNION ALL SELECT n + 1 FROM epoch \
+     WHERE n < (SELECT COALESCE(MAX(head_seq), 0) / 65536 FROM audit_chains)) \
+     SELECT a.chain_id, a.seq, a.\"timestamp\" FROM epoch CROSS JOIN audit_events a \
+     WHERE a.seq / 65536 = epoch.n AND substr(a.event_hash, 1, 8) = substr($1, 1, 8) \
+     AND +a.event_hash = $1 ORDER BY a.chain_id, a.seq LIMIT 1";
+
+/// PostgreSQL keeps a plain index on `event_hash` (migration 0002): it is built per daily partition, so the
+/// B-tree a commit writes into is bounded by a day's events and PostgreSQL's shared buffers hold it.
+const FIND_HASH_INDEXED: &str = "SELECT chain_id, seq, \"timestamp\" FROM audit_events WHERE event_hash = $1 \
+     ORDER BY chain_id, seq LIMIT 1";
 
 pub(super) const SQLITE: Dialect = Dialect {
     json_cast: "",
@@ -74,9 +94,15 @@ pub(super) const SQLITE: Dialect = Dialect {
             "mcp sessions",
             include_str!("../../../migrations/sqlite/0010_mcp_sessions.sql"),
         ),
+        (
+            11,
+            "hash lookup by epoch",
+            include_str!("../../../migrations/sqlite/0011_hash_lookup.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
+    find_hash: FIND_HASH_BY_EPOCH,
 };
 
 pub(super) const POSTGRES: Dialect = Dialect {
@@ -136,6 +162,7 @@ pub(super) const POSTGRES: Dialect = Dialect {
     ],
     ts_cast: Some("::timestamptz"),
     chain_guard_triggers: false,
+    find_hash: FIND_HASH_INDEXED,
 };
 
 /// A migration set compiled into the binary (the `migrate!` macro needs sqlx's `macros` feature).
@@ -162,5 +189,33 @@ impl MigrationSource<'static> for EmbeddedMigrations {
                 })
                 .collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditStore;
+
+    /// SQLite must probe `audit_events_hash_lookup` on both of its columns, or each probe reads a whole epoch.
+    #[tokio::test]
+    async fn hash_lookup_probes_both_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        AuditStore::connect(&url).await.unwrap();
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {FIND_HASH_BY_EPOCH}"))
+            .bind("ab".repeat(32))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|step| sqlx::Row::get(step, "detail"))
+            .collect();
+        assert!(
+            plan.iter().any(|step| step
+                == "SEARCH a USING INDEX audit_events_hash_lookup (<expr>=? AND <expr>=?)"),
+            "{plan:#?}"
+        );
     }
 }

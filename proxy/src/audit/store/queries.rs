@@ -159,10 +159,7 @@ macro_rules! impl_queries {
                     &self,
                     hash: &str,
                 ) -> Result<Option<(String, i64, String)>, AuditError> {
-                    let row = sqlx::query(
-                        "SELECT chain_id, seq, \"timestamp\" FROM audit_events WHERE event_hash = $1 \
-                         ORDER BY chain_id, seq LIMIT 1",
-                    )
+                    let row = sqlx::query(self.dialect.find_hash)
                     .bind(hash.to_owned())
                     .fetch_optional(&self.pool)
                     .await

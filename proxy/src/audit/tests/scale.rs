@@ -376,6 +376,37 @@ async fn public_verify_says_found_and_intact_only(db: TestDb) {
     log.close().await;
 }
 
+on_both!(public_verify_finds_a_hash_in_any_epoch);
+async fn public_verify_finds_a_hash_in_any_epoch(db: TestDb) {
+    // SQLite looks a hash up one epoch of 65 536 seqs at a time (migration 0011): one chain's events sit in
+    // epoch 0, another's straddle epochs 1 and 2.
+    let first = open(&db, "first").await;
+    let early = append_all(&first, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
+    first.close().await;
+    let late = open(&db, "late").await;
+    let lifted = append_all(&late, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
+    late.close().await;
+    // As if 131 069 events had come before them (the reopened log resumes after the highest stored seq).
+    db.store()
+        .await
+        .execute_raw("UPDATE audit_events SET seq = seq + 131069 WHERE chain_id = 'late'")
+        .await
+        .unwrap();
+    let late = open(&db, "late").await;
+    let after = append_all(&late, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
+    assert_eq!(after[0].seq(), 131_072, "the first seq of epoch 2");
+    for ack in early.iter().chain(&lifted).chain(&after) {
+        let verdict = late.store().public_verify(ack.event_hash()).await.unwrap();
+        assert!(verdict.found && verdict.timestamp.is_some(), "{} {verdict:?}", ack.seq());
+    }
+    // A hash that shares its first 8 digits (the indexed prefix) with a stored one but not the rest is not found.
+    let stored = after[1].event_hash();
+    let near = format!("{}{}", &stored[..63], if stored.ends_with('0') { '1' } else { '0' });
+    let verdict = late.store().public_verify(&near).await.unwrap();
+    assert!(!verdict.found && verdict.timestamp.is_none(), "{verdict:?}");
+    late.close().await;
+}
+
 on_both!(stats_count_by_result_agent_and_tool);
 async fn stats_count_by_result_agent_and_tool(db: TestDb) {
     let log = open(&db, "st").await;
