@@ -36,7 +36,8 @@ pub(super) const FIND_HASH_BY_EPOCH: &str = "WITH RECURSIVE epoch(n) AS (\
 
 /// PostgreSQL keeps a plain index on `event_hash` (migration 0002): it is built per daily partition, so the
 /// B-tree a commit writes into is bounded by a day's events and PostgreSQL's shared buffers hold it.
-const FIND_HASH_INDEXED: &str = "SELECT chain_id, seq, \"timestamp\" FROM audit_events WHERE event_hash = $1 \
+const FIND_HASH_INDEXED: &str =
+    "SELECT chain_id, seq, \"timestamp\" FROM audit_events WHERE event_hash = $1 \
      ORDER BY chain_id, seq LIMIT 1";
 
 pub(super) const SQLITE: Dialect = Dialect {

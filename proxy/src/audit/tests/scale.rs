@@ -397,11 +397,19 @@ async fn public_verify_finds_a_hash_in_any_epoch(db: TestDb) {
     assert_eq!(after[0].seq(), 131_072, "the first seq of epoch 2");
     for ack in early.iter().chain(&lifted).chain(&after) {
         let verdict = late.store().public_verify(ack.event_hash()).await.unwrap();
-        assert!(verdict.found && verdict.timestamp.is_some(), "{} {verdict:?}", ack.seq());
+        assert!(
+            verdict.found && verdict.timestamp.is_some(),
+            "{} {verdict:?}",
+            ack.seq()
+        );
     }
     // A hash that shares its first 8 digits (the indexed prefix) with a stored one but not the rest is not found.
     let stored = after[1].event_hash();
-    let near = format!("{}{}", &stored[..63], if stored.ends_with('0') { '1' } else { '0' });
+    let near = format!(
+        "{}{}",
+        &stored[..63],
+        if stored.ends_with('0') { '1' } else { '0' }
+    );
     let verdict = late.store().public_verify(&near).await.unwrap();
     assert!(!verdict.found && verdict.timestamp.is_none(), "{verdict:?}");
     late.close().await;
