@@ -379,7 +379,7 @@ const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// How long without a commit before the writer has the store give back what the burst left
 /// ([`AuditStore::rest`]). Shorter than the quiet time after which the server trims the allocator (500 ms,
-/// `server::release::QUIET`), so the memory is free when that trim runs. Under load commits come far more often
+/// `server::release::QUIET`, which asserts it at compile time), so the memory is free when that trim runs. Under load commits come far more often
 /// and nothing is given back; calls further apart than this each pay a statement preparation and a few page
 /// reads from the operating system's cache, when the writer has nothing else to do.
 pub(crate) const REST_AFTER: Duration = Duration::from_millis(250);
