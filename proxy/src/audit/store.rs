@@ -277,12 +277,16 @@ impl AuditStore {
         }
     }
 
-    /// SQLite (a file): gives back what the writer's connection keeps from a burst of commits, once the commits
-    /// have stopped (the audit writer calls it after [`crate::audit::writer::REST_AFTER`] without one): its
-    /// prepared statements, among them the padded batch inserts of up to 1 024 rows (2.8 MB of the resident
-    /// size after a saturation run, measured with heaptrack), and its page cache (`PRAGMA shrink_memory`, up to
-    /// 2 MiB). The next commit prepares its statement again (tens of microseconds) and reads its pages back from
-    /// the operating system's cache. Other databases: the memory is the server's, nothing to give back here.
+    /// Gives back what the connections keep from a burst of commits, once the commits have stopped (the audit
+    /// writer calls it after [`crate::audit::writer::REST_AFTER`] without one). The next commit prepares its
+    /// statement again (tens of microseconds) and grows its buffers or cache again.
+    ///
+    /// - SQLite (a file): the writer's connection's prepared statements, among them the padded batch inserts of
+    ///   up to 1 024 rows (2.8 MB of the resident size after a saturation run, measured with heaptrack), and its
+    ///   page cache (`PRAGMA shrink_memory`, up to 2 MiB; the pages come back from the operating system's cache).
+    /// - PostgreSQL: every idle connection of the pool (the writer commits on whichever is free): its prepared
+    ///   statements, whose cache keys are the SQL texts of inserts of up to 2 048 rows (hundreds of KB each),
+    ///   and its message buffers, which stay at the size of the largest batch sent.
     pub(crate) async fn rest(&self) -> Result<(), sqlx::Error> {
         match &self.backend {
             Backend::Sqlite(s) if s.wal_checkpoints => {
@@ -294,18 +298,37 @@ impl AuditStore {
                     .await
                     .map(|_| ())
             }
-            _ => Ok(()),
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(s) => {
+                // Held together, so each idle connection is taken once; a request meanwhile gets a fresh one.
+                let idle: Vec<_> = std::iter::from_fn(|| s.pool.try_acquire())
+                    .take(s.pool.num_idle())
+                    .collect();
+                for mut conn in idle {
+                    sqlx::Connection::clear_cached_statements(&mut *conn).await?;
+                    sqlx::Connection::shrink_buffers(&mut *conn);
+                }
+                Ok(())
+            }
         }
     }
 
-    /// SQLite: how many prepared statements the writer's connection keeps.
+    /// How many prepared statements the connections [`AuditStore::rest`] cleans keep: SQLite's writer
+    /// connection, or every idle connection of PostgreSQL's pool.
     #[cfg(test)]
-    pub(crate) async fn sqlite_writer_statements(&self) -> Option<usize> {
-        let Backend::Sqlite(s) = &self.backend else {
-            return None;
-        };
-        let conn = s.writer.acquire().await.ok()?;
-        Some(sqlx::Connection::cached_statements_size(&*conn))
+    pub(crate) async fn kept_statements(&self) -> usize {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let conn = s.writer.acquire().await.unwrap();
+                sqlx::Connection::cached_statements_size(&*conn)
+            }
+            Backend::Postgres(s) => std::iter::from_fn(|| s.pool.try_acquire())
+                .take(s.pool.num_idle())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|conn| sqlx::Connection::cached_statements_size(&**conn))
+                .sum(),
+        }
     }
 
     /// SQLite: `PRAGMA cache_size` as a reading connection and the writer's connection see it.

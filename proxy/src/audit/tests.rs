@@ -726,34 +726,6 @@ async fn sqlite_readers_keep_a_smaller_page_cache_than_the_writer() {
     assert_eq!(store.sqlite_cache_sizes().await, Some((-512, -2048)));
 }
 
-/// Once the commits stop, the writer's connection gives back its prepared statements (among them the padded batch
-/// inserts of up to 1 024 rows) and its page cache; the next commit prepares its statement again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_writer_gives_back_its_statements_once_commits_stop() {
-    run(Kind::Sqlite, |db| async move {
-        let log = open(&db, "rest").await;
-        append_all(&log, (0..3).map(|_| draft("a1", "echo", "allow"))).await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let kept = log.store().sqlite_writer_statements().await.unwrap();
-            if kept == 0 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{kept} statements still kept"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        append_all(&log, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
-        let events = all_events(log.store()).await;
-        assert_eq!(events.len(), 5);
-        assert!(verify(&events).chain_intact);
-        log.close().await;
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn unknown_url_scheme_is_rejected() {
     assert!(matches!(

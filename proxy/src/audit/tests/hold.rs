@@ -102,3 +102,28 @@ async fn without_a_hold_each_batch_commits_at_once(db: TestDb) {
     assert_eq!(stored(&log).await.len(), 1);
     log.close().await;
 }
+
+/// Once the commits stop, the store gives back what the connections kept (`AuditStore::rest`): their prepared
+/// statements, among them the batch inserts of hundreds of rows; the next commit prepares its statement again.
+on_both!(the_store_gives_back_its_statements_once_commits_stop);
+async fn the_store_gives_back_its_statements_once_commits_stop(db: TestDb) {
+    let log = open(&db, "rest").await;
+    append_all(&log, (0..3).map(|_| draft("a1", "echo", "allow"))).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept = log.store().kept_statements().await;
+        if kept == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{kept} statements still kept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    append_all(&log, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
+    let events = stored(&log).await;
+    assert_eq!(events.len(), 5);
+    assert!(verify(&events).chain_intact);
+    log.close().await;
+}
