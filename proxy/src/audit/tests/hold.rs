@@ -103,9 +103,9 @@ async fn without_a_hold_each_batch_commits_at_once(db: TestDb) {
     log.close().await;
 }
 
+on_both!(the_store_gives_back_its_statements_once_commits_stop);
 /// Once the commits stop, the store gives back what the connections kept (`AuditStore::rest`): their prepared
 /// statements, among them the batch inserts of hundreds of rows; the next commit prepares its statement again.
-on_both!(the_store_gives_back_its_statements_once_commits_stop);
 async fn the_store_gives_back_its_statements_once_commits_stop(db: TestDb) {
     let log = open(&db, "rest").await;
     append_all(&log, (0..3).map(|_| draft("a1", "echo", "allow"))).await;
