@@ -300,11 +300,7 @@ impl AuditStore {
             }
             Backend::Sqlite(_) => Ok(()),
             Backend::Postgres(s) => {
-                // Held together, so each idle connection is taken once; a request meanwhile gets a fresh one.
-                let idle: Vec<_> = std::iter::from_fn(|| s.pool.try_acquire())
-                    .take(s.pool.num_idle())
-                    .collect();
-                for mut conn in idle {
+                for mut conn in take_idle(&s.pool) {
                     sqlx::Connection::clear_cached_statements(&mut *conn).await?;
                     sqlx::Connection::shrink_buffers(&mut *conn);
                 }
@@ -322,9 +318,7 @@ impl AuditStore {
                 let conn = s.writer.acquire().await.unwrap();
                 sqlx::Connection::cached_statements_size(&*conn)
             }
-            Backend::Postgres(s) => std::iter::from_fn(|| s.pool.try_acquire())
-                .take(s.pool.num_idle())
-                .collect::<Vec<_>>()
+            Backend::Postgres(s) => take_idle(&s.pool)
                 .iter()
                 .map(|conn| sqlx::Connection::cached_statements_size(&**conn))
                 .sum(),
@@ -346,6 +340,14 @@ impl AuditStore {
     pub(crate) async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
         dispatch!(self, s => sqlx::Executor::execute(&s.pool, sql).await.map(|_| ()))
     }
+}
+
+/// Every connection idle in `pool` now, held together (so each is taken once) until they are dropped; a request
+/// meanwhile gets another connection.
+fn take_idle<DB: sqlx::Database>(pool: &Pool<DB>) -> Vec<sqlx::pool::PoolConnection<DB>> {
+    std::iter::from_fn(|| pool.try_acquire())
+        .take(pool.num_idle())
+        .collect()
 }
 
 /// Every column, in contract order (the order of `decode_event` and `push_event_binds`), as the INSERT lists them:
