@@ -155,7 +155,6 @@ impl AuditLog {
             wal_checkpoint_running: Arc::default(),
             publishing: None,
             chain_lock: Some(chain_lock),
-            last_commit: tokio::time::Instant::now(),
             rest_due: None,
         };
         tokio::spawn(writer.run());
@@ -365,10 +364,8 @@ struct Writer {
     publishing: Option<tokio::task::JoinHandle<()>>,
     /// This process's hold on its chain (PostgreSQL), for as long as the writer runs.
     chain_lock: Option<super::store::ChainLock>,
-    /// When the last commit succeeded.
-    last_commit: tokio::time::Instant,
-    /// When to look again whether the commits have stopped for [`REST_AFTER`]: set by a commit, cleared by the
-    /// rest, so no timer runs while the log is idle.
+    /// [`REST_AFTER`] past the last commit: moved by every commit, cleared by the rest, so no timer runs while
+    /// the log is idle.
     rest_due: Option<tokio::time::Instant>,
 }
 
@@ -379,9 +376,10 @@ const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// How long without a commit before the writer has the store give back what the burst left
 /// ([`AuditStore::rest`]). Shorter than the quiet time after which the server trims the allocator (500 ms,
-/// `server::release::QUIET`, which asserts it at compile time), so the memory is free when that trim runs. Under load commits come far more often
-/// and nothing is given back; calls further apart than this each pay a statement preparation and a few page
-/// reads from the operating system's cache, when the writer has nothing else to do.
+/// `server::release::QUIET`, which asserts it at compile time), so the memory is free when that trim runs.
+/// Under load commits come far more often and nothing is given back; calls further apart than this each pay a
+/// statement preparation and a few page reads from the operating system's cache, when the writer has nothing
+/// else to do.
 pub(crate) const REST_AFTER: Duration = Duration::from_millis(250);
 
 type Pending = (
@@ -417,14 +415,9 @@ impl Writer {
                 }
                 _ = tokio::time::sleep_until(self.rest_due.unwrap_or_else(tokio::time::Instant::now)),
                     if self.rest_due.is_some() => {
-                    let quiet_from = self.last_commit + REST_AFTER;
-                    if quiet_from > tokio::time::Instant::now() {
-                        self.rest_due = Some(quiet_from);
-                    } else {
-                        self.rest_due = None;
-                        if let Err(e) = self.store.rest().await {
-                            tracing::warn!(error = %e, "audit store rest failed");
-                        }
+                    self.rest_due = None;
+                    if let Err(e) = self.store.rest().await {
+                        tracing::warn!(error = %e, "audit store rest failed");
                     }
                     continue;
                 }
@@ -596,8 +589,7 @@ impl Writer {
                 self.head = head;
                 self.last_timestamp = last_timestamp;
                 self.start_wal_checkpoint();
-                self.last_commit = tokio::time::Instant::now();
-                self.rest_due.get_or_insert(self.last_commit + REST_AFTER);
+                self.rest_due = Some(tokio::time::Instant::now() + REST_AFTER);
                 for (ack, event) in acks.into_iter().zip(events) {
                     // A caller that stopped waiting still has its event recorded.
                     if let Some(ack) = ack {

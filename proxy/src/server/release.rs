@@ -20,8 +20,8 @@ pub const QUIET: Duration = Duration::from_millis(500);
 /// The shortest time between two trims.
 pub const AT_MOST_EVERY: Duration = Duration::from_secs(2);
 
-// The audit writer gives back SQLite's memory after its own quiet time; the trim must come after it to return
-// that memory to the system.
+// The audit writer has the store give back what its connections kept after its own quiet time; the trim must
+// come after it to return that memory to the system.
 const _: () = assert!(crate::audit::writer::REST_AFTER.as_millis() < QUIET.as_millis());
 
 /// The requests' side: rung on each request. Dropping it ends the task.

@@ -27,7 +27,7 @@ pub(super) struct Dialect {
 /// The whole hash is compared with a unary `+`: written plainly, `event_hash = $1` lets SQLite propagate the
 /// constant into `substr(event_hash, 1, 8)`, which then no longer matches the index expression, and each probe
 /// would read its whole epoch. `hash_lookup_probes_both_columns` pins the plan.
-pub(super) const FIND_HASH_BY_EPOCH: &str = "WITH RECURSIVE epoch(n) AS (\
+const FIND_HASH_BY_EPOCH: &str = "WITH RECURSIVE epoch(n) AS (\
      SELECT 0 UNION ALL SELECT n + 1 FROM epoch \
      WHERE n < (SELECT COALESCE(MAX(head_seq), 0) / 65536 FROM audit_chains)) \
      SELECT a.chain_id, a.seq, a.\"timestamp\" FROM epoch CROSS JOIN audit_events a \
