@@ -788,6 +788,7 @@ async fn cli_verify_and_export() {
         .unwrap());
 }
 
+mod hash_lookup;
 mod hold;
 mod scale;
 mod stored;

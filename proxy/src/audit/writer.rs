@@ -9,7 +9,7 @@ use toolgate_engine::chain::{AuditEvent, ChainHead, EventDraft};
 
 use super::checkpoint::{Checkpoint, CheckpointKind, Signer, Sink};
 use super::retention::Retention;
-use super::store::AuditStore;
+use super::store::{AuditStore, INDEX_HASHES_EVERY};
 use super::stored::StoredDraft;
 use super::{timestamp, AuditError, AuditMetrics, AuditSettings};
 
@@ -156,6 +156,7 @@ impl AuditLog {
             publishing: None,
             chain_lock: Some(chain_lock),
             rest_due: None,
+            unindexed: 0,
         };
         tokio::spawn(writer.run());
         let log = AuditLog {
@@ -367,6 +368,8 @@ struct Writer {
     /// [`REST_AFTER`] past the last commit: moved by every commit, cleared by the rest, so no timer runs while
     /// the log is idle.
     rest_due: Option<tokio::time::Instant>,
+    /// Events committed since the hash lookup was last brought up to the head ([`AuditStore::index_hashes`]).
+    unindexed: usize,
 }
 
 /// How often the writer starts a background WAL checkpoint while it commits (SQLite files). Measured at
@@ -395,6 +398,8 @@ impl Writer {
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Held events nobody waits for (see `hold_unwaited`) are committed by this deadline at the latest.
         let mut hold_until: Option<tokio::time::Instant> = None;
+        // Whatever the last run committed after its last catch-up (a crash leaves up to a batch) is covered first.
+        self.index_hashes().await;
         // Blocking receive for the first request, then whatever else is already queued, then one commit.
         loop {
             let first = tokio::select! {
@@ -416,6 +421,9 @@ impl Writer {
                 _ = tokio::time::sleep_until(self.rest_due.unwrap_or_else(tokio::time::Instant::now)),
                     if self.rest_due.is_some() => {
                     self.rest_due = None;
+                    if self.unindexed > 0 {
+                        self.index_hashes().await;
+                    }
                     if let Err(e) = self.store.rest().await {
                         tracing::warn!(error = %e, "audit store rest failed");
                     }
@@ -528,6 +536,15 @@ impl Writer {
         });
     }
 
+    /// Brings the store's hash lookup up to the head (SQLite; see [`AuditStore::index_hashes`]). A failure only
+    /// costs lookups time: they read the events past the lookup's cursor directly.
+    async fn index_hashes(&mut self) {
+        self.unindexed = 0;
+        if let Err(e) = self.store.index_hashes().await {
+            tracing::warn!(error = %e, "audit hash lookup update failed");
+        }
+    }
+
     fn count_failures(&self, events: usize) {
         self.metrics.write_failures.inc_by(events as u64);
         self.failed.send_modify(|n| *n += events as u64);
@@ -590,6 +607,7 @@ impl Writer {
                 self.last_timestamp = last_timestamp;
                 self.start_wal_checkpoint();
                 self.rest_due = Some(tokio::time::Instant::now() + REST_AFTER);
+                self.unindexed += events.len();
                 for (ack, event) in acks.into_iter().zip(events) {
                     // A caller that stopped waiting still has its event recorded.
                     if let Some(ack) = ack {
@@ -601,6 +619,10 @@ impl Writer {
                     }
                     // No live consumer is not an error.
                     let _ = self.committed.send(Arc::new(event));
+                }
+                // After the acknowledgements: the callers of this batch do not wait for the catch-up.
+                if self.unindexed >= INDEX_HASHES_EVERY {
+                    self.index_hashes().await;
                 }
             }
             Err(e) => {

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
+use super::hash_lookup::FIND_HASH_BEHIND;
+
 /// The spellings that differ between databases.
 pub(super) struct Dialect {
     /// Appended to a bound JSON text so the database stores it in its JSON column type.
@@ -17,22 +19,10 @@ pub(super) struct Dialect {
     /// inserts a batch in one padded statement (unbound placeholders read as NULL in SQLite; PostgreSQL
     /// refuses them) without a compare-and-set of its own.
     pub(super) chain_guard_triggers: bool,
-    /// `(chain_id, seq, timestamp)` of the event whose `event_hash` is `$1`: see [`FIND_HASH_BY_EPOCH`].
+    /// `(chain_id, seq, timestamp)` of the event whose `event_hash` is `$1`: see [`FIND_HASH_BEHIND`] and
+    /// [`FIND_HASH_INDEXED`].
     pub(super) find_hash: &'static str,
 }
-
-/// SQLite's lookup by hash (migration 0011): one probe of `audit_events_hash_lookup` per epoch of 65 536 seqs,
-/// from 0 to the highest stored head, so new rows never land all over one big B-tree.
-///
-/// The whole hash is compared with a unary `+`: written plainly, `event_hash = $1` lets SQLite propagate the
-/// constant into `substr(event_hash, 1, 8)`, which then no longer matches the index expression, and each probe
-/// would read its whole epoch. `hash_lookup_probes_both_columns` pins the plan.
-const FIND_HASH_BY_EPOCH: &str = "WITH RECURSIVE epoch(n) AS (\
-     SELECT 0 UNION ALL SELECT n + 1 FROM epoch \
-     WHERE n < (SELECT COALESCE(MAX(head_seq), 0) / 65536 FROM audit_chains)) \
-     SELECT a.chain_id, a.seq, a.\"timestamp\" FROM epoch CROSS JOIN audit_events a \
-     WHERE a.seq / 65536 = epoch.n AND substr(a.event_hash, 1, 8) = substr($1, 1, 8) \
-     AND +a.event_hash = $1 ORDER BY a.chain_id, a.seq LIMIT 1";
 
 /// PostgreSQL keeps a plain index on `event_hash` (migration 0002): it is built per daily partition, so the
 /// B-tree a commit writes into is bounded by a day's events and PostgreSQL's shared buffers hold it.
@@ -100,10 +90,15 @@ pub(super) const SQLITE: Dialect = Dialect {
             "hash lookup by epoch",
             include_str!("../../../migrations/sqlite/0011_hash_lookup.sql"),
         ),
+        (
+            12,
+            "hash lookup filled behind the writer",
+            include_str!("../../../migrations/sqlite/0012_hash_lookup_behind.sql"),
+        ),
     ],
     ts_cast: None,
     chain_guard_triggers: true,
-    find_hash: FIND_HASH_BY_EPOCH,
+    find_hash: FIND_HASH_BEHIND,
 };
 
 pub(super) const POSTGRES: Dialect = Dialect {
@@ -190,33 +185,5 @@ impl MigrationSource<'static> for EmbeddedMigrations {
                 })
                 .collect())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::audit::AuditStore;
-
-    /// SQLite must probe `audit_events_hash_lookup` on both of its columns, or each probe reads a whole epoch.
-    #[tokio::test]
-    async fn hash_lookup_probes_both_columns() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        AuditStore::connect(&url).await.unwrap();
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {FIND_HASH_BY_EPOCH}"))
-            .bind("ab".repeat(32))
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|step| sqlx::Row::get(step, "detail"))
-            .collect();
-        assert!(
-            plan.iter().any(|step| step
-                == "SEARCH a USING INDEX audit_events_hash_lookup (<expr>=? AND <expr>=?)"),
-            "{plan:#?}"
-        );
     }
 }

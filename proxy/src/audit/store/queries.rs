@@ -427,6 +427,7 @@ impl super::AuditStore {
             }
         }
         let deleted = dispatch!(self, s => s.delete_through(chain, seq).await)?;
+        self.prune_hash_lookup().await.map_err(AuditError::Query)?;
         tracing::info!(
             chain_id = chain,
             through_seq = seq,

@@ -378,7 +378,7 @@ async fn public_verify_says_found_and_intact_only(db: TestDb) {
 
 on_both!(public_verify_finds_a_hash_in_any_epoch);
 async fn public_verify_finds_a_hash_in_any_epoch(db: TestDb) {
-    // SQLite looks a hash up one epoch of 65 536 seqs at a time (migration 0011): one chain's events sit in
+    // SQLite looks a hash up one epoch of 65 536 seqs at a time (migration 0012): one chain's events sit in
     // epoch 0, another's straddle epochs 1 and 2.
     let first = open(&db, "first").await;
     let early = append_all(&first, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
