@@ -47,6 +47,16 @@ fn timed(second: u32) -> EventDraft {
     }
 }
 
+/// `days` events dated one a day from 2020-01-01: long past any retention.
+fn long_past(days: u32) -> Vec<EventDraft> {
+    (1..=days)
+        .map(|day| EventDraft {
+            timestamp: format!("2020-01-{day:02}T12:00:00.000000Z"),
+            ..draft("a1", "old", "allow")
+        })
+        .collect()
+}
+
 async fn open(db: &TestDb, chain_id: &str) -> AuditLog {
     AuditLog::open(&settings(db, chain_id), AuditMetrics::unregistered())
         .await

@@ -101,13 +101,7 @@ async fn the_writer_covers_its_events_once_commits_stop() {
 async fn retention_drops_the_entries_of_pruned_epochs() {
     run(Kind::Sqlite, |db| async move {
         let log = open(&db, "old").await;
-        let old: Vec<EventDraft> = (1..=3)
-            .map(|day| EventDraft {
-                timestamp: format!("2020-01-0{day}T12:00:00.000000Z"),
-                ..draft("a1", "old", "allow")
-            })
-            .collect();
-        append_all(&log, old).await;
+        append_all(&log, long_past(3)).await;
         let recent = append_all(&log, (0..2).map(|_| draft("a1", "new", "allow"))).await;
         log.close().await;
         // As if 131 072 events had come first: the old events sit in epoch 2 and the lookup holds entries of

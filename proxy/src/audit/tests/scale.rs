@@ -223,13 +223,7 @@ async fn a_closed_writer_releases_its_chain() {
 on_both!(retention_prunes_behind_a_signed_checkpoint);
 async fn retention_prunes_behind_a_signed_checkpoint(db: TestDb) {
     let log = open(&db, "ret").await;
-    let old: Vec<EventDraft> = (1..=3)
-        .map(|day| EventDraft {
-            timestamp: format!("2020-01-0{day}T12:00:00.000000Z"),
-            ..draft("a1", "old", "allow")
-        })
-        .collect();
-    append_all(&log, old).await;
+    append_all(&log, long_past(3)).await;
     let recent = append_all(&log, (0..2).map(|_| draft("a1", "new", "allow"))).await;
     assert_eq!(log.prune().await.unwrap(), Some(3));
     // Nothing more to prune.
