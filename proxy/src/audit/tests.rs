@@ -47,6 +47,15 @@ fn timed(second: u32) -> EventDraft {
     }
 }
 
+/// Polls `done` until it holds, failing with `what` after 10 s: for what the writer does in the background.
+async fn until<Fut: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> Fut) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// `days` events dated one a day from 2020-01-01: long past any retention.
 fn long_past(days: u32) -> Vec<EventDraft> {
     (1..=days)

@@ -1,8 +1,6 @@
 //! SQLite's lookup by hash, filled behind the writer (`store::hash_lookup`): events are found whether their keys
 //! are in `audit_hash_lookup` yet or not, the writer catches up once commits stop, and retention drops entries.
 
-use std::time::Duration;
-
 use super::*;
 
 /// Covered events are found through `audit_hash_lookup` (without it they are not: no lookup scans the log), the
@@ -56,11 +54,10 @@ async fn the_writer_covers_its_events_once_commits_stop() {
     run(Kind::Sqlite, |db| async move {
         let log = open(&db, "behind").await;
         let acks = append_all(&log, (0..5).map(|_| draft("a1", "echo", "allow"))).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while log.store().unindexed_hashes("behind").await > 0 {
-            assert!(std::time::Instant::now() < deadline, "never covered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until("never covered", || async {
+            log.store().unindexed_hashes("behind").await == 0
+        })
+        .await;
         // As if the process had died before covering its last events.
         log.store()
             .execute_raw("UPDATE audit_hash_cursor SET covered = 2")
@@ -74,14 +71,10 @@ async fn the_writer_covers_its_events_once_commits_stop() {
         let reopened = open(&db, "behind").await;
         let store = reopened.store();
         // Nothing is committed, so no rest comes: only the reopened writer's first catch-up covers seqs 3 to 5.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while store.unindexed_hashes("behind").await > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "not covered at reopening"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until("not covered at reopening", || async {
+            store.unindexed_hashes("behind").await == 0
+        })
+        .await;
         let more = append_all(&reopened, [draft("a1", "echo", "allow")]).await;
         for ack in acks.iter().chain(&more) {
             assert!(

@@ -57,15 +57,14 @@ async fn a_lone_outcome_is_committed_when_the_hold_ends(db: TestDb) {
         .await
         .unwrap();
     log.enqueue(draft("a1", "outcome", "allow")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     // The row is visible as soon as the commit lands; the write duration is observed just after it returns.
-    while stored(&log).await.is_empty() || metrics.write_duration.get_sample_count() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a held event is committed without any other traffic"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(
+        "a held event is committed without any other traffic",
+        || async {
+            !stored(&log).await.is_empty() && metrics.write_duration.get_sample_count() > 0
+        },
+    )
+    .await;
     assert_eq!(metrics.write_duration.get_sample_count(), 1);
     assert_eq!(stored(&log).await.len(), 1);
     log.close().await;
@@ -94,11 +93,10 @@ async fn without_a_hold_each_batch_commits_at_once(db: TestDb) {
         .await
         .unwrap();
     log.enqueue(draft("a1", "outcome", "allow")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metrics.write_duration.get_sample_count() == 0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the batch is committed at once", || async {
+        metrics.write_duration.get_sample_count() > 0
+    })
+    .await;
     assert_eq!(stored(&log).await.len(), 1);
     log.close().await;
 }
@@ -109,18 +107,10 @@ on_both!(the_store_gives_back_its_statements_once_commits_stop);
 async fn the_store_gives_back_its_statements_once_commits_stop(db: TestDb) {
     let log = open(&db, "rest").await;
     append_all(&log, (0..3).map(|_| draft("a1", "echo", "allow"))).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let kept = log.store().kept_statements().await;
-        if kept == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{kept} statements still kept"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("statements still kept", || async {
+        log.store().kept_statements().await == 0
+    })
+    .await;
     append_all(&log, (0..2).map(|_| draft("a1", "echo", "allow"))).await;
     let events = stored(&log).await;
     assert_eq!(events.len(), 5);
