@@ -49,8 +49,10 @@ mod sessions;
 mod siem_cursors;
 mod tool_pins;
 mod verify;
+mod write_lane;
 
 use dialect::{Dialect, EmbeddedMigrations};
+use write_lane::WriteLane;
 
 pub use agents::{AgentDelta, AgentPage, AgentRow};
 pub use behaviour::{AgentText, AlertPage, AlertRow};
@@ -311,13 +313,14 @@ const SELECT_COLUMNS: &str = "id, chain_id, seq, \"timestamp\", event_type, agen
 pub(crate) struct SqlStore<DB: Database> {
     pool: Pool<DB>,
     /// Every write: the audit writer's batch inserts, and the other tables' changes (agents, runs, escalations,
-    /// pins, SIEM cursors and leases, checkpoints). SQLite file: a pool of its own with one connection, so every
-    /// batch runs on the same connection and finds its page cache warm (SQLite drops a connection's whole cache
-    /// when another connection wrote since its last transaction), and other writers queue for that connection
-    /// instead of meeting the audit writer at SQLite's write lock, where the loser sleeps in the busy handler
-    /// (1, 2, 5, 10… ms) while tool calls wait for their commit. Otherwise the same pool as `pool`. Retention's
-    /// deletes stay on `pool`: a long delete must not hold the audit writer's queue.
-    writer: Pool<DB>,
+    /// pins, SIEM cursors and leases, checkpoints). SQLite file: one connection of its own, kept by the lane
+    /// between writes (`write_lane`), so every batch runs on the same connection and finds its page cache warm
+    /// (SQLite drops a connection's whole cache when another connection wrote since its last transaction), and
+    /// other writers queue for that connection instead of meeting the audit writer at SQLite's write lock, where
+    /// the loser sleeps in the busy handler (1, 2, 5, 10… ms) while tool calls wait for their commit. Otherwise
+    /// the same pool as `pool`. Retention's deletes stay on `pool`: a long delete must not hold the audit
+    /// writer's queue.
+    writer: WriteLane<DB>,
     dialect: &'static Dialect,
     /// PostgreSQL: `audit_events` is a declaratively partitioned table whose daily partitions toolgate
     /// manages (false for SQLite and for a TimescaleDB hypertable, which manages its own chunks).
@@ -364,7 +367,7 @@ macro_rules! impl_sql_store {
                         .map_err(AuditError::Migrate)?;
                     migrator.run(&pool).await.map_err(AuditError::Migrate)?;
                     Ok(SqlStore {
-                        writer: pool.clone(),
+                        writer: WriteLane::pooled(pool.clone()),
                         pool,
                         dialect,
                         partitioned: false,
@@ -411,7 +414,7 @@ macro_rules! impl_sql_store {
                     .bind(head.chain_id.clone())
                     .bind(head.seq)
                     .bind(head.hash.clone())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await?)
                     .await
                     .map(|_| ())
                 }
@@ -432,17 +435,23 @@ macro_rules! impl_sql_store {
                         // takes four (each a hand-off between threads, slow on busy cores).
                         // Padded to a power of two, a statement holds at most this many rows.
                         let max_rows = power_of_two_at_most(rows_per_statement);
-                        let mut conn = self.writer.acquire().await?;
+                        let mut conn = self.writer.conn().await?;
                         if events.len() <= max_rows {
-                            return Self::padded_insert(&mut conn, events, self.dialect).await;
+                            let inserted = Self::padded_insert(&mut conn, events, self.dialect).await;
+                            return conn.checked(inserted);
                         }
-                        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                        for chunk in events.chunks(max_rows) {
-                            Self::padded_insert(&mut tx, chunk, self.dialect).await?;
+                        let committed = async {
+                            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                            for chunk in events.chunks(max_rows) {
+                                Self::padded_insert(&mut tx, chunk, self.dialect).await?;
+                            }
+                            tx.commit().await
                         }
-                        return tx.commit().await;
+                        .await;
+                        return conn.checked(committed);
                     }
-                    let mut tx = self.writer.begin().await?;
+                    let mut conn = self.writer.conn().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     // Compare-and-set of the stored head: with partitioned PostgreSQL tables (chain_id, seq) is
                     // not unique by itself, and this also stops a second writer on the same chain.
                     let moved = sqlx::query(

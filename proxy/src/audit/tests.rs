@@ -811,3 +811,4 @@ mod hash_lookup;
 mod hold;
 mod scale;
 mod stored;
+mod write_lane;

@@ -96,7 +96,8 @@ macro_rules! impl_agents {
                     &self,
                     deltas: &[AgentDelta],
                 ) -> Result<(), AuditError> {
-                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
+                    let mut conn = self.writer.conn().await.map_err(AuditError::Query)?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(AuditError::Query)?;
                     for chunk in deltas.chunks(UPSERT_CHUNK) {
                         let mut q = QueryBuilder::<DB>::new(
                             "INSERT INTO agents (tenant_id, agent_id, calls, denials, escalations, \
@@ -213,7 +214,7 @@ macro_rules! impl_agents {
                     .bind(tenant_id.to_owned())
                     .bind(agent_id.to_owned())
                     .bind(!disabled)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();

@@ -89,7 +89,7 @@ macro_rules! impl_behaviour {
                     .bind(a.agent_id.clone())
                     .bind(a.opened_at.clone())
                     .bind(a.detail.clone())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();
@@ -134,7 +134,7 @@ macro_rules! impl_behaviour {
                     q.push(")");
                     let changed = q
                         .build()
-                        .execute(&self.writer)
+                        .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                         .await
                         .map_err(AuditError::Query)?
                         .rows_affected();
@@ -199,7 +199,8 @@ macro_rules! impl_behaviour {
                     rows: &[AgentText],
                     at: &str,
                 ) -> Result<(), AuditError> {
-                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
+                    let mut conn = self.writer.conn().await.map_err(AuditError::Query)?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(AuditError::Query)?;
                     for chunk in rows.chunks(UPSERT_CHUNK) {
                         let mut q = QueryBuilder::<DB>::new(head);
                         q.push_values(chunk, |mut row, r| {

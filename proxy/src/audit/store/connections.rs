@@ -1,5 +1,5 @@
-//! Connecting to each database, and keeping the connections lean while toolgate runs: SQLite's pragmas and
-//! its two pools (readers, the one writer), PostgreSQL's pool, the background WAL checkpoint, and the rest after
+//! Connecting to each database, and keeping the connections lean while toolgate runs: SQLite's pragmas, its
+//! readers' pool and its one writing connection (kept by the write lane), PostgreSQL's pool, the background WAL checkpoint, and the rest after
 //! a burst that gives back what the connections kept.
 
 use std::str::FromStr;
@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Pool, Postgres, Sqlite};
 
 use super::dialect::{POSTGRES, SQLITE};
-use super::{AuditStore, Backend, SqlStore};
+use super::{AuditStore, Backend, SqlStore, WriteLane};
 use crate::audit::{AuditError, Durability};
 
 /// `PRAGMA cache_size` of the SQLite pool's reading connections (negative: KiB).
@@ -65,18 +65,20 @@ impl SqlStore<Sqlite> {
         let mut store = Self::migrated(pool, &SQLITE).await?;
         if !in_memory {
             // Opened after the migrations, so it never sees the schema change under it.
-            store.writer = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .acquire_timeout(acquire_timeout)
-                // The writing connection keeps SQLite's default 2 MiB too: a batch touches the rightmost pages
-                // of the table and of the time-ordered indexes, plus one leaf per row of the current epoch's
-                // part of the hash lookup index (migration 0011; at most ≈ 1.3 MB). 8 MiB filled up under
-                // load and stayed (a third of the resident growth), and SQLite walks the whole cache's hash
-                // table on every commit (`pcache1TruncateUnsafe`).
-                .connect_with(options.pragma("cache_size", WRITER_CACHE_KIB))
-                .await
-                .map_err(AuditError::Connect)?;
+            store.writer = WriteLane::kept(
+                SqlitePoolOptions::new()
+                    .test_before_acquire(false)
+                    .max_connections(1)
+                    .acquire_timeout(acquire_timeout)
+                    // The writing connection keeps SQLite's default 2 MiB too: a batch touches the rightmost pages
+                    // of the table and of the time-ordered indexes, plus one leaf per row of the current epoch's
+                    // part of the hash lookup index (migration 0011; at most ≈ 1.3 MB). 8 MiB filled up under
+                    // load and stayed (a third of the resident growth), and SQLite walks the whole cache's hash
+                    // table on every commit (`pcache1TruncateUnsafe`).
+                    .connect_with(options.pragma("cache_size", WRITER_CACHE_KIB))
+                    .await
+                    .map_err(AuditError::Connect)?,
+            );
             store.wal_checkpoints = true;
         }
         Ok(store)
@@ -143,7 +145,7 @@ impl AuditStore {
     pub(crate) async fn rest(&self) -> Result<(), sqlx::Error> {
         match &self.backend {
             Backend::Sqlite(s) if s.wal_checkpoints => {
-                let mut conn = s.writer.acquire().await?;
+                let mut conn = s.writer.conn().await?;
                 sqlx::Connection::clear_cached_statements(&mut *conn).await?;
                 sqlx::query("PRAGMA shrink_memory")
                     .persistent(false)
@@ -168,7 +170,7 @@ impl AuditStore {
     pub(crate) async fn kept_statements(&self) -> usize {
         match &self.backend {
             Backend::Sqlite(s) => {
-                let conn = s.writer.acquire().await.unwrap();
+                let conn = s.writer.conn().await.unwrap();
                 sqlx::Connection::cached_statements_size(&*conn)
             }
             Backend::Postgres(s) => take_idle(&s.pool)
@@ -185,7 +187,12 @@ impl AuditStore {
             return None;
         };
         let get = |pool| sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(pool);
-        Some((get(&s.pool).await.ok()?, get(&s.writer).await.ok()?))
+        let mut writer = s.writer.conn().await.ok()?;
+        let writer = sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
+            .fetch_one(&mut *writer)
+            .await
+            .ok()?;
+        Some((get(&s.pool).await.ok()?, writer))
     }
 }
 

@@ -109,7 +109,8 @@ macro_rules! impl_escalations {
                     row: &EscalationRow,
                     max_pending: i64,
                 ) -> Result<bool, AuditError> {
-                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
+                    let mut conn = self.writer.conn().await.map_err(AuditError::Query)?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(AuditError::Query)?;
                     // PostgreSQL: concurrent transactions do not see each other's new rows, so the count below
                     // is made under a per-agent lock held to the commit. SQLite runs one write at a time.
                     let serialise: Option<&str> = $serialise_agent;
@@ -240,7 +241,7 @@ macro_rules! impl_escalations {
                          WHERE id = $1 AND {ANSWERED} AND delivered = FALSE RETURNING status"
                     ))
                     .bind(id.to_owned())
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .and_then(|row| row.map(|r| r.try_get(0)).transpose())
                     .map_err(AuditError::Query)
@@ -261,7 +262,7 @@ macro_rules! impl_escalations {
                     .bind(now.to_owned())
                     .bind(decided_by.to_owned())
                     .bind(id.to_owned())
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?
                     .as_ref()
@@ -279,7 +280,7 @@ macro_rules! impl_escalations {
                          WHERE status = 'pending' AND expires_at <= $1 RETURNING {COLUMNS}"
                     ))
                     .bind(now.to_owned())
-                    .fetch_all(&self.writer)
+                    .fetch_all(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?;
                     decode_all(rows)
@@ -294,7 +295,7 @@ macro_rules! impl_escalations {
                          AND decided_at < $1",
                     )
                     .bind(before.to_owned())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map(|done| done.rows_affected())
                     .map_err(AuditError::Query)

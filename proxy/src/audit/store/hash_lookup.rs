@@ -66,7 +66,8 @@ impl AuditStore {
         let Backend::Sqlite(s) = &self.backend else {
             return Ok(());
         };
-        let mut tx = s.writer.begin().await?;
+        let mut conn = s.writer.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query(COPY_KEYS).execute(&mut *tx).await?;
         sqlx::query(MOVE_CURSORS).execute(&mut *tx).await?;
         tx.commit().await

@@ -133,7 +133,7 @@ macro_rules! impl_queries {
                     .bind(cp.jcs())
                     .bind(signed.public_key.clone())
                     .bind(signed.signature.clone())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await?)
                     .await
                     .map(|_| ())
                 }

@@ -127,7 +127,7 @@ macro_rules! impl_runs {
                     .bind(r.deadline_at.clone())
                     .bind(r.finished_at.clone())
                     .bind(r.duration_ms)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?;
                     Ok(())
@@ -136,7 +136,7 @@ macro_rules! impl_runs {
                 pub(super) async fn delete_run(&self, run_id: &str) -> Result<(), AuditError> {
                     sqlx::query("DELETE FROM agent_runs WHERE run_id = $1")
                         .bind(run_id.to_owned())
-                        .execute(&self.writer)
+                        .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                         .await
                         .map_err(AuditError::Query)?;
                     Ok(())
@@ -170,7 +170,7 @@ macro_rules! impl_runs {
                     .bind(end.duration_ms)
                     .bind(end.calls)
                     .bind(end.run_id.clone())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();
@@ -181,7 +181,8 @@ macro_rules! impl_runs {
                     &self,
                     deltas: &[(String, i64)],
                 ) -> Result<(), AuditError> {
-                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
+                    let mut conn = self.writer.conn().await.map_err(AuditError::Query)?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(AuditError::Query)?;
                     for (run_id, calls) in deltas {
                         sqlx::query("UPDATE agent_runs SET calls = calls + $1 WHERE run_id = $2")
                             .bind(*calls)

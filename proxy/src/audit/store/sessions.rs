@@ -87,7 +87,8 @@ macro_rules! impl_sessions {
                     cap: i64,
                 ) -> Result<OpenedRow, AuditError> {
                     let q = AuditError::Query;
-                    let mut tx = self.writer.begin().await.map_err(q)?;
+                    let mut conn = self.writer.conn().await.map_err(q)?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(q)?;
                     // Two instances opening sessions of one agent at once take turns, so the cap holds.
                     if let Some(lock) = $lock_agent {
                         sqlx::query(lock).bind(new.agent_hash.clone()).execute(&mut *tx).await.map_err(q)?;
@@ -192,7 +193,7 @@ macro_rules! impl_sessions {
                     .bind(upstream.to_owned())
                     .bind(id_hash.to_owned())
                     .bind(agent_hash.to_owned())
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?;
                     if let Some(row) = row {
@@ -209,7 +210,8 @@ macro_rules! impl_sessions {
                     touched: &[(String, String, i64)],
                 ) -> Result<(), AuditError> {
                     let q = AuditError::Query;
-                    let mut tx = self.writer.begin().await.map_err(q)?;
+                    let mut conn = self.writer.conn().await.map_err(q)?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(q)?;
                     for (upstream, id_hash, at) in touched {
                         sqlx::query(
                             "UPDATE mcp_sessions SET last_used_ms = $1 \
@@ -233,7 +235,7 @@ macro_rules! impl_sessions {
                         "DELETE FROM mcp_sessions WHERE last_used_ms < $1 RETURNING {COLUMNS}"
                     ))
                     .bind(before_ms)
-                    .fetch_all(&self.writer)
+                    .fetch_all(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?;
                     decode_all(rows)
@@ -251,7 +253,7 @@ macro_rules! impl_sessions {
                     .bind(upstream.to_owned())
                     .bind(id_hash.to_owned())
                     .bind(before_ms)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();
@@ -268,7 +270,7 @@ macro_rules! impl_sessions {
                     ))
                     .bind(tenant_id.to_owned())
                     .bind(agent_id.to_owned())
-                    .fetch_all(&self.writer)
+                    .fetch_all(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?;
                     decode_all(rows)

@@ -78,9 +78,11 @@ macro_rules! impl_siem_cursors {
                     let (first, existing): (Vec<&CursorMove<'_>>, Vec<&CursorMove<'_>>) =
                         moves.iter().partition(|m| m.from == 0);
                     if first.is_empty() {
-                        return Self::move_existing(&self.writer, &existing, holder, now).await;
+                        let mut conn = self.writer.conn().await.map_err(AuditError::Query)?;
+                        return Self::move_existing(&mut *conn, &existing, holder, now).await;
                     }
-                    let mut tx = self.writer.begin().await.map_err(AuditError::Query)?;
+                    let mut conn = self.writer.conn().await.map_err(AuditError::Query)?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(AuditError::Query)?;
                     let mut created = Vec::with_capacity(first.len());
                     for m in &first {
                         // The row is created at the first advance, only while the mover holds the lease; a row
@@ -196,7 +198,7 @@ macro_rules! impl_siem_cursors {
                     .bind(holder.to_owned())
                     .bind(now_ms.saturating_add(ttl_ms))
                     .bind(now_ms)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map(|r| r.rows_affected() == 1)
                     .map_err(AuditError::Query)
@@ -210,7 +212,7 @@ macro_rules! impl_siem_cursors {
                     sqlx::query("DELETE FROM siem_leases WHERE sink = $1 AND holder = $2")
                         .bind(sink.to_owned())
                         .bind(holder.to_owned())
-                        .execute(&self.writer)
+                        .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                         .await
                         .map(|_| ())
                         .map_err(AuditError::Query)

@@ -95,7 +95,7 @@ macro_rules! impl_tool_pins {
                     .bind(row.first_seen.clone())
                     .bind(row.last_seen.clone())
                     .bind(row.approved_at.clone())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();
@@ -118,7 +118,7 @@ macro_rules! impl_tool_pins {
                     .bind(row.approved_at.clone())
                     .bind(row.upstream.clone())
                     .bind(row.name.clone())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer.conn().await.map_err(AuditError::Query)?)
                     .await
                     .map_err(AuditError::Query)?
                     .rows_affected();
