@@ -93,12 +93,6 @@ impl<DB: Database> WriteConn<DB> {
         }
         result
     }
-
-    /// Drops a kept connection now, as after a crash; tests use it to check that the lane recovers.
-    #[cfg(test)]
-    pub(crate) fn discard(mut self) {
-        self.broken = true;
-    }
 }
 
 impl<DB: Database> Drop for WriteConn<DB> {
@@ -142,15 +136,22 @@ mod tests {
 
     use super::*;
 
+    /// A kept lane on a new file, its connection marked with the temporary table `mark`.
     async fn lane(dir: &tempfile::TempDir) -> WriteLane<Sqlite> {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("lane.db").display());
-        WriteLane::kept(
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect(&url)
-                .await
-                .unwrap(),
-        )
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let lane = WriteLane::kept(pool);
+        let mut conn = lane.conn().await.unwrap();
+        sqlx::query("CREATE TEMP TABLE mark (x)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        lane
     }
 
     /// Whether the connection handed out is the one that made `TEMP.mark` (temporary tables are per connection).
@@ -167,12 +168,6 @@ mod tests {
     async fn the_connection_is_kept_out_of_its_pool_between_writes() {
         let dir = tempfile::tempdir().unwrap();
         let lane = lane(&dir).await;
-        let mut conn = lane.conn().await.unwrap();
-        sqlx::query("CREATE TEMP TABLE mark (x)")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        drop(conn);
         for _ in 0..3 {
             assert!(marked(&lane).await);
             // Never given back, so never tested with a ping on the way.
@@ -186,17 +181,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lane = lane(&dir).await;
         let mut conn = lane.conn().await.unwrap();
-        sqlx::query("CREATE TEMP TABLE mark (x)")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
         // SQLite's own error (here a syntax error) leaves the connection as it is.
         let failed = sqlx::query("NOT SQL").execute(&mut *conn).await.map(|_| ());
         assert!(conn.checked(failed).is_err());
         drop(conn);
         assert!(marked(&lane).await);
         // A connection whose thread is gone is dropped; the next write gets a fresh one that works.
-        lane.conn().await.unwrap().discard();
+        let mut conn = lane.conn().await.unwrap();
+        assert!(conn.checked::<()>(Err(sqlx::Error::WorkerCrashed)).is_err());
+        drop(conn);
         assert!(!marked(&lane).await);
         let mut conn = lane.conn().await.unwrap();
         sqlx::query("CREATE TABLE t (x)")
