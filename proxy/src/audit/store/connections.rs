@@ -1,6 +1,6 @@
 //! Connecting to each database, and keeping the connections lean while toolgate runs: SQLite's pragmas, its
-//! readers' pool and its one writing connection (kept by the write lane), PostgreSQL's pool, the background WAL checkpoint, and the rest after
-//! a burst that gives back what the connections kept.
+//! readers' pool and its one writing connection (kept by the write lane), PostgreSQL's pool, the background WAL
+//! checkpoint, and the rest after a burst that gives back what the connections kept.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -186,13 +186,15 @@ impl AuditStore {
         let Backend::Sqlite(s) = &self.backend else {
             return None;
         };
-        let get = |pool| sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(pool);
-        let mut writer = s.writer.conn().await.ok()?;
-        let writer = sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
-            .fetch_one(&mut *writer)
-            .await
-            .ok()?;
-        Some((get(&s.pool).await.ok()?, writer))
+        async fn cache_size<'e>(on: impl sqlx::Executor<'e, Database = Sqlite>) -> Option<i64> {
+            sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(on)
+                .await
+                .ok()
+        }
+        let reader = cache_size(&s.pool).await?;
+        let writer = cache_size(&mut *s.writer.conn().await.ok()?).await?;
+        Some((reader, writer))
     }
 }
 
